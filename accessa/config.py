@@ -1,0 +1,160 @@
+"""The one settings model. Every field reads `ACCESSA_<NAME>` and has a local default.
+
+`get_settings()` is the module-level accessor; tests call `get_settings.cache_clear()`
+after changing the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_JWT_SECRET = "accessa-local-dev-secret-change-me-0123456789"
+
+STAGE_PORTS = {"api": 8000, "parser": 9101, "chunker": 9102, "embedder": 9103, "finalizer": 9104}
+
+
+class Settings(BaseSettings):
+    """Accessa Ingest settings (env prefix `ACCESSA_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ACCESSA_", extra="ignore")
+
+    # --- general
+    env: Literal["local", "test", "production"] = Field(
+        "local", description="Deployment environment; `production` refuses local secrets."
+    )
+    home: Path = Field(Path(".accessa"), description="State folder: data, logs, pids, storage.")
+    log_level: str = Field("INFO", description="Python log level.")
+    log_json: bool = Field(True, description="JSON log lines (with correlation id).")
+
+    # --- Kafka
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="External Kafka; unset = the embedded local broker."
+    )
+    kafka_port: int = Field(19092, description="Port of the embedded local broker.")
+    kafka_controller_port: int = Field(19093, description="KRaft controller port (embedded).")
+    kafka_heap: str = Field("768m", description="JVM heap of the embedded broker.")
+    topic_partitions: int = Field(6, ge=1, description="Partitions per pipeline topic.")
+    topic_prefix: str = Field("", description="Prefix for every topic (isolates test runs).")
+    group_prefix: str = Field("accessa-", description="Consumer group = prefix + stage name.")
+
+    # --- Postgres
+    database_url: str | None = Field(
+        None, description="External Postgres URL; unset = the embedded local server."
+    )
+    postgres_port: int = Field(54329, description="Port of the embedded local Postgres.")
+    db_pool_min: int = Field(1, ge=0, description="asyncpg pool minimum size.")
+    db_pool_max: int = Field(10, ge=1, description="asyncpg pool maximum size.")
+
+    # --- storage
+    storage_backend: Literal["local", "s3"] = Field("local", description="Object store.")
+    storage_dir: Path | None = Field(None, description="Local storage root (default HOME/storage).")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint URL.")
+    s3_bucket: str = Field("accessa", description="S3 bucket.")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_access_key_id: SecretStr = Field(SecretStr("test"), description="S3 access key id.")
+    s3_secret_access_key: SecretStr = Field(SecretStr("test"), description="S3 secret key.")
+
+    # --- stage runtime
+    stage_concurrency: int = Field(16, ge=1, description="Documents in flight per process.")
+    batch_max_records: int = Field(256, ge=1, description="Records fetched per poll.")
+    retry_max_attempts: int = Field(3, ge=0, description="Retry-topic attempts before the DLQ.")
+    retry_base_delay_s: float = Field(3.0, ge=0, description="Backoff base: delay = base * 2^n.")
+    shutdown_grace_s: float = Field(30.0, gt=0, description="Drain time on SIGTERM.")
+    health_port: int | None = Field(
+        None, description="Port for /health, /ready, /metrics (default per process)."
+    )
+    health_host: str = Field("127.0.0.1", description="Bind address of the health server.")
+    max_message_bytes: int = Field(1_048_576, description="Largest event the runtime accepts.")
+    fault_inject: str | None = Field(
+        None, description="TEST ONLY: `<stage>:<point>[:<n>]` SIGKILLs the process there."
+    )
+
+    # --- producer API
+    api_host: str = Field("127.0.0.1", description="API bind address.")
+    api_port: int = Field(8000, description="API port.")
+    api_url: str = Field("http://127.0.0.1:8000", description="API base URL the CLI calls.")
+    max_upload_mb: float = Field(25.0, gt=0, description="Largest accepted PDF (MB).")
+    jwt_secret: SecretStr = Field(SecretStr(LOCAL_JWT_SECRET), description="HS256 secret.")
+    jwt_audience: str = Field("authenticated", description="Required `aud` claim.")
+    jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 tokens.")
+    signed_url_ttl_s: int = Field(900, description="Lifetime of upload URLs.")
+    rate_uploads_per_day: int = Field(30, description="Uploads per user per day.")
+    rate_polls_per_minute: int = Field(10, description="Status polls per job per minute.")
+    rate_active_jobs: int = Field(2, description="Concurrent unfinished jobs per user.")
+    rate_requests_per_hour: int = Field(1000, description="Requests per endpoint per hour.")
+    rate_limits_enabled: bool = Field(True, description="Turn rate limiting off (benchmarks).")
+    outbox_poll_s: float = Field(0.5, description="Outbox relay idle poll interval.")
+
+    # --- parser
+    parser_backend: Literal["local", "llamaparse"] = Field("local", description="PDF parser.")
+    llamaparse_base_url: str = Field("http://127.0.0.1:8091", description="LlamaParse API.")
+    llamaparse_api_key: SecretStr = Field(SecretStr("llx-mock"), description="LlamaParse key.")
+    llamaparse_webhook_url: str | None = Field(None, description="Webhook mode callback URL.")
+    llamaparse_webhook_secret: SecretStr = Field(
+        SecretStr("whsec-local"), description="HMAC secret of LlamaParse webhooks."
+    )
+    llamaparse_timeout_s: float = Field(120.0, description="Give up on a parse job after.")
+
+    # --- chunker
+    chunker_version: str = Field("markdown-simple@1", description="Chunker id@version.")
+    chunk_target_tokens: int = Field(512, ge=32, description="Chunk token budget.")
+    chunk_overlap_tokens: int = Field(64, ge=0, description="Overlap between split chunks.")
+
+    # --- embedder
+    embed_provider: Literal["openai", "local"] = Field("openai", description="Embeddings.")
+    openai_base_url: str = Field("http://127.0.0.1:8092/v1", description="OpenAI API base.")
+    openai_api_key: SecretStr = Field(SecretStr("sk-mock"), description="OpenAI API key.")
+    embed_model: str = Field("text-embedding-3-small", description="Embedding model.")
+    embed_dimensions: int = Field(1536, description="Vector dimensions.")
+    embed_batch_inputs: int = Field(256, le=2048, description="Inputs per embeddings request.")
+    embed_batch_tokens: int = Field(300_000, description="Tokens per embeddings request.")
+    embed_max_inflight: int = Field(8, ge=1, description="Concurrent embedding requests.")
+    embed_price_per_mtok: float = Field(0.02, description="USD per million tokens.")
+    budget_user_daily_usd: float | None = Field(None, description="Per-user daily budget.")
+    budget_global_daily_usd: float | None = Field(None, description="Global daily budget.")
+
+    # --- mock servers
+    mock_llamaparse_port: int = Field(8091, description="Mock LlamaParse port.")
+    mock_openai_port: int = Field(8092, description="Mock OpenAI port.")
+    mock_latency_ms: float = Field(0.0, description="Mock added latency per request.")
+    mock_failure_rate: float = Field(0.0, ge=0, le=1, description="Mock transient failure rate.")
+
+    @model_validator(mode="after")
+    def _refuse_local_secrets_in_production(self) -> Settings:
+        if self.env == "production" and self.jwt_secret.get_secret_value() == LOCAL_JWT_SECRET:
+            raise ValueError("ACCESSA_JWT_SECRET must be set in production")
+        return self
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/accessa"
+
+    @property
+    def storage_root(self) -> Path:
+        return self.storage_dir or self.home / "storage"
+
+    def port_for(self, process: str) -> int:
+        """The health/metrics port of a process (`api`, `parser`, ...)."""
+        return self.health_port or STAGE_PORTS.get(process, 9100)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,117 @@
+"""Postgres access: the asyncpg pool, migrations, and user-scoped (RLS) transactions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from accessa.config import Settings
+
+SCHEMA = "upload_pipeline"
+_MIGRATION_LOCK = 0x0ACCE55A  # advisory lock id: one migrator at a time
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.execute(f"SET search_path = {SCHEMA}, public")
+    await register_vector(conn)
+    for typ in ("jsonb", "json"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
+    """A pool whose connections know the schema, pgvector and JSON codecs."""
+    kwargs: dict[str, Any] = {
+        "min_size": settings.db_pool_min,
+        "max_size": settings.db_pool_max,
+        "init": _init_connection,
+        "command_timeout": 60,
+    }
+    kwargs.update(overrides)
+    return await asyncpg.create_pool(settings.dsn, **kwargs)
+
+
+@asynccontextmanager
+async def user_transaction(
+    pool: asyncpg.Pool, user_id: uuid.UUID | str
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction running as `accessa_app` with `app.user_id` set: RLS applies to it."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL ROLE accessa_app")
+        await conn.execute("SELECT set_config('app.user_id', $1, true)", str(user_id))
+        yield conn
+
+
+# --- migrations
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) of every packaged migration, in order."""
+    folder = resources.files("accessa") / "migrations"
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(p.name, p.read_text()) for p in files]
+
+
+async def ensure_database(settings: Settings) -> None:
+    """Create the embedded default database if it does not exist yet."""
+    if not settings.embedded_postgres:
+        return
+    conn = await asyncpg.connect(settings.dsn.rsplit("/", 1)[0] + "/postgres")
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'accessa'")
+        if not exists:
+            await conn.execute("CREATE DATABASE accessa")
+    finally:
+        await conn.close()
+
+
+async def migrate(settings: Settings) -> list[str]:
+    """Apply pending migrations in order; return the names applied (empty when up to date)."""
+    await ensure_database(settings)
+    conn = await asyncpg.connect(settings.dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS public.accessa_migrations (
+                 name text PRIMARY KEY, checksum text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            r["name"]: r["checksum"]
+            for r in await conn.fetch("SELECT name, checksum FROM public.accessa_migrations")
+        }
+        for name, sql in migration_files():
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if name in done:
+                if done[name] != checksum:
+                    raise RuntimeError(f"migration {name} changed after it was applied")
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO public.accessa_migrations (name, checksum) VALUES ($1, $2)",
+                    name,
+                    checksum,
+                )
+            applied.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()
+    return applied
+
+
+async def applied_migrations(settings: Settings) -> list[str]:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        rows = await conn.fetch("SELECT name FROM public.accessa_migrations ORDER BY name")
+        return [r["name"] for r in rows]
+    finally:
+        await conn.close()

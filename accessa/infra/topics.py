@@ -1,0 +1,55 @@
+"""Create the pipeline topics (main, retry, DLQ) with the configured partition count."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from accessa.config import Settings
+from schemas.topics import Topics
+
+_DLQ_RETENTION_MS = str(30 * 24 * 3600 * 1000)
+
+
+def topics_for(settings: Settings) -> Topics:
+    return Topics(settings.topic_prefix, settings.retry_max_attempts)
+
+
+async def ensure_topics(settings: Settings) -> dict[str, int]:
+    """Create missing topics, grow partitions up to the setting; return name -> partitions."""
+    names = topics_for(settings).all()
+    want = settings.topic_partitions
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = await partition_counts(admin, names)
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=want,
+                replication_factor=1 if settings.embedded_kafka else -1,
+                topic_configs={"retention.ms": _DLQ_RETENTION_MS} if name.endswith(".dlq") else {},
+            )
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            # Another process may create them in between: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        grow = {n: NewPartitions(want) for n, count in existing.items() if count < want}
+        if grow:
+            await admin.create_partitions(grow)
+        return await partition_counts(admin, names)
+    finally:
+        await admin.close()
+
+
+async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    present = set(await admin.list_topics()) & set(names)
+    if not present:
+        return {}
+    described = await admin.describe_topics(sorted(present))
+    return {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
