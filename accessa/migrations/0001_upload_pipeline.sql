@@ -153,12 +153,16 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 
--- Stage dedup: one row per (consumer group, event id) processed; written in the stage's
--- own transaction so a redelivered event is skipped.
+-- Stage dedup: one row per (consumer, input event id), written in the stage's own
+-- transaction with the output it emits. A redelivered event skips the handler and
+-- re-emits the stored output (same event id, so the next stage dedups it too).
 CREATE TABLE processed_events (
-  consumer   text NOT NULL,
-  event_id   uuid NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now(),
+  consumer     text NOT NULL,
+  event_id     uuid NOT NULL,
+  output_topic text,
+  output_key   bytea,
+  output_value bytea,
+  created_at   timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (consumer, event_id)
 );
 

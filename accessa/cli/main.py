@@ -1,0 +1,65 @@
+"""The `accessa` command: the operator's interface. Every command has --help and --json."""
+
+from __future__ import annotations
+
+import uuid
+from importlib.metadata import version as pkg_version
+from typing import Annotated
+
+import typer
+
+from accessa.cli import infra
+from accessa.cli.output import console, emit_json
+from accessa.cli.run import run
+from accessa.config import get_settings
+
+app = typer.Typer(
+    name="accessa",
+    help="Accessa Ingest: PDFs to searchable chunks through Kafka stages.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(infra.app, name="infra")
+app.command("migrate")(infra.migrate_command)
+app.command("run")(run)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@app.command()
+def token(
+    user: Annotated[uuid.UUID, typer.Option(help="User id (the `sub` claim).")],
+    role: Annotated[str, typer.Option(help="`authenticated` or `service_role`.")] = "authenticated",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 86400,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mint a local development JWT (HS256 with the configured secret)."""
+    from accessa.auth import mint_token
+
+    tok = mint_token(get_settings(), user, role=role, ttl_s=ttl)
+    if as_json:
+        emit_json({"token": tok, "user_id": str(user), "role": role, "expires_in": ttl})
+    else:
+        typer.echo(tok)
+
+
+@app.command()
+def version(as_json: JsonOpt = False) -> None:
+    """Print the version of Accessa Ingest and its infrastructure."""
+    from accessa.infra.kafka import kafka_version
+    from accessa.infra.postgres import postgres_version
+
+    info = {
+        "accessa": pkg_version("accessa-ingest"),
+        "kafka": kafka_version(),
+        "postgres": postgres_version(),
+    }
+    if as_json:
+        emit_json(info)
+    else:
+        for key, value in info.items():
+            console.print(f"{key}: {value or 'not installed'}")
+
+
+if __name__ == "__main__":
+    app()

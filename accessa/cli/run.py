@@ -1,0 +1,108 @@
+"""`accessa run <process>`: one process in the foreground, or `all` as children."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from enum import StrEnum
+from typing import IO, Annotated
+
+import typer
+from rich.text import Text
+
+from accessa.cli.output import console
+from accessa.config import get_settings
+
+
+class Process(StrEnum):
+    api = "api"
+    parser = "parser"
+    chunker = "chunker"
+    embedder = "embedder"
+    finalizer = "finalizer"
+    mocks = "mocks"
+    all = "all"
+
+
+STAGE_PROCESSES = ("parser", "chunker", "embedder", "finalizer")
+_COLORS = {"api": "cyan", "parser": "green", "chunker": "yellow", "embedder": "magenta",
+           "finalizer": "blue", "mocks": "white"}  # fmt: skip
+
+
+def run(
+    process: Annotated[Process, typer.Argument(help="Which process to run.")],
+    with_mocks: Annotated[
+        bool, typer.Option(help="With `all`: also run the mock LlamaParse/OpenAI servers.")
+    ] = True,
+) -> None:
+    """Run a process until SIGTERM/SIGINT, then drain in-flight work and exit."""
+    settings = get_settings()
+    if process == Process.all:
+        names = (["mocks"] if with_mocks else []) + ["api", *STAGE_PROCESSES]
+        raise typer.Exit(run_children(names))
+    if process == Process.api:
+        from producer_api.main import serve
+
+        serve(settings)
+    elif process == Process.mocks:
+        import asyncio
+
+        from mocks.serve import serve_mocks
+
+        asyncio.run(serve_mocks(settings))
+    else:
+        from accessa.runtime.server import run_stage
+
+        module = importlib.import_module(f"consumers.{process.value}.app")
+        run_stage(module.stage, settings)
+
+
+def _pump(name: str, stream: IO[bytes]) -> None:
+    prefix = Text(f"{name:>9} | ", style=_COLORS.get(name, "white"))
+    for line in iter(stream.readline, b""):
+        console.print(prefix + Text(line.decode(errors="replace").rstrip()), highlight=False)
+
+
+def run_children(names: list[str]) -> int:
+    """Start each process as a child with prefixed logs; Ctrl-C/SIGTERM stops them all."""
+    env = {**os.environ, "ACCESSA_LOG_JSON": os.environ.get("ACCESSA_LOG_JSON", "false")}
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    for name in names:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "accessa.cli.main", "run", name],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        children[name] = proc
+        assert proc.stdout is not None
+        threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()
+
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    console.print(f"[bold]running {', '.join(names)}[/bold] — Ctrl-C stops everything")
+    while not stopping.is_set():
+        if any(p.poll() is not None for p in children.values()):
+            dead = [n for n, p in children.items() if p.poll() is not None]
+            console.print(f"[red]{', '.join(dead)} exited; stopping the rest[/red]")
+            break
+        stopping.wait(1.0)
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    grace = get_settings().shutdown_grace_s + 5
+    codes = []
+    for proc in children.values():
+        try:
+            codes.append(proc.wait(grace))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes.append(proc.wait())
+    return 0 if stopping.is_set() else 1

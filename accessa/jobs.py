@@ -1,0 +1,131 @@
+"""Job transitions and the audit trail. Plain keyword-only functions on a connection.
+
+Every transition writes an `events` row with the correlation id in the same transaction.
+A job never moves backwards: replays and out-of-order events leave a later status alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+# status -> (stage label shown to users, progress %)
+PROGRESS: dict[str, tuple[str, int]] = {
+    "uploaded": ("validated", 10),
+    "parse_queued": ("parsing", 20),
+    "parsed": ("parsed", 30),
+    "parse_validated": ("parse_validated", 35),
+    "chunking": ("chunking", 45),
+    "chunks_stored": ("chunked", 55),
+    "embedding_queued": ("embedding", 70),
+    "embedding_in_progress": ("embedding", 70),
+    "embeddings_stored": ("embeddings_buffered", 75),
+    "complete": ("complete", 100),
+}
+FAILED = ("failed_parse", "failed_chunking", "failed_embedding")
+_RANK = {status: rank for rank, status in enumerate(PROGRESS)}
+
+
+async def record_event(
+    conn: asyncpg.Connection,
+    *,
+    job_id: uuid.UUID | None,
+    document_id: uuid.UUID | None,
+    user_id: uuid.UUID | None,
+    stage: str,
+    kind: str,
+    correlation_id: str | None,
+    status: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO events (job_id, document_id, user_id, stage, kind, status,
+                               correlation_id, detail)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        job_id, document_id, user_id, stage, kind, status, correlation_id, detail or {},
+    )  # fmt: skip
+
+
+async def advance(
+    conn: asyncpg.Connection,
+    *,
+    job_id: uuid.UUID,
+    status: str,
+    actor: str,
+    state: str = "working",
+    **fields: Any,
+) -> bool:
+    """Move a job forward to `status` (and set `fields`); False if it is already past it."""
+    stage, percent = PROGRESS[status]
+    if status == "complete":
+        state = "done"
+    sets = [f"{name} = ${i}" for i, name in enumerate(fields, start=6)]
+    row = await conn.fetchrow(
+        f"""UPDATE upload_jobs
+            SET status = $2, state = $3, stage = $4,
+                progress = jsonb_build_object('percent', $5::int),
+                stage_times = stage_times || jsonb_build_object($4::text, now()),
+                completed_at = CASE WHEN $2 = 'complete' THEN now() ELSE completed_at END,
+                updated_at = now() {"".join(", " + s for s in sets)}
+            WHERE job_id = $1
+              AND status NOT IN ('failed_parse', 'failed_chunking', 'failed_embedding')
+              AND array_position(${len(fields) + 6}::text[], status) <= {_RANK[status]}
+            RETURNING user_id, document_id, correlation_id""",
+        job_id, status, state, stage, percent, *fields.values(), list(PROGRESS),
+    )  # fmt: skip
+    if row is None:
+        return False
+    await record_event(
+        conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
+        stage=actor, kind="advanced", status=status, correlation_id=row["correlation_id"],
+        detail={"percent": percent, **{k: str(v) for k, v in fields.items()}},
+    )  # fmt: skip
+    return True
+
+
+async def fail(
+    conn: asyncpg.Connection,
+    *,
+    job_id: uuid.UUID,
+    status: str,
+    actor: str,
+    error: dict[str, Any],
+    state: str = "deadletter",
+) -> bool:
+    """Mark a job `failed_*` with a readable `last_error`; a complete job is left alone."""
+    row = await conn.fetchrow(
+        """UPDATE upload_jobs
+           SET status = $2, state = $3, stage = $2, last_error = $4, updated_at = now()
+           WHERE job_id = $1 AND status <> 'complete'
+           RETURNING user_id, document_id, correlation_id""",
+        job_id, status, state, error,
+    )  # fmt: skip
+    if row is None:
+        return False
+    await record_event(
+        conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
+        stage=actor, kind="failed", status=status, correlation_id=row["correlation_id"],
+        detail=error,
+    )  # fmt: skip
+    return True
+
+
+async def retrying(
+    conn: asyncpg.Connection, *, job_id: uuid.UUID, actor: str, error: dict[str, Any]
+) -> None:
+    """Record a transient failure: state `retryable`, attempt counted, reason kept."""
+    row = await conn.fetchrow(
+        """UPDATE upload_jobs
+           SET state = 'retryable', retry_count = retry_count + 1, last_error = $2,
+               updated_at = now()
+           WHERE job_id = $1 AND state NOT IN ('done', 'deadletter')
+           RETURNING user_id, document_id, correlation_id""",
+        job_id, error,
+    )  # fmt: skip
+    if row is not None:
+        await record_event(
+            conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
+            stage=actor, kind="retrying", correlation_id=row["correlation_id"], detail=error,
+        )  # fmt: skip

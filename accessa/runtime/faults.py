@@ -1,0 +1,37 @@
+"""Test-only fault injection: `ACCESSA_FAULT_INJECT=<stage>:<point>[:<n>]` SIGKILLs the process
+the n-th time (default 1st) it reaches `point`. Inert when the setting is unset (production).
+
+Points: `before_db_commit`, `after_db_commit`, `after_produce`, and stage-specific ones such as
+`mid_embed`. A marker file under ACCESSA_HOME makes each fault fire once across restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from accessa.config import Settings
+
+
+class FaultInjector:
+    def __init__(self, settings: Settings, stage: str) -> None:
+        self.target: tuple[str, int] | None = None
+        self.hits = 0
+        spec = settings.fault_inject
+        if spec:
+            parts = spec.split(":")
+            if parts[0] == stage:
+                self.target = (parts[1], int(parts[2]) if len(parts) > 2 else 1)
+        self.marker = settings.home / "faults" / f"{spec}".replace(":", "_").replace("/", "_")
+
+    def point(self, name: str) -> None:
+        """Die here if this is the configured point (and it has not fired before)."""
+        if self.target is None or self.target[0] != name:
+            return
+        self.hits += 1
+        if self.hits < self.target[1] or self.marker.exists():
+            return
+        self.marker.parent.mkdir(parents=True, exist_ok=True)
+        Path(self.marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,35 @@
+"""Consumer lag per partition (end offset - the group's committed offset) as a metric."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from accessa.runtime import metrics
+
+if TYPE_CHECKING:
+    from accessa.runtime.stage import StageRuntime
+
+log = logging.getLogger("accessa.lag")
+
+
+async def lag_reporter(runtime: StageRuntime, interval_s: float = 10.0) -> None:
+    """Every `interval_s`, publish the lag of the partitions this replica owns."""
+    while True:
+        await asyncio.sleep(interval_s)  # a reporting period, not synchronisation
+        with contextlib.suppress(Exception):
+            for sub in runtime.broker.subscribers:
+                consumer = getattr(sub, "consumer", None)
+                if consumer is None:
+                    continue
+                parts = list(consumer.assignment())
+                if not parts:
+                    continue
+                ends = await consumer.end_offsets(parts)
+                for tp in parts:
+                    committed = await consumer.committed(tp) or 0
+                    metrics.CONSUMER_LAG.labels(runtime.app.name, tp.topic, tp.partition).set(
+                        max(ends.get(tp, 0) - committed, 0)
+                    )

@@ -1,0 +1,386 @@
+"""The stage runtime: the one place that knows consume, commit, retry, DLQ, metrics, shutdown.
+
+A stage is a typed handler `async (event, ctx) -> output event | None` that does its work and
+commits through `ctx.commit(output)`. Per record the runtime runs
+
+    decode → (already committed? re-emit the stored output) → handler → produce → ...
+
+and, once every record of the polled batch has produced its output (or its retry / DLQ record),
+commits the offsets. Records of one document (the message key) run in order; different
+documents run concurrently up to `stage_concurrency`.
+
+Failures, by type (accessa.errors):
+- TransientError: to `<topic>.retry.<n>` due in `retry_base_delay_s * 2^(n-1)`; after the last
+  attempt, the DLQ. RecoverableError never exhausts attempts.
+- PermanentError (PoisonMessage included): to `<topic>.dlq` now, job -> `failed_<stage>`.
+- Database or broker unreachable: the record is retried in place (no attempt is spent) until
+  the infrastructure is back or the process shuts down.
+
+FastStream owns the consumer loop, graceful drain and publishing. We use its aiokafka consumer
+directly only to pause/seek/resume retry partitions, which FastStream does not expose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from accessa import jobs
+from accessa.config import Settings
+from accessa.errors import PermanentError, PipelineError, PoisonMessage, RecoverableError
+from accessa.logs import correlation_id
+from accessa.runtime import metrics
+from accessa.runtime.context import AlreadyCommitted, StageContext, StageResources
+from schemas.events import Event, decode_event
+from schemas.headers import Headers
+from schemas.topics import STAGES, Stage, Topics
+
+log = logging.getLogger("accessa.runtime")
+
+Handler = Callable[[Any, StageContext], Awaitable[Event | None]]
+_INFRA_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+@dataclass
+class Outcome:
+    """What to produce for one record: (topic, key, value, headers) or nothing."""
+
+    produce: list[tuple[str, bytes | None, bytes, dict[str, str]]] = field(default_factory=list)
+
+
+@dataclass
+class StageApp:
+    """A stage: its name, input event model and handler. `consumers/<stage>/app.py` makes one."""
+
+    name: str
+    input_model: type[Event]
+    stage: Stage | None = None  # defaults to STAGES[name]
+    handler: Handler | None = None
+    max_records: int | None = None
+    startup: list[Callable[[StageResources], Awaitable[None]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.stage = self.stage or STAGES[self.name]
+
+    def handle(self, fn: Handler) -> Handler:
+        self.handler = fn
+        return fn
+
+    def on_startup(
+        self, fn: Callable[[StageResources], Awaitable[None]]
+    ) -> Callable[[StageResources], Awaitable[None]]:
+        self.startup.append(fn)
+        return fn
+
+
+def _headers(record: ConsumerRecord) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in record.headers or ():
+        try:
+            out[key] = value.decode() if value is not None else ""
+        except UnicodeDecodeError:
+            continue  # a garbled header is dropped, never fatal
+    return out
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+class StageRuntime:
+    """Runs one StageApp on a FastStream KafkaBroker."""
+
+    def __init__(self, app: StageApp, settings: Settings, resources: StageResources) -> None:
+        self.app = app
+        self.settings = settings
+        self.res = resources
+        assert app.stage is not None
+        self.stage = app.stage
+        self.topics = Topics(settings.topic_prefix, settings.retry_max_attempts)
+        self.group = f"{settings.topic_prefix}{settings.group_prefix}{app.name}"
+        self.input_topic = self.topics.name(self.stage.input)
+        self.output_topic = self.topics.name(self.stage.output)
+        self.sem = asyncio.Semaphore(settings.stage_concurrency)
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers,
+            client_id=f"accessa-{app.name}",
+            graceful_timeout=settings.shutdown_grace_s,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+        )
+        self._register()
+
+    # --- wiring
+
+    def _register(self) -> None:
+        common: dict[str, Any] = {
+            "batch": True,
+            "ack_policy": AckPolicy.MANUAL,
+            "auto_offset_reset": "earliest",
+            "max_records": self.app.max_records or self.settings.batch_max_records,
+            "batch_timeout_ms": 100,
+            "max_poll_interval_ms": 600_000,
+            "max_partition_fetch_bytes": self.settings.max_message_bytes * 2,
+        }
+        main = self.broker.subscriber(self.input_topic, group_id=self.group, **common)
+        main(self._on_main_batch)
+        if self.settings.retry_max_attempts:
+            retry_topics = [
+                self.topics.retry(self.stage.input, n)
+                for n in range(1, self.settings.retry_max_attempts + 1)
+            ]
+            retry = self.broker.subscriber(*retry_topics, group_id=f"{self.group}-retry", **common)
+            retry(self._on_retry_batch)
+
+    async def start(self) -> None:
+        for hook in self.app.startup:
+            await hook(self.res)
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        """Stop fetching, drain in-flight batches (graceful_timeout), leave the group."""
+        await self.broker.stop()
+
+    # --- batches
+
+    async def _on_main_batch(self, msg: KafkaMessage) -> None:
+        await self._run_batch(msg, list(msg.raw_message))
+
+    async def _on_retry_batch(self, msg: KafkaMessage) -> None:
+        """Run the records that are due; pause each partition at its first not-due record."""
+        due: list[ConsumerRecord] = []
+        held: set[TopicPartition] = set()
+        now_ms = time.time() * 1000
+        for record in msg.raw_message:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in held:
+                continue
+            due_at = _int(_headers(record).get(Headers.DUE_AT))
+            if due_at > now_ms:
+                held.add(tp)
+                self._hold(msg, tp, record.offset, (due_at - now_ms) / 1000)
+            else:
+                due.append(record)
+        await self._run_batch(msg, due)
+
+    def _hold(self, msg: KafkaMessage, tp: TopicPartition, offset: int, delay_s: float) -> None:
+        consumer = msg.consumer
+        consumer.seek(tp, offset)
+        consumer.pause(tp)
+
+        def resume() -> None:
+            if tp in consumer.assignment():
+                consumer.resume(tp)
+
+        asyncio.get_running_loop().call_later(max(delay_s, 0.0), resume)
+
+    async def _run_batch(self, msg: KafkaMessage, records: Sequence[ConsumerRecord]) -> None:
+        by_document: dict[tuple[str, int, bytes | None], list[ConsumerRecord]] = defaultdict(list)
+        for record in records:
+            by_document[(record.topic, record.partition, record.key)].append(record)
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            await asyncio.gather(*(self._run_in_order(rs, futures) for rs in by_document.values()))
+            await self._confirm(futures)
+            self.res.faults.point("after_produce")
+            await msg.ack()
+        except BaseException:
+            await msg.nack()  # rewind every partition of the batch: nothing is skipped
+            raise
+
+    async def _run_in_order(self, records: list[ConsumerRecord], futures: list[Any]) -> None:
+        async with self.sem:
+            for record in records:
+                outcome = await self._handle_with_infra_retry(record)
+                for topic, key, value, headers in outcome.produce:
+                    futures.append(await self._send(topic, key, value, headers))
+
+    async def _send(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]
+    ) -> Any:
+        return await self.broker.publish(value, topic, key=key, headers=headers, no_confirm=True)
+
+    async def _confirm(self, futures: list[Any]) -> None:
+        """Wait for every produce; if the broker is down, keep trying until it is back."""
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                log.warning("produce failed, will re-check: %s", exc)
+                await asyncio.sleep(delay)  # backoff while the broker is unreachable
+                delay = min(delay * 2, 10)
+                futures = [f for f in futures if not f.done() or f.exception() is None]
+                if all(f.done() for f in futures):
+                    raise  # delivery of some record failed for good: rewind the batch
+
+    # --- one record
+
+    async def _handle_with_infra_retry(self, record: ConsumerRecord) -> Outcome:
+        delay = 0.5
+        while True:
+            try:
+                return await self._handle(record)
+            except _INFRA_ERRORS as exc:
+                log.warning("infrastructure unavailable, retrying in place: %r", exc)
+                await asyncio.sleep(delay)  # backoff: the database or broker is restarting
+                delay = min(delay * 2, 10)
+
+    async def _handle(self, record: ConsumerRecord) -> Outcome:
+        headers = _headers(record)
+        cid = headers.get(Headers.CORRELATION_ID) or str(uuid.uuid4())
+        headers[Headers.CORRELATION_ID] = cid
+        token = correlation_id.set(cid)
+        attempt = _int(headers.get(Headers.ATTEMPT))
+        metrics.IN_FLIGHT.labels(self.app.name).inc()
+        started = time.perf_counter()
+        event: Event | None = None
+        try:
+            if len(record.value or b"") > self.settings.max_message_bytes:
+                raise PoisonMessage(
+                    f"message of {len(record.value)} bytes exceeds the limit", code="oversized"
+                )
+            event = decode_event(self.app.input_model, record.value)
+            stored = await self._stored_output(event.event_id)
+            if stored is not None:
+                metrics.MESSAGES.labels(self.app.name, "duplicate").inc()
+                return self._emit(stored, headers, event)
+            ctx = StageContext(
+                stage=self.app.name, consumer=self.group, event=event, attempt=attempt,
+                res=self.res, output_topic=self.output_topic,
+            )  # fmt: skip
+            assert self.app.handler is not None
+            output = await self.app.handler(event, ctx)
+            if not ctx.committed:
+                raise RuntimeError(f"{self.app.name} handler returned without ctx.commit()")
+            self.res.faults.point("after_db_commit")
+            metrics.MESSAGES.labels(self.app.name, "processed").inc()
+            stored_out = (output.key(), output.to_bytes()) if output else None
+            return self._emit(stored_out, headers, event)
+        except AlreadyCommitted:
+            assert event is not None
+            metrics.MESSAGES.labels(self.app.name, "duplicate").inc()
+            return self._emit(await self._stored_output(event.event_id), headers, event)
+        except _INFRA_ERRORS:
+            raise
+        except Exception as exc:
+            return await self._failed(record, headers, attempt, event, exc)
+        finally:
+            metrics.IN_FLIGHT.labels(self.app.name).dec()
+            metrics.DURATION.labels(self.app.name).observe(time.perf_counter() - started)
+            correlation_id.reset(token)
+
+    async def _stored_output(self, event_id: uuid.UUID) -> tuple[bytes | None, bytes] | None:
+        row = await self.res.pool.fetchrow(
+            "SELECT output_key, output_value FROM processed_events "
+            "WHERE consumer = $1 AND event_id = $2",
+            self.group,
+            event_id,
+        )
+        if row is None:
+            return None
+        return (row["output_key"], row["output_value"]) if row["output_value"] else (None, b"")
+
+    def _emit(
+        self, stored: tuple[bytes | None, bytes] | None, headers: dict[str, str], event: Event
+    ) -> Outcome:
+        if not stored or not stored[1]:
+            return Outcome()
+        out = {k: headers[k] for k in Headers.PROPAGATED if k in headers}
+        out.update({
+            Headers.JOB_ID: str(event.job_id),
+            Headers.DOCUMENT_ID: str(event.document_id),
+            Headers.USER_ID: str(event.user_id),
+        })  # fmt: skip
+        return Outcome([(self.output_topic, stored[0], stored[1], out)])
+
+    # --- failures
+
+    async def _failed(
+        self,
+        record: ConsumerRecord,
+        headers: dict[str, str],
+        attempt: int,
+        event: Event | None,
+        exc: Exception,
+    ) -> Outcome:
+        error = exc if isinstance(exc, PipelineError) else None
+        code = error.code if error else f"unexpected_{type(exc).__name__}"
+        message = error.message if error else str(exc) or type(exc).__name__
+        kind = "permanent" if isinstance(exc, PermanentError) else "transient"
+        metrics.FAILURES.labels(self.app.name, kind, code).inc()
+        reason = {"stage": self.app.name, "code": code, "message": message[:2000],
+                  "class": kind, "attempt": attempt}  # fmt: skip
+        job_id = event.job_id if event else _uuid(headers.get(Headers.JOB_ID))
+        original = headers.get(Headers.ORIGINAL_TOPIC, record.topic)
+        recoverable = isinstance(exc, RecoverableError)
+        if kind == "transient" and (recoverable or attempt < self.settings.retry_max_attempts):
+            n = min(attempt + 1, max(self.settings.retry_max_attempts, 1))
+            delay = self.settings.retry_base_delay_s * 2 ** (n - 1)
+            delay = max(delay, getattr(exc, "defer_s", None) or 0.0)
+            log.warning("transient failure, retry %d in %.1fs: %s: %s", n, delay, code, message)
+            if job_id:
+                async with self.res.pool.acquire() as conn, conn.transaction():
+                    await jobs.retrying(conn, job_id=job_id, actor=self.app.name, error=reason)
+            retry_headers = {
+                **headers,
+                Headers.ATTEMPT: str(attempt if recoverable else n),
+                Headers.DUE_AT: str(int(time.time() * 1000 + delay * 1000)),
+                Headers.ORIGINAL_TOPIC: original,
+                Headers.ORIGINAL_PARTITION: headers.get(
+                    Headers.ORIGINAL_PARTITION, str(record.partition)
+                ),
+                Headers.ORIGINAL_OFFSET: headers.get(Headers.ORIGINAL_OFFSET, str(record.offset)),
+                Headers.ERROR_CODE: code,
+            }
+            metrics.MESSAGES.labels(self.app.name, "retried").inc()
+            return Outcome([(self.topics.retry(self.stage.input, n), record.key,
+                             record.value or b"", retry_headers)])  # fmt: skip
+        log.error("dead-lettering record: %s: %s", code, message)
+        if job_id:
+            async with self.res.pool.acquire() as conn, conn.transaction():
+                await jobs.fail(conn, job_id=job_id, status=self.stage.failed_status,
+                                actor=self.app.name, error=reason)  # fmt: skip
+        stack = "".join(traceback.format_exception(exc, limit=-3))[-1500:]
+        dlq_headers = {
+            **headers,
+            Headers.ERROR_CLASS: kind,
+            Headers.ERROR_CODE: code,
+            Headers.ERROR_MESSAGE: message[:1000],
+            Headers.ERROR_STACK: stack,
+            Headers.ORIGINAL_TOPIC: original,
+            Headers.ORIGINAL_PARTITION: headers.get(
+                Headers.ORIGINAL_PARTITION, str(record.partition)
+            ),
+            Headers.ORIGINAL_OFFSET: headers.get(Headers.ORIGINAL_OFFSET, str(record.offset)),
+            Headers.FAILED_AT: str(int(time.time() * 1000)),
+        }
+        metrics.MESSAGES.labels(self.app.name, "dead_lettered").inc()
+        return Outcome([(self.topics.dlq(self.stage.input), record.key, record.value or b"",
+                         dlq_headers)])  # fmt: skip
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
