@@ -20,7 +20,6 @@ _MIGRATION_LOCK = 0x0ACCE55A  # advisory lock id: one migrator at a time
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.execute(f"SET search_path = {SCHEMA}, public")
     await register_vector(conn)
     for typ in ("jsonb", "json"):
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -33,6 +32,8 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
         "max_size": settings.db_pool_max,
         "init": _init_connection,
         "command_timeout": 60,
+        # A startup parameter, not a SET: the pool's RESET ALL on release keeps it.
+        "server_settings": {"search_path": f"{SCHEMA}, public"},
     }
     kwargs.update(overrides)
     return await asyncpg.create_pool(settings.dsn, **kwargs)

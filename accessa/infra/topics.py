@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -42,9 +44,21 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         grow = {n: NewPartitions(want) for n, count in existing.items() if count < want}
         if grow:
             await admin.create_partitions(grow)
-        return await partition_counts(admin, names)
+        return await _settled(admin, names, want)
     finally:
         await admin.close()
+
+
+async def _settled(admin: AIOKafkaAdminClient, names: list[str], want: int) -> dict[str, int]:
+    """Wait until the metadata shows every topic with its partitions (creation is async)."""
+    deadline = time.monotonic() + 30
+    while True:
+        counts = await partition_counts(admin, names)
+        if len(counts) == len(names) and all(c >= want for c in counts.values()):
+            return counts
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics not ready: {sorted(set(names) - set(counts))}")
+        await asyncio.sleep(0.1)  # metadata poll interval
 
 
 async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -59,6 +59,24 @@ def health_app(
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but a shutdown that drained cleanly exits 0 instead of re-raising SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+def serve_asgi(asgi: object, host: str, port: int, grace_s: float) -> None:
+    config = uvicorn.Config(
+        asgi, host=host, port=port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=int(grace_s),
+    )  # fmt: skip
+    DrainingServer(config).run()
+
+
 def run_stage(app: StageApp, settings: Settings) -> None:
     """Run one stage process until SIGTERM/SIGINT, then drain and leave the group."""
     setup_logging(app.name, settings.log_level, settings.log_json)
@@ -88,11 +106,4 @@ def run_stage(app: StageApp, settings: Settings) -> None:
         return await broker_reachable(settings.bootstrap_servers, timeout_s=3)
 
     asgi = health_app(app.name, lifespan, {"postgres": db_ready, "kafka": kafka_ready})
-    uvicorn.run(
-        asgi,
-        host=settings.health_host,
-        port=settings.port_for(app.name),
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
-    )
+    serve_asgi(asgi, settings.health_host, settings.port_for(app.name), settings.shutdown_grace_s)

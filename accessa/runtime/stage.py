@@ -37,7 +37,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
+from faststream.kafka.annotations import KafkaMessage
 
 from accessa import jobs
 from accessa.config import Settings
@@ -125,6 +125,8 @@ class StageRuntime:
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            logger=logging.getLogger("accessa.faststream"),
+            log_level=logging.DEBUG,  # per-batch access lines only when debugging
         )
         self._register()
 

@@ -1,0 +1,70 @@
+"""Test-only stages built on the real runtime. Run one as a process:
+
+    python -m tests.integration.stages echo|sink
+
+`echo` consumes `uploaded`, writes one row per event, emits `parsed`. Its behaviour is chosen by
+the event's filename: `transient*` fails transiently on attempt 0, `permanent*` fails for good,
+`slow*` takes two seconds of work. `sink` consumes `parsed` and records one effect per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from accessa.config import get_settings
+from accessa.errors import PermanentError, TransientError
+from accessa.runtime.context import StageContext
+from accessa.runtime.server import run_stage
+from accessa.runtime.stage import StageApp
+from schemas.events import DocumentParsed, DocumentUploaded
+from schemas.topics import Stage
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS public.runtime_test_rows (
+  id bigint GENERATED ALWAYS AS IDENTITY, prefix text, event_id uuid, attempt int);
+CREATE TABLE IF NOT EXISTS public.runtime_test_effects (
+  id bigint GENERATED ALWAYS AS IDENTITY, prefix text, event_id uuid);
+"""
+
+echo = StageApp(
+    "echo", DocumentUploaded, stage=Stage("parser", "uploaded", "parsed", "failed_parse")
+)
+sink = StageApp(
+    "sink", DocumentParsed, stage=Stage("chunker", "parsed", "chunked", "failed_chunking")
+)
+
+
+@echo.handle
+async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentParsed:
+    if event.filename.startswith("transient") and ctx.attempt == 0:
+        raise TransientError("the upstream service is busy", code="test_busy")
+    if event.filename.startswith("permanent"):
+        raise PermanentError("this document can never be processed", code="test_permanent")
+    if event.filename.startswith("slow"):
+        await asyncio.sleep(2)  # simulated work, so a SIGTERM arrives mid-message
+    output = DocumentParsed(
+        event_id=DocumentParsed.make_id(event.job_id),
+        job_id=event.job_id, document_id=event.document_id, user_id=event.user_id,
+        correlation_id=event.correlation_id, parsed_path="parsed/x.md",
+        parsed_sha256="0" * 64, pages=1, parser="echo",
+    )  # fmt: skip
+    async with ctx.commit(output) as conn:
+        await conn.execute(
+            "INSERT INTO public.runtime_test_rows (prefix, event_id, attempt) VALUES ($1, $2, $3)",
+            ctx.settings.topic_prefix, event.event_id, ctx.attempt,
+        )  # fmt: skip
+    return output
+
+
+@sink.handle
+async def on_parsed(event: DocumentParsed, ctx: StageContext) -> None:
+    async with ctx.commit(None) as conn:
+        await conn.execute(
+            "INSERT INTO public.runtime_test_effects (prefix, event_id) VALUES ($1, $2)",
+            ctx.settings.topic_prefix, event.event_id,
+        )  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_stage({"echo": echo, "sink": sink}[sys.argv[1]], get_settings())

@@ -1,0 +1,267 @@
+"""The stage runtime against the real broker and Postgres, through a test-only stage."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from accessa.config import Settings
+from accessa.db import applied_migrations, migrate
+from accessa.infra.topics import ensure_topics
+from accessa.runtime.context import StageResources
+from accessa.runtime.faults import FaultInjector
+from accessa.runtime.stage import StageApp, StageRuntime
+from accessa.storage import make_storage
+from schemas.headers import Headers
+from tests.integration.stages import TABLES, echo, sink
+from tests.utils import (
+    free_port,
+    header_map,
+    produce,
+    produce_events,
+    read_topic,
+    start_process,
+    uploaded_event,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+StartStage = Callable[..., Awaitable[StageRuntime]]
+
+
+@pytest.fixture
+async def topics(isolated_settings: Settings, pool: asyncpg.Pool) -> Settings:
+    await ensure_topics(isolated_settings)
+    await pool.execute(TABLES)
+    return isolated_settings
+
+
+@pytest.fixture
+async def start_stage(topics: Settings, pool: asyncpg.Pool) -> AsyncIterator[StartStage]:
+    """Run stages in this event loop on the test's own topics; stopped at the end."""
+    running: list[StageRuntime] = []
+
+    async def start(app: StageApp, **overrides: object) -> StageRuntime:
+        settings = topics.model_copy(update=overrides)
+        res = StageResources(settings, pool, make_storage(settings), FaultInjector(settings, "x"))
+        runtime = StageRuntime(app, settings, res)
+        await runtime.start()
+        running.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in running:
+        await runtime.stop()
+
+
+async def rows(pool: asyncpg.Pool, prefix: str, table: str = "runtime_test_rows") -> list:
+    return await pool.fetch(f"SELECT * FROM public.{table} WHERE prefix = $1 ORDER BY id", prefix)
+
+
+async def test_topics_are_created_with_the_configured_partitions(topics: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [f"{topics.topic_prefix}uploaded", f"{topics.topic_prefix}chunked.retry.2",
+                 f"{topics.topic_prefix}embedded.dlq"]  # fmt: skip
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    assert {t["topic"]: len(t["partitions"]) for t in described} == dict.fromkeys(
+        names, topics.topic_partitions
+    )
+
+
+async def test_migrations_apply_twice_and_the_second_run_changes_nothing(infra: Settings) -> None:
+    assert await migrate(infra) == []
+    assert "0001_upload_pipeline.sql" in await applied_migrations(infra)
+
+
+async def test_stage_writes_one_row_per_event_and_emits_with_correlation_headers(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    events = [uploaded_event(f"ok-{i}.pdf") for i in range(5)]
+    await start_stage(echo)
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", events)
+
+    async def five_out() -> list:
+        out = await read_topic(topics, f"{topics.topic_prefix}parsed")
+        return out if len(out) >= 5 else []
+
+    out = await wait_for(five_out, what="5 output events")
+    assert len(out) == 5
+    assert len(await rows(pool, topics.topic_prefix)) == 5
+    by_key = {r.key: header_map(r) for r in out}
+    for event in events:
+        headers = by_key[event.key()]
+        assert headers[Headers.CORRELATION_ID] == event.correlation_id
+        assert headers[Headers.JOB_ID] == str(event.job_id)
+
+
+async def test_transient_error_comes_back_after_its_backoff_via_the_retry_topic(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    await start_stage(echo, retry_base_delay_s=1.5)
+    event = uploaded_event("transient.pdf")
+    sent = time.time()
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", [event])
+
+    done = await wait_for(lambda: rows(pool, topics.topic_prefix), timeout=30)
+    assert [r["attempt"] for r in done] == [1]
+    retried = await read_topic(topics, f"{topics.topic_prefix}uploaded.retry.1")
+    assert len(retried) == 1
+    headers = header_map(retried[0])
+    due_ms = int(headers[Headers.DUE_AT])
+    assert due_ms >= sent * 1000 + 1500 - 50  # base delay 1.5 s * 2^0
+    assert time.time() * 1000 >= due_ms  # it ran only once due
+    assert headers[Headers.ERROR_CODE] == "test_busy"
+
+
+async def test_permanent_error_lands_in_the_dlq_with_error_headers_and_fails_the_job(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    user, document, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await _insert_job(pool, user, document, job)
+    event = uploaded_event("permanent.pdf", job_id=job, document_id=document, user_id=user)
+    await start_stage(echo)
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", [event])
+
+    dlq_topic = f"{topics.topic_prefix}uploaded.dlq"
+    dead = await wait_for(lambda: read_topic(topics, dlq_topic), what="a DLQ record")
+    headers = header_map(dead[0])
+    assert headers[Headers.ERROR_CLASS] == "permanent"
+    assert headers[Headers.ERROR_CODE] == "test_permanent"
+    assert "never be processed" in headers[Headers.ERROR_MESSAGE]
+    assert headers[Headers.ORIGINAL_TOPIC] == f"{topics.topic_prefix}uploaded"
+    assert {Headers.ORIGINAL_PARTITION, Headers.ORIGINAL_OFFSET, Headers.ERROR_STACK} <= set(
+        headers
+    )
+    assert dead[0].value == event.to_bytes()
+    job_row = await pool.fetchrow("SELECT * FROM upload_jobs WHERE job_id = $1", job)
+    assert (job_row["status"], job_row["state"]) == ("failed_parse", "deadletter")
+    assert job_row["last_error"]["code"] == "test_permanent"
+
+
+async def test_malformed_message_is_dead_lettered_and_the_next_on_its_partition_runs(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    good = uploaded_event("ok.pdf")
+    topic = f"{topics.topic_prefix}uploaded"
+    await produce(topics, topic, [b"{not json", b'{"schema_version": 9}'], partition=0)
+    await produce(topics, topic, [good.to_bytes()], keys=[good.key()], partition=0)
+    await start_stage(echo)
+
+    await wait_for(lambda: _count(pool, topics.topic_prefix, 1), what="the good message")
+    dead = await wait_for(lambda: read_topic(topics, f"{topic}.dlq"), what="DLQ records")
+    assert sorted(header_map(r)[Headers.ERROR_CODE] for r in dead) == [
+        "not_json",
+        "wrong_schema_version",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point", ["before_db_commit:3", "after_db_commit:3", "after_produce:1"]
+)  # records 1-2 are done when record 3 dies; after_produce counts whole batches
+async def test_sigkill_at_a_commit_point_then_restart_gives_exactly_one_row_and_one_effect(
+    point: str, start_stage: StartStage, topics: Settings, pool: asyncpg.Pool, tmp_path
+) -> None:
+    events = [uploaded_event(f"ok-{i}.pdf") for i in range(6)]
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", events)
+    env = _process_env(topics, tmp_path) | {"ACCESSA_FAULT_INJECT": f"echo:{point}"}
+    log = tmp_path / "echo.log"
+    victim = start_process(["tests.integration.stages", "echo"], env, log)
+    code = await wait_for(lambda: asyncio.to_thread(victim.poll), timeout=60, what="the kill")
+    assert code == -signal.SIGKILL, log.read_text()[-3000:]
+
+    survivor = start_process(["tests.integration.stages", "echo"], env, log)
+    try:
+        await start_stage(sink)
+        await wait_for(lambda: _count(pool, topics.topic_prefix, 6, "runtime_test_effects"),
+                       timeout=60, what="6 downstream effects")  # fmt: skip
+        stored = await rows(pool, topics.topic_prefix)
+        assert sorted(str(r["event_id"]) for r in stored) == sorted(str(e.event_id) for e in events)
+        effects = await rows(pool, topics.topic_prefix, "runtime_test_effects")
+        assert len(effects) == 6 == len({r["event_id"] for r in effects})
+    finally:
+        survivor.terminate()
+        survivor.wait(30)
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_the_in_flight_message_and_exits_cleanly(
+    topics: Settings, pool: asyncpg.Pool, tmp_path
+) -> None:
+    port = free_port()
+    env = _process_env(topics, tmp_path) | {"ACCESSA_HEALTH_PORT": str(port)}
+    proc = start_process(["tests.integration.stages", "echo"], env, tmp_path / "echo.log")
+    try:
+        await produce_events(topics, f"{topics.topic_prefix}uploaded", [uploaded_event("slow.pdf")])
+
+        async def in_flight() -> bool:
+            try:
+                async with httpx.AsyncClient() as client:
+                    text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.HTTPError:
+                return False
+            return 'accessa_stage_in_flight{stage="echo"} 1.0' in text
+
+        await wait_for(in_flight, timeout=60, what="the slow message in flight")
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0
+    assert len(await rows(pool, topics.topic_prefix)) == 1
+    assert len(await read_topic(topics, f"{topics.topic_prefix}parsed")) == 1
+    # The offset was committed before leaving: a new consumer of the group has no lag.
+    admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(
+            f"{topics.topic_prefix}{topics.group_prefix}echo"
+        )
+    finally:
+        await admin.close()
+    assert sum(o.offset for tp, o in offsets.items() if tp.topic.endswith("uploaded")) == 1
+
+
+# --- helpers
+
+
+async def _count(pool: asyncpg.Pool, prefix: str, n: int, table: str = "runtime_test_rows") -> bool:
+    return len(await rows(pool, prefix, table)) >= n
+
+
+def _process_env(settings: Settings, tmp_path) -> dict[str, str]:
+    return {
+        "ACCESSA_TOPIC_PREFIX": settings.topic_prefix,
+        "ACCESSA_HEALTH_PORT": str(free_port()),
+        "ACCESSA_HOME": str(tmp_path / "home"),
+        "ACCESSA_KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "ACCESSA_DATABASE_URL": settings.dsn,
+        "ACCESSA_SHUTDOWN_GRACE_S": "20",
+    }
+
+
+async def _insert_job(pool: asyncpg.Pool, user: uuid.UUID, document: uuid.UUID, job: uuid.UUID):
+    await pool.execute(
+        """INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path)
+           VALUES ($1, $2, $3, 10, 'p.pdf', 'raw/p.pdf')""",
+        document, user, uuid.uuid4().hex * 2,
+    )  # fmt: skip
+    await pool.execute(
+        """INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id)
+           VALUES ($1, $2, $3, 'c')""",
+        job, user, document,
+    )  # fmt: skip
