@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from accessa.cli import infra
+from accessa.cli.config_cmd import config
 from accessa.cli.output import console, emit_json
 from accessa.cli.run import run
 from accessa.config import get_settings
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(infra.app, name="infra")
 app.command("migrate")(infra.migrate_command)
 app.command("run")(run)
+app.command("config")(config)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -1,0 +1,63 @@
+"""chunker: `parsed` → `chunked`. Markdown becomes token-budgeted chunks in the buffer table."""
+
+from __future__ import annotations
+
+import json
+
+from accessa import jobs
+from accessa.errors import PermanentError
+from accessa.runtime.context import StageContext
+from accessa.runtime.stage import StageApp
+from accessa.storage import ObjectNotFound
+from consumers.chunker.chunking import chunk_markdown
+from consumers.parser.normalize import sha256_text
+from schemas.events import ChunksCreated, DocumentParsed
+
+stage = StageApp("chunker", DocumentParsed)
+
+
+@stage.handle
+async def on_parsed(event: DocumentParsed, ctx: StageContext) -> ChunksCreated:
+    await ctx.job()
+    try:
+        markdown = (await ctx.storage.get(event.parsed_path)).decode()
+    except ObjectNotFound as exc:
+        raise PermanentError(f"{event.parsed_path} is missing", code="parsed_file_missing") from exc
+    if sha256_text(markdown) != event.parsed_sha256:
+        raise PermanentError(
+            "parsed markdown does not match its sha256", code="parsed_sha_mismatch"
+        )
+
+    settings = ctx.settings
+    version = settings.chunker_version
+    chunks = chunk_markdown(
+        markdown, document_id=event.document_id, version=version,
+        target_tokens=settings.chunk_target_tokens, overlap_tokens=settings.chunk_overlap_tokens,
+    )  # fmt: skip
+    if not chunks:
+        raise PermanentError("the document has no text to chunk", code="zero_chunks")
+
+    output = ChunksCreated(
+        event_id=ChunksCreated.make_id(event.job_id, version), job_id=event.job_id,
+        document_id=event.document_id, user_id=event.user_id,
+        correlation_id=event.correlation_id, chunker_version=version,
+        chunk_count=len(chunks), parsed_sha256=event.parsed_sha256,
+    )  # fmt: skip
+    async with ctx.commit(output) as conn:
+        await conn.execute(
+            """INSERT INTO document_chunk_buffer
+                 (chunk_id, job_id, document_id, user_id, chunker_version, ordinal, content,
+                  content_sha256, token_count, metadata)
+               SELECT id, $2, $3, $4, $5, ord, content, sha, tokens, meta::jsonb
+               FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::int[], $10::text[])
+                 AS t(id, ord, content, sha, tokens, meta)
+               ON CONFLICT (chunk_id) DO NOTHING""",
+            [c.chunk_id for c in chunks], event.job_id, event.document_id, event.user_id,
+            version, [c.ordinal for c in chunks], [c.content for c in chunks],
+            [c.content_sha256 for c in chunks], [c.token_count for c in chunks],
+            [json.dumps({"heading_path": c.heading_path, "page_start": c.page_start,
+                         "page_end": c.page_end}) for c in chunks],
+        )  # fmt: skip
+        await jobs.advance(conn, job_id=event.job_id, status="chunks_stored", actor="chunker",
+                           chunks_version=version, chunk_count=len(chunks))  # fmt: skip
+    return output

@@ -1,0 +1,58 @@
+"""parser: `uploaded` → `parsed`. The PDF becomes normalised markdown in storage."""
+
+from __future__ import annotations
+
+from accessa import jobs
+from accessa.errors import PermanentError
+from accessa.runtime.context import StageContext, StageResources
+from accessa.runtime.stage import StageApp
+from accessa.storage import ObjectNotFound, parsed_key
+from consumers.parser.backends import make_backend
+from consumers.parser.normalize import normalize_markdown, sha256_text
+from schemas.events import DocumentParsed, DocumentUploaded
+
+# Parsing is CPU-heavy: a small poll keeps the batch (and its offset commit) short.
+stage = StageApp("parser", DocumentUploaded, max_records=16)
+
+
+@stage.on_startup
+async def load_backend(res: StageResources) -> None:
+    res.extra["backend"] = make_backend(res.settings)
+
+
+@stage.handle
+async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentParsed:
+    await ctx.job()
+    async with ctx.pool.acquire() as conn:
+        await jobs.advance(conn, job_id=event.job_id, status="parse_queued", actor="parser")
+    try:
+        pdf = await ctx.storage.get(event.storage_path)
+    except ObjectNotFound as exc:
+        raise PermanentError(
+            f"raw file {event.storage_path} is missing", code="raw_file_missing"
+        ) from exc
+
+    parsed = await ctx.res.extra["backend"].parse(pdf, event.filename)
+    markdown = normalize_markdown(parsed.markdown)
+    if not markdown.strip():
+        raise PermanentError("the parser produced no text", code="empty_markdown")
+    digest = sha256_text(markdown)
+    path = parsed_key(event.user_id, event.document_id)
+    await ctx.storage.put(path, markdown.encode())
+
+    output = DocumentParsed(
+        event_id=DocumentParsed.make_id(event.job_id), job_id=event.job_id,
+        document_id=event.document_id, user_id=event.user_id,
+        correlation_id=event.correlation_id, parsed_path=path, parsed_sha256=digest,
+        pages=parsed.pages, parser=parsed.parser,
+    )  # fmt: skip
+    async with ctx.commit(output) as conn:
+        await conn.execute(
+            "UPDATE documents SET parsed_path = $2, pages = $3, updated_at = now() "
+            "WHERE document_id = $1",
+            event.document_id, path, parsed.pages,
+        )  # fmt: skip
+        await jobs.advance(conn, job_id=event.job_id, status="parsed", actor="parser",
+                           parsed_path=path, parsed_sha256=digest, pages=parsed.pages)  # fmt: skip
+        await jobs.advance(conn, job_id=event.job_id, status="parse_validated", actor="parser")
+    return output

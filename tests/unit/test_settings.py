@@ -1,0 +1,56 @@
+"""The one settings model: prefix, defaults, secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from accessa.cli.main import app
+from accessa.config import Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_setting_reads_its_accessa_prefixed_env_var(monkeypatch) -> None:
+    monkeypatch.setenv("ACCESSA_TOPIC_PARTITIONS", "12")
+    monkeypatch.setenv("ACCESSA_KAFKA_BOOTSTRAP_SERVERS", "broker:9092")
+    settings = Settings()
+    assert settings.topic_partitions == 12
+    assert settings.bootstrap_servers == "broker:9092"
+    assert not settings.embedded_kafka
+
+
+def test_defaults_run_locally_with_nothing_set() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.embedded_kafka and settings.embedded_postgres
+    assert settings.dsn.startswith("postgresql://postgres@127.0.0.1:")
+
+
+def test_production_refuses_the_local_jwt_secret() -> None:
+    with pytest.raises(ValueError, match="ACCESSA_JWT_SECRET"):
+        Settings(env="production")
+
+
+def test_config_command_never_prints_secrets(monkeypatch) -> None:
+    monkeypatch.setenv("ACCESSA_OPENAI_API_KEY", "sk-very-secret-value")
+    from accessa.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["config", "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0
+    assert "sk-very-secret-value" not in result.output
+    rows = {r["env"]: r["value"] for r in json.loads(result.output)}
+    assert rows["ACCESSA_OPENAI_API_KEY"] == "***"
+
+
+def test_readme_lists_every_setting() -> None:
+    listed = set(re.findall(r"`(ACCESSA_[A-Z0-9_]+)`", README.read_text()))
+    expected = {f"ACCESSA_{name.upper()}" for name in Settings.model_fields}
+    assert expected - listed == set()
