@@ -129,3 +129,34 @@ async def retrying(
             conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
             stage=actor, kind="retrying", correlation_id=row["correlation_id"], detail=error,
         )  # fmt: skip
+
+
+# The status a job is in when a stage starts on it: a redriven or retried job goes back here.
+ENTRY_STATUS = {
+    "parser": "uploaded",
+    "chunker": "parse_validated",
+    "embedder": "chunks_stored",
+    "finalizer": "embeddings_stored",
+}
+
+
+async def reopen(conn: asyncpg.Connection, *, job_id: uuid.UUID, stage: str, actor: str) -> bool:
+    """Put a failed job back in front of `stage` (for a redrive or a retry)."""
+    status = ENTRY_STATUS[stage]
+    label, percent = PROGRESS[status]
+    row = await conn.fetchrow(
+        """UPDATE upload_jobs
+           SET status = $2, state = 'queued', stage = $3,
+               progress = jsonb_build_object('percent', $4::int), updated_at = now()
+           WHERE job_id = $1 AND (status = ANY($5::text[]) OR state = 'deadletter')
+           RETURNING user_id, document_id, correlation_id""",
+        job_id, status, label, percent, list(FAILED),
+    )  # fmt: skip
+    if row is None:
+        return False
+    await record_event(
+        conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
+        stage=actor, kind="reopened", status=status, correlation_id=row["correlation_id"],
+        detail={"stage": stage},
+    )  # fmt: skip
+    return True

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from accessa.cli import infra
+from accessa.cli import infra, ops
 from accessa.cli.config_cmd import config
 from accessa.cli.output import console, emit_json
 from accessa.cli.run import run
@@ -24,6 +24,9 @@ app.add_typer(infra.app, name="infra")
 app.command("migrate")(infra.migrate_command)
 app.command("run")(run)
 app.command("config")(config)
+app.add_typer(ops.dlq_app, name="dlq")
+app.add_typer(ops.consumers_app, name="consumers")
+app.command("replay")(ops.replay)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -1,0 +1,224 @@
+"""Operator actions on topics: DLQ list/show/redrive, replay, consumer-group offset reset.
+
+The CLI (`accessa dlq|replay|consumers`) renders what these return.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
+
+from accessa import jobs
+from accessa.config import Settings
+from accessa.infra.topics import topics_for
+from accessa.topic_scan import Record, partitions, scan
+from schemas.headers import Headers
+from schemas.topics import STAGES
+
+_ERROR_HEADERS = {
+    Headers.ATTEMPT, Headers.DUE_AT, Headers.ERROR_CLASS, Headers.ERROR_CODE,
+    Headers.ERROR_MESSAGE, Headers.ERROR_STACK, Headers.FAILED_AT,
+}  # fmt: skip
+
+
+def dlq_topics(settings: Settings, topic: str | None = None) -> list[str]:
+    names = topics_for(settings)
+    stages = [s for s in STAGES.values() if topic in (None, s.input, names.name(s.input))]
+    return [names.dlq(s.input) for s in stages]
+
+
+def stage_of(settings: Settings, topic: str) -> str:
+    """The stage that consumes `topic` (a main, retry or DLQ topic name)."""
+    base = topic.removeprefix(settings.topic_prefix).split(".")[0]
+    return next(s.name for s in STAGES.values() if s.input == base)
+
+
+def summarize(record: Record) -> dict[str, Any]:
+    h = record.headers
+    return {
+        "id": record.id,
+        "failed_at": datetime.fromtimestamp(record.timestamp_ms / 1000).isoformat(),
+        "original_topic": h.get(Headers.ORIGINAL_TOPIC, ""),
+        "error_class": h.get(Headers.ERROR_CLASS, ""),
+        "error_code": h.get(Headers.ERROR_CODE, ""),
+        "error_message": h.get(Headers.ERROR_MESSAGE, ""),
+        "document_id": (record.key or b"").decode(errors="replace"),
+        "job_id": h.get(Headers.JOB_ID, ""),
+        "correlation_id": h.get(Headers.CORRELATION_ID, ""),
+    }
+
+
+async def dlq_records(
+    settings: Settings,
+    *,
+    topic: str | None = None,
+    document: str | None = None,
+    since: datetime | None = None,
+) -> list[Record]:
+    found = []
+    for name in dlq_topics(settings, topic):
+        async for record in scan(settings, name, since=since):
+            if document is None or (record.key or b"").decode() == document:
+                found.append(record)
+    return found
+
+
+async def dlq_record(settings: Settings, dlq_id: str) -> Record | None:
+    topic, partition, offset = dlq_id.rsplit(":", 2)
+    async for record in scan(settings, topic, partition=int(partition), offset=int(offset)):
+        return record
+    return None
+
+
+@dataclass
+class Redrive:
+    id: str
+    target: str
+    status: str  # redriven | already_redriven | dry_run
+
+
+async def redrive(
+    settings: Settings, pool: asyncpg.Pool, records: list[Record], *, dry_run: bool = False
+) -> list[Redrive]:
+    """Send each DLQ record back to its stage's input topic with fresh attempts; a record is
+    redriven once, and its job is reopened in front of that stage."""
+    names = topics_for(settings)
+    results: list[Redrive] = []
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
+                                enable_idempotence=True, acks="all")  # fmt: skip
+    await producer.start()
+    try:
+        for record in records:
+            stage = stage_of(settings, record.topic)
+            target = names.name(STAGES[stage].input)
+            if dry_run:
+                results.append(Redrive(record.id, target, "dry_run"))
+                continue
+            job_id = _uuid(record.headers.get(Headers.JOB_ID))
+            async with pool.acquire() as conn, conn.transaction():
+                first = await conn.fetchval(
+                    """INSERT INTO dlq_redrives (dlq_id, document_id, job_id, target)
+                       VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
+                    record.id, _uuid((record.key or b"").decode()), job_id, target,
+                )  # fmt: skip
+                if not first:
+                    results.append(Redrive(record.id, target, "already_redriven"))
+                    continue
+                if job_id:
+                    await jobs.reopen(conn, job_id=job_id, stage=stage, actor="operator")
+                headers = {k: v for k, v in record.headers.items() if k not in _ERROR_HEADERS}
+                headers[Headers.REDRIVEN] = record.id
+                await producer.send_and_wait(
+                    target, record.value, key=record.key,
+                    headers=[(k, v.encode()) for k, v in headers.items()],
+                )  # fmt: skip
+            results.append(Redrive(record.id, target, "redriven"))
+    finally:
+        await producer.stop()
+    return results
+
+
+async def replay(
+    settings: Settings,
+    topic: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    document: str | None = None,
+    user: str | None = None,
+    dry_run: bool = False,
+) -> list[Record]:
+    """Re-publish the matching events of `topic` to it, for its consumer to process again.
+    Events keep their ids, so stages that already processed them change nothing."""
+    name = topic if topic.startswith(settings.topic_prefix) else f"{settings.topic_prefix}{topic}"
+    matches = []
+    async for record in scan(settings, name, since=since, until=until):
+        if document and (record.key or b"").decode() != document:
+            continue
+        if user and record.headers.get(Headers.USER_ID) != user:
+            continue
+        matches.append(record)
+    if dry_run or not matches:
+        return matches
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
+                                enable_idempotence=True, acks="all")  # fmt: skip
+    await producer.start()
+    try:
+        for record in matches:
+            headers = {**record.headers, Headers.REPLAYED: record.id}
+            await producer.send(name, record.value, key=record.key,
+                                headers=[(k, v.encode()) for k, v in headers.items()])  # fmt: skip
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return matches
+
+
+class GroupActive(Exception):
+    """The consumer group has live members: offsets can only be reset while it is stopped."""
+
+
+async def reset_offsets(
+    settings: Settings,
+    stage: str,
+    *,
+    to_datetime: datetime | None = None,
+    shift_by: int | None = None,
+    to_earliest: bool = False,
+    dry_run: bool = False,
+) -> dict[str, dict[str, int]]:
+    """Move the stage group's committed offsets on its input topic; returns the plan."""
+    group = f"{settings.topic_prefix}{settings.group_prefix}{stage}"
+    topic = topics_for(settings).name(STAGES[stage].input)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        (desc,) = await admin.describe_consumer_groups([group])
+        if desc.members:
+            raise GroupActive(f"{len(desc.members)} consumer(s) of {group} are running")
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    parts = await partitions(settings, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group,
+                                enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    try:
+        starts = await consumer.beginning_offsets(parts)
+        ends = await consumer.end_offsets(parts)
+        targets: dict[TopicPartition, int] = {}
+        for tp in parts:
+            current = committed[tp].offset if tp in committed else starts[tp]
+            if to_earliest:
+                targets[tp] = starts[tp]
+            elif shift_by is not None:
+                targets[tp] = min(max(current + shift_by, starts[tp]), ends[tp])
+            elif to_datetime is not None:
+                found = await consumer.offsets_for_times({tp: int(to_datetime.timestamp() * 1000)})
+                targets[tp] = found[tp].offset if found[tp] else ends[tp]
+        plan = {
+            f"{tp.topic}:{tp.partition}": {
+                "current": committed[tp].offset if tp in committed else -1,
+                "target": targets[tp],
+            }
+            for tp in parts
+        }
+        if not dry_run:
+            await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in targets.items()})
+        return plan
+    finally:
+        await consumer.stop()
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None

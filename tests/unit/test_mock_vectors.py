@@ -1,0 +1,31 @@
+"""The mock OpenAI server's vectors: deterministic, unit length, the asked size, distinct."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mocks.openai_server import mock_vector
+
+
+def test_same_text_same_vector() -> None:
+    assert np.array_equal(mock_vector("Deductible: $500"), mock_vector("Deductible: $500"))
+
+
+@pytest.mark.parametrize("dims", [8, 256, 1536, 3072])
+def test_unit_norm_and_size(dims: int) -> None:
+    vec = mock_vector("coverage limits", dims=dims)
+    assert vec.shape == (dims,)
+    assert np.linalg.norm(vec) == pytest.approx(1.0)
+
+
+def test_distinct_texts_and_models_differ() -> None:
+    a, b = mock_vector("policy A"), mock_vector("policy B")
+    other_model = mock_vector("policy A", model="text-embedding-3-large", dims=1536)
+    assert abs(float(a @ b)) < 0.2  # random 1536-d unit vectors are near-orthogonal
+    assert abs(float(a @ other_model)) < 0.2
+
+
+def test_not_a_constant() -> None:
+    vec = mock_vector("x")
+    assert len(set(vec.round(6).tolist())) > 1000
