@@ -18,7 +18,7 @@ from aiokafka.structs import OffsetAndMetadata
 from accessa import jobs
 from accessa.config import Settings
 from accessa.infra.topics import topics_for
-from accessa.topic_scan import Record, partitions, scan
+from accessa.topic_scan import Record, group_members, partitions, scan
 from schemas.headers import Headers
 from schemas.topics import STAGES
 
@@ -180,9 +180,9 @@ async def reset_offsets(
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        (desc,) = await admin.describe_consumer_groups([group])
-        if desc.members:
-            raise GroupActive(f"{len(desc.members)} consumer(s) of {group} are running")
+        _state, members = await group_members(admin, group)
+        if members:
+            raise GroupActive(f"{len(members)} consumer(s) of {group} are running")
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()

@@ -43,6 +43,13 @@ async def partitions(settings: Settings, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p["partition"]) for p in described.get("partitions", [])]
 
 
+async def group_members(admin: AIOKafkaAdminClient, group: str) -> tuple[str, list[str]]:
+    """(state, member ids) of a consumer group, from the raw DescribeGroups response."""
+    (response,) = await admin.describe_consumer_groups([group])
+    _error, _name, state, _ptype, _protocol, members = response.groups[0][:6]
+    return state, [m[0] for m in members]
+
+
 async def scan(
     settings: Settings,
     topic: str,

@@ -12,6 +12,7 @@ from accessa.cli import infra, ops
 from accessa.cli.config_cmd import config
 from accessa.cli.output import console, emit_json
 from accessa.cli.run import run
+from accessa.cli.status_cmd import status
 from accessa.config import get_settings
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.command("config")(config)
 app.add_typer(ops.dlq_app, name="dlq")
 app.add_typer(ops.consumers_app, name="consumers")
 app.command("replay")(ops.replay)
+app.command("status")(status)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
