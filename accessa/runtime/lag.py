@@ -1,4 +1,5 @@
-"""Consumer lag per partition (end offset - the group's committed offset) as a metric."""
+"""Consumer lag per partition (end offset - the group's committed offset) and the depth of
+the stage's dead-letter topic, as metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from accessa.runtime import metrics
+from accessa.topic_scan import partitions
 
 if TYPE_CHECKING:
     from accessa.runtime.stage import StageRuntime
@@ -17,8 +19,16 @@ log = logging.getLogger("accessa.lag")
 
 async def lag_reporter(runtime: StageRuntime, interval_s: float = 10.0) -> None:
     """Every `interval_s`, publish the lag of the partitions this replica owns."""
+    dlq = runtime.topics.dlq(runtime.stage.input)
     while True:
         await asyncio.sleep(interval_s)  # a reporting period, not synchronisation
+        with contextlib.suppress(Exception):
+            dlq_parts = await partitions(runtime.settings, dlq)
+            consumer = runtime.broker.subscribers[0].consumer
+            if consumer is not None and dlq_parts:
+                ends = await consumer.end_offsets(dlq_parts)
+                starts = await consumer.beginning_offsets(dlq_parts)
+                metrics.DLQ_DEPTH.labels(dlq).set(sum(ends[tp] - starts[tp] for tp in dlq_parts))
         with contextlib.suppress(Exception):
             for sub in runtime.broker.subscribers:
                 consumer = getattr(sub, "consumer", None)

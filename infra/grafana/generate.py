@@ -1,0 +1,76 @@
+"""Generates infra/grafana/accessa-pipeline.json (run from the repo root after editing panels)."""
+
+import json
+
+panels = [
+    (
+        "Processed / s by stage",
+        'sum by (stage) (rate(accessa_stage_messages_total{outcome="processed"}[1m]))',
+        "ops",
+    ),
+    (
+        "Retried and dead-lettered / s",
+        'sum by (stage, outcome) (rate(accessa_stage_messages_total{outcome=~"retried|dead_lettered"}[5m]))',
+        "ops",
+    ),
+    (
+        "Failures by error code",
+        "sum by (stage, error_class, code) (rate(accessa_stage_failures_total[5m]))",
+        "ops",
+    ),
+    (
+        "Processing time p95",
+        "histogram_quantile(0.95, sum by (stage, le) (rate(accessa_stage_processing_seconds_bucket[5m])))",
+        "s",
+    ),
+    ("In flight", "sum by (stage) (accessa_stage_in_flight)", "short"),
+    ("Consumer lag", "sum by (stage) (accessa_consumer_lag)", "short"),
+    (
+        "Consumer lag by partition",
+        "max by (stage, topic, partition) (accessa_consumer_lag)",
+        "short",
+    ),
+    ("DLQ depth", "max by (topic) (accessa_dlq_depth)", "short"),
+    ("API requests / s", "sum by (route, status) (rate(accessa_api_requests_total[5m]))", "reqps"),
+    (
+        "API latency p95",
+        "histogram_quantile(0.95, sum by (route, le) (rate(accessa_api_request_seconds_bucket[5m])))",
+        "s",
+    ),
+    ("Embedding tokens / s", "sum by (model) (rate(accessa_embedding_tokens_total[5m]))", "short"),
+    (
+        "Embedding spend (24 h)",
+        "sum by (model) (increase(accessa_embedding_cost_usd_total[24h]))",
+        "currencyUSD",
+    ),
+    (
+        "Upload → complete p95",
+        "histogram_quantile(0.95, sum by (le) (rate(accessa_job_duration_seconds_bucket[15m])))",
+        "s",
+    ),
+    ("Jobs completed / min", "sum(rate(accessa_job_duration_seconds_count[5m])) * 60", "short"),
+]
+dash = {
+    "title": "Accessa Ingest pipeline",
+    "uid": "accessa-pipeline",
+    "schemaVersion": 39,
+    "time": {"from": "now-1h", "to": "now"},
+    "refresh": "30s",
+    "tags": ["accessa", "kafka"],
+    "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
+    "panels": [
+        {
+            "id": i + 1,
+            "type": "timeseries",
+            "title": title,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "targets": [{"refId": "A", "expr": expr, "legendFormat": "__auto"}],
+        }
+        for i, (title, expr, unit) in enumerate(panels)
+    ],
+}
+with open("infra/grafana/accessa-pipeline.json", "w") as f:
+    json.dump(dash, f, indent=2)
+    f.write("\n")
