@@ -1,4 +1,5 @@
 """Generates infra/grafana/accessa-pipeline.json (run from the repo root after editing panels)."""
+# ruff: noqa: E501 - PromQL reads best on one line
 
 import json
 
