@@ -23,15 +23,17 @@ RESULTS = Path(__file__).with_name("results.json")
 
 
 async def _main(only: set[str] | None) -> dict[str, Any]:
-    from bench import bench_runtime
+    from bench import bench_hnsw, bench_runtime
 
     settings = get_settings()
     await migrate(settings)
-    pool = await create_pool(settings)
+    pool = await create_pool(settings, max_size=8)
     results: dict[str, Any] = {}
     try:
         if not only or "runtime" in only:
             results["runtime_noop"] = await bench_runtime.run(settings, pool)
+        if not only or "hnsw" in only:
+            results["hnsw_commit"] = await bench_hnsw.run(pool)
     finally:
         await pool.close()
     return results
