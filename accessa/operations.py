@@ -191,6 +191,7 @@ async def reset_offsets(
                                 enable_auto_commit=False)  # fmt: skip
     await consumer.start()
     try:
+        consumer.assign(parts)  # manual assignment: commits without joining the group
         starts = await consumer.beginning_offsets(parts)
         ends = await consumer.end_offsets(parts)
         targets: dict[TopicPartition, int] = {}

@@ -22,6 +22,7 @@ from schemas.headers import Headers
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"  # CI clones main with shared/ beside it
 
 
 async def wait_for(
