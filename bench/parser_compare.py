@@ -1,0 +1,187 @@
+"""Compare PDF -> text/markdown libraries on the corpus and a generated policy.
+
+    .venv/bin/python bench/parser_compare.py [--corpus DIR] [--out bench/parser_compare.json]
+
+Per library: pages/s, files that failed (and why) or gave no text, characters extracted,
+markdown headings and tables found on the structured files, and the licence. The generated
+policy PDF has a known layout, so its heading recall and table count are the one objective
+structure score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from consumers.parser.local import parse_pdf
+from mocks.policy_pdf import make_policy_pdf
+
+CORPUS = Path("/work/shared/corpus")
+STRUCTURED = ["pdflatex-4-pages.pdf", "multicolumn.pdf", "GeoTopo-komprimiert.pdf",
+              "pdflatex-outline.pdf", "generated-policy.pdf"]  # fmt: skip
+POLICY_HEADINGS = ["Homeowners Insurance Policy", "Declarations", "Section I - Coverages",
+                   "Schedule of Coverages", "Section II - Exclusions", "Section III - Conditions",
+                   "Endorsements"]  # fmt: skip
+POLICY_TABLES = 3  # declarations, schedule of coverages, endorsements
+HEADING = re.compile(r"^#{1,6}\s+(.+)$", re.MULTILINE)
+TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*\|", re.MULTILINE)
+
+# (name, licence, converter returning (text, pages))
+Converter = Callable[[bytes], tuple[str, int]]
+
+
+def pypdfium2_text(data: bytes) -> tuple[str, int]:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(data)
+    try:
+        texts = []
+        for page in document:
+            textpage = page.get_textpage()
+            texts.append(textpage.get_text_range())
+            textpage.close()
+            page.close()
+        return "\n".join(texts), len(document)
+    finally:
+        document.close()
+
+
+def local_markdown(data: bytes) -> tuple[str, int]:
+    parsed = parse_pdf(data)
+    return parsed.markdown, parsed.pages
+
+
+def pymupdf_text(data: bytes) -> tuple[str, int]:
+    import pymupdf
+
+    with pymupdf.open(stream=data, filetype="pdf") as document:
+        return "\n".join(page.get_text() for page in document), document.page_count
+
+
+def pymupdf4llm_markdown(layout: bool) -> Converter:
+    def convert(data: bytes) -> tuple[str, int]:
+        import pymupdf
+        import pymupdf4llm
+
+        pymupdf4llm.use_layout(layout)
+        with pymupdf.open(stream=data, filetype="pdf") as document:
+            if document.needs_pass:
+                raise ValueError("encrypted")
+            # It prints OCR hints; keep the report readable.
+            quiet = io.StringIO()
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                markdown = pymupdf4llm.to_markdown(document, show_progress=False)
+            return markdown, document.page_count
+
+    return convert
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+CANDIDATES: list[tuple[str, str, str, Converter]] = [
+    ("pypdfium2 (raw text)", "Apache-2.0 OR BSD-3-Clause", "pypdfium2", pypdfium2_text),
+    ("local:pypdfium2 (ours, markdown)", "Apache-2.0 OR BSD-3-Clause (pdfium) + ours",
+     "pypdfium2", local_markdown),
+    ("pymupdf (raw text)", "AGPL-3.0 or Artifex commercial", "pymupdf", pymupdf_text),
+    ("pymupdf4llm (markdown, layout)", "AGPL-3.0 or Artifex commercial", "pymupdf",
+     pymupdf4llm_markdown(layout=True)),
+    ("pymupdf4llm (markdown, no layout)", "AGPL-3.0 or Artifex commercial", "pymupdf",
+     pymupdf4llm_markdown(layout=False)),
+]  # fmt: skip
+
+
+def run(corpus: Path) -> dict:
+    files = {p.name: p.read_bytes() for p in sorted(corpus.glob("*.pdf"))}
+    files["generated-policy.pdf"] = make_policy_pdf(seed=1, pages=12)
+    results: dict = {
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "files": len(files),
+        "libraries": {},
+    }
+    for name, licence, package, convert in CANDIDATES:
+        with contextlib.suppress(Exception):
+            convert(files["minimal-document.pdf"])  # warm-up: imports, models
+        entry = {"licence": licence, "package": package, "version": _version(package),
+                 "pages": 0, "seconds": 0.0, "chars": 0, "failed": {}, "empty": [],
+                 "structure": {}}  # fmt: skip
+        for file_name, data in files.items():
+            started = time.perf_counter()
+            try:
+                text, pages = convert(data)
+            except Exception as exc:
+                entry["failed"][file_name] = f"{type(exc).__name__}: {getattr(exc, 'code', exc)}"
+                continue
+            finally:
+                entry["seconds"] += time.perf_counter() - started
+            entry["pages"] += pages
+            entry["chars"] += len(text.strip())
+            if not re.sub(r"<!--.*?-->", "", text).strip():
+                entry["empty"].append(file_name)
+            if file_name in STRUCTURED:
+                entry["structure"][file_name] = _structure(file_name, text)
+        entry["pages_per_s"] = round(entry["pages"] / entry["seconds"], 1)
+        entry["seconds"] = round(entry["seconds"], 3)
+        results["libraries"][name] = entry
+    return results
+
+
+def _structure(file_name: str, text: str) -> dict:
+    headings = [h.strip("*_ ").strip() for h in HEADING.findall(text)]
+    found = {"headings": len(headings), "tables": len(TABLE_SEPARATOR.findall(text))}
+    if file_name == "generated-policy.pdf":
+        hits = sum(any(expected in h for h in headings) for expected in POLICY_HEADINGS)
+        found["policy_heading_recall"] = round(hits / len(POLICY_HEADINGS), 2)
+        found["policy_tables_expected"] = POLICY_TABLES
+    return found
+
+
+def summary(results: dict) -> str:
+    rows = [
+        f"{'library':34} {'licence':30} {'pages/s':>7} {'failed':>6} {'empty':>5} {'chars':>7}"
+        "  structure"
+    ]
+    for name, e in results["libraries"].items():
+        policy = e["structure"].get("generated-policy.pdf", {})
+        geo = e["structure"].get("GeoTopo-komprimiert.pdf", {})
+        structure = (
+            f"policy h-recall {policy.get('policy_heading_recall', '-')}, "
+            f"tables {policy.get('tables', '-')}/{POLICY_TABLES}; "
+            f"GeoTopo headings {geo.get('headings', '-')}"
+        )
+        rows.append(
+            f"{name:34} {e['licence'][:30]:30} {e['pages_per_s']:>7} {len(e['failed']):>6} "
+            f"{len(e['empty']):>5} {e['chars']:>7}  {structure}"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
+    args = parser.parse_args()
+    results = run(args.corpus)
+    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(summary(results))
+    print(f"\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Chunker `markdown-simple@1`: heading sections, packed to a token budget with overlap.
+
+1. Read the markdown into blocks (heading, paragraph, table, fenced code), noting the page of
+   each from the `<!-- page N -->` markers (pages before the first marker count as page 1).
+2. A heading starts a section; headings with no text of their own join the next section.
+3. Blocks are packed into chunks of at most `target_tokens`, joined by blank lines. A block
+   over budget is cut: paragraphs at lines, then sentences, then tokens; tables at rows with
+   the header repeated; code at lines, re-fenced. Nothing else is ever cut.
+4. A chunk that continues its section starts with the last `overlap_tokens` of the previous
+   chunk's final paragraph (never of a table or code).
+
+Same input, same chunks: `chunk_id` is a uuid5 of document, version, ordinal and content hash.
+Every chunk is at most `MAX_EMBED_TOKENS` (8,191) tokens, whatever the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from accessa.tokens import MAX_EMBED_TOKENS, count_tokens, decode, encode, split_by_tokens
+
+CHUNKER_VERSION = "markdown-simple@1"
+CHUNK_NAMESPACE = uuid.UUID("1c5e4fe8-2d33-502f-a7e6-02b674896f5d")  # fixed forever
+
+_PAGE_MARKER = re.compile(r"^\s*<!--\s*page\s+(\d+)\s*-->\s*$", re.IGNORECASE)
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+_Kind = Literal["heading", "text", "table", "code"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a document as it is embedded and stored."""
+
+    chunk_id: uuid.UUID
+    ordinal: int
+    content: str
+    content_sha256: str
+    token_count: int
+    heading_path: list[str] = field(hash=False)
+    page_start: int
+    page_end: int
+
+
+@dataclass(slots=True)
+class _Piece:
+    """A unit the packer never cuts: a block, or a part of a block that was over budget."""
+
+    kind: _Kind
+    text: str
+    page_start: int
+    page_end: int
+    tokens: int = 0
+    level: int = 0
+    block: int = -1  # index of the block in its section; parts of one block share it
+    sep: str = "\n\n"  # what preceded this part inside its block: newline, space or nothing
+
+
+def chunk_markdown(
+    markdown: str,
+    *,
+    document_id: uuid.UUID,
+    version: str = CHUNKER_VERSION,
+    target_tokens: int = 512,
+    overlap_tokens: int = 64,
+) -> list[Chunk]:
+    """Split `markdown` into ordered chunks; `[]` if it has no content."""
+    target = max(16, min(target_tokens, MAX_EMBED_TOKENS))
+    overlap = max(0, min(overlap_tokens, target // 2))
+    chunks: list[Chunk] = []
+    for path, blocks in _sections(_blocks(markdown)):
+        for group in _pack(blocks, target, overlap):
+            content = _join(group).strip()
+            page_start = min(p.page_start for p in group)
+            page_end = max(p.page_end for p in group)
+            tokens = count_tokens(content)
+            parts = [content] if tokens <= MAX_EMBED_TOKENS else split_by_tokens(content, target)
+            for part in parts:
+                chunks.append(
+                    _chunk(document_id, version, len(chunks), part, path, page_start, page_end,
+                           tokens if len(parts) == 1 else count_tokens(part))
+                )  # fmt: skip
+    return chunks
+
+
+def _join(group: list[_Piece]) -> str:
+    """Blocks are separated by a blank line; parts of one paragraph by what separated them."""
+    text = group[0].text
+    for previous, piece in itertools.pairwise(group):
+        same_paragraph = piece.kind == previous.kind == "text" and piece.block == previous.block
+        text += (piece.sep if same_paragraph else "\n\n") + piece.text
+    return text
+
+
+def _chunk(
+    document_id: uuid.UUID,
+    version: str,
+    ordinal: int,
+    content: str,
+    path: list[str],
+    page_start: int,
+    page_end: int,
+    tokens: int,
+) -> Chunk:
+    digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+    return Chunk(
+        chunk_id=uuid.uuid5(CHUNK_NAMESPACE, f"{document_id}:{version}:{ordinal}:{digest}"),
+        ordinal=ordinal,
+        content=content,
+        content_sha256=digest,
+        token_count=tokens,
+        heading_path=list(path),
+        page_start=page_start,
+        page_end=page_end,
+    )
+
+
+# --- markdown -> blocks
+
+
+def _blocks(markdown: str) -> list[_Piece]:
+    blocks: list[_Piece] = []
+    page = 1
+    lines: list[str] = []
+    kind: _Kind = "text"
+    start_page = 1
+    fence = ""
+
+    def flush() -> None:
+        nonlocal lines
+        text = "\n".join(lines).strip("\n")
+        if text.strip():
+            blocks.append(_Piece(kind, text, start_page, page))
+        lines = []
+
+    for line in markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if fence:
+            lines.append(line)
+            if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+                flush()
+                fence = ""
+            continue
+        if marker := _PAGE_MARKER.match(line):
+            flush()
+            page = int(marker.group(1))
+            continue
+        stripped = line.strip()
+        new_kind: _Kind = "table" if stripped.startswith("|") else "text"
+        if not stripped or (lines and new_kind != kind):
+            flush()
+        if not stripped:
+            continue
+        if heading := _HEADING.match(line):
+            flush()
+            blocks.append(_Piece("heading", line.strip(), page, page, level=len(heading.group(1))))
+            continue
+        if opening := _FENCE.match(line):
+            flush()
+            fence, kind, start_page = opening.group(1), "code", page
+            lines.append(line)
+            continue
+        if not lines:
+            kind, start_page = new_kind, page
+        lines.append(line)
+    flush()
+    return blocks
+
+
+def _sections(blocks: list[_Piece]) -> list[tuple[list[str], list[_Piece]]]:
+    """Group blocks under their heading path; empty headings wait for the next section."""
+    sections: list[tuple[list[str], list[_Piece]]] = []
+    stack: list[tuple[int, str]] = []
+    current: list[_Piece] = []
+    for block in blocks:
+        if block.kind == "heading":
+            if any(b.kind != "heading" for b in current):
+                sections.append(([text for _, text in stack], current))
+                current = []
+            while stack and stack[-1][0] >= block.level:
+                stack.pop()
+            stack.append((block.level, _HEADING.match(block.text).group(2)))
+        current.append(block)
+    if current:
+        sections.append(([text for _, text in stack], current))
+    return sections
+
+
+# --- packing
+
+
+def _pack(blocks: list[_Piece], target: int, overlap: int) -> list[list[_Piece]]:
+    groups: list[list[_Piece]] = []
+    current: list[_Piece] = []
+    used = 0
+    # Parts of a block over budget leave room for the overlap that will precede them.
+    room = target - overlap - 1 if overlap else target
+    pieces = (p for index, block in enumerate(blocks) for p in _fit(block, index, target, room))
+    for piece in pieces:
+        if current and used + 1 + piece.tokens > target:
+            groups.append(current)
+            current, used = [], 0
+            tail = _overlap(groups[-1][-1], overlap) if overlap else None
+            if tail is not None and tail.tokens + 1 + piece.tokens <= target:
+                current, used = [tail], tail.tokens
+        used += piece.tokens + (1 if current else 0)
+        current.append(piece)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _fit(block: _Piece, index: int, target: int, room: int) -> list[_Piece]:
+    """The block as pieces of at most `target` tokens: itself if it fits, else parts
+    (of paragraphs: of at most `room`, leaving space for the overlap)."""
+    block.block = index
+    block.tokens = count_tokens(block.text)
+    if block.tokens <= target:
+        return [block]
+    if block.kind == "table":
+        return _split_table(block, target)  # tables and code get no overlap
+    if block.kind == "code":
+        return _split_code(block, target)
+    return _group(block, block.text.split("\n"), room, "\n")
+
+
+def _split_table(block: _Piece, target: int) -> list[_Piece]:
+    lines = block.text.split("\n")
+    size = 2 if len(lines) > 1 and _TABLE_SEPARATOR.match(lines[1]) else 1
+    header = "\n".join(lines[:size])
+    budget = target - count_tokens(header) - 1
+    if budget < target // 4:  # a header that eats the budget is not worth repeating
+        return _group(block, lines, target, "\n")
+    parts = _group(block, lines[size:], budget, "\n")
+    for part in parts:
+        part.text = f"{header}\n{part.text}"
+        part.tokens = count_tokens(part.text)
+    return parts
+
+
+def _split_code(block: _Piece, target: int) -> list[_Piece]:
+    lines = block.text.split("\n")
+    opening = lines[0]
+    closing = lines[-1] if len(lines) > 1 and _FENCE.match(lines[-1]) else opening[:3]
+    body = lines[1:-1] if closing == lines[-1] else lines[1:]
+    budget = target - count_tokens(f"{opening}\n\n{closing}")
+    parts = _group(block, body, budget, "\n")
+    for part in parts:
+        part.text = f"{opening}\n{part.text}\n{closing}"
+        part.tokens = count_tokens(part.text)
+    return parts
+
+
+def _group(block: _Piece, units: list[str], budget: int, joiner: str) -> list[_Piece]:
+    """Greedily join consecutive units up to `budget` tokens; cut any unit that alone is over."""
+    budget = max(budget, 16)
+    parts: list[_Piece] = []
+    texts: list[str] = []
+    used = 0
+    for unit in units:
+        tokens = count_tokens(unit)
+        if texts and (tokens > budget or used + 1 + tokens > budget):
+            parts.append(_part(block, joiner.join(texts), used, joiner))
+            texts, used = [], 0
+        if tokens > budget:
+            cuts = _cut(block, unit, budget)
+            cuts[0].sep = joiner
+            parts.extend(cuts)
+            continue
+        used += tokens + (1 if texts else 0)
+        texts.append(unit)
+    if texts:
+        parts.append(_part(block, joiner.join(texts), used, joiner))
+    return parts
+
+
+def _cut(block: _Piece, text: str, budget: int) -> list[_Piece]:
+    """One line over budget: whole sentences where they fit, else token windows."""
+    sentences = _SENTENCE_END.split(text)
+    if len(sentences) > 1:
+        return _group(block, sentences, budget, " ")
+    return [_part(block, cut, count_tokens(cut), "") for cut in split_by_tokens(text, budget)]
+
+
+def _part(block: _Piece, text: str, tokens: int, sep: str) -> _Piece:
+    return _Piece(block.kind, text, block.page_start, block.page_end, tokens, 0, block.block, sep)
+
+
+def _overlap(previous: _Piece, overlap: int) -> _Piece | None:
+    """The last `overlap` tokens of a paragraph, starting at a word, as a new piece."""
+    if previous.kind != "text":
+        return None
+    if previous.tokens <= overlap:
+        return _part(previous, previous.text, previous.tokens, previous.sep)
+    ids = encode(previous.text[-overlap * 8 :])
+    start = max(0, len(ids) - overlap)
+    for _ in range(16):  # prefer to begin at a word
+        if start >= len(ids) - 1 or _starts_with_space(ids[start]):
+            break
+        start += 1
+    for begin in range(start, min(start + 4, len(ids))):
+        try:
+            text = decode(ids[begin:]).strip()
+        except ValueError:
+            continue
+        tokens = count_tokens(text)
+        while tokens > overlap:  # re-tokenized, the tail can come out a token or two longer
+            text = text.partition(" ")[2]
+            tokens = count_tokens(text)
+        if not text:
+            return None
+        page = previous.page_end
+        return _Piece("text", text, page, page, tokens, block=previous.block, sep=previous.sep)
+    return None
+
+
+def _starts_with_space(token: int) -> bool:
+    try:
+        return decode([token])[:1].isspace()
+    except ValueError:
+        return False
