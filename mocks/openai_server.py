@@ -25,6 +25,7 @@ import base64
 import hashlib
 import json
 import random
+import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -52,11 +53,30 @@ MAX_INPUT_TOKENS = 8192
 MAX_REQUEST_TOKENS = 300_000
 
 
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
 def mock_vector(text: str, model: str = "text-embedding-3-small", dims: int = 1536) -> np.ndarray:
-    """The deterministic unit vector (float64) this mock returns for `text` under `model`."""
+    """The deterministic unit vector (float64) this mock returns for `text` under `model`.
+
+    Words are feature-hashed (each adds ±1 at 4 positions seeded by the word and model), so
+    texts sharing words point the same way and search over mock vectors ranks by word overlap;
+    a pseudo-random component seeded by the whole text's hash makes every text distinct.
+    """
     digest = hashlib.sha256(f"{model}\0{text}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:16], "little"))
-    vec = rng.standard_normal(dims)
+    vec = 0.35 * rng.standard_normal(dims)
+    words = _WORD.findall(text.lower())
+    if words:
+        hashed = np.zeros(dims)
+        for word in words:
+            h = hashlib.blake2b(f"{model}\0{word}".encode(), digest_size=16).digest()
+            for i in range(4):
+                idx = int.from_bytes(h[i * 3 : i * 3 + 3], "little") % dims
+                hashed[idx] += 1.0 if h[12 + i] & 1 else -1.0
+        norm = np.linalg.norm(hashed)
+        if norm:
+            vec += hashed / norm * np.sqrt(dims)
     return vec / np.linalg.norm(vec)
 
 

@@ -1,0 +1,131 @@
+"""The whole pipeline as local child processes (`accessa run <process>` each), for end-to-end
+tests and benchmarks: own topic prefix, own state folder, free ports, readiness checked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from accessa.auth import mint_token
+from accessa.config import Settings
+from accessa.infra.topics import ensure_topics
+
+PROCESSES = ("mocks", "api", "parser", "chunker", "embedder", "finalizer")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalPipeline:
+    settings: Settings
+    env: dict[str, str]
+    api_url: str
+    openai_url: str
+    health: dict[str, str]
+    logs: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, infra: Settings, home: Path, **env: str) -> LocalPipeline:
+        """Settings and environment for a fresh pipeline on `infra`'s broker and database."""
+        prefix = f"p{uuid.uuid4().hex[:8]}-"
+        api, openai, llama = free_port(), free_port(), free_port()
+        settings = infra.model_copy(update={"topic_prefix": prefix, "home": home})
+        asyncio.run(ensure_topics(settings))
+        full_env = {
+            **os.environ,
+            "ACCESSA_HOME": str(home),
+            "ACCESSA_TOPIC_PREFIX": prefix,
+            "ACCESSA_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+            "ACCESSA_DATABASE_URL": infra.dsn,
+            "ACCESSA_API_PORT": str(api),
+            "ACCESSA_API_URL": f"http://127.0.0.1:{api}",
+            "ACCESSA_MOCK_OPENAI_PORT": str(openai),
+            "ACCESSA_MOCK_LLAMAPARSE_PORT": str(llama),
+            "ACCESSA_OPENAI_BASE_URL": f"http://127.0.0.1:{openai}/v1",
+            "ACCESSA_LLAMAPARSE_BASE_URL": f"http://127.0.0.1:{llama}",
+            "ACCESSA_RATE_LIMITS_ENABLED": "false",
+            "ACCESSA_LOG_JSON": "true",
+            **env,
+        }
+        health = {
+            "mocks": f"http://127.0.0.1:{openai}/_mock/stats",
+            "api": f"http://127.0.0.1:{api}/ready",
+        }
+        return cls(settings, full_env, f"http://127.0.0.1:{api}",
+                   f"http://127.0.0.1:{openai}", health, home)  # fmt: skip
+
+    def token(self, user: uuid.UUID) -> str:
+        return mint_token(self.settings, user)
+
+    def client(self, user: uuid.UUID) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.api_url, timeout=120,
+            headers={"Authorization": f"Bearer {self.token(user)}"},
+        )  # fmt: skip
+
+    def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        """Start `accessa run <process>`; `name` may carry a replica suffix (`embedder#2`)."""
+        process = name.split("#")[0]
+        env = {**self.env, **extra_env}
+        if process not in ("api", "mocks"):
+            port = free_port()
+            env["ACCESSA_HEALTH_PORT"] = str(port)
+            self.health[name] = f"http://127.0.0.1:{port}/ready"
+        log = (self.logs / f"{name.replace('#', '-')}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "accessa.cli.main", "run", process],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+        return self.procs[name]
+
+    def start_all(self, names: tuple[str, ...] = PROCESSES) -> None:
+        for name in names:
+            self.start(name)
+        self.wait_ready(names)
+
+    def stop(self, name: str, timeout: float = 40) -> int:
+        proc = self.procs.pop(name)
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def wait_ready(self, names: tuple[str, ...], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while True:
+                proc = self.procs[name]
+                if proc.poll() is not None:
+                    log = self.logs / f"{name.replace('#', '-')}.log"
+                    raise RuntimeError(
+                        f"{name} exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+                    )
+                try:
+                    if httpx.get(self.health[name], timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} not ready at {self.health[name]}")
+                time.sleep(0.2)  # readiness poll interval
