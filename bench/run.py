@@ -23,7 +23,9 @@ RESULTS = Path(__file__).with_name("results.json")
 
 
 async def _main(only: set[str] | None) -> dict[str, Any]:
-    from bench import bench_hnsw, bench_runtime
+    import tempfile
+
+    from bench import bench_hnsw, bench_pipeline, bench_runtime
 
     settings = get_settings()
     await migrate(settings)
@@ -34,6 +36,18 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
             results["runtime_noop"] = await bench_runtime.run(settings, pool)
         if not only or "hnsw" in only:
             results["hnsw_commit"] = await bench_hnsw.run(pool)
+        if not only or "chunk" in only:
+            results["chunk_and_buffer_1000"] = await bench_pipeline.chunk_and_buffer(settings)
+        if not only or "pipeline" in only:
+            with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+                e2e = await bench_pipeline.end_to_end(settings, Path(a))
+                base = await bench_pipeline.baseline(settings, Path(b))
+            results["pipeline_e2e"] = e2e
+            results["pipeline_baseline"] = base
+            results["pipeline_over_baseline"] = {
+                "ratio": round(e2e["docs_per_s"] / base["docs_per_s"], 3),
+                "goal": ">= 0.8",
+            }
     finally:
         await pool.close()
     return results

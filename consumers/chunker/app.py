@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import json
 
+import asyncpg
+
 from accessa import jobs
 from accessa.errors import PermanentError
 from accessa.runtime.context import StageContext
 from accessa.runtime.stage import StageApp
 from accessa.storage import ObjectNotFound
-from consumers.chunker.chunking import chunk_markdown
+from consumers.chunker.chunking import Chunk, chunk_markdown
 from consumers.parser.normalize import sha256_text
 from schemas.events import ChunksCreated, DocumentParsed
 
 stage = StageApp("chunker", DocumentParsed)
+
+
+async def buffer_chunks(
+    conn: asyncpg.Connection, event: DocumentParsed, version: str, chunks: list[Chunk]
+) -> None:
+    """All chunks in one round trip; ON CONFLICT makes a redelivery harmless."""
+    await conn.execute(
+        """INSERT INTO document_chunk_buffer
+             (chunk_id, job_id, document_id, user_id, chunker_version, ordinal, content,
+              content_sha256, token_count, metadata)
+           SELECT id, $2, $3, $4, $5, ord, content, sha, tokens, meta::jsonb
+           FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::int[], $10::text[])
+             AS t(id, ord, content, sha, tokens, meta)
+           ON CONFLICT (chunk_id) DO NOTHING""",
+        [c.chunk_id for c in chunks], event.job_id, event.document_id, event.user_id,
+        version, [c.ordinal for c in chunks], [c.content for c in chunks],
+        [c.content_sha256 for c in chunks], [c.token_count for c in chunks],
+        [json.dumps({"heading_path": c.heading_path, "page_start": c.page_start,
+                     "page_end": c.page_end}) for c in chunks],
+    )  # fmt: skip
 
 
 @stage.handle
@@ -44,20 +66,7 @@ async def on_parsed(event: DocumentParsed, ctx: StageContext) -> ChunksCreated:
         chunk_count=len(chunks), parsed_sha256=event.parsed_sha256,
     )  # fmt: skip
     async with ctx.commit(output) as conn:
-        await conn.execute(
-            """INSERT INTO document_chunk_buffer
-                 (chunk_id, job_id, document_id, user_id, chunker_version, ordinal, content,
-                  content_sha256, token_count, metadata)
-               SELECT id, $2, $3, $4, $5, ord, content, sha, tokens, meta::jsonb
-               FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::int[], $10::text[])
-                 AS t(id, ord, content, sha, tokens, meta)
-               ON CONFLICT (chunk_id) DO NOTHING""",
-            [c.chunk_id for c in chunks], event.job_id, event.document_id, event.user_id,
-            version, [c.ordinal for c in chunks], [c.content for c in chunks],
-            [c.content_sha256 for c in chunks], [c.token_count for c in chunks],
-            [json.dumps({"heading_path": c.heading_path, "page_start": c.page_start,
-                         "page_end": c.page_end}) for c in chunks],
-        )  # fmt: skip
+        await buffer_chunks(conn, event, version, chunks)
         await jobs.advance(conn, job_id=event.job_id, status="chunks_stored", actor="chunker",
                            chunks_version=version, chunk_count=len(chunks))  # fmt: skip
     return output

@@ -1,0 +1,247 @@
+"""The pipeline end to end (API + four consumer processes on the real broker and database,
+mock OpenAI at zero latency) against a single-process baseline running the same functions."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import statistics
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from accessa.config import Settings
+from accessa.db import create_pool
+from accessa.localrun import LocalPipeline
+from accessa.storage import raw_key
+from consumers.chunker.app import buffer_chunks
+from consumers.chunker.chunking import chunk_markdown
+from consumers.embedder.providers import make_provider
+from consumers.parser.local import parse_pdf
+from consumers.parser.normalize import normalize_markdown
+from mocks.policy_pdf import make_policy_pdf
+from schemas.events import DocumentParsed
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# Files of the corpus that complete (image-only, encrypted and corrupt ones are excluded so
+# the pipeline and the baseline do the same work).
+SKIP = {
+    "cmyk-image.pdf", "grayscale-image.pdf", "imagemagick-ASCII85Decode.pdf",
+    "imagemagick-CCITTFaxDecode.pdf", "imagemagick-lzw.pdf", "libreoffice-writer-password.pdf",
+    "unreadablemetadata.pdf",
+}  # fmt: skip
+
+
+def corpus_files() -> list[Path]:
+    return sorted(p for p in CORPUS.glob("*.pdf") if p.name not in SKIP)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def _upload_all(pipe: LocalPipeline, files: list[Path], users: int) -> list[str]:
+    """Each user uploads every file (different users: no dedup), 16 clients at a time."""
+    sem = asyncio.Semaphore(16)
+    jobs: list[str] = []
+    contents = {p.name: p.read_bytes() for p in files}
+
+    async def one(client: httpx.AsyncClient, name: str) -> None:
+        async with sem:
+            upload = {"file": (name, contents[name], "application/pdf")}
+            r = await client.post("/api/v2/documents", files=upload)
+            r.raise_for_status()
+            jobs.append(r.json()["job_id"])
+
+    clients = [pipe.client(uuid.uuid4()) for _ in range(users)]
+    try:
+        await asyncio.gather(*(one(c, name) for c in clients for name in contents))
+    finally:
+        for c in clients:
+            await c.aclose()
+    return jobs
+
+
+async def _wait_finished(pool: Any, jobs: list[str], timeout: float = 900) -> list[Any]:
+    ids = [uuid.UUID(j) for j in jobs]
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await pool.fetch(
+            "SELECT job_id, state, status, pages, created_at, completed_at FROM upload_jobs "
+            "WHERE job_id = ANY($1::uuid[])", ids,
+        )  # fmt: skip
+        if all(r["state"] in ("done", "deadletter") for r in rows) and len(rows) == len(ids):
+            return rows
+        if time.monotonic() > deadline:
+            raise TimeoutError("pipeline did not finish the benchmark documents")
+        await asyncio.sleep(0.5)  # poll interval
+
+
+class RssWatch:
+    """Peak resident memory of each pipeline process, sampled every 50 ms in a thread."""
+
+    def __init__(self, pipe: LocalPipeline) -> None:
+        self.procs = {n: psutil.Process(p.pid) for n, p in pipe.procs.items()}
+        self.peak = dict.fromkeys(self.procs, 0)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.05):
+            for name, proc in self.procs.items():
+                try:
+                    rss = proc.memory_info().rss + sum(
+                        c.memory_info().rss for c in proc.children(recursive=True)
+                    )
+                except psutil.Error:
+                    continue
+                self.peak[name] = max(self.peak[name], rss)
+
+    def __enter__(self) -> RssWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+async def end_to_end(settings: Settings, home: Path, users: int = 8) -> dict[str, Any]:
+    files = corpus_files()
+    pipe = LocalPipeline.create(settings, home)
+    await asyncio.to_thread(pipe.start_all)
+    pool = await create_pool(settings, max_size=4)
+    try:
+        started = time.time()
+        jobs = await _upload_all(pipe, files, users)
+        rows = await _wait_finished(pool, jobs)
+        done = [r for r in rows if r["status"] == "complete"]
+        span = max(r["completed_at"] for r in done) - min(r["created_at"] for r in rows)
+        latencies = [(r["completed_at"] - r["created_at"]).total_seconds() for r in done]
+        result = {
+            "documents": len(rows),
+            "completed": len(done),
+            "docs_per_s": round(len(done) / span.total_seconds(), 2),
+            "pages_per_s": round(sum(r["pages"] or 0 for r in done) / span.total_seconds(), 1),
+            "latency_p50_s": round(percentile(latencies, 50), 2),
+            "latency_p95_s": round(percentile(latencies, 95), 2),
+            "wall_s": round(time.time() - started, 1),
+        }
+        result["big_pdf"] = await big_pdf(pipe, pool)
+        return result
+    finally:
+        await pool.close()
+        await asyncio.to_thread(pipe.stop_all)
+
+
+async def big_pdf(pipe: LocalPipeline, pool: Any) -> dict[str, Any]:
+    """A generated ~24 MB, 300-page policy: upload → complete, and peak RSS per process."""
+    pdf = make_policy_pdf(seed=4242, pages=300, target_bytes=24 * 1024 * 1024)
+    with RssWatch(pipe) as watch:
+        started = time.perf_counter()
+        async with pipe.client(uuid.uuid4()) as client:
+            r = await client.post("/api/v2/documents",
+                                  files={"file": ("big.pdf", pdf, "application/pdf")})  # fmt: skip
+            r.raise_for_status()
+            (row,) = await _wait_finished(pool, [r.json()["job_id"]], timeout=600)
+        elapsed = time.perf_counter() - started
+    return {
+        "bytes": len(pdf),
+        "pages": row["pages"],
+        "status": row["status"],
+        "upload_to_complete_s": round(elapsed, 2),
+        "peak_rss_mb": {n: round(v / 2**20) for n, v in watch.peak.items()},
+        "goal": "< 60 s; consumers < 300 MB",
+    }
+
+
+async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, Any]:
+    """The same parse → normalise → chunk → embed (real client, mock server in its own
+    process) in one process, straight into document_chunks: no Kafka, no buffers."""
+    files = [(p.name, p.read_bytes()) for p in corpus_files()]
+    pipe = LocalPipeline.create(settings, home)
+    await asyncio.to_thread(pipe.start_all, ("mocks",))
+    s = pipe.settings.model_copy(update={"openai_base_url": f"{pipe.openai_url}/v1"})
+    provider = make_provider(s)
+    pool = await create_pool(settings, max_size=8)
+    sem = asyncio.Semaphore(4)
+
+    async def one(user: uuid.UUID, name: str, pdf: bytes) -> None:
+        async with sem:
+            doc = uuid.uuid4()
+            parsed = await asyncio.to_thread(parse_pdf, pdf)
+            markdown = normalize_markdown(parsed.markdown)
+            chunks = chunk_markdown(markdown, document_id=doc)
+            result = await provider.embed([c.content for c in chunks])
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO documents (document_id, user_id, sha256, size, filename, "
+                    "raw_path) VALUES ($1, $2, $3, $4, $5, $6)",
+                    doc, user, hashlib.sha256(pdf).hexdigest(), len(pdf), name,
+                    raw_key(user, doc),
+                )  # fmt: skip
+                await conn.executemany(
+                    "INSERT INTO document_chunks (chunk_id, document_id, user_id, job_id, "
+                    "chunker_version, embed_model, ordinal, content, content_sha256, "
+                    "token_count, embedding) VALUES ($1, $2, $3, $2, 'baseline', $4, $5, $6, "
+                    "$7, $8, $9)",
+                    [(c.chunk_id, doc, user, s.embed_model, c.ordinal, c.content,
+                      c.content_sha256, c.token_count, v)
+                     for c, v in zip(chunks, result.vectors, strict=True)],
+                )  # fmt: skip
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(one(u, n, b) for u in (uuid.uuid4() for _ in range(users))
+                               for n, b in files))  # fmt: skip
+        elapsed = time.perf_counter() - started
+        return {
+            "documents": users * len(files),
+            "docs_per_s": round(users * len(files) / elapsed, 2),
+        }
+    finally:
+        await pool.close()
+        await asyncio.to_thread(pipe.stop_all)
+
+
+async def chunk_and_buffer(settings: Settings, n_sections: int = 1000) -> dict[str, Any]:
+    """1000 chunks: chunk the markdown and write them to the buffer in one transaction."""
+    body = " ".join(
+        f"Clause {i}: the insurer pays covered losses up to the limit." for i in range(30)
+    )
+    markdown = "\n\n".join(f"## Section {i}\n\n{body}" for i in range(n_sections))
+    pool = await create_pool(settings, max_size=2)
+    user, doc, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        await pool.execute(
+            "INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path) "
+            "VALUES ($1, $2, $3, 1, 'b.pdf', 'raw/b.pdf')", doc, user, uuid.uuid4().hex * 2,
+        )  # fmt: skip
+        await pool.execute(
+            "INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id) "
+            "VALUES ($1, $2, $3, 'bench')", job, user, doc,
+        )  # fmt: skip
+        event = DocumentParsed(event_id=uuid.uuid4(), job_id=job, document_id=doc, user_id=user,
+                               correlation_id="bench", parsed_path="p", parsed_sha256="0" * 64,
+                               pages=1, parser="bench")  # fmt: skip
+        started = time.perf_counter()
+        chunks = chunk_markdown(markdown, document_id=doc)
+        chunked = time.perf_counter()
+        async with pool.acquire() as conn, conn.transaction():
+            await buffer_chunks(conn, event, "markdown-simple@1", chunks)
+        done = time.perf_counter()
+        await pool.execute("DELETE FROM documents WHERE document_id = $1", doc)
+        return {
+            "chunks": len(chunks),
+            "chunk_s": round(chunked - started, 3),
+            "buffer_s": round(done - chunked, 3),
+            "total_s": round(done - started, 3),
+            "goal": "< 0.5 s",
+        }
+    finally:
+        await pool.close()
