@@ -27,12 +27,12 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-def _server(app: FastAPI, port: int) -> tuple[_Server, socket.socket]:
+def _server(app: FastAPI, port: int, host: str = HOST) -> tuple[_Server, socket.socket]:
     # An explicit IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections (it checks
     # `proto`); without it every response waits ~40 ms on Nagle + delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, port))
+    sock.bind((host, port))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     return _Server(config), sock
 
@@ -44,8 +44,9 @@ async def serve_mocks(settings: Settings) -> None:
         **sim, webhook_secret=settings.llamaparse_webhook_secret.get_secret_value()
     )
     servers = [
-        _server(llamaparse, settings.mock_llamaparse_port),
-        _server(openai_server.create_app(**sim), settings.mock_openai_port),
+        # Containers set ACCESSA_HEALTH_HOST=0.0.0.0 so other services can reach the mocks.
+        _server(llamaparse, settings.mock_llamaparse_port, settings.health_host),
+        _server(openai_server.create_app(**sim), settings.mock_openai_port, settings.health_host),
     ]
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
     try:

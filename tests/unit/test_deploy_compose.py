@@ -1,0 +1,190 @@
+"""infra/docker-compose.yml and the Dockerfile, checked statically (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from accessa.config import STAGE_PORTS, Settings
+from schemas.topics import STAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "infra" / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+SETTINGS_ENV = {f"ACCESSA_{name.upper()}" for name in Settings.model_fields}
+APP_SERVICES = ("api", *STAGES)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _command(service: dict[str, Any]) -> str:
+    parts = [*(service.get("entrypoint") or []), *(service.get("command") or [])]
+    return " ".join(parts if isinstance(parts, list) else [parts])
+
+
+def test_compose_names_every_service(services: dict[str, dict[str, Any]]) -> None:
+    expected = {"kafka", "postgres", "mocks", "migrate", "api", *STAGES}
+    assert expected <= set(services), f"missing: {expected - set(services)}"
+
+
+def test_every_accessa_variable_is_a_setting(services: dict[str, dict[str, Any]]) -> None:
+    used = {key for s in services.values() for key in (s.get("environment") or {})}
+    unknown = {key for key in used if key.startswith("ACCESSA_")} - SETTINGS_ENV
+    assert not unknown, f"not Settings fields: {sorted(unknown)}"
+
+
+def test_no_stray_accessa_names_in_file() -> None:
+    """Catches ACCESSA_* names outside `environment:` too (interpolation, comments)."""
+    names = set(re.findall(r"\bACCESSA_[A-Z0-9_]+", COMPOSE.read_text()))
+    assert names - SETTINGS_ENV == set()
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_consumer_services_run_their_stage(services: dict[str, dict[str, Any]], stage: str) -> None:
+    assert services[stage]["command"] == ["run", stage]
+
+
+def test_api_and_mocks_commands(services: dict[str, dict[str, Any]]) -> None:
+    assert services["api"]["command"] == ["run", "api"]
+    assert services["mocks"]["command"] == ["run", "mocks"]
+
+
+def test_migrate_service_migrates_and_creates_topics(services: dict[str, dict[str, Any]]) -> None:
+    command = _command(services["migrate"])
+    assert "accessa migrate" in command
+    assert "accessa infra topics" in command
+    assert services["migrate"].get("restart") == "no"
+
+
+@pytest.mark.parametrize("name", [*APP_SERVICES, "migrate", "mocks"])
+def test_app_services_reach_kafka_and_postgres_in_containers(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    env = services[name]["environment"]
+    assert env["ACCESSA_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert env["ACCESSA_DATABASE_URL"].startswith("postgresql://")
+    assert "@postgres:5432/" in env["ACCESSA_DATABASE_URL"]
+    assert env["ACCESSA_HEALTH_HOST"] == "0.0.0.0"
+    Settings(**{k.removeprefix("ACCESSA_").lower(): v for k, v in env.items()})  # values parse
+
+
+def test_third_parties_point_at_the_mocks_service(services: dict[str, dict[str, Any]]) -> None:
+    env = services["embedder"]["environment"]
+    ports = services["mocks"]["environment"]
+    assert env["ACCESSA_OPENAI_BASE_URL"].startswith("http://mocks:")
+    assert env["ACCESSA_LLAMAPARSE_BASE_URL"].startswith("http://mocks:")
+    defaults = Settings()
+    assert (
+        str(ports.get("ACCESSA_MOCK_OPENAI_PORT", defaults.mock_openai_port))
+        in (env["ACCESSA_OPENAI_BASE_URL"])
+    )
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_wait_for_dependencies(services: dict[str, dict[str, Any]], name: str) -> None:
+    depends = services[name]["depends_on"]
+    assert depends["kafka"]["condition"] == "service_healthy"
+    assert depends["postgres"]["condition"] == "service_healthy"
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_healthcheck_hits_health_on_the_process_port(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    check = " ".join(services[name]["healthcheck"]["test"])
+    assert f"127.0.0.1:{STAGE_PORTS[name]}/health" in check
+
+
+def test_stop_grace_outlasts_the_drain(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        service = services[name]
+        grace = float(service["environment"].get("ACCESSA_SHUTDOWN_GRACE_S", 30))
+        stop = float(str(service["stop_grace_period"]).removesuffix("s"))
+        assert stop >= grace + 15, name
+
+
+def test_infrastructure_has_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    assert "kafka-broker-api-versions" in " ".join(services["kafka"]["healthcheck"]["test"])
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert services["postgres"]["image"].startswith("pgvector/pgvector:pg")
+
+
+def test_app_services_share_one_image(services: dict[str, dict[str, Any]]) -> None:
+    images = {services[n]["image"] for n in (*APP_SERVICES, "migrate", "mocks")}
+    assert len(images) == 1
+
+
+def _compose_cli() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+def test_compose_file_passes_compose_own_validation() -> None:
+    """`docker compose config` checks the file against the Compose spec (no engine needed)."""
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no `docker compose` plugin or `docker-compose` binary on PATH")
+    run = subprocess.run(
+        [*cli, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+
+
+# --- Dockerfile
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
+
+
+def test_dockerfile_runs_accessa_as_non_root() -> None:
+    final = _instructions()
+    last_from = max(i for i, (op, _) in enumerate(final) if op == "FROM")
+    stage = final[last_from:]
+    assert stage[0][1].startswith("python:3.11-slim")
+    users = [arg for op, arg in stage if op == "USER"]
+    assert users and not users[-1].startswith(("root", "0")), users
+    assert ("ENTRYPOINT", '["accessa"]') in stage
+    assert ("CMD", '["run", "api"]') in stage
+
+
+def test_dockerfile_copies_every_package() -> None:
+    """Each package `pip install .` finds (pyproject's include list) is copied into the image."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    packages = {p.rstrip("*") for p in include}
+    copied = {
+        source
+        for op, arg in _instructions()
+        if op == "COPY" and not arg.startswith("--from")
+        for source in arg.split()[:-1]
+    }
+    assert packages <= copied, f"not copied: {packages - copied}"
+    ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert not packages & ignored
+    assert {"pyproject.toml", "constraints.txt"} <= copied
