@@ -117,6 +117,7 @@ class Settings(BaseSettings):
     embed_price_per_mtok: float = Field(0.02, description="USD per million tokens.")
     budget_user_daily_usd: float | None = Field(None, description="Per-user daily budget.")
     budget_global_daily_usd: float | None = Field(None, description="Global daily budget.")
+    budget_recheck_s: float = Field(60.0, gt=0, description="How often paused work rechecks.")
 
     # --- mock servers
     mock_llamaparse_port: int = Field(8091, description="Mock LlamaParse port.")

@@ -113,16 +113,22 @@ async def fail(
 
 
 async def retrying(
-    conn: asyncpg.Connection, *, job_id: uuid.UUID, actor: str, error: dict[str, Any]
+    conn: asyncpg.Connection,
+    *,
+    job_id: uuid.UUID,
+    actor: str,
+    error: dict[str, Any],
+    count_attempt: bool = True,
 ) -> None:
-    """Record a transient failure: state `retryable`, attempt counted, reason kept."""
+    """Record a transient failure: state `retryable`, the reason kept, the attempt counted
+    (not for a recoverable wait such as `budget_exceeded`)."""
     row = await conn.fetchrow(
         """UPDATE upload_jobs
-           SET state = 'retryable', retry_count = retry_count + 1, last_error = $2,
+           SET state = 'retryable', retry_count = retry_count + $3::int, last_error = $2,
                updated_at = now()
            WHERE job_id = $1 AND state NOT IN ('done', 'deadletter')
            RETURNING user_id, document_id, correlation_id""",
-        job_id, error,
+        job_id, error, int(count_attempt),
     )  # fmt: skip
     if row is not None:
         await record_event(

@@ -10,6 +10,7 @@ import typer
 
 from accessa.cli import infra, ops
 from accessa.cli.config_cmd import config
+from accessa.cli.cost_cmd import cost
 from accessa.cli.output import console, emit_json
 from accessa.cli.run import run
 from accessa.cli.status_cmd import status
@@ -29,6 +30,7 @@ app.add_typer(ops.dlq_app, name="dlq")
 app.add_typer(ops.consumers_app, name="consumers")
 app.command("replay")(ops.replay)
 app.command("status")(status)
+app.command("cost")(cost)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -375,7 +375,8 @@ class StageRuntime:
             log.warning("transient failure, retry %d in %.1fs: %s: %s", n, delay, code, message)
             if job_id:
                 async with self.res.pool.acquire() as conn, conn.transaction():
-                    await jobs.retrying(conn, job_id=job_id, actor=self.app.name, error=reason)
+                    await jobs.retrying(conn, job_id=job_id, actor=self.app.name, error=reason,
+                                        count_attempt=not recoverable)  # fmt: skip
             retry_headers = {
                 **headers,
                 Headers.ATTEMPT: str(attempt if recoverable else n),

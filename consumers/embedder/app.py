@@ -8,6 +8,7 @@ from accessa import jobs
 from accessa.errors import PermanentError, TransientError
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
+from consumers.embedder.budget import check_budget
 from consumers.embedder.providers import make_provider
 from consumers.embedder.vectors import batches, save_batch
 from schemas.events import ChunksCreated, ChunksEmbedded
@@ -57,6 +58,8 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext) -> ChunksEmbedded:
             await save_batch(ctx, event, [c for c in todo if c["cached"] is not None], None)
             missing = [c for c in todo if c["cached"] is None]
             unique = {c["content_sha256"]: c for c in missing}  # same text: embedded once
+            tokens = sum(c["token_count"] for c in unique.values())
+            await check_budget(ctx.pool, settings, event.user_id, tokens)
             fresh: dict[str, list[float]] = {}
 
             async def embed(batch: list) -> None:

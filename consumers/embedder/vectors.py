@@ -8,6 +8,7 @@ from typing import Any
 from accessa.config import Settings
 from accessa.runtime import metrics
 from accessa.runtime.context import StageContext
+from consumers.embedder.budget import record_spend
 from schemas.events import ChunksCreated
 
 
@@ -55,6 +56,7 @@ async def save_batch(
              for c, v in zip(chunks, vectors, strict=True)],
         )  # fmt: skip
         cost = result.tokens * settings.embed_price_per_mtok / 1_000_000
+        await record_spend(conn, event.user_id, cost, result.tokens)
         await conn.execute(
             "UPDATE upload_jobs SET embed_tokens = embed_tokens + $2, "
             "cost_usd = cost_usd + $3, updated_at = now() WHERE job_id = $1",

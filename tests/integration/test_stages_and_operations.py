@@ -100,3 +100,24 @@ async def test_offsets_cannot_be_reset_while_the_stage_runs(stages: Stages) -> N
     await stages.stop("parser")
     plan = await ops.reset_offsets(stages.settings, "parser", to_earliest=True)
     assert {row["target"] for row in plan.values()} == {0}
+
+
+async def test_over_budget_documents_wait_and_resume_when_the_budget_allows(
+    stages: Stages,
+) -> None:
+    stages.settings.budget_user_daily_usd = 1e-9  # less than any document costs
+    stages.settings.budget_recheck_s = 0.5
+    await stages.start()
+    event = await stages.submit((CORPUS / "pdflatex-4-pages.pdf").read_bytes())
+
+    async def paused() -> bool:
+        job = await stages.job(event.job_id)
+        return job["state"] == "retryable" and job["last_error"]["code"] == "budget_exceeded"
+
+    await wait_for(paused, timeout=60, what="the job to pause on its budget")
+    assert (await stages.openai_stats())["inputs_embedded"] == 0  # nothing was paid
+
+    stages.settings.budget_user_daily_usd = 10.0  # the budget is raised
+    job = await stages.finished(event.job_id)
+    assert (job["status"], job["retry_count"]) == ("complete", 0)
+    assert float(job["cost_usd"]) > 0

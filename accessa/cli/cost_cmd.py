@@ -1,0 +1,75 @@
+"""`accessa cost`: embedding tokens and spend per user, and today's budget use."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from accessa.cli.output import console, emit_json
+from accessa.config import get_settings
+from accessa.db import create_pool
+
+
+async def cost_report(user: uuid.UUID | None, since: datetime | None) -> dict[str, Any]:
+    settings = get_settings()
+    pool = await create_pool(settings, min_size=1, max_size=2)
+    try:
+        rows = await pool.fetch(
+            """SELECT user_id, count(*) AS jobs, sum(embed_tokens) AS tokens,
+                      sum(cost_usd) AS usd
+               FROM upload_jobs
+               WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::timestamptz IS NULL
+                     OR created_at >= $2)
+               GROUP BY user_id ORDER BY usd DESC""",
+            user, since,
+        )  # fmt: skip
+        today = await pool.fetch(
+            "SELECT user_id, usd FROM embedding_spend WHERE day = current_date"
+        )
+    finally:
+        await pool.close()
+    spent_today = {r["user_id"]: float(r["usd"]) for r in today}
+    return {
+        "users": [
+            {
+                "user_id": str(r["user_id"]),
+                "jobs": r["jobs"],
+                "tokens": int(r["tokens"] or 0),
+                "usd": float(r["usd"] or 0),
+                "usd_today": spent_today.get(r["user_id"], 0.0),
+            }
+            for r in rows
+        ],
+        "total_usd": sum(float(r["usd"] or 0) for r in rows),
+        "today_global_usd": spent_today.get(uuid.UUID(int=0), 0.0),
+        "budgets": {
+            "user_daily_usd": settings.budget_user_daily_usd,
+            "global_daily_usd": settings.budget_global_daily_usd,
+        },
+    }
+
+
+def cost(
+    user: Annotated[uuid.UUID | None, typer.Option(help="Only this user.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Jobs created from this time on.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Embedding tokens and USD per user (and today's spend against the daily budgets)."""
+    report = asyncio.run(cost_report(user, since))
+    if as_json:
+        emit_json(report)
+        return
+    table = Table("user", "jobs", "tokens", "USD", "USD today")
+    for u in report["users"]:
+        table.add_row(u["user_id"], str(u["jobs"]), str(u["tokens"]), f"{u['usd']:.6f}",
+                      f"{u['usd_today']:.6f}")  # fmt: skip
+    console.print(table)
+    b = report["budgets"]
+    console.print(f"total ${report['total_usd']:.6f}; today (all users) "
+                  f"${report['today_global_usd']:.6f}; budgets: user {b['user_daily_usd']}, "
+                  f"global {b['global_daily_usd']}")  # fmt: skip
