@@ -20,7 +20,7 @@ REFUSED_AT_THE_DOOR = {"pdf_encrypted", "pdf_corrupt"}  # the API validates befo
 async def upload(client, name: str) -> dict:
     files = {"file": (name, (CORPUS / name).read_bytes(), "application/pdf")}
     response = await client.post("/api/v2/documents", files=files)
-    return {"status": response.status_code, **response.json()}
+    return {**response.json(), "http_status": response.status_code}
 
 
 async def finished(client, job_id: str, timeout: float = 240) -> dict:
@@ -39,7 +39,7 @@ def corpus_run(pipeline: LocalPipeline) -> dict[str, dict]:
     async def run() -> dict[str, dict]:
         async with pipeline.client(user) as client:
             answers = {name: await upload(client, name) for name in sorted(EXPECTED)}
-            jobs = [a["job_id"] for a in answers.values() if a["status"] in (200, 202)]
+            jobs = [a["job_id"] for a in answers.values() if a["http_status"] in (200, 202)]
             results = await asyncio.gather(*(finished(client, j) for j in jobs))
             by_job = {r["job_id"]: r for r in results}
             return {n: by_job.get(a.get("job_id"), a) for n, a in answers.items()}
@@ -57,7 +57,7 @@ def test_corpus_file_ends_in_its_expected_state(name: str, corpus_run: dict[str,
         assert outcome["progress"] == 100
         assert outcome["chunk_count"] == outcome["vector_count"] > 0
     elif expected in REFUSED_AT_THE_DOOR:
-        assert outcome["status"] == 422
+        assert outcome["http_status"] == 422
         assert outcome["error"]["code"] == expected
         assert outcome["error"]["message"] and outcome["error"]["correlation_id"]
     else:
