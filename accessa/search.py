@@ -1,13 +1,11 @@
-"""Semantic search over a user's completed documents."""
+"""Semantic search over a user's completed documents (the caller's RLS scope applies)."""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-
-from accessa.db import user_transaction
 
 # RLS filters rows after the index scan; iterative scans keep going until `k` rows of this
 # user are found (pgvector >= 0.8), so a user with few documents still gets k results.
@@ -21,15 +19,14 @@ LIMIT $2
 """
 
 
-async def search(
-    pool: asyncpg.Pool, provider: Any, *, user_id: uuid.UUID, query: str, k: int = 5
+async def search_chunks(
+    conn: asyncpg.Connection, vector: Sequence[float], k: int
 ) -> list[dict[str, Any]]:
-    """The caller's `k` best chunks for `query`, best first (score = cosine similarity)."""
-    vector = (await provider.embed([query])).vectors[0]
-    async with user_transaction(pool, user_id) as conn:
-        await conn.execute("SET LOCAL hnsw.ef_search = 100")
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        rows = await conn.fetch(SEARCH, vector, k)
+    """The `k` chunks nearest to `vector`, best first (score = cosine similarity). Runs in
+    the caller's transaction; only each document's active version is searched."""
+    await conn.execute("SET LOCAL hnsw.ef_search = 100")
+    await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    rows = await conn.fetch(SEARCH, list(vector), k)
     return [
         {
             "chunk_id": r["chunk_id"],

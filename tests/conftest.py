@@ -22,7 +22,8 @@ TEST_ENV = {
     "ACCESSA_KAFKA_PORT": "29092",
     "ACCESSA_KAFKA_CONTROLLER_PORT": "29093",
     "ACCESSA_POSTGRES_PORT": "54339",
-    "ACCESSA_KAFKA_HEAP": "512m",
+    "ACCESSA_KAFKA_HEAP": "1536m",
+    "ACCESSA_TOPIC_PARTITIONS": "2",  # each test makes its own topics: keep the broker light
     "ACCESSA_LOG_JSON": "true",
 }
 for _key, _value in TEST_ENV.items():
@@ -86,9 +87,26 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-def isolated_settings(infra: Settings, topic_prefix: str) -> Settings:
-    """Settings on the shared infra but with this test's own topics and consumer groups."""
-    return infra.model_copy(update={"topic_prefix": topic_prefix})
+def isolated_settings(infra: Settings, topic_prefix: str) -> Iterator[Settings]:
+    """Settings on the shared infra but with this test's own topics and consumer groups
+    (deleted afterwards)."""
+    yield infra.model_copy(update={"topic_prefix": topic_prefix})
+    import asyncio
+
+    asyncio.run(delete_topics(infra, topic_prefix))
+
+
+async def delete_topics(settings: Settings, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from accessa.cli import infra, ops
+from accessa.cli import client, infra, ops
 from accessa.cli.config_cmd import config
 from accessa.cli.cost_cmd import cost
 from accessa.cli.output import console, emit_json
@@ -31,6 +31,9 @@ app.add_typer(ops.consumers_app, name="consumers")
 app.command("replay")(ops.replay)
 app.command("status")(status)
 app.command("cost")(cost)
+app.command("upload")(client.upload)
+app.command("jobs")(client.jobs)
+app.command("search")(client.search)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -25,6 +25,7 @@ class Process(StrEnum):
     embedder = "embedder"
     finalizer = "finalizer"
     mocks = "mocks"
+    relay = "relay"
     all = "all"
 
 
@@ -48,6 +49,10 @@ def run(
         from producer_api.main import serve
 
         serve(settings)
+    elif process == Process.relay:
+        from producer_api.outbox import run_relay
+
+        run_relay(settings)
     elif process == Process.mocks:
         import asyncio
 

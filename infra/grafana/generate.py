@@ -49,6 +49,8 @@ panels = [
         "histogram_quantile(0.95, sum by (le) (rate(accessa_job_duration_seconds_bucket[15m])))",
         "s",
     ),
+    ("Outbox published / s", "sum(rate(accessa_outbox_published_total[5m]))", "ops"),
+    ("Outbox publish failures", "sum(rate(accessa_outbox_failures_total[5m]))", "ops"),
     ("Jobs completed / min", "sum(rate(accessa_job_duration_seconds_count[5m])) * 60", "short"),
 ]
 dash = {

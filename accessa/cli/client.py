@@ -1,0 +1,180 @@
+"""`accessa upload` and `accessa jobs`: the Producer API's HTTP client for people and scripts.
+
+Auth: `--token`, else `ACCESSA_TOKEN`, else `--user <uuid>` mints a local dev token.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from accessa.cli.output import Exit, console, emit_json, err_console, fail
+from accessa.config import get_settings
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+TokenOpt = Annotated[
+    str | None, typer.Option(envvar="ACCESSA_TOKEN", help="Bearer token (or ACCESSA_TOKEN).")
+]
+UserOpt = Annotated[
+    uuid.UUID | None, typer.Option(help="Mint a local dev token for this user id instead.")
+]
+ApiUrlOpt = Annotated[str | None, typer.Option(help="API base URL (default: settings.api_url).")]
+FAILED = ("failed_parse", "failed_chunking", "failed_embedding")
+
+
+def _client(token: str | None, user: uuid.UUID | None, api_url: str | None) -> httpx.Client:
+    settings = get_settings()
+    if token is None and user is not None:
+        from accessa.auth import mint_token
+
+        token = mint_token(settings, user)
+    if token is None:
+        fail("no token: pass --token, set ACCESSA_TOKEN or use --user <uuid>", Exit.USAGE)
+    return httpx.Client(base_url=api_url or settings.api_url, timeout=120,
+                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return job["state"] in ("done", "deadletter") or job["status"] in FAILED
+
+
+def _get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
+    """The job, or None when rate limited (the caller polls again later)."""
+    response = client.get(f"/api/v2/jobs/{job_id}")
+    if response.status_code == 429:
+        return None
+    response.raise_for_status()
+    return response.json()
+
+
+def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: float,
+          quiet: bool) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Poll each job until it finishes, with a progress bar per file."""
+    final: dict[str, dict[str, Any]] = {}
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+    ]
+    with Progress(*columns, console=err_console, disable=quiet) as progress:
+        tasks = {n: progress.add_task(f"{Path(n).name}: queued", total=100) for n in accepted}
+        while len(final) < len(accepted):
+            for name, job in accepted.items():
+                if name in final:
+                    continue
+                current = _get_job(client, job["job_id"])
+                if current is None:
+                    continue
+                progress.update(tasks[name], completed=current["progress"],
+                                description=f"{Path(name).name}: {current['stage']}")  # fmt: skip
+                if _finished(current):
+                    final[name] = current
+            if len(final) < len(accepted):
+                time.sleep(interval)  # the API allows ~10 polls per job per minute
+    return final
+
+
+def upload(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="PDF files.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow each job until it ends.")] = False,
+    as_json: JsonOpt = False,
+    token: TokenOpt = None,
+    user: UserOpt = None,
+    api_url: ApiUrlOpt = None,
+    poll_interval: Annotated[float, typer.Option(hidden=True)] = 6.5,
+) -> None:
+    """Upload PDFs through the API; with --wait, exit 1 if any job fails."""
+    results: dict[str, dict[str, Any]] = {}
+    rejected: dict[str, str] = {}
+    with _client(token, user, api_url) as client:
+        for path in files:
+            with path.open("rb") as handle:
+                part = (path.name, handle, "application/pdf")
+                response = client.post("/api/v2/documents", files={"file": part})
+            if response.is_success:
+                results[str(path)] = response.json()
+            else:
+                rejected[str(path)] = _error_text(response)
+        if wait and results:
+            results = _wait(client, results, poll_interval, quiet=as_json)
+    failed = {n: j for n, j in results.items() if j.get("status") in FAILED or
+              j.get("state") == "deadletter"}  # fmt: skip
+    if as_json:
+        emit_json({"jobs": results, "rejected": rejected})
+    else:
+        for name, job in results.items():
+            note = " (duplicate)" if job.get("duplicate") else ""
+            console.print(f"{Path(name).name}: job {job['job_id']} {job['status']}{note}")
+        for name, reason in rejected.items():
+            err_console.print(f"[red]{Path(name).name}: rejected[/red] {reason}")
+        for name, job in failed.items():
+            error = job.get("last_error") or {}
+            reason = f"{error.get('code', '?')}: {error.get('message', '')}"
+            err_console.print(f"[red]{Path(name).name}: {job['status']}[/red] {reason}")
+    if rejected or failed:
+        raise typer.Exit(int(Exit.FAILED))
+
+
+def jobs(
+    as_json: JsonOpt = False,
+    token: TokenOpt = None,
+    user: UserOpt = None,
+    api_url: ApiUrlOpt = None,
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many.")] = 20,
+) -> None:
+    """List your jobs, newest first."""
+    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
+    with _client(token, user, api_url) as client:
+        response = client.get("/api/v2/jobs", params=params)
+    if not response.is_success:
+        fail(_error_text(response), as_json=as_json)
+    items = response.json()["items"]
+    if as_json:
+        emit_json(items)
+        return
+    table = Table("job", "file", "status", "stage", "%", "created")
+    for job in items:
+        table.add_row(job["job_id"], job["filename"], job["status"], job["stage"],
+                      str(job["progress"]), job["created_at"][:19])  # fmt: skip
+    console.print(table)
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option(min=1, max=50, help="How many chunks.")] = 5,
+    as_json: JsonOpt = False,
+    token: TokenOpt = None,
+    user: UserOpt = None,
+    api_url: ApiUrlOpt = None,
+) -> None:
+    """Your best-matching chunks for a query (document, pages, heading path, score)."""
+    with _client(token, user, api_url) as client:
+        response = client.get("/api/v2/search", params={"q": query, "k": k})
+    if not response.is_success:
+        fail(_error_text(response), as_json=as_json)
+    hits = response.json()["hits"]
+    if as_json:
+        emit_json(hits)
+        return
+    table = Table("score", "document", "pages", "section", "text")
+    for hit in hits:
+        pages = f"{hit['page_start']}-{hit['page_end']}"
+        table.add_row(f"{hit['score']:.3f}", hit["filename"], pages,
+                      " > ".join(hit["heading_path"]), hit["content"][:80])  # fmt: skip
+    console.print(table if hits else "no matches")

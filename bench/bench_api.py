@@ -1,0 +1,209 @@
+"""Producer API upload throughput: a 1 MB PDF through POST /api/v2/documents.
+
+Real uvicorn (`accessa run api` in a child process, outbox relay included), real Postgres
+and Kafka, rate limits off, 16 concurrent clients. Reports uploads/s, client-side p50/p95
+latency, and how long after the last 202 the last `uploaded` event was published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
+
+from accessa.auth import mint_token
+from accessa.config import Settings, get_settings
+from accessa.db import migrate
+from accessa.infra.topics import ensure_topics, topics_for
+from producer_api.validation import validate_pdf
+
+MB = 1024 * 1024
+
+
+def make_pdf(size: int = MB) -> bytes:
+    """A valid one-page PDF of about `size` bytes: some text and an uncompressed grey image
+    (random pixels, so nothing downstream can compress it away)."""
+    side = int((size - 2048) ** 0.5)
+    pixels = os.urandom(side * side)
+    text = b"BT /F1 14 Tf 72 720 Td (Accessa benchmark policy: 1 MB upload) Tj ET\n"
+    draw = text + b"q 200 0 0 200 72 400 cm /Im1 Do Q\n"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> /XObject << /Im1 6 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(draw), draw),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray"
+        b" /BitsPerComponent 8 /Length %d >>\nstream\n%s\nendstream"
+        % (side, side, len(pixels), pixels),
+    ]
+    out, offsets = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref,
+    )  # fmt: skip
+    return out
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as ACCESSA_* variables, for a child process."""
+    env = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"ACCESSA_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    return env
+
+
+async def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the API exited with {proc.returncode}")
+            try:
+                if (await client.get(f"{url}/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)  # start-up poll interval
+    raise RuntimeError("the API did not become healthy")
+
+
+async def _published(settings: Settings, timeout: float = 120) -> float:
+    """Seconds until every outbox row of this run's topics is published."""
+    conn = await asyncpg.connect(settings.dsn)
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < timeout:
+            left = await conn.fetchval(
+                "SELECT count(*) FROM upload_pipeline.outbox"
+                " WHERE published_at IS NULL AND starts_with(topic, $1)",
+                settings.topic_prefix,
+            )
+            if left == 0:
+                return time.monotonic() - start
+            await asyncio.sleep(0.05)  # poll interval
+    finally:
+        await conn.close()
+    raise RuntimeError("the relay did not drain the outbox")
+
+
+async def _load(url: str, token: str, payloads: list[bytes], concurrency: int) -> list[float]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for payload in payloads:
+        queue.put_nowait(payload)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120,
+                                 headers=headers) as client:  # fmt: skip
+
+        async def worker() -> None:
+            while not queue.empty():
+                payload = queue.get_nowait()
+                start = time.perf_counter()
+                files = {"file": ("bench.pdf", payload, "application/pdf")}
+                response = await client.post("/api/v2/documents", files=files)
+                latencies.append(time.perf_counter() - start)
+                if response.status_code != 202:
+                    raise RuntimeError(f"upload failed: {response.status_code} {response.text}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+async def _prepare(settings: Settings) -> None:
+    await migrate(settings)
+    await ensure_topics(settings)
+
+
+async def _drop_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics_for(settings).all())
+    finally:
+        await admin.close()
+
+
+async def _measure(
+    settings: Settings, proc: subprocess.Popen[bytes], payloads: list[bytes], concurrency: int
+) -> tuple[list[float], float, float]:
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    await _wait_healthy(url, proc)
+    token = mint_token(settings, uuid.uuid4())
+    await _load(url, token, payloads[:concurrency], concurrency)  # warm-up
+    start = time.perf_counter()
+    latencies = await _load(url, token, payloads[concurrency:], concurrency)
+    wall = time.perf_counter() - start
+    return latencies, wall, await _published(settings)
+
+
+def run(settings: Settings, *, uploads: int = 400, concurrency: int = 16) -> dict[str, Any]:
+    """Benchmark figures for bench/results.json (key `api_upload`)."""
+    settings = settings.model_copy(update={
+        "topic_prefix": f"bench{uuid.uuid4().hex[:6]}-", "rate_limits_enabled": False,
+        "storage_dir": Path(tempfile.mkdtemp(prefix="accessa-bench-api-")),
+        "api_port": _free_port(),
+    })  # fmt: skip
+    asyncio.run(_prepare(settings))
+    base = make_pdf(MB)
+    validate_pdf(base)  # the payload must pass the API's own checks
+    payloads = [base + f"%{uuid.uuid4()}\n".encode() for _ in range(uploads + concurrency)]
+    env = {**os.environ, **settings_env(settings), "ACCESSA_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "accessa.cli.main", "run", "api"], env=env)
+    try:
+        latencies, wall, drained = asyncio.run(_measure(settings, proc, payloads, concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        asyncio.run(_drop_topics(settings))
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "pdf_bytes": len(base),
+        "uploads": uploads,
+        "concurrency": concurrency,
+        "uploads_per_s": round(uploads / wall, 1),
+        "mb_per_s": round(uploads * len(base) / MB / wall, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p95_ms": round(q[94] * 1000, 1),
+        "outbox_drained_s_after_last_upload": round(drained, 2),
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    print(json.dumps({"api_upload": run(get_settings())}, indent=2))

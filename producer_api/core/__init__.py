@@ -1,0 +1,1 @@
+"""Cross-cutting pieces of the API: dependencies, security, errors, correlation ids."""

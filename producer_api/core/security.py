@@ -1,0 +1,156 @@
+"""Who is calling: Bearer JWT verification, and the signed URLs of the two-step upload.
+
+Tokens: HS256 with the configured secret (local default), RS256/ES256 through the JWKS URL
+(Supabase-style claims: `sub` = user id, `aud`, `role`). 401 when missing, malformed, badly
+signed or expired; 403 for the wrong audience or role. A `service_role` token may act for a
+user given in `X-User-Id`; without it, it reads across users (internal tools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from accessa.config import Settings
+from producer_api.core.errors import ApiError
+
+ROLES = ("authenticated", "service_role")
+_ASYMMETRIC = ("RS256", "ES256")
+_bearer = HTTPBearer(auto_error=False, description="JWT (`accessa token --user <uuid>`).")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The verified caller. `user_id` is None only for a service token acting for nobody."""
+
+    user_id: uuid.UUID | None
+    role: str
+    claims: dict[str, Any]
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == "service_role"
+
+
+def _unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _signing_key(token: str, settings: Settings, jwks: jwt.PyJWKClient | None) -> tuple[Any, str]:
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized("invalid_token", "malformed token") from exc
+    if alg == "HS256":
+        return settings.jwt_secret.get_secret_value(), alg
+    if alg in _ASYMMETRIC and jwks is not None:
+        try:
+            return jwks.get_signing_key_from_jwt(token).key, alg
+        except jwt.PyJWKClientConnectionError as exc:
+            raise ApiError(503, "auth_unavailable", "the JWKS endpoint is unreachable") from exc
+        except jwt.PyJWKClientError as exc:
+            raise _unauthorized("invalid_token", f"no matching signing key: {exc}") from exc
+    raise _unauthorized("invalid_token", f"unsupported token algorithm {alg!r}")
+
+
+def verify_token(
+    token: str, settings: Settings, jwks: jwt.PyJWKClient | None = None
+) -> dict[str, Any]:
+    """The token's claims, or ApiError 401/403. Blocking when a JWKS fetch is needed."""
+    key, alg = _signing_key(token, settings, jwks)
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=[alg], audience=settings.jwt_audience,
+            options={"require": ["exp", "aud"]}, leeway=5,
+        )  # fmt: skip
+    except jwt.ExpiredSignatureError as exc:
+        raise _unauthorized("token_expired", "the token has expired") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise ApiError(403, "wrong_audience", "the token is for another audience") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        if exc.claim == "aud":
+            raise ApiError(403, "wrong_audience", "the token has no audience") from exc
+        raise _unauthorized("invalid_token", str(exc)) from exc
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized("invalid_token", f"invalid token: {exc}") from exc
+    if claims.get("role") not in ROLES:
+        raise ApiError(403, "forbidden_role", f"role {claims.get('role')!r} may not call the API")
+    return claims
+
+
+def principal_from(claims: dict[str, Any], acting_for: str | None) -> Principal:
+    role = claims["role"]
+    subject = acting_for if role == "service_role" else claims.get("sub")
+    if subject is None and role == "service_role":
+        return Principal(None, role, claims)
+    try:
+        return Principal(uuid.UUID(str(subject)), role, claims)
+    except ValueError as exc:
+        raise _unauthorized("invalid_token", "the subject is not a user id") from exc
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_user_id: Annotated[
+        str | None, Header(description="service_role only: act for this user.")
+    ] = None,
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("not_authenticated", "a Bearer token is required")
+    settings: Settings = request.app.state.settings
+    jwks: jwt.PyJWKClient | None = request.app.state.jwks
+    if jwks is not None:
+        claims = await asyncio.to_thread(verify_token, credentials.credentials, settings, jwks)
+    else:
+        claims = verify_token(credentials.credentials, settings)
+    request.state.principal = principal = principal_from(claims, x_user_id)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_user(principal: CurrentPrincipal) -> Principal:
+    """A caller acting for one user (uploads need an owner)."""
+    if principal.user_id is None:
+        raise ApiError(400, "user_required", "a service_role caller must send X-User-Id")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+# --- signed upload URLs (local storage backend)
+
+
+def _url_key(settings: Settings) -> bytes:
+    # A key of its own (domain separation): an upload signature never passes for a JWT one.
+    secret = settings.jwt_secret.get_secret_value().encode()
+    return hashlib.sha256(b"accessa-upload-url\0" + secret).digest()
+
+
+def sign_upload(settings: Settings, job_id: uuid.UUID, expires: int) -> str:
+    """HMAC-SHA256 over the method, the job and the expiry (epoch seconds)."""
+    message = f"PUT\n{job_id}\n{expires}".encode()
+    return hmac.new(_url_key(settings), message, hashlib.sha256).hexdigest()
+
+
+def check_upload_signature(
+    settings: Settings, job_id: uuid.UUID, expires: int, signature: str, *, now: float | None = None
+) -> None:
+    """ApiError 403 unless `signature` is ours for this job and has not expired."""
+    expected = sign_upload(settings, job_id, expires)
+    if not hmac.compare_digest(expected.encode(), signature.encode(errors="replace")):
+        raise ApiError(403, "invalid_signature", "the upload URL signature is not valid")
+    if (now if now is not None else time.time()) > expires:
+        raise ApiError(403, "url_expired", "the upload URL has expired")

@@ -1,0 +1,184 @@
+"""Data access for the API: plain keyword-only functions on a connection.
+
+Callers pass a connection from `Db.tx()` (RLS-scoped to the user) unless stated otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from accessa import jobs
+from schemas.events import Event
+from schemas.headers import Headers
+
+# A job whose bytes have not arrived yet (two-step upload) still has the table's default stage.
+AWAITING_BYTES = "queued"
+_JOB = """SELECT j.*, d.filename, d.sha256, d.size, d.mime, d.raw_path
+          FROM upload_jobs j JOIN documents d USING (document_id)"""
+
+
+async def insert_document(
+    *,
+    conn: asyncpg.Connection,
+    document_id: uuid.UUID,
+    user_id: uuid.UUID,
+    sha256: str,
+    size: int,
+    filename: str,
+    mime: str,
+    raw_path: str,
+    pages: int | None = None,
+) -> bool:
+    """True if inserted; False if the user already has a document with this sha256 (the
+    unique key decides, so concurrent identical uploads create exactly one)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO documents (document_id, user_id, sha256, size, filename, mime, raw_path,
+                                  pages)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (user_id, sha256) DO NOTHING RETURNING true""",
+        document_id, user_id, sha256, size, filename, mime, raw_path, pages,
+    )  # fmt: skip
+    return bool(inserted)
+
+
+async def document_by_sha(
+    *, conn: asyncpg.Connection, user_id: uuid.UUID, sha256: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM documents WHERE user_id = $1 AND sha256 = $2", user_id, sha256
+    )
+
+
+async def get_document(
+    *, conn: asyncpg.Connection, document_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT d.*, (SELECT job_id FROM upload_jobs j WHERE j.document_id = d.document_id
+                        ORDER BY created_at DESC, job_id DESC LIMIT 1) AS latest_job_id
+           FROM documents d WHERE document_id = $1""",
+        document_id,
+    )
+
+
+async def latest_job(*, conn: asyncpg.Connection, document_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"{_JOB} WHERE j.document_id = $1 ORDER BY j.created_at DESC, j.job_id DESC LIMIT 1",
+        document_id,
+    )
+
+
+async def insert_job(
+    *,
+    conn: asyncpg.Connection,
+    job_id: uuid.UUID,
+    document_id: uuid.UUID,
+    user_id: uuid.UUID,
+    correlation_id: str,
+    validated: bool,
+) -> None:
+    """A new job: `validated` (10%) when the bytes are in, else waiting for them (0%)."""
+    stage, percent = ("validated", 10) if validated else (AWAITING_BYTES, 0)
+    await conn.execute(
+        """INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id, stage,
+                                    progress, stage_times)
+           VALUES ($1, $2, $3, $4, $5, jsonb_build_object('percent', $6::int),
+                   jsonb_build_object('queued', now()) || CASE WHEN $7
+                     THEN jsonb_build_object('validated', now()) ELSE '{}'::jsonb END)""",
+        job_id, user_id, document_id, correlation_id, stage, percent, validated,
+    )  # fmt: skip
+    await jobs.record_event(
+        conn, job_id=job_id, document_id=document_id, user_id=user_id, stage="api",
+        kind="created", status="uploaded", correlation_id=correlation_id,
+        detail={"stage": stage},
+    )  # fmt: skip
+
+
+async def mark_validated(
+    *, conn: asyncpg.Connection, job_id: uuid.UUID, pages: int
+) -> asyncpg.Record | None:
+    """Bytes verified: the job moves to `validated` (10%). None if it was not waiting."""
+    row = await conn.fetchrow(
+        """UPDATE upload_jobs
+           SET stage = 'validated', progress = jsonb_build_object('percent', 10),
+               stage_times = stage_times || jsonb_build_object('validated', now()),
+               updated_at = now()
+           WHERE job_id = $1 AND stage = $2
+           RETURNING user_id, document_id, correlation_id""",
+        job_id, AWAITING_BYTES,
+    )  # fmt: skip
+    if row is None:
+        return None
+    await conn.execute(
+        "UPDATE documents SET pages = $2, updated_at = now() WHERE document_id = $1",
+        row["document_id"], pages,
+    )  # fmt: skip
+    await jobs.record_event(
+        conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
+        stage="api", kind="advanced", status="uploaded", correlation_id=row["correlation_id"],
+        detail={"stage": "validated", "percent": 10},
+    )  # fmt: skip
+    return row
+
+
+async def get_job(
+    *, conn: asyncpg.Connection, job_id: uuid.UUID, for_update: bool = False
+) -> asyncpg.Record | None:
+    lock = " FOR UPDATE OF j" if for_update else ""
+    return await conn.fetchrow(f"{_JOB} WHERE j.job_id = $1{lock}", job_id)
+
+
+async def list_jobs(
+    *,
+    conn: asyncpg.Connection,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    status: str | None = None,
+    state: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[asyncpg.Record]:
+    """Newest first; `after` is the (created_at, job_id) of the previous page's last item."""
+    where: list[str] = ["true"]
+    args: list[Any] = []
+    for clause, value in (
+        ("(j.created_at, j.job_id) < (${}, ${})", after),
+        ("j.status = ${}", status),
+        ("j.state = ${}", state),
+        ("j.created_at >= ${}", since),
+        ("j.created_at < ${}", until),
+    ):
+        if value is None:
+            continue
+        values = list(value) if isinstance(value, tuple) else [value]
+        numbers = range(len(args) + 1, len(args) + 1 + len(values))
+        where.append(clause.format(*numbers))
+        args.extend(values)
+    return await conn.fetch(
+        f"{_JOB} WHERE {' AND '.join(where)}"
+        f" ORDER BY j.created_at DESC, j.job_id DESC LIMIT {int(limit)}",
+        *args,
+    )
+
+
+async def delete_document(*, conn: asyncpg.Connection, document_id: uuid.UUID) -> None:
+    """Remove a rejected upload (its jobs go with it). Needs an unscoped connection."""
+    await conn.execute("DELETE FROM documents WHERE document_id = $1", document_id)
+
+
+async def enqueue(*, conn: asyncpg.Connection, topic: str, event: Event) -> None:
+    """The transactional outbox: the event goes out (key = document id) once this commits."""
+    headers = {
+        Headers.CORRELATION_ID: event.correlation_id,
+        Headers.JOB_ID: str(event.job_id),
+        Headers.USER_ID: str(event.user_id),
+        Headers.DOCUMENT_ID: str(event.document_id),
+        Headers.EVENT_ID: str(event.event_id),
+    }
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
+        topic, event.key(), event.to_bytes(), headers,
+    )  # fmt: skip

@@ -1,0 +1,227 @@
+"""The upload flows and the retry, in the order that keeps them atomic.
+
+New upload, one transaction: insert the document (`ON CONFLICT (user_id, sha256) DO NOTHING`
+decides duplicates, even for concurrent identical uploads) → count the daily quota (its
+counter row also serialises one user's uploads) → check active jobs → insert the job →
+store the bytes → outbox row. A duplicate rolls all of it back and re-reads the winner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from accessa import jobs
+from accessa.config import Settings
+from accessa.db import user_transaction
+from accessa.infra.topics import topics_for
+from accessa.storage import ObjectNotFound, Storage, raw_key
+from producer_api import crud, ratelimit
+from producer_api.core.config import Db
+from producer_api.core.errors import ApiError, not_found
+from producer_api.validation import check_size, validate_pdf
+from schemas.events import ChunksCreated, ChunksEmbedded, DocumentParsed, DocumentUploaded, Event
+from schemas.topics import STAGES
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job: asyncpg.Record
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Declared:
+    user_id: uuid.UUID
+    filename: str
+    size: int
+    sha256: str
+    mime: str
+    correlation_id: str
+
+
+class _Duplicate(Exception):
+    pass
+
+
+async def create(
+    *, db: Db, settings: Settings, storage: Storage, doc: Declared, data: bytes | None = None,
+    pages: int | None = None,
+) -> Accepted:  # fmt: skip
+    """A new document + job (validated and emitted when `data` is given), or the duplicate."""
+    document_id, job_id = uuid.uuid4(), uuid.uuid4()
+    path = raw_key(doc.user_id, document_id)
+    try:
+        async with db.tx() as conn:
+            if not await crud.insert_document(
+                conn=conn, document_id=document_id, user_id=doc.user_id, sha256=doc.sha256,
+                size=doc.size, filename=doc.filename, mime=doc.mime, raw_path=path, pages=pages,
+            ):  # fmt: skip
+                raise _Duplicate
+            if settings.rate_limits_enabled:
+                quota = ratelimit.limits(settings)["uploads"]
+                await ratelimit.hit(conn, bucket=f"uploads:{doc.user_id}", limit=quota)
+                await ratelimit.check_active_jobs(conn, settings=settings, user_id=doc.user_id)
+            await crud.insert_job(
+                conn=conn, job_id=job_id, document_id=document_id, user_id=doc.user_id,
+                correlation_id=doc.correlation_id, validated=data is not None,
+            )  # fmt: skip
+            job = await crud.get_job(conn=conn, job_id=job_id)
+            assert job is not None
+            if data is not None:
+                await storage.put(path, data)
+                await _emit(conn, settings, job, "parser")
+            return Accepted(job, duplicate=False)
+    except _Duplicate:
+        async with db.tx() as conn:
+            existing = await crud.document_by_sha(conn=conn, user_id=doc.user_id, sha256=doc.sha256)
+            latest = existing and await crud.latest_job(
+                conn=conn, document_id=existing["document_id"]
+            )
+        if not latest:
+            raise ApiError(409, "conflict", "the document is being removed; retry") from None
+        return Accepted(latest, duplicate=True)
+
+
+async def upload_bytes(
+    *, db: Db, settings: Settings, storage: Storage, user_id: uuid.UUID, filename: str,
+    correlation_id: str, data: bytes,
+) -> Accepted:  # fmt: skip
+    """The one-step upload: validate, then `create` with the bytes."""
+    check_size(len(data), settings.max_upload_mb)
+    info = await asyncio.to_thread(validate_pdf, data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    doc = Declared(user_id, filename, len(data), sha256, "application/pdf", correlation_id)
+    return await create(db=db, settings=settings, storage=storage, doc=doc, data=data,
+                        pages=info.pages)  # fmt: skip
+
+
+async def receive(
+    *, pool: asyncpg.Pool, settings: Settings, storage: Storage, job: asyncpg.Record,
+    data: bytes, store: bool,
+) -> asyncpg.Record:  # fmt: skip
+    """The bytes of a waiting two-step job: verify against the declaration, store, emit.
+
+    A PDF that fails validation although it matches its declaration can never succeed:
+    its document and job are removed. A size/sha256 mismatch keeps them for another try.
+    """
+    if job["stage"] != crud.AWAITING_BYTES:
+        raise ApiError(409, "upload_already_completed", "this job already has its bytes")
+    check_size(len(data), settings.max_upload_mb)
+    if len(data) != job["size"]:
+        raise ApiError(400, "size_mismatch", f"got {len(data)} bytes, declared {job['size']}")
+    if hashlib.sha256(data).hexdigest() != job["sha256"]:
+        raise ApiError(400, "sha256_mismatch", "the bytes do not match the declared sha256")
+    try:
+        info = await asyncio.to_thread(validate_pdf, data)
+    except ApiError:
+        await crud.delete_document(conn=pool, document_id=job["document_id"])
+        if not store:
+            await storage.delete(job["raw_path"])
+        raise
+    if store:
+        await storage.put(job["raw_path"], data)
+    async with user_transaction(pool, job["user_id"]) as conn:
+        if await crud.mark_validated(conn=conn, job_id=job["job_id"], pages=info.pages) is None:
+            raise ApiError(409, "upload_already_completed", "this job already has its bytes")
+        fresh = await crud.get_job(conn=conn, job_id=job["job_id"])
+        assert fresh is not None
+        await _emit(conn, settings, fresh, "parser")
+    return fresh
+
+
+async def read_stored(storage: Storage, job: asyncpg.Record) -> bytes:
+    """The object a client PUT to a presigned URL (S3 backend)."""
+    try:
+        return await storage.get(job["raw_path"])
+    except ObjectNotFound as exc:
+        raise ApiError(409, "upload_missing", "no bytes were uploaded for this job yet") from exc
+
+
+# --- retry
+
+
+def failed_stage(job: asyncpg.Record) -> str:
+    """The stage a failed or dead-lettered job must go back to."""
+    reported = (job["last_error"] or {}).get("stage")
+    if job["status"] == "failed_parse":
+        return "parser"
+    if job["status"] == "failed_chunking":
+        return "chunker"
+    if job["status"] == "failed_embedding":
+        return "finalizer" if reported == "finalizer" else "embedder"
+    if reported in STAGES:
+        return reported
+    # Dead-lettered without a failed_* status: the last stage whose entry status it reached.
+    order = list(jobs.PROGRESS)
+    rank = order.index(job["status"]) if job["status"] in order else 0
+    for stage, entry in reversed(jobs.ENTRY_STATUS.items()):
+        if rank >= order.index(entry):
+            return stage
+    return "parser"
+
+
+def rebuild_event(job: asyncpg.Record, stage: str, settings: Settings) -> Event:
+    """The input event of `stage` for this job, rebuilt from the job row with the same
+    deterministic id the pipeline used. Falls back to an earlier stage when the job lacks
+    the outputs the later one needs."""
+    base = {
+        "job_id": job["job_id"], "document_id": job["document_id"], "user_id": job["user_id"],
+        "correlation_id": job["correlation_id"],
+    }  # fmt: skip
+    job_id, version, model = job["job_id"], job["chunks_version"], job["embed_model"]
+    if stage == "finalizer" and version and model and job["chunk_count"] is not None:
+        return ChunksEmbedded(
+            **base, event_id=ChunksEmbedded.make_id(job_id, version, model),
+            chunker_version=version, embed_model=model, dimensions=settings.embed_dimensions,
+            chunk_count=job["chunk_count"], parsed_sha256=job["parsed_sha256"],
+            tokens=job["embed_tokens"],
+        )  # fmt: skip
+    if stage in ("finalizer", "embedder") and version and job["chunk_count"] is not None:
+        return ChunksCreated(
+            **base, event_id=ChunksCreated.make_id(job_id, version), chunker_version=version,
+            chunk_count=job["chunk_count"], parsed_sha256=job["parsed_sha256"],
+        )  # fmt: skip
+    if stage != "parser" and job["parsed_path"] and job["parsed_sha256"]:
+        return DocumentParsed(
+            **base, event_id=DocumentParsed.make_id(job_id), parsed_path=job["parsed_path"],
+            parsed_sha256=job["parsed_sha256"], pages=job["pages"] or 0, parser="retry",
+        )  # fmt: skip
+    return DocumentUploaded(
+        **base, event_id=DocumentUploaded.make_id(job_id), storage_path=job["raw_path"],
+        sha256=job["sha256"], size=job["size"], filename=job["filename"], mime=job["mime"],
+    )  # fmt: skip
+
+
+_STAGE_OF_EVENT = {s.input: s.name for s in STAGES.values()}
+
+
+async def retry(*, db: Db, settings: Settings, job_id: uuid.UUID) -> asyncpg.Record:
+    """Reopen a failed job and re-emit its failed stage's input, in one transaction."""
+    async with db.tx() as conn:
+        job = await crud.get_job(conn=conn, job_id=job_id, for_update=True)
+        if job is None:
+            raise not_found("job")
+        if job["status"] not in jobs.FAILED and job["state"] != "deadletter":
+            raise ApiError(
+                409, "job_not_retryable", f"job is {job['status']}/{job['state']}, not failed"
+            )
+        event = rebuild_event(job, failed_stage(job), settings)
+        stage = _STAGE_OF_EVENT[event.topic]
+        if not await jobs.reopen(conn, job_id=job_id, stage=stage, actor="api"):
+            raise ApiError(409, "job_not_retryable", "the job changed; not failed any more")
+        await crud.enqueue(conn=conn, topic=topics_for(settings).name(event.topic), event=event)
+        fresh = await crud.get_job(conn=conn, job_id=job_id)
+    assert fresh is not None
+    return fresh
+
+
+async def _emit(
+    conn: asyncpg.Connection, settings: Settings, job: asyncpg.Record, stage: str
+) -> None:
+    event = rebuild_event(job, stage, settings)
+    await crud.enqueue(conn=conn, topic=topics_for(settings).name(event.topic), event=event)

@@ -1,0 +1,87 @@
+"""The Producer API: `create_app(settings)` wires routers, middleware and the lifespan (pool,
+storage, JWKS client, the outbox relay); `serve(settings)` runs it under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import jwt
+from fastapi import FastAPI
+
+from accessa.config import Settings
+from accessa.db import create_pool
+from accessa.logs import setup_logging
+from accessa.runtime.server import serve_asgi
+from accessa.storage import S3Storage, make_storage
+from producer_api import outbox, ratelimit
+from producer_api.core.body import BodyLimitMiddleware
+from producer_api.core.correlation import CorrelationMiddleware
+from producer_api.core.errors import install_error_handlers
+from producer_api.metrics import MetricsMiddleware
+from producer_api.routes import api_router, health
+
+log = logging.getLogger("accessa.api")
+HOUSEKEEPING_S = 600.0
+
+
+async def _housekeeping(app: FastAPI, stop: asyncio.Event) -> None:
+    """Drop expired rate-limit windows now and then."""
+    while not stop.is_set():
+        with contextlib.suppress(Exception):
+            await ratelimit.cleanup(app.state.pool)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
+
+
+def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
+    """The API. `with_relay=False` leaves publishing to another relay (tests, `run relay`)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = pool = await create_pool(settings)
+        app.state.storage = storage = make_storage(settings)
+        if isinstance(storage, S3Storage):
+            await asyncio.to_thread(storage.ensure_bucket)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(_housekeeping(app, stop))]
+        if with_relay:
+            publisher = outbox.KafkaPublisher(settings)
+            tasks.append(asyncio.create_task(outbox.relay(settings, pool, publisher, stop)))
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await pool.close()
+
+    app = FastAPI(
+        title="Accessa Ingest — Producer API",
+        version="2.0.0",
+        summary="Upload insurance PDFs and follow their jobs through the pipeline.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.jwks = (
+        jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300, timeout=5)
+        if settings.jwks_url
+        else None
+    )
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.include_router(health.router)
+    max_bytes = int(settings.max_upload_mb * 1024 * 1024)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(CorrelationMiddleware)  # outermost: every response carries the id
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """`accessa run api`: the API (with its outbox relay) until SIGTERM/SIGINT."""
+    setup_logging("api", settings.log_level, settings.log_json)
+    log.info("producer API on http://%s:%d (docs at /docs)", settings.api_host, settings.api_port)
+    serve_asgi(create_app(settings), settings.api_host, settings.api_port,
+               settings.shutdown_grace_s)  # fmt: skip
