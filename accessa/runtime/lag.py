@@ -21,7 +21,6 @@ async def lag_reporter(runtime: StageRuntime, interval_s: float = 10.0) -> None:
     """Every `interval_s`, publish the lag of the partitions this replica owns."""
     dlq = runtime.topics.dlq(runtime.stage.input)
     while True:
-        await asyncio.sleep(interval_s)  # a reporting period, not synchronisation
         with contextlib.suppress(Exception):
             dlq_parts = await partitions(runtime.settings, dlq)
             consumer = runtime.broker.subscribers[0].consumer
@@ -43,3 +42,4 @@ async def lag_reporter(runtime: StageRuntime, interval_s: float = 10.0) -> None:
                     metrics.CONSUMER_LAG.labels(runtime.app.name, tp.topic, tp.partition).set(
                         max(ends.get(tp, 0) - committed, 0)
                     )
+        await asyncio.sleep(interval_s)  # a reporting period, not synchronisation

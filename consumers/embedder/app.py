@@ -6,6 +6,7 @@ import asyncio
 
 from accessa import jobs
 from accessa.errors import PermanentError, TransientError
+from accessa.runtime import metrics
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
 from consumers.embedder.budget import check_budget
@@ -19,6 +20,9 @@ stage = StageApp("embedder", ChunksCreated)
 @stage.on_startup
 async def load_provider(res: StageResources) -> None:
     res.extra["provider"] = make_provider(res.settings)
+    # Export the model's counters at 0 from the start (cached work may never move them).
+    metrics.EMBED_TOKENS.labels(res.settings.embed_model)
+    metrics.EMBED_COST.labels(res.settings.embed_model)
 
 
 @stage.handle
