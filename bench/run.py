@@ -25,7 +25,7 @@ RESULTS = Path(__file__).with_name("results.json")
 async def _main(only: set[str] | None) -> dict[str, Any]:
     import tempfile
 
-    from bench import bench_hnsw, bench_pipeline, bench_runtime
+    from bench import bench_api, bench_hnsw, bench_pipeline, bench_runtime
 
     settings = get_settings()
     await migrate(settings)
@@ -36,6 +36,8 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
             results["runtime_noop"] = await bench_runtime.run(settings, pool)
         if not only or "hnsw" in only:
             results["hnsw_commit"] = await bench_hnsw.run(pool)
+        if not only or "api" in only:
+            results["api_upload"] = await bench_api.run(settings)
         if not only or "chunk" in only:
             results["chunk_and_buffer_1000"] = await bench_pipeline.chunk_and_buffer(settings)
         if not only or "pipeline" in only:
