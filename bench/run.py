@@ -37,7 +37,7 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
         if not only or "hnsw" in only:
             results["hnsw_commit"] = await bench_hnsw.run(pool)
         if not only or "api" in only:
-            results["api_upload"] = await bench_api.run(settings)
+            results["api_upload"] = await asyncio.to_thread(bench_api.run, settings)
         if not only or "chunk" in only:
             results["chunk_and_buffer_1000"] = await bench_pipeline.chunk_and_buffer(settings)
         if not only or "pipeline" in only:
