@@ -54,3 +54,23 @@ def config(
     for row in rows:
         table.add_row(row["env"], str(row["value"]), row["description"])
     console.print(table)
+
+
+def asyncapi(
+    output: Annotated[
+        str | None, typer.Option(help="Write to this file instead of stdout.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON (the only format).")] = True,
+) -> None:
+    """Export the AsyncAPI 3 document of the topics and event schemas."""
+    import json
+    from importlib.metadata import version
+
+    from accessa.asyncapi import document
+
+    text = json.dumps(document(version("accessa-ingest")), indent=2, sort_keys=True) + "\n"
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        typer.echo(text, nl=False)

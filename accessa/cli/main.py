@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from accessa.cli import client, infra, ops
-from accessa.cli.config_cmd import config
+from accessa.cli.config_cmd import asyncapi, config
 from accessa.cli.cost_cmd import cost
 from accessa.cli.output import console, emit_json
 from accessa.cli.run import run
@@ -26,6 +26,7 @@ app.add_typer(infra.app, name="infra")
 app.command("migrate")(infra.migrate_command)
 app.command("run")(run)
 app.command("config")(config)
+app.command("asyncapi")(asyncapi)
 app.add_typer(ops.dlq_app, name="dlq")
 app.add_typer(ops.consumers_app, name="consumers")
 app.command("replay")(ops.replay)

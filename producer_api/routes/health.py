@@ -44,3 +44,13 @@ async def ready(response: Response, pool: PoolDep, settings: SettingsDep) -> Rea
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/asyncapi.json", include_in_schema=False)
+async def asyncapi() -> dict:
+    """The AsyncAPI document of the pipeline's topics and events (as in docs/asyncapi.json)."""
+    from importlib.metadata import version
+
+    from accessa.asyncapi import document
+
+    return document(version("accessa-ingest"))
