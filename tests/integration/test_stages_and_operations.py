@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from accessa import operations as ops
 from accessa.status import kafka_status
 from accessa.topic_scan import scan
+from mocks.policy_pdf import make_policy_pdf
 from tests.integration.conftest import Stages
 from tests.utils import CORPUS, wait_for
 
@@ -108,7 +111,8 @@ async def test_over_budget_documents_wait_and_resume_when_the_budget_allows(
     stages.settings.budget_user_daily_usd = 1e-9  # less than any document costs
     stages.settings.budget_recheck_s = 0.5
     await stages.start()
-    event = await stages.submit((CORPUS / "pdflatex-4-pages.pdf").read_bytes())
+    # Text nobody has embedded yet: cached chunks cost nothing and never wait for a budget.
+    event = await stages.submit(make_policy_pdf(seed=random.randrange(10**9), pages=2))
 
     async def paused() -> bool:
         job = await stages.job(event.job_id)
@@ -121,3 +125,24 @@ async def test_over_budget_documents_wait_and_resume_when_the_budget_allows(
     job = await stages.finished(event.job_id)
     assert (job["status"], job["retry_count"]) == ("complete", 0)
     assert float(job["cost_usd"]) > 0
+
+
+async def test_the_llamaparse_backend_parses_through_the_mock_api_to_completion(
+    stages: Stages,
+) -> None:
+    from mocks.llamaparse_server import create_app as llamaparse_app
+    from mocks.serve import running_server
+
+    async with running_server(llamaparse_app(delay_s=0.3)) as url:
+        stages.settings.parser_backend = "llamaparse"
+        stages.settings.llamaparse_base_url = url
+        await stages.start()
+        event = await stages.submit((CORPUS / "pdflatex-4-pages.pdf").read_bytes())
+        job = await stages.finished(event.job_id)
+    assert (job["status"], job["state"]) == ("complete", "done"), job["last_error"]
+    assert job["pages"] == 4
+    parser = await stages.pool.fetchval(
+        "SELECT detail->>'parsed_path' FROM events WHERE job_id = $1 AND status = 'parsed'",
+        event.job_id,
+    )
+    assert parser and parser.endswith(".md")
