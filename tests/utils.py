@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from accessa.config import Settings
+from accessa.topic_scan import Record, scan
 from schemas.events import DocumentUploaded
 from schemas.headers import Headers
 
@@ -94,36 +94,13 @@ async def produce_events(settings: Settings, topic: str, events: list[DocumentUp
     )
 
 
-async def read_topic(settings: Settings, topic: str, *, timeout: float = 2.0) -> list[Any]:
+async def read_topic(settings: Settings, topic: str) -> list[Record]:
     """Every record currently in `topic` (all partitions, from the beginning)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    parts = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await consumer.start()
-    try:
-        consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
-        await consumer.seek_to_beginning(*parts)
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(timeout_ms=200)
-            for rs in batch.values():
-                records.extend(rs)
-            if time.monotonic() > deadline:
-                break
-        return records
-    finally:
-        await consumer.stop()
+    return [record async for record in scan(settings, topic)]
 
 
-def header_map(record: Any) -> dict[str, str]:
-    return {k: v.decode() for k, v in record.headers or ()}
+def header_map(record: Record) -> dict[str, str]:
+    return record.headers
 
 
 def free_port() -> int:

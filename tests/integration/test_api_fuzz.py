@@ -27,6 +27,8 @@ from schemathesis.specs.openapi.checks import (
 from accessa.auth import mint_token
 from accessa.config import Settings
 from accessa.infra.topics import ensure_topics
+from mocks import openai_server
+from mocks.serve import start_in_thread
 from producer_api.main import create_app
 from tests.integration.test_api_support import LiveServer
 
@@ -43,14 +45,20 @@ schemathesis.serializer.alias("application/pdf", "application/octet-stream")
 @pytest.fixture(scope="module")
 def live_api(infra: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     storage: Path = tmp_path_factory.mktemp("fuzz-storage")
+    # The search endpoint embeds its query: give it the mock OpenAI server over real HTTP.
+    openai_url, stop_openai = start_in_thread(openai_server.create_app())
     fuzz = infra.model_copy(update={
         "topic_prefix": f"t{uuid.uuid4().hex[:8]}-", "storage_dir": storage,
         "rate_limits_enabled": False, "topic_partitions": 1,
+        "openai_base_url": f"{openai_url}/v1",
     })  # fmt: skip
     asyncio.run(ensure_topics(fuzz))
-    with LiveServer(create_app(fuzz)) as server:
-        server.token = mint_token(fuzz, uuid.uuid4())  # type: ignore[attr-defined]
-        yield server
+    try:
+        with LiveServer(create_app(fuzz)) as server:
+            server.token = mint_token(fuzz, uuid.uuid4())  # type: ignore[attr-defined]
+            yield server
+    finally:
+        stop_openai()
 
 
 def _conformance_test(
