@@ -26,12 +26,10 @@ import asyncio
 import hashlib
 import hmac
 import json
-import random
 import re
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -39,6 +37,8 @@ import httpx
 import pypdfium2 as pdfium
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+
+from mocks.simulation import Simulation, add_control_routes
 
 PAGE_SEPARATOR = "\n\n---\n\n"
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe]")
@@ -93,29 +93,17 @@ class Job:
 
 
 @dataclass
-class MockState:
-    latency_ms: float = 0.0
-    failure_rate: float = 0.0
-    seed: int = 0
+class MockState(Simulation):
     delay_s: float = 0.0
-    retry_after_s: float = 0.2
-    rng: random.Random = field(default_factory=random.Random)
-    fail_next: deque[int] = field(default_factory=deque)
     jobs: dict[str, Job] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    knobs: tuple[str, ...] = ("latency_ms", "failure_rate", "delay_s", "retry_after_s")
 
     def reset(self) -> None:
-        self.rng = random.Random(self.seed)
-        for collection in (self.fail_next, self.jobs, self.log, self.webhooks):
+        super().reset()
+        for collection in (self.jobs, self.log, self.webhooks):
             collection.clear()
-
-    def draw_failure(self) -> int | None:
-        if self.fail_next:
-            return self.fail_next.popleft()
-        if self.failure_rate and self.rng.random() < self.failure_rate:
-            return self.rng.choice((429, 429, 500, 503))
-        return None
 
     def failure_response(self, status: int) -> Response:
         if status != 429:
@@ -225,21 +213,5 @@ def create_app(
     async def webhooks_log() -> list[dict[str, Any]]:
         return state.webhooks
 
-    @app.post("/_mock/config")
-    async def config(body: dict[str, Any]) -> dict[str, Any]:
-        knobs = ("latency_ms", "failure_rate", "delay_s", "retry_after_s")
-        for key in knobs:
-            if key in body:
-                setattr(state, key, float(body[key]))
-        if "seed" in body:
-            state.seed = int(body["seed"])
-            state.rng = random.Random(state.seed)
-        state.fail_next.extend(int(s) for s in body.get("fail_next", []))
-        return {k: getattr(state, k) for k in (*knobs, "seed")}
-
-    @app.post("/_mock/reset")
-    async def reset() -> dict[str, bool]:
-        state.reset()
-        return {"ok": True}
-
+    add_control_routes(app, state)
     return app

@@ -24,16 +24,17 @@ import asyncio
 import base64
 import hashlib
 import json
-import random
 import re
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
+from mocks.simulation import Simulation, add_control_routes
 
 try:
     from accessa.tokens import count_tokens
@@ -86,31 +87,16 @@ def openai_error(status: int, message: str, type_: str, code: str | None, param:
 
 
 @dataclass
-class MockState:
+class MockState(Simulation):
     """Runtime knobs plus what the mock has seen."""
 
-    latency_ms: float = 0.0
-    failure_rate: float = 0.0
-    seed: int = 0
-    retry_after_s: float = 0.2
-    rng: random.Random = field(default_factory=random.Random)
-    fail_next: deque[int] = field(default_factory=deque)
     log: list[dict[str, Any]] = field(default_factory=list)
     embeds_by_hash: Counter[str] = field(default_factory=Counter)
 
     def reset(self) -> None:
-        self.rng = random.Random(self.seed)
-        self.fail_next.clear()
+        super().reset()
         self.log.clear()
         self.embeds_by_hash.clear()
-
-    def draw_failure(self) -> int | None:
-        """The status this request must fail with, or None."""
-        if self.fail_next:
-            return self.fail_next.popleft()
-        if self.failure_rate and self.rng.random() < self.failure_rate:
-            return self.rng.choice((429, 429, 500, 503))
-        return None
 
     def failure_response(self, status: int) -> Response:
         if status == 429:
@@ -249,21 +235,5 @@ def create_app(
             "embeds_by_hash": dict(state.embeds_by_hash),
         }
 
-    @app.post("/_mock/config")
-    async def config(body: dict[str, Any]) -> dict[str, Any]:
-        knobs = ("latency_ms", "failure_rate", "retry_after_s")
-        for key in knobs:
-            if key in body:
-                setattr(state, key, float(body[key]))
-        if "seed" in body:
-            state.seed = int(body["seed"])
-            state.rng = random.Random(state.seed)
-        state.fail_next.extend(int(s) for s in body.get("fail_next", []))
-        return {k: getattr(state, k) for k in (*knobs, "seed")}
-
-    @app.post("/_mock/reset")
-    async def reset() -> dict[str, bool]:
-        state.reset()
-        return {"ok": True}
-
+    add_control_routes(app, state)
     return app
