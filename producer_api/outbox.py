@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 
 from accessa.config import Settings
 from accessa.db import create_pool
+from accessa.infra.topics import topics_for
 from accessa.logs import setup_logging
 from producer_api import metrics
 
@@ -28,9 +29,11 @@ log = logging.getLogger("accessa.outbox")
 BATCH = 200
 MAX_BACKOFF_S = 5.0
 
+# Only this deployment's topics: rows written for another topic namespace sharing the
+# database (a test run, another environment) are never this relay's to send.
 CLAIM = """
 SELECT id, topic, key, payload, headers FROM outbox
-WHERE published_at IS NULL AND starts_with(topic, $1)
+WHERE published_at IS NULL AND topic = ANY($1::text[])
 ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED"""
 
@@ -101,7 +104,7 @@ async def relay_once(settings: Settings, pool: asyncpg.Pool, publisher: KafkaPub
     Returns the number published; raises if some rows could not be delivered.
     """
     async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(CLAIM, settings.topic_prefix, BATCH)
+        rows = await conn.fetch(CLAIM, topics_for(settings).all(), BATCH)
         if not rows:
             return 0
         delivered = await publisher.publish(rows)

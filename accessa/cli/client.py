@@ -63,9 +63,11 @@ def _get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
 
 
 def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: float,
-          quiet: bool) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Poll each job until it finishes, with a progress bar per file."""
+          quiet: bool, timeout_s: float) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Poll each job until it finishes or `timeout_s` passes, with a progress bar per file.
+    Jobs still running at the deadline are returned as last seen."""
     final: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -82,9 +84,12 @@ def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: f
                     continue
                 progress.update(tasks[name], completed=current["progress"],
                                 description=f"{Path(name).name}: {current['stage']}")  # fmt: skip
+                accepted[name] = {**job, **current}
                 if _finished(current):
                     final[name] = current
             if len(final) < len(accepted):
+                if time.monotonic() > deadline:
+                    return {**accepted, **final}
                 time.sleep(interval)  # the API allows ~10 polls per job per minute
     return final
 
@@ -96,6 +101,7 @@ def upload(
     token: TokenOpt = None,
     user: UserOpt = None,
     api_url: ApiUrlOpt = None,
+    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900,
     poll_interval: Annotated[float, typer.Option(hidden=True)] = 6.5,
 ) -> None:
     """Upload PDFs through the API; with --wait, exit 1 if any job fails."""
@@ -111,9 +117,9 @@ def upload(
             else:
                 rejected[str(path)] = _error_text(response)
         if wait and results:
-            results = _wait(client, results, poll_interval, quiet=as_json)
+            results = _wait(client, results, poll_interval, quiet=as_json, timeout_s=timeout)
     failed = {n: j for n, j in results.items() if j.get("status") in FAILED or
-              j.get("state") == "deadletter"}  # fmt: skip
+              j.get("state") == "deadletter" or (wait and not _finished(j))}  # fmt: skip
     if as_json:
         emit_json({"jobs": results, "rejected": rejected})
     else:
