@@ -13,6 +13,14 @@ from accessa.infra.topics import topics_for
 from accessa.topic_scan import group_members, partitions
 from schemas.topics import STAGES
 
+# Which stage holds an unfinished job, by the job's status.
+HELD_BY = {
+    "uploaded": "parser", "parse_queued": "parser", "parsed": "chunker",
+    "parse_validated": "chunker", "chunking": "chunker", "chunks_stored": "embedder",
+    "embedding_queued": "embedder", "embedding_in_progress": "embedder",
+    "embeddings_stored": "finalizer",
+}  # fmt: skip
+
 
 async def kafka_status(settings: Settings) -> dict[str, dict[str, Any]]:
     """Per stage: live members of its group, lag per partition and total, DLQ depth."""
@@ -66,13 +74,22 @@ async def database_status(pool: asyncpg.Pool) -> dict[str, Any]:
                   count(*) FILTER (WHERE kind IN ('failed', 'retrying')) AS errors_last_hour
            FROM events WHERE created_at > now() - interval '1 hour' GROUP BY stage"""
     )
+    holding = await pool.fetch(
+        """SELECT status, count(*) AS n FROM upload_jobs
+           WHERE state NOT IN ('done', 'deadletter') GROUP BY status"""
+    )
     oldest = await pool.fetchrow(
         """SELECT job_id, document_id, status, state, stage, progress, created_at,
                   extract(epoch FROM now() - created_at) AS age_s, last_error
            FROM upload_jobs WHERE state NOT IN ('done', 'deadletter')
            ORDER BY created_at LIMIT 1"""
     )
+    in_flight = dict.fromkeys(STAGES, 0)
+    for row in holding:
+        if row["status"] in HELD_BY:
+            in_flight[HELD_BY[row["status"]]] += row["n"]
     return {
+        "in_flight": in_flight,
         "jobs": [dict(r) for r in by_status],
         "activity": {r["stage"]: dict(r) for r in activity},
         "oldest_unfinished": dict(oldest) if oldest else None,
@@ -86,4 +103,5 @@ async def pipeline_status(settings: Settings, pool: asyncpg.Pool) -> dict[str, A
         act = db["activity"].get(name, {})
         stage["throughput_last_minute"] = act.get("advanced_last_minute", 0)
         stage["errors_last_hour"] = act.get("errors_last_hour", 0)
+        stage["in_flight"] = db["in_flight"][name]
     return {"stages": kafka, "jobs": db["jobs"], "oldest_unfinished": db["oldest_unfinished"]}

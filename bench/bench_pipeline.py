@@ -113,7 +113,7 @@ class RssWatch:
 
 async def end_to_end(settings: Settings, home: Path, users: int = 8) -> dict[str, Any]:
     files = corpus_files()
-    pipe = LocalPipeline.create(settings, home)
+    pipe = await asyncio.to_thread(LocalPipeline.create, settings, home)
     await asyncio.to_thread(pipe.start_all)
     pool = await create_pool(settings, max_size=4)
     try:
@@ -164,7 +164,7 @@ async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, 
     """The same parse → normalise → chunk → embed (real client, mock server in its own
     process) in one process, straight into document_chunks: no Kafka, no buffers."""
     files = [(p.name, p.read_bytes()) for p in corpus_files()]
-    pipe = LocalPipeline.create(settings, home)
+    pipe = await asyncio.to_thread(LocalPipeline.create, settings, home)
     await asyncio.to_thread(pipe.start_all, ("mocks",))
     s = pipe.settings.model_copy(update={"openai_base_url": f"{pipe.openai_url}/v1"})
     provider = make_provider(s)

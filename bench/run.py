@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,19 @@ from accessa.infra.kafka import LocalKafka
 from accessa.infra.postgres import LocalPostgres
 
 RESULTS = Path(__file__).with_name("results.json")
+
+
+def save(results: dict[str, Any]) -> None:
+    """Merge into bench/results.json (after every benchmark, so a failure loses nothing)."""
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    previous.update(results)
+    previous["_meta"] = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} cores={os.cpu_count()}",
+        "python": platform.python_version(),
+        "command": "make bench",
+    }
+    RESULTS.write_text(json.dumps(previous, indent=2) + "\n")
 
 
 async def _main(only: set[str] | None) -> dict[str, Any]:
@@ -34,12 +48,16 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
     try:
         if not only or "runtime" in only:
             results["runtime_noop"] = await bench_runtime.run(settings, pool)
+            save(results)
         if not only or "hnsw" in only:
             results["hnsw_commit"] = await bench_hnsw.run(pool)
+            save(results)
         if not only or "api" in only:
             results["api_upload"] = await asyncio.to_thread(bench_api.run, settings)
+            save(results)
         if not only or "chunk" in only:
             results["chunk_and_buffer_1000"] = await bench_pipeline.chunk_and_buffer(settings)
+            save(results)
         if not only or "pipeline" in only:
             with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
                 e2e = await bench_pipeline.end_to_end(settings, Path(a))
@@ -50,6 +68,7 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
                 "ratio": round(e2e["docs_per_s"] / base["docs_per_s"], 3),
                 "goal": ">= 0.8",
             }
+            save(results)
     finally:
         await pool.close()
     return results
@@ -65,14 +84,6 @@ def main() -> None:
     if settings.embedded_kafka:
         LocalKafka(settings).up()
     results = asyncio.run(_main(set(args.only) if args.only else None))
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    previous.update(results)
-    previous["_meta"] = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or ''} cores=2".strip(),
-        "python": platform.python_version(),
-    }
-    RESULTS.write_text(json.dumps(previous, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -84,7 +84,11 @@ def run_stage(app: StageApp, settings: Settings) -> None:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        pool = await create_pool(settings)
+        # A handler may hold two connections at once (e.g. the embedder's advisory lock plus
+        # a write): size the pool so every concurrent record can, or they deadlock.
+        pool = await create_pool(
+            settings, max_size=max(settings.db_pool_max, 2 * settings.stage_concurrency + 2)
+        )
         storage = make_storage(settings)
         res = StageResources(settings, pool, storage, FaultInjector(settings, app.name))
         runtime = StageRuntime(app, settings, res)

@@ -65,10 +65,12 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext) -> ChunksEmbedded:
             tokens = sum(c["token_count"] for c in unique.values())
             await check_budget(ctx.pool, settings, event.user_id, tokens)
             fresh: dict[str, list[float]] = {}
+            saving = asyncio.Lock()  # one write connection per document besides the lock's
 
             async def embed(batch: list) -> None:
                 result = await provider.embed([c["content"] for c in batch])
-                await save_batch(ctx, event, batch, result)
+                async with saving:
+                    await save_batch(ctx, event, batch, result)
                 fresh.update(zip([c["content_sha256"] for c in batch], result.vectors, strict=True))
                 ctx.fault("mid_embed")
 

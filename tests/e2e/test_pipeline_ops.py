@@ -129,6 +129,7 @@ def test_status_shows_the_lag_of_a_stopped_stage_and_the_job_resumes(
 
         status = asyncio.run(wait_for(lagging, timeout=120, interval=1, what="finalizer lag"))
         assert status["stages"]["finalizer"]["replicas"] == 0
+        assert status["stages"]["finalizer"]["in_flight"] >= 1
         assert status["oldest_unfinished"] is not None
     finally:
         pipeline.start("finalizer")
@@ -139,3 +140,46 @@ def test_status_shows_the_lag_of_a_stopped_stage_and_the_job_resumes(
             return (await client.get(f"/api/v2/jobs/{job_id}")).json()["status"] == "complete"
 
     asyncio.run(wait_for(complete, timeout=120, interval=0.5, what="the job to resume"))
+
+
+def test_a_burst_queued_behind_a_stopped_embedder_completes_when_it_starts(
+    pipeline: LocalPipeline,
+) -> None:
+    """The embedder then takes the whole backlog in one poll: every concurrent record may
+    hold two database connections at once, and the pool must allow it (it once deadlocked)."""
+    pipeline.stop("embedder")
+    users = [uuid.uuid4() for _ in range(15)]  # 2 active jobs per user at most
+    try:
+
+        async def submit() -> list[str]:
+            jobs = []
+            for i, user in enumerate(users):
+                async with pipeline.client(user) as client:
+                    for j in range(2):
+                        pdf = make_policy_pdf(seed=10_000 + 2 * i + j, pages=1)
+                        upload = {"file": (f"b{j}.pdf", pdf, "application/pdf")}
+                        r = await client.post("/api/v2/documents", files=upload)
+                        assert r.status_code == 202, r.text
+                        jobs.append((user, r.json()["job_id"]))
+            return jobs
+
+        jobs = asyncio.run(submit())
+
+        async def queued() -> bool:
+            out = await asyncio.to_thread(cli, pipeline, "status", "--json")
+            return json.loads(out.stdout)["stages"]["embedder"]["lag"] >= len(jobs)
+
+        asyncio.run(wait_for(queued, timeout=120, interval=1, what="the backlog"))
+    finally:
+        pipeline.start("embedder")
+        pipeline.wait_ready(("embedder",))
+
+    async def all_complete() -> bool:
+        for user, job_id in jobs:
+            async with pipeline.client(user) as client:
+                job = (await client.get(f"/api/v2/jobs/{job_id}")).json()
+            if job["status"] != "complete":
+                return False
+        return True
+
+    asyncio.run(wait_for(all_complete, timeout=180, interval=1, what="the burst to complete"))

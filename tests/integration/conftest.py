@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from accessa.config import Settings
+from accessa.db import create_pool
 from accessa.infra.topics import ensure_topics
 from accessa.runtime.context import StageResources
 from accessa.runtime.faults import FaultInjector
@@ -89,18 +90,20 @@ class Stages:
 
 
 @pytest.fixture
-async def stages(
-    isolated_settings: Settings, pool: asyncpg.Pool, tmp_path: Path
-) -> AsyncIterator[Stages]:
+async def stages(isolated_settings: Settings, tmp_path: Path) -> AsyncIterator[Stages]:
     async with running_server(create_app()) as openai_url:
         settings = isolated_settings.model_copy(update={
             "openai_base_url": f"{openai_url}/v1",
             "home": tmp_path,
             "retry_base_delay_s": 0.5,
+            "stage_concurrency": 4,
         })  # fmt: skip
         await ensure_topics(settings)
+        # Four stages share this pool: two connections per concurrent record each.
+        pool = await create_pool(settings, max_size=4 * (2 * 4 + 2))
         s = Stages(settings, pool, make_storage(settings), openai_url)
         try:
             yield s
         finally:
             await s.stop()
+            await pool.close()
