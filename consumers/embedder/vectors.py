@@ -1,15 +1,75 @@
-"""Embedder persistence: request batching, the vector buffer, the content cache, the cost."""
+"""Embedder work: the document lock, request batching, the vector buffer, the content cache,
+budgets and cost. Nothing here is paid for twice: vectors already buffered or cached are
+reused, identical texts are embedded once, and each provider batch is saved as it returns."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
+
 from accessa.config import Settings
+from accessa.errors import TransientError
 from accessa.runtime import metrics
 from accessa.runtime.context import StageContext
-from consumers.embedder.budget import record_spend
+from consumers.embedder.budget import check_budget, record_spend
 from schemas.events import ChunksCreated
+
+# A document's buffered chunks with what is already known about their vectors.
+BUFFERED_CHUNKS = """
+SELECT c.chunk_id, c.content, c.content_sha256, c.token_count,
+       (v.chunk_id IS NOT NULL) AS embedded, e.embedding AS cached
+FROM document_chunk_buffer c
+LEFT JOIN document_vector_buffer v ON v.chunk_id = c.chunk_id AND v.embed_model = $3
+LEFT JOIN embedding_cache e ON e.content_sha256 = c.content_sha256
+  AND e.embed_model = $3 AND e.dimensions = $4
+WHERE c.job_id = $1 AND c.chunker_version = $2 ORDER BY c.ordinal
+"""
+
+
+@asynccontextmanager
+async def document_lock(pool: asyncpg.Pool, document_id: uuid.UUID) -> AsyncIterator[Any]:
+    """One embedder per document at a time, even across replicas during a rebalance; yields
+    the connection holding the (session) advisory lock."""
+    async with pool.acquire() as conn:
+        key = str(document_id)
+        if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1::text))", key):
+            raise TransientError("another embedder holds this document", code="document_locked",
+                                 defer_s=1.0)  # fmt: skip
+        try:
+            yield conn
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1::text))", key)
+
+
+async def embed_missing(
+    ctx: StageContext, event: ChunksCreated, chunks: Sequence[Any], provider: Any
+) -> None:
+    """Buffer a vector for every chunk that has none, paying only for texts never embedded."""
+    todo = [c for c in chunks if not c["embedded"]]
+    await save_batch(ctx, event, [c for c in todo if c["cached"] is not None], None)
+    missing = [c for c in todo if c["cached"] is None]
+    unique = {c["content_sha256"]: c for c in missing}  # the same text is embedded once
+    await check_budget(ctx.pool, ctx.settings, event.user_id,
+                       sum(c["token_count"] for c in unique.values()))  # fmt: skip
+    fresh: dict[str, list[float]] = {}
+    saving = asyncio.Lock()  # one write connection per document besides the lock's
+
+    async def embed(batch: list[Any]) -> None:
+        result = await provider.embed([c["content"] for c in batch])
+        async with saving:
+            await save_batch(ctx, event, batch, result)
+        fresh.update(zip([c["content_sha256"] for c in batch], result.vectors, strict=True))
+        ctx.fault("mid_embed")
+
+    await asyncio.gather(*(embed(b) for b in batches(list(unique.values()), ctx.settings)))
+    repeats = [{**c, "cached": fresh[c["content_sha256"]]} for c in missing
+               if unique[c["content_sha256"]] is not c]  # fmt: skip
+    await save_batch(ctx, event, repeats, None)
 
 
 def batches(chunks: Sequence[Any], settings: Settings) -> Iterator[list[Any]]:
