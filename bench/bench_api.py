@@ -28,6 +28,7 @@ from accessa.auth import mint_token
 from accessa.config import Settings, get_settings
 from accessa.db import migrate
 from accessa.infra.topics import ensure_topics, topics_for
+from mocks.policy_pdf import raw_pdf
 from producer_api.validation import validate_pdf
 
 MB = 1024 * 1024
@@ -51,17 +52,7 @@ def make_pdf(size: int = MB) -> bytes:
         b" /BitsPerComponent 8 /Length %d >>\nstream\n%s\nendstream"
         % (side, side, len(pixels), pixels),
     ]
-    out, offsets = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref,
-    )  # fmt: skip
-    return out
+    return raw_pdf(*objects)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from consumers.parser.local import parse_pdf
 from mocks.policy_pdf import make_policy_pdf
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ beside the clone
 STRUCTURED = ["pdflatex-4-pages.pdf", "multicolumn.pdf", "GeoTopo-komprimiert.pdf",
               "pdflatex-outline.pdf", "generated-policy.pdf"]  # fmt: skip
 POLICY_HEADINGS = ["Homeowners Insurance Policy", "Declarations", "Section I - Coverages",

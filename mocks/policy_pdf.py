@@ -333,3 +333,17 @@ def _prose(rng: random.Random, sentences: int) -> str:
         )
         for _ in range(sentences)
     )
+
+
+def raw_pdf(*objects: bytes, version: bytes = b"1.7") -> bytes:
+    """A well-formed PDF made of these object bodies, numbered from 1 (object 1 is the
+    catalog), with a correct xref table: for tests that need byte-level control."""
+    out, offsets = b"%PDF-" + version + b"\n%\xe2\xe3\xcf\xd3\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+    return out + trailer % (len(objects) + 1, xref)

@@ -10,9 +10,11 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from aiokafka import AIOKafkaProducer
 
 from accessa.config import Settings
@@ -117,3 +119,17 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
             [sys.executable, "-m", *args], env=full_env, stdout=out, stderr=subprocess.STDOUT,
             cwd=ROOT,
         )  # fmt: skip
+
+
+@dataclass
+class MockControl:
+    """A running mock server (LlamaParse or OpenAI) and a client for its /_mock/ routes."""
+
+    url: str
+    control: httpx.AsyncClient
+
+    async def configure(self, **knobs: object) -> None:
+        (await self.control.post("/_mock/config", json=knobs)).raise_for_status()
+
+    async def log(self) -> list[dict]:
+        return (await self.control.get("/_mock/requests")).json()

@@ -25,9 +25,8 @@ from accessa.auth import mint_token
 from accessa.config import Settings
 from accessa.infra.topics import ensure_topics
 from producer_api.main import create_app
-from tests.utils import free_port, header_map, read_topic, wait_for
+from tests.utils import CORPUS, free_port, header_map, read_topic, wait_for
 
-CORPUS = Path("/work/shared/corpus")
 PDF = (CORPUS / "minimal-document.pdf").read_bytes()
 ENCRYPTED_PDF = (CORPUS / "libreoffice-writer-password.pdf").read_bytes()
 

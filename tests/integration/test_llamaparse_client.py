@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,33 +13,20 @@ from accessa.errors import PermanentError, TransientError
 from consumers.parser.llamaparse import LlamaParseClient, verify_webhook_signature
 from mocks import llamaparse_server
 from mocks.serve import running_server
-from tests.utils import free_port, wait_for
+from tests.utils import CORPUS, MockControl, free_port, wait_for
 
-CORPUS = Path("/work/shared/corpus")
 SECRET = "whsec-test"
 
 
-@dataclass
-class Mock:
-    url: str
-    control: httpx.AsyncClient
-
-    async def configure(self, **knobs: object) -> None:
-        (await self.control.post("/_mock/config", json=knobs)).raise_for_status()
-
-    async def log(self) -> list[dict]:
-        return (await self.control.get("/_mock/requests")).json()
-
-
 @pytest.fixture
-async def mock() -> AsyncIterator[Mock]:
+async def mock() -> AsyncIterator[MockControl]:
     app = llamaparse_server.create_app(webhook_secret=SECRET, api_key="llx-test")
     async with running_server(app) as url, httpx.AsyncClient(base_url=url) as control:
-        yield Mock(url, control)
+        yield MockControl(url, control)
 
 
 @pytest.fixture
-async def client(mock: Mock) -> AsyncIterator[LlamaParseClient]:
+async def client(mock: MockControl) -> AsyncIterator[LlamaParseClient]:
     async with LlamaParseClient(mock.url, "llx-test", timeout_s=10, poll_interval_s=0.02) as c:
         yield c
 
@@ -62,21 +47,23 @@ async def test_same_bytes_same_markdown(client: LlamaParseClient) -> None:
     assert first.count("<!-- page ") == 4
 
 
-async def test_parse_polls_until_the_job_is_done(mock: Mock, client: LlamaParseClient) -> None:
+async def test_parse_polls_until_the_job_is_done(
+    mock: MockControl, client: LlamaParseClient
+) -> None:
     await mock.configure(delay_s=0.3)
     assert "Lorem ipsum" in await client.parse(pdf("minimal-document.pdf"), "m.pdf")
     polls = [e for e in await mock.log() if e["path"].startswith("/api/v1/parsing/job/")]
     assert len(polls) >= 3  # PENDING at least twice, then SUCCESS, then the result
 
 
-async def test_transient_failures_are_retried(mock: Mock, client: LlamaParseClient) -> None:
+async def test_transient_failures_are_retried(mock: MockControl, client: LlamaParseClient) -> None:
     await mock.configure(fail_next=[503, 429], retry_after_s=0.05)
     assert "Lorem ipsum" in await client.parse(pdf("minimal-document.pdf"), "m.pdf")
     assert [e["status"] for e in await mock.log()][:3] == [503, 429, 200]
 
 
 async def test_persistent_429_is_transient_with_retry_after(
-    mock: Mock, client: LlamaParseClient
+    mock: MockControl, client: LlamaParseClient
 ) -> None:
     await mock.configure(fail_next=[429] * 3, retry_after_s=0.05)
     with pytest.raises(TransientError) as caught:
@@ -86,7 +73,7 @@ async def test_persistent_429_is_transient_with_retry_after(
     assert isinstance(caught.value.__cause__, httpx.HTTPStatusError)
 
 
-async def test_bad_key_is_permanent(mock: Mock) -> None:
+async def test_bad_key_is_permanent(mock: MockControl) -> None:
     async with LlamaParseClient(mock.url, "wrong", timeout_s=5) as c:
         with pytest.raises(PermanentError) as caught:
             await c.parse(pdf("minimal-document.pdf"), "m.pdf")
@@ -105,7 +92,7 @@ async def test_corrupt_pdf_is_permanent(client: LlamaParseClient) -> None:
     assert caught.value.code == "llamaparse_failed"
 
 
-async def test_slow_job_times_out_as_transient(mock: Mock) -> None:
+async def test_slow_job_times_out_as_transient(mock: MockControl) -> None:
     await mock.configure(delay_s=30)
     async with LlamaParseClient(mock.url, "llx-test", timeout_s=0.3, poll_interval_s=0.05) as c:
         with pytest.raises(TransientError) as caught:
@@ -176,7 +163,7 @@ async def test_webhook_for_a_failed_job(client: LlamaParseClient, receiver) -> N
 
 
 async def test_fetch_markdown_of_a_pending_job_is_transient(
-    mock: Mock, client: LlamaParseClient
+    mock: MockControl, client: LlamaParseClient
 ) -> None:
     await mock.configure(delay_s=30)
     job_id = await client.submit(pdf("minimal-document.pdf"), "m.pdf")

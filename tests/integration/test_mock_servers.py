@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,9 +15,8 @@ from accessa.config import Settings
 from mocks import llamaparse_server, openai_server
 from mocks.openai_server import mock_vector
 from mocks.serve import running_server, serve_mocks, start_in_thread
-from tests.utils import free_port, wait_for
+from tests.utils import CORPUS, free_port, wait_for
 
-CORPUS = Path("/work/shared/corpus")
 AUTH = {"Authorization": "Bearer sk-test"}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -17,32 +16,20 @@ from consumers.embedder.providers import OpenAIProvider, make_provider, plan_bat
 from mocks import openai_server
 from mocks.openai_server import mock_vector
 from mocks.serve import running_server
-from tests.utils import free_port
+from tests.utils import MockControl, free_port
 
 TEXTS = [f"clause {i}: the insurer pays for water damage" for i in range(5)]
 
 
-@dataclass
-class Mock:
-    url: str
-    control: httpx.AsyncClient
-
-    async def configure(self, **knobs: object) -> None:
-        (await self.control.post("/_mock/config", json=knobs)).raise_for_status()
-
-    async def log(self) -> list[dict]:
-        return (await self.control.get("/_mock/requests")).json()
-
-
 @pytest.fixture
-async def mock() -> AsyncIterator[Mock]:
+async def mock() -> AsyncIterator[MockControl]:
     app = openai_server.create_app(api_key="sk-test")
     async with running_server(app) as url, httpx.AsyncClient(base_url=url) as control:
-        yield Mock(url, control)
+        yield MockControl(url, control)
 
 
 @pytest.fixture
-async def make(mock: Mock) -> AsyncIterator[Callable[..., OpenAIProvider]]:
+async def make(mock: MockControl) -> AsyncIterator[Callable[..., OpenAIProvider]]:
     providers: list[OpenAIProvider] = []
 
     def factory(**overrides: object) -> OpenAIProvider:
@@ -55,7 +42,7 @@ async def make(mock: Mock) -> AsyncIterator[Callable[..., OpenAIProvider]]:
         await p.aclose()
 
 
-async def test_embeds_in_input_order_via_base64(make, mock: Mock) -> None:
+async def test_embeds_in_input_order_via_base64(make, mock: MockControl) -> None:
     result = await make().embed(TEXTS)
     assert result.requests == 1 and result.tokens > 0
     for text, vec in zip(TEXTS, result.vectors, strict=True):
@@ -63,7 +50,7 @@ async def test_embeds_in_input_order_via_base64(make, mock: Mock) -> None:
     assert (await mock.log())[0]["n_inputs"] == 5
 
 
-async def test_batches_by_inputs_and_tokens(make, mock: Mock) -> None:
+async def test_batches_by_inputs_and_tokens(make, mock: MockControl) -> None:
     result = await make(batch_inputs=2).embed(TEXTS)
     assert result.requests == 3
     assert np.allclose(result.vectors[4], mock_vector(TEXTS[4]), atol=1e-6)
@@ -86,7 +73,7 @@ async def test_dimensions_only_for_models_that_take_them(make) -> None:
     assert len(ada.vectors[0]) == 1536  # the mock rejects `dimensions` for ada-002
 
 
-async def test_429_retry_after_is_honoured_then_succeeds(make, mock: Mock) -> None:
+async def test_429_retry_after_is_honoured_then_succeeds(make, mock: MockControl) -> None:
     await mock.configure(fail_next=[429], retry_after_s=0.3)
     result = await make().embed(TEXTS[:2])
     assert len(result.vectors) == 2
@@ -95,7 +82,7 @@ async def test_429_retry_after_is_honoured_then_succeeds(make, mock: Mock) -> No
     assert second["time"] - first["time"] >= 0.29
 
 
-async def test_persistent_429_is_transient_with_defer(make, mock: Mock) -> None:
+async def test_persistent_429_is_transient_with_defer(make, mock: MockControl) -> None:
     await mock.configure(fail_next=[429] * 3, retry_after_s=0.05)
     with pytest.raises(TransientError) as caught:
         await make().embed(TEXTS)
@@ -104,7 +91,7 @@ async def test_persistent_429_is_transient_with_defer(make, mock: Mock) -> None:
     assert isinstance(caught.value.__cause__, openai.RateLimitError)
 
 
-async def test_server_errors_are_transient(make, mock: Mock) -> None:
+async def test_server_errors_are_transient(make, mock: MockControl) -> None:
     await mock.configure(fail_next=[503])
     with pytest.raises(TransientError) as caught:
         await make(max_retries=0).embed(TEXTS)
@@ -134,7 +121,7 @@ async def test_permanent_failures(make, overrides: dict, text: str, code: str) -
     assert caught.value.code == code
 
 
-async def test_concurrency_is_bounded(make, mock: Mock) -> None:
+async def test_concurrency_is_bounded(make, mock: MockControl) -> None:
     await mock.configure(latency_ms=100)
     loop = asyncio.get_running_loop()
     started = loop.time()

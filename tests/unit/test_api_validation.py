@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 
 import pytest
 
+from mocks.policy_pdf import raw_pdf
 from producer_api.core.errors import ApiError
 from producer_api.validation import (
     FALLBACK_NAME,
@@ -15,8 +15,7 @@ from producer_api.validation import (
     sanitize_filename,
     validate_pdf,
 )
-
-CORPUS = Path("/work/shared/corpus")
+from tests.utils import CORPUS
 
 
 @pytest.mark.parametrize(
@@ -83,28 +82,15 @@ def test_validate_pdf_rejects_files_without_pdf_magic_bytes() -> None:
     assert (err.value.status, err.value.code) == (422, "not_pdf")
 
 
-def _pdf(*objects: bytes) -> bytes:
-    """A well-formed PDF of these objects (object 1 is the catalog)."""
-    out, offsets = b"%PDF-1.4\n", []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-    return out + trailer % (len(objects) + 1, xref)
-
-
 def test_validate_pdf_rejects_a_pdf_without_pages() -> None:
-    empty = _pdf(b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>")
+    empty = raw_pdf(b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>")
     with pytest.raises(ApiError) as err:
         validate_pdf(empty)
     assert (err.value.status, err.value.code) == (422, "pdf_empty")
 
 
-def test_validate_pdf_accepts_a_minimal_one_page_pdf() -> None:
-    one_page = _pdf(
+def test_validate_pdf_accepts_a_minimal_one_pageraw_pdf() -> None:
+    one_page = raw_pdf(
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
@@ -119,7 +105,7 @@ def test_check_size_refuses_more_than_the_limit_with_413() -> None:
     assert (err.value.status, err.value.code) == (413, "file_too_large")
 
 
-def test_check_mime_accepts_only_pdf() -> None:
+def test_check_mime_accepts_onlyraw_pdf() -> None:
     check_mime("application/pdf; charset=binary")
     with pytest.raises(ApiError) as err:
         check_mime("image/png")

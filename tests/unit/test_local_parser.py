@@ -16,8 +16,8 @@ import pytest
 from accessa.errors import PermanentError
 from consumers.parser.local import PARSER_NAME, ParsedPdf, parse_pdf
 from mocks.policy_pdf import make_policy_pdf, policy_phrase
+from tests.utils import CORPUS
 
-CORPUS = Path("/work/shared/corpus")
 PAGE_MARKER = re.compile(r"^<!-- page (\d+) -->$", re.MULTILINE)
 
 # file -> (minimum characters of markdown, text it must contain) or the error code it raises.

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from accessa.tokens import MAX_EMBED_TOKENS, count_tokens, decode, encode, split_by_tokens
+from tests.utils import CORPUS
 
 # The SHA-256 that tiktoken pins for https://openaipublic.blob.core.windows.net/encodings/
 # cl100k_base.tiktoken (tiktoken_ext/openai_public.py).
@@ -20,7 +21,6 @@ CL100K_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
-CORPUS = Path("/work/shared/corpus")
 
 
 def _bundled_vocabulary() -> bytes:
