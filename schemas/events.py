@@ -68,6 +68,12 @@ class DocumentParsed(Event):
     parsed_sha256: str = Field(min_length=64, max_length=64)
     pages: int = Field(ge=0)
     parser: str = Field(examples=["local:pypdfium2", "llamaparse"])
+    chunker_version: str | None = Field(
+        None, description="Version to build (a reprocess); unset = ACCESSA_CHUNKER_VERSION."
+    )
+    embed_model: str | None = Field(
+        None, description="Model to embed with (a reprocess); unset = ACCESSA_EMBED_MODEL."
+    )
 
 
 class ChunksCreated(Event):
@@ -77,6 +83,9 @@ class ChunksCreated(Event):
     chunker_version: str = Field(examples=["markdown-simple@1"])
     chunk_count: int = Field(ge=0)
     parsed_sha256: str
+    embed_model: str | None = Field(
+        None, description="Model to embed with (a reprocess); unset = ACCESSA_EMBED_MODEL."
+    )
 
 
 class ChunksEmbedded(Event):

@@ -11,7 +11,7 @@ from accessa.errors import PermanentError
 from accessa.runtime.context import StageContext
 from accessa.runtime.stage import StageApp
 from accessa.storage import ObjectNotFound
-from consumers.chunker.chunking import Chunk, chunk_markdown
+from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
 from consumers.parser.normalize import sha256_text
 from schemas.events import ChunksCreated, DocumentParsed
 
@@ -29,7 +29,7 @@ async def buffer_chunks(
            SELECT id, $2, $3, $4, $5, ord, content, sha, tokens, meta::jsonb
            FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::int[], $10::text[])
              AS t(id, ord, content, sha, tokens, meta)
-           ON CONFLICT (chunk_id) DO NOTHING""",
+           ON CONFLICT (job_id, chunk_id) DO NOTHING""",
         [c.chunk_id for c in chunks], event.job_id, event.document_id, event.user_id,
         version, [c.ordinal for c in chunks], [c.content for c in chunks],
         [c.content_sha256 for c in chunks], [c.token_count for c in chunks],
@@ -51,19 +51,27 @@ async def on_parsed(event: DocumentParsed, ctx: StageContext) -> ChunksCreated:
         )
 
     settings = ctx.settings
-    version = settings.chunker_version
+    try:  # a reprocess names its target version; an upload gets the configured one
+        spec = resolve_version(event.chunker_version or settings.chunker_version,
+                               target_tokens=settings.chunk_target_tokens,
+                               overlap_tokens=settings.chunk_overlap_tokens)  # fmt: skip
+    except ValueError as exc:
+        raise PermanentError(str(exc), code="unknown_chunker_version") from exc
+    version = spec.version
     chunks = chunk_markdown(
         markdown, document_id=event.document_id, version=version,
-        target_tokens=settings.chunk_target_tokens, overlap_tokens=settings.chunk_overlap_tokens,
+        target_tokens=spec.target_tokens, overlap_tokens=spec.overlap_tokens,
     )  # fmt: skip
     if not chunks:
         raise PermanentError("the document has no text to chunk", code="zero_chunks")
 
+    model = [event.embed_model] if event.embed_model else []  # upload ids stay as they were
     output = ChunksCreated(
-        event_id=ChunksCreated.make_id(event.job_id, version), job_id=event.job_id,
+        event_id=ChunksCreated.make_id(event.job_id, version, *model), job_id=event.job_id,
         document_id=event.document_id, user_id=event.user_id,
         correlation_id=event.correlation_id, chunker_version=version,
-        chunk_count=len(chunks), parsed_sha256=event.parsed_sha256,
+        embed_model=event.embed_model, chunk_count=len(chunks),
+        parsed_sha256=event.parsed_sha256,
     )  # fmt: skip
     async with ctx.commit(output) as conn:
         await buffer_chunks(conn, event, version, chunks)

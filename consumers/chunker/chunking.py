@@ -11,6 +11,10 @@
 
 Same input, same chunks: `chunk_id` is a uuid5 of document, version, ordinal and content hash.
 Every chunk is at most `MAX_EMBED_TOKENS` (8,191) tokens, whatever the settings.
+
+Versions (`resolve_version`): `markdown-simple@1` packs to the configured budget;
+`markdown-simple@1?target=N[&overlap=M]` pins the budget in the version string, so its chunk
+ids differ and it can live beside the plain version (`accessa reprocess --chunker-version`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import parse_qsl
 
 from accessa.tokens import MAX_EMBED_TOKENS, count_tokens, decode, encode, split_by_tokens
 
@@ -48,6 +53,42 @@ class Chunk:
     heading_path: list[str] = field(hash=False)
     page_start: int
     page_end: int
+
+
+@dataclass(frozen=True)
+class ChunkerSpec:
+    """A chunker version resolved to the budget it packs to."""
+
+    version: str  # canonical spelling: what chunk ids and `chunker_version` columns hold
+    target_tokens: int
+    overlap_tokens: int
+
+
+def resolve_version(version: str, *, target_tokens: int, overlap_tokens: int) -> ChunkerSpec:
+    """The spec of `version`; parameters it does not pin come from the given defaults.
+    Raises ValueError for an unknown chunker, parameter or out-of-range value."""
+    name, sep, query = version.partition("?")
+    if name != CHUNKER_VERSION:
+        raise ValueError(f"unknown chunker {name!r} (known: {CHUNKER_VERSION})")
+    pinned: dict[str, int] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True) if sep else []
+    except ValueError as exc:
+        raise ValueError(f"{version!r}: parameters must read key=value&key=value") from exc
+    if sep and not pairs:
+        raise ValueError(f"{version!r}: nothing after '?'")
+    for key, value in pairs:
+        if key not in ("target", "overlap") or key in pinned or not value.isdigit():
+            raise ValueError(f"{version!r}: {key}={value} (give target=N and/or overlap=M once)")
+        pinned[key] = int(value)
+    target = pinned.get("target", target_tokens)
+    overlap = pinned.get("overlap", overlap_tokens)
+    if "target" in pinned and not 32 <= target <= MAX_EMBED_TOKENS:
+        raise ValueError(f"{version!r}: target must be 32..{MAX_EMBED_TOKENS} tokens")
+    if "overlap" in pinned and overlap > target // 2:
+        raise ValueError(f"{version!r}: overlap must be at most half the target ({target // 2})")
+    params = "&".join(f"{k}={pinned[k]}" for k in ("target", "overlap") if k in pinned)
+    return ChunkerSpec(f"{name}?{params}" if params else name, target, overlap)
 
 
 @dataclass(slots=True)

@@ -7,8 +7,8 @@ from accessa.errors import PermanentError
 from accessa.runtime import metrics
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
-from consumers.embedder.providers import make_provider
-from consumers.embedder.vectors import BUFFERED_CHUNKS, document_lock, embed_missing
+from consumers.embedder.providers import EmbeddingProvider, check_model, make_provider
+from consumers.embedder.vectors import BUFFERED_CHUNKS, document_lock, embed_missing, target_model
 from schemas.events import ChunksCreated, ChunksEmbedded
 
 stage = StageApp("embedder", ChunksCreated)
@@ -16,16 +16,29 @@ stage = StageApp("embedder", ChunksCreated)
 
 @stage.on_startup
 async def load_provider(res: StageResources) -> None:
-    res.extra["provider"] = make_provider(res.settings)
+    res.extra["providers"] = {res.settings.embed_model: make_provider(res.settings)}
     # Export the model's counters at 0 from the start (cached work may never move them).
     metrics.EMBED_TOKENS.labels(res.settings.embed_model)
     metrics.EMBED_COST.labels(res.settings.embed_model)
 
 
+def provider_for(res: StageResources, model: str) -> EmbeddingProvider:
+    """One provider per model, made on first use (a reprocess may name another model)."""
+    providers = res.extra["providers"]
+    if model not in providers:
+        try:
+            check_model(model, res.settings.embed_dimensions)
+        except ValueError as exc:
+            raise PermanentError(str(exc), code="unsupported_embed_model") from exc
+        providers[model] = make_provider(res.settings, model)
+    return providers[model]
+
+
 @stage.handle
 async def on_chunked(event: ChunksCreated, ctx: StageContext) -> ChunksEmbedded:
     await ctx.job()
-    settings, model = ctx.settings, ctx.settings.embed_model
+    settings, model = ctx.settings, target_model(event, ctx.settings)
+    provider = provider_for(ctx.res, model)
     async with document_lock(ctx.pool, event.document_id) as conn:
         chunks = await conn.fetch(
             BUFFERED_CHUNKS, event.job_id, event.chunker_version, model, settings.embed_dimensions
@@ -36,7 +49,7 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext) -> ChunksEmbedded:
         async with ctx.pool.acquire() as c:
             await jobs.advance(c, job_id=event.job_id, status="embedding_in_progress",
                                actor="embedder", embed_model=model)  # fmt: skip
-        await embed_missing(ctx, event, chunks, ctx.res.extra["provider"])
+        await embed_missing(ctx, event, chunks, provider)
 
     output = ChunksEmbedded(
         event_id=ChunksEmbedded.make_id(event.job_id, event.chunker_version, model),

@@ -24,11 +24,17 @@ BUFFERED_CHUNKS = """
 SELECT c.chunk_id, c.content, c.content_sha256, c.token_count,
        (v.chunk_id IS NOT NULL) AS embedded, e.embedding AS cached
 FROM document_chunk_buffer c
-LEFT JOIN document_vector_buffer v ON v.chunk_id = c.chunk_id AND v.embed_model = $3
+LEFT JOIN document_vector_buffer v
+  ON v.job_id = c.job_id AND v.chunk_id = c.chunk_id AND v.embed_model = $3
 LEFT JOIN embedding_cache e ON e.content_sha256 = c.content_sha256
   AND e.embed_model = $3 AND e.dimensions = $4
 WHERE c.job_id = $1 AND c.chunker_version = $2 ORDER BY c.ordinal
 """
+
+
+def target_model(event: ChunksCreated, settings: Settings) -> str:
+    """The model a reprocess names, else the configured one."""
+    return event.embed_model or settings.embed_model
 
 
 @asynccontextmanager
@@ -97,7 +103,7 @@ async def save_batch(
     if not chunks:
         return
     settings = ctx.settings
-    model = settings.embed_model
+    model = target_model(event, settings)
     vectors = result.vectors if result else [c["cached"] for c in chunks]
     async with ctx.pool.acquire() as conn, conn.transaction():
         await conn.executemany(

@@ -1,5 +1,7 @@
 """finalizer: `embedded` → `completed`. Buffers move to `document_chunks` in one checked
-transaction: a document is searchable whole or not at all."""
+transaction: a document is searchable whole or not at all. The same transaction makes the
+version it wrote the document's active one, so a reprocessed document switches atomically:
+search sees the old version until the commit and the new one after it."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ CHECK = """
 SELECT (SELECT count(*) FROM document_chunk_buffer
          WHERE job_id = $1 AND chunker_version = $2) AS chunks,
        (SELECT count(*) FROM document_vector_buffer v
-         JOIN document_chunk_buffer c USING (chunk_id)
+         JOIN document_chunk_buffer c USING (job_id, chunk_id)
          WHERE v.job_id = $1 AND v.embed_model = $3 AND c.chunker_version = $2) AS vectors,
        (SELECT count(*) FROM document_vector_buffer
          WHERE job_id = $1 AND embed_model = $3 AND vector_dims(embedding) <> $4) AS bad_dims
@@ -28,9 +30,21 @@ INSERT INTO document_chunks
    content_sha256, token_count, metadata, embedding)
 SELECT c.chunk_id, c.document_id, c.user_id, c.job_id, c.chunker_version, v.embed_model,
        c.ordinal, c.content, c.content_sha256, c.token_count, c.metadata, v.embedding
-FROM document_chunk_buffer c JOIN document_vector_buffer v USING (chunk_id)
+FROM document_chunk_buffer c JOIN document_vector_buffer v USING (job_id, chunk_id)
 WHERE c.job_id = $1 AND c.chunker_version = $2 AND v.embed_model = $3
-ON CONFLICT (chunk_id) DO NOTHING
+ON CONFLICT (chunk_id, embed_model) DO NOTHING
+"""
+
+# The row lock orders this against `accessa reprocess gc`, which deletes inactive versions
+# under the same lock: rows this transaction found already present stay until it switches.
+LOCK_DOCUMENT = "SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE"
+
+SWITCH = """
+UPDATE documents
+SET active_since = CASE WHEN active_chunker_version = $2 AND active_embed_model = $3
+                        THEN coalesce(active_since, now()) ELSE now() END,
+    active_chunker_version = $2, active_embed_model = $3, updated_at = now()
+WHERE document_id = $1
 """
 
 
@@ -57,14 +71,11 @@ async def on_embedded(event: ChunksEmbedded, ctx: StageContext) -> DocumentCompl
                 f"vectors, {check['bad_dims']} of wrong dimension, event says "
                 f"{event.chunk_count}", code="consistency_check_failed",
             )  # fmt: skip
+        await conn.execute(LOCK_DOCUMENT, event.document_id)
         await conn.execute(MOVE, event.job_id, event.chunker_version, event.embed_model)
         await conn.execute("DELETE FROM document_vector_buffer WHERE job_id = $1", event.job_id)
         await conn.execute("DELETE FROM document_chunk_buffer WHERE job_id = $1", event.job_id)
-        await conn.execute(
-            "UPDATE documents SET active_chunker_version = $2, active_embed_model = $3, "
-            "updated_at = now() WHERE document_id = $1",
-            event.document_id, event.chunker_version, event.embed_model,
-        )  # fmt: skip
+        await conn.execute(SWITCH, event.document_id, event.chunker_version, event.embed_model)
         await jobs.advance(conn, job_id=event.job_id, status="complete", actor="finalizer",
                            vector_count=event.chunk_count)  # fmt: skip
     metrics.JOB_DURATION.observe((output.occurred_at - job["created_at"]).total_seconds())
