@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from accessa.errors import PipelineError
-from accessa.search import search_chunks
+from accessa.search import active_models, search_models
 from consumers.embedder.providers import make_provider
 from producer_api.core.config import DbDep, SettingsDep
 from producer_api.core.errors import ApiError
@@ -43,14 +43,22 @@ async def search(
     q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for.")],
     k: Annotated[int, Query(ge=1, le=50, description="How many chunks.")] = 5,
 ) -> SearchResults:
-    """Embeds `q` with the pipeline's provider and returns your `k` closest chunks."""
+    """Embeds `q` with the model of each of your documents' active versions (usually one)
+    and returns your `k` closest chunks."""
     state = request.app.state
-    if getattr(state, "provider", None) is None:
-        state.provider = make_provider(settings)
+    if getattr(state, "providers", None) is None:
+        state.providers = {}
+    providers = state.providers
+    async with db.tx() as conn:
+        models = await active_models(conn) or [settings.embed_model]
+    vectors: dict[str, list[float]] = {}
     try:
-        vector = (await state.provider.embed([q])).vectors[0]
+        for model in models:
+            if model not in providers:
+                providers[model] = make_provider(settings, model)
+            vectors[model] = (await providers[model].embed([q])).vectors[0]
     except PipelineError as exc:
         raise ApiError(503, "embedding_unavailable", exc.message) from exc
     async with db.tx() as conn:
-        hits = await search_chunks(conn, vector, k)
+        hits = await search_models(conn, vectors, k)
     return SearchResults(query=q, hits=[SearchHit(**h) for h in hits])
