@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     budget_global_daily_usd: float | None = Field(None, description="Global daily budget.")
     budget_recheck_s: float = Field(60.0, gt=0, description="How often paused work rechecks.")
 
+    # --- reprocessing
+    reprocess_grace_s: float = Field(
+        3600.0, ge=0, description="`accessa reprocess gc` keeps replaced versions this long."
+    )
+
     # --- mock servers
     mock_llamaparse_port: int = Field(8091, description="Mock LlamaParse port.")
     mock_openai_port: int = Field(8092, description="Mock OpenAI port.")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from accessa.cli import client, infra, ops
+from accessa.cli import client, infra, ops, reprocess_cmd
 from accessa.cli.config_cmd import asyncapi, config
 from accessa.cli.cost_cmd import cost
 from accessa.cli.output import console, emit_json
@@ -30,6 +30,7 @@ app.command("asyncapi")(asyncapi)
 app.add_typer(ops.dlq_app, name="dlq")
 app.add_typer(ops.consumers_app, name="consumers")
 app.command("replay")(ops.replay)
+app.add_typer(reprocess_cmd.app, name="reprocess")
 app.command("status")(status)
 app.command("cost")(cost)
 app.command("upload")(client.upload)

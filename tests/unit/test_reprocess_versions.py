@@ -1,0 +1,129 @@
+"""Versions a reprocess can target: chunker version strings, embedding models, requests."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from accessa.config import Settings
+from accessa.reprocess import resolve_target
+from consumers.chunker.chunking import ChunkerSpec, chunk_markdown, resolve_version
+from consumers.embedder.providers import check_model
+from consumers.parser.local import parse_pdf
+from mocks.policy_pdf import make_policy_pdf
+from schemas.events import ChunksCreated, DocumentParsed
+
+DEFAULTS = {"target_tokens": 512, "overlap_tokens": 64}
+
+
+@pytest.mark.parametrize(
+    ("version", "spec"),
+    [
+        ("markdown-simple@1", ChunkerSpec("markdown-simple@1", 512, 64)),
+        ("markdown-simple@1?target=256", ChunkerSpec("markdown-simple@1?target=256", 256, 64)),
+        (
+            "markdown-simple@1?overlap=32&target=256",
+            ChunkerSpec("markdown-simple@1?target=256&overlap=32", 256, 32),
+        ),
+        ("markdown-simple@1?overlap=0", ChunkerSpec("markdown-simple@1?overlap=0", 512, 0)),
+    ],
+)
+def test_a_chunker_version_resolves_to_its_canonical_spelling_and_budget(
+    version: str, spec: ChunkerSpec
+) -> None:
+    assert resolve_version(version, **DEFAULTS) == spec
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        "markdown-simple@2",
+        "other@1",
+        "markdown-simple@1?",
+        "markdown-simple@1?target=abc",
+        "markdown-simple@1?target=16",
+        "markdown-simple@1?target=9000",
+        "markdown-simple@1?target=256&target=128",
+        "markdown-simple@1?size=256",
+        "markdown-simple@1?target=100&overlap=60",
+    ],
+)
+def test_an_unknown_or_out_of_range_chunker_version_is_refused(version: str) -> None:
+    with pytest.raises(ValueError):
+        resolve_version(version, **DEFAULTS)
+
+
+def test_a_pinned_budget_gives_other_chunks_with_other_ids() -> None:
+    markdown = parse_pdf(make_policy_pdf(seed=7, pages=2)).markdown
+    doc = uuid.UUID(int=7)
+    plain = chunk_markdown(markdown, document_id=doc, version="markdown-simple@1")
+    spec = resolve_version("markdown-simple@1?target=128", **DEFAULTS)
+    small = chunk_markdown(
+        markdown, document_id=doc, version=spec.version, target_tokens=spec.target_tokens,
+        overlap_tokens=spec.overlap_tokens,
+    )  # fmt: skip
+    assert len(small) > len(plain)
+    assert max(c.token_count for c in small) <= 128
+    assert not {c.chunk_id for c in small} & {c.chunk_id for c in plain}
+
+
+@pytest.mark.parametrize(
+    ("model", "dimensions"),
+    [
+        ("text-embedding-3-small", 1536),
+        ("text-embedding-3-large", 1536),
+        ("text-embedding-3-large", 3072),
+        ("text-embedding-ada-002", 1536),
+    ],
+)
+def test_models_that_can_embed_at_the_configured_dimensions_are_accepted(
+    model: str, dimensions: int
+) -> None:
+    check_model(model, dimensions)
+
+
+@pytest.mark.parametrize(
+    ("model", "dimensions"),
+    [("text-embedding-4", 1536), ("text-embedding-ada-002", 512), ("text-embedding-3-small", 3072)],
+)
+def test_models_that_cannot_embed_at_the_configured_dimensions_are_refused(
+    model: str, dimensions: int
+) -> None:
+    with pytest.raises(ValueError):
+        check_model(model, dimensions)
+
+
+def test_a_reprocess_request_defaults_to_the_configured_versions() -> None:
+    settings = Settings(chunker_version="markdown-simple@1", embed_model="text-embedding-3-small")
+    chunk = resolve_target(settings, "chunk")
+    assert (chunk.chunker_version, chunk.embed_model) == ("markdown-simple@1",
+                                                          "text-embedding-3-small")  # fmt: skip
+    embed = resolve_target(settings, "embed", embed_model="text-embedding-3-large")
+    assert (embed.chunker_version, embed.embed_model) == (None, "text-embedding-3-large")
+
+
+@pytest.mark.parametrize(
+    ("from_stage", "chunker_version", "embed_model"),
+    [
+        ("parse", None, None),
+        ("embed", "markdown-simple@1?target=256", None),
+        ("chunk", "markdown-simple@9", None),
+        ("chunk", None, "text-embedding-9"),
+    ],
+)
+def test_an_impossible_reprocess_request_is_refused(
+    from_stage: str, chunker_version: str | None, embed_model: str | None
+) -> None:
+    with pytest.raises(ValueError):
+        resolve_target(Settings(), from_stage, chunker_version, embed_model)
+
+
+def test_event_ids_of_a_reprocess_differ_by_target_version() -> None:
+    job = uuid.uuid4()
+    v1 = DocumentParsed.make_id(job, "reprocess", "markdown-simple@1", "text-embedding-3-small")
+    v2 = DocumentParsed.make_id(job, "reprocess", "markdown-simple@1?target=256",
+                                "text-embedding-3-small")  # fmt: skip
+    large = ChunksCreated.make_id(job, "markdown-simple@1", "text-embedding-3-large")
+    small = ChunksCreated.make_id(job, "markdown-simple@1", "text-embedding-3-small")
+    assert len({v1, v2, large, small, ChunksCreated.make_id(job, "markdown-simple@1")}) == 5
