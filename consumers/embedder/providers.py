@@ -9,7 +9,7 @@ Every returned vector is checked: right length, finite values.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,11 +60,15 @@ class EmbeddingResult:
     requests: int
 
 
+# Called with a request's result before its in-flight slot is freed (see `embed`).
+Keep = Callable[[EmbeddingResult], Awaitable[None]]
+
+
 class EmbeddingProvider(Protocol):
     model: str
     dimensions: int
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult: ...
+    async def embed(self, texts: list[str], then: Keep | None = None) -> EmbeddingResult: ...
 
     async def aclose(self) -> None: ...
 
@@ -113,9 +117,19 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
+    async def embed(self, texts: list[str], then: Keep | None = None) -> EmbeddingResult:
+        """Vectors for `texts` in order. With `then` (for one request's worth of texts), the
+        result is handed to `then` while the in-flight slot is still held: paid-for vectors
+        are saved before another request starts, so a crash loses at most `max_inflight`."""
         counts = [count_tokens(t) for t in texts]
         batches = plan_batches(counts, self.batch_inputs, self.batch_tokens)
+        if then is not None:
+            async with self._inflight:
+                results = [await self._request([texts[i] for i in b]) for b in batches]
+                vectors = [v for vecs, _ in results for v in vecs]
+                result = EmbeddingResult(vectors, sum(n for _, n in results), len(batches))
+                await then(result)
+            return result
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._embed_batch([texts[i] for i in b])) for b in batches]
@@ -127,12 +141,15 @@ class OpenAIProvider:
 
     async def _embed_batch(self, batch: list[str]) -> tuple[list[list[float]], int]:
         async with self._inflight:
-            try:
-                resp = await self._client.embeddings.create(
-                    input=batch, model=self.model, **self._extra
-                )
-            except openai.APIError as e:
-                raise _map_error(e) from e
+            return await self._request(batch)
+
+    async def _request(self, batch: list[str]) -> tuple[list[list[float]], int]:
+        try:
+            resp = await self._client.embeddings.create(
+                input=batch, model=self.model, **self._extra
+            )
+        except openai.APIError as e:
+            raise _map_error(e) from e
         data = sorted(resp.data, key=lambda d: d.index)
         if len(data) != len(batch):
             msg = f"asked {len(batch)} embeddings, got {len(data)}"

@@ -66,9 +66,11 @@ async def embed_missing(
     saving = asyncio.Lock()  # one write connection per document besides the lock's
 
     async def embed(batch: list[Any]) -> None:
-        result = await provider.embed([c["content"] for c in batch])
-        async with saving:
-            await save_batch(ctx, event, batch, result)
+        async def keep(result: Any) -> None:
+            async with saving:
+                await save_batch(ctx, event, batch, result)
+
+        result = await provider.embed([c["content"] for c in batch], then=keep)
         fresh.update(zip([c["content_sha256"] for c in batch], result.vectors, strict=True))
         ctx.fault("mid_embed")
 

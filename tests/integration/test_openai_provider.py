@@ -130,6 +130,22 @@ async def test_concurrency_is_bounded(make, mock: MockControl) -> None:
     assert loop.time() - started >= 0.2  # 4 requests, 2 at a time, 100 ms each
 
 
+async def test_a_kept_result_is_saved_before_its_slot_goes_to_the_next_request(
+    make, mock: MockControl
+) -> None:
+    """What bounds a crash's loss: with one slot, no request is paid for while another's
+    vectors are still unsaved."""
+    provider = make(max_inflight=1)
+    requests_seen_at_keep: list[int] = []
+
+    async def keep(result) -> None:
+        await asyncio.sleep(0.05)  # a slow save: a second request must not start meanwhile
+        requests_seen_at_keep.append(len(await mock.log()))
+
+    await asyncio.gather(*(provider.embed([t], then=keep) for t in TEXTS[:3]))
+    assert requests_seen_at_keep == [1, 2, 3]
+
+
 async def test_make_provider_from_settings() -> None:
     settings = Settings(embed_model="text-embedding-3-large", embed_dimensions=1024)
     provider = make_provider(settings)

@@ -1,0 +1,206 @@
+"""Infrastructure faults during a run: the broker stopped, Postgres restarted, the providers
+failing 30 % of their calls, a consumer group rebalancing. Nothing may be lost or duplicated,
+and no chunk text may be paid for twice (audited by `tests/e2e/ledger.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import defaultdict
+from datetime import datetime
+
+import httpx
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from accessa.config import Settings
+from accessa.db import create_pool
+from accessa.infra.kafka import LocalKafka
+from accessa.infra.postgres import LocalPostgres
+from accessa.localrun import LocalPipeline
+from tests.e2e.ledger import REPORT, Audit, Batch
+from tests.utils import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.reliability]
+
+DOCS = int(os.environ.get("ACCESSA_RELIABILITY_FAULT_DOCS", "50"))
+OUTAGE_S = 20.0
+BACKOFF_BASE_S = 3.0
+
+
+def assert_all_ingested(audit: Audit) -> None:
+    assert audit.problems == []
+    assert (audit.complete, audit.lost, audit.duplicates) == (audit.documents, 0, 0)
+
+
+async def wait_complete(batch: Batch, at_least: int) -> None:
+    async def enough() -> bool:
+        return sum(s == "complete" for s in (await batch.statuses()).values()) >= at_least
+
+    await wait_for(enough, timeout=180, interval=0.3, what=f"{at_least} complete jobs")
+
+
+def test_a_broker_outage_mid_run_loses_nothing_and_the_api_keeps_accepting(
+    pipeline: LocalPipeline, infra: Settings
+) -> None:
+    batch = Batch.make(pipeline, DOCS)
+    half = DOCS // 2
+    kafka = LocalKafka(infra)
+
+    async def run() -> int:
+        await batch.upload(batch.pdfs[:half])
+        await wait_complete(batch, 1)
+        await asyncio.to_thread(kafka.down)
+        accepted_while_down = 0
+        try:
+            started = time.monotonic()
+            pace = OUTAGE_S / max(1, DOCS - half)
+            for pdf in batch.pdfs[half:]:  # the API takes uploads through the whole outage
+                await batch.upload([pdf])
+                accepted_while_down += 1
+                await asyncio.sleep(max(0.0, started + pace * accepted_while_down
+                                        - time.monotonic()))  # pacing the uploads  # fmt: skip
+        finally:
+            await asyncio.to_thread(kafka.up)
+        await batch.wait_finished(timeout=300)
+        return accepted_while_down
+
+    accepted = asyncio.run(run())
+    audit = asyncio.run(batch.audit())
+    REPORT.fault("broker_stopped_20s", audit, uploads_accepted_while_down=accepted)
+    assert accepted == DOCS - half
+    assert_all_ingested(audit)
+
+
+def test_a_postgres_restart_mid_run_loses_nothing(pipeline: LocalPipeline, infra: Settings) -> None:
+    batch = Batch.make(pipeline, DOCS)
+    postgres = LocalPostgres(infra)
+
+    async def run() -> int:
+        await batch.upload()
+        await wait_complete(batch, 3)
+        before = sum(s == "complete" for s in (await batch.statuses()).values())
+        await asyncio.to_thread(postgres.down)
+        await asyncio.to_thread(postgres.up)
+        await batch.wait_finished(timeout=300)
+        return before
+
+    complete_before = asyncio.run(run())
+    audit = asyncio.run(batch.audit())
+    REPORT.fault("postgres_restarted", audit, complete_before_restart=complete_before)
+    assert complete_before < DOCS, "the restart must happen mid-run"
+    assert_all_ingested(audit)
+
+
+def test_providers_failing_30_percent_of_calls_complete_via_backed_off_retries(
+    pipeline: LocalPipeline,
+) -> None:
+    """LlamaParse and OpenAI (both mocks) fail 30 % of calls with 429/500/503; the first
+    embedding call fails three times in a row so at least one document takes the retry
+    topics. Backoff is measured from the audit trail, and documents behind a retried one on
+    the same partition go on meanwhile."""
+    llama = pipeline.env["ACCESSA_LLAMAPARSE_BASE_URL"]
+    env = {"ACCESSA_RETRY_BASE_DELAY_S": str(BACKOFF_BASE_S)}
+    restart(pipeline, "parser", ACCESSA_PARSER_BACKEND="llamaparse", **env)
+    restart(pipeline, "embedder", **env)
+    batch = Batch.make(pipeline, max(20, DOCS // 2))
+
+    async def run() -> None:
+        async with httpx.AsyncClient() as mocks:
+            for url in (llama, pipeline.openai_url):
+                faulty = {"failure_rate": 0.3, "seed": 7}
+                (await mocks.post(f"{url}/_mock/config", json=faulty)).raise_for_status()
+            first_call_fails = {"fail_next": [503, 503, 503]}  # the SDK's 3 tries of one call
+            await mocks.post(f"{pipeline.openai_url}/_mock/config", json=first_call_fails)
+            try:
+                await batch.upload()
+                await batch.wait_finished(timeout=300)
+            finally:
+                for url in (llama, pipeline.openai_url):
+                    await mocks.post(f"{url}/_mock/config", json={"failure_rate": 0})
+
+    try:
+        asyncio.run(run())
+    finally:
+        restart(pipeline, "parser")
+        restart(pipeline, "embedder")
+    audit = asyncio.run(batch.audit())
+    waits = asyncio.run(retry_waits(pipeline, batch))
+    REPORT.fault("providers_fail_30_percent", audit, retries=waits)
+    assert_all_ingested(audit)
+    assert waits, "no document took a retry topic"
+    for wait in waits:
+        due = BACKOFF_BASE_S * 2 ** (wait["attempt"] - 1)
+        assert due - 0.1 <= wait["waited_s"] <= due + 10, wait
+    # A wait late in the run may have nobody behind it; the forced early one always has.
+    assert max(w["same_partition_progress"] for w in waits) >= 1, f"partition blocked: {waits}"
+
+
+def test_a_rebalance_mid_run_loses_and_duplicates_nothing(pipeline: LocalPipeline) -> None:
+    batch = Batch.make(pipeline, DOCS)
+
+    async def run() -> None:
+        await batch.upload()
+        await wait_complete(batch, 3)
+        await asyncio.to_thread(pipeline.start, "embedder#2")
+        await asyncio.to_thread(pipeline.wait_ready, ("embedder#2",))
+        await asyncio.to_thread(pipeline.start, "chunker#2")
+        await asyncio.to_thread(pipeline.wait_ready, ("chunker#2",))
+        await wait_complete(batch, DOCS // 2)
+        await asyncio.to_thread(pipeline.stop, "embedder#2")
+        await asyncio.to_thread(pipeline.stop, "chunker#2")
+        await batch.wait_finished(timeout=300)
+
+    asyncio.run(run())
+    audit = asyncio.run(batch.audit())
+    REPORT.fault("rebalance_second_replica", audit)
+    assert_all_ingested(audit)
+
+
+def restart(pipeline: LocalPipeline, name: str, **env: str) -> None:
+    pipeline.stop(name)
+    pipeline.start(name, **env)
+    pipeline.wait_ready((name,))
+
+
+STAGE_DONE = {"parser": "parsed", "embedder": "embeddings_stored"}
+
+
+async def retry_waits(pipeline: LocalPipeline, batch: Batch) -> list[dict]:
+    """Each retry of this batch: how long the document waited before its next attempt, and
+    how many documents on the same input partition moved past the stage meanwhile."""
+    partitions = pipeline.settings.topic_partitions
+    choose = DefaultPartitioner()
+    part = {u.job_id: choose(str(u.document_id).encode(), list(range(partitions)), None)
+            for u in batch.uploads}  # fmt: skip
+    pool = await create_pool(pipeline.settings, min_size=1, max_size=2)
+    try:
+        rows = await pool.fetch(
+            "SELECT job_id, stage, kind, status, created_at FROM events "
+            "WHERE job_id = ANY($1::uuid[]) ORDER BY id", list(part))  # fmt: skip
+    finally:
+        await pool.close()
+    trail: dict = defaultdict(list)
+    passed: dict[tuple[str, int], list[datetime]] = defaultdict(list)
+    for r in rows:
+        trail[r["job_id"]].append(r)
+        for stage, status in STAGE_DONE.items():
+            if r["status"] == status:
+                passed[(stage, part[r["job_id"]])].append(r["created_at"])
+    waits = []
+    for job_id, events in trail.items():
+        attempt = {"parser": 0, "embedder": 0}
+        for i, e in enumerate(events):
+            if e["kind"] != "retrying" or e["stage"] not in attempt:
+                continue
+            attempt[e["stage"]] += 1
+            after = next((x for x in events[i + 1 :] if x["stage"] == e["stage"]), None)
+            if after is None:
+                continue
+            start, end = e["created_at"], after["created_at"]
+            others = [t for t in passed[(e["stage"], part[job_id])] if start < t < end]
+            waits.append({"stage": e["stage"], "attempt": attempt[e["stage"]],
+                          "waited_s": round((end - start).total_seconds(), 3),
+                          "same_partition_progress": len(others)})  # fmt: skip
+    return waits
