@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_JWT_SECRET = "accessa-local-dev-secret-change-me-0123456789"
 
+LLAMAPARSE_WEBHOOK_PATH = "/api/v2/webhooks/llamaparse"
+
 STAGE_PORTS = {"api": 8000, "parser": 9101, "chunker": 9102, "embedder": 9103, "finalizer": 9104}
 
 
@@ -94,11 +96,19 @@ class Settings(BaseSettings):
     parser_backend: Literal["local", "llamaparse"] = Field("local", description="PDF parser.")
     llamaparse_base_url: str = Field("http://127.0.0.1:8091", description="LlamaParse API.")
     llamaparse_api_key: SecretStr = Field(SecretStr("llx-mock"), description="LlamaParse key.")
-    llamaparse_webhook_url: str | None = Field(None, description="Webhook mode callback URL.")
+    llamaparse_mode: Literal["poll", "webhook"] = Field(
+        "poll", description="`webhook`: LlamaParse calls the API back when a job ends."
+    )
+    llamaparse_webhook_url: str | None = Field(
+        None, description="Webhook callback; unset = ACCESSA_API_URL + /api/v2/webhooks/llamaparse."
+    )
     llamaparse_webhook_secret: SecretStr = Field(
         SecretStr("whsec-local"), description="HMAC secret of LlamaParse webhooks."
     )
     llamaparse_timeout_s: float = Field(120.0, description="Give up on a parse job after.")
+    llamaparse_webhook_recheck_s: float = Field(
+        15.0, gt=0, description="Webhook mode: re-check a job whose webhook is late this often."
+    )
 
     # --- chunker
     chunker_version: str = Field("markdown-simple@1", description="Chunker id@version.")
@@ -155,6 +165,13 @@ class Settings(BaseSettings):
     @property
     def storage_root(self) -> Path:
         return self.storage_dir or self.home / "storage"
+
+    @property
+    def llamaparse_callback_url(self) -> str | None:
+        """Where LlamaParse posts job outcomes in webhook mode; None when the parser polls."""
+        if self.llamaparse_mode != "webhook":
+            return None
+        return self.llamaparse_webhook_url or self.api_url.rstrip("/") + LLAMAPARSE_WEBHOOK_PATH
 
     def port_for(self, process: str) -> int:
         """The health/metrics port of a process (`api`, `parser`, ...)."""

@@ -17,7 +17,7 @@ stage = StageApp("parser", DocumentUploaded, max_records=16)
 
 @stage.on_startup
 async def load_backend(res: StageResources) -> None:
-    res.extra["backend"] = make_backend(res.settings)
+    res.extra["backend"] = make_backend(res.settings, res.pool)
 
 
 @stage.handle
@@ -32,7 +32,8 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
             f"raw file {event.storage_path} is missing", code="raw_file_missing"
         ) from exc
 
-    parsed = await ctx.res.extra["backend"].parse(pdf, event.filename)
+    backend = ctx.res.extra["backend"]
+    parsed = await backend.parse(pdf, event.filename, document_id=event.document_id)
     markdown = normalize_markdown(parsed.markdown)
     if not markdown.strip():
         raise PermanentError("the parser produced no text", code="empty_markdown")

@@ -1,7 +1,8 @@
 """LlamaParse v1 REST client: upload a PDF, wait for the job, fetch its markdown.
 
-Two modes: `parse()` polls until the job ends; `submit(..., webhook_url)` returns at once and
-the webhook handler calls `fetch_markdown(job_id)` after `verify_webhook_signature(...)`.
+Two modes: `parse()` polls until the job ends; `submit(..., webhook_url)` returns at once, the
+API's webhook route checks `verify_webhook_signature(...)` and records the outcome, and the
+parser then calls `fetch_markdown(job_id)` (see `backends.LlamaParseWebhookBackend`).
 Failures map onto `accessa.errors`: 429/5xx/timeouts/connection errors are transient,
 bad credentials and failed jobs are permanent.
 """
@@ -160,6 +161,8 @@ def _status_error(e: httpx.HTTPStatusError) -> Exception:
     message = f"LlamaParse {e.request.method} {e.request.url.path} -> {status}: {text}"
     if status in (401, 403):
         return PermanentError(message, code="llamaparse_auth")
+    if status == 404:  # e.g. a job LlamaParse has already purged
+        return PermanentError(message, code="llamaparse_not_found")
     if status in (408, 409, 429) or status >= 500:
         code = "llamaparse_rate_limited" if status == 429 else "llamaparse_unavailable"
         return TransientError(message, code=code, defer_s=retry_after_s(e.response.headers))

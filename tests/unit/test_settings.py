@@ -54,3 +54,15 @@ def test_readme_lists_every_setting() -> None:
     listed = set(re.findall(r"`(ACCESSA_[A-Z0-9_]+)`", README.read_text()))
     expected = {f"ACCESSA_{name.upper()}" for name in Settings.model_fields}
     assert expected - listed == set()
+
+
+def test_webhook_mode_calls_the_api_route_back_unless_told_another_url() -> None:
+    from accessa.config import LLAMAPARSE_WEBHOOK_PATH
+    from producer_api.main import create_app
+
+    assert Settings(_env_file=None).llamaparse_callback_url is None  # polling
+    webhook = Settings(llamaparse_mode="webhook", api_url="http://api:8000/")
+    assert webhook.llamaparse_callback_url == "http://api:8000" + LLAMAPARSE_WEBHOOK_PATH
+    assert LLAMAPARSE_WEBHOOK_PATH in create_app(webhook).openapi()["paths"]
+    told = Settings(llamaparse_mode="webhook", llamaparse_webhook_url="https://hooks.example/lp")
+    assert told.llamaparse_callback_url == "https://hooks.example/lp"
