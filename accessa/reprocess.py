@@ -158,7 +158,7 @@ async def start(
                     [item] = await plan(pool, target, document=item.document_id)
                     planned[i] = item
             if item.action in ("queue", "resume"):
-                event = _event(await pool.fetchrow(JOB, item.job_id))
+                event = entry_event(await pool.fetchrow(JOB, item.job_id))
                 headers = {
                     Headers.CORRELATION_ID: event.correlation_id,
                     Headers.JOB_ID: str(event.job_id),
@@ -247,7 +247,7 @@ async def _create_job(
     return job_id
 
 
-def _event(job: asyncpg.Record) -> Event:
+def entry_event(job: asyncpg.Record) -> Event:
     """The event that starts (or, re-published, resumes) a reprocess job: a deterministic id
     over the job and its target version."""
     request = job["reprocess"]

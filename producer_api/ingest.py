@@ -174,6 +174,9 @@ def rebuild_event(job: asyncpg.Record, stage: str, settings: Settings) -> Event:
         "correlation_id": job["correlation_id"],
     }  # fmt: skip
     job_id, version, model = job["job_id"], job["chunks_version"], job["embed_model"]
+    # A reprocess job's events name its target version (and their ids include it).
+    request = job.get("reprocess")
+    target = {"embed_model": request["embed_model"]} if request else {}
     if stage == "finalizer" and version and model and job["chunk_count"] is not None:
         return ChunksEmbedded(
             **base, event_id=ChunksEmbedded.make_id(job_id, version, model),
@@ -183,8 +186,17 @@ def rebuild_event(job: asyncpg.Record, stage: str, settings: Settings) -> Event:
         )  # fmt: skip
     if stage in ("finalizer", "embedder") and version and job["chunk_count"] is not None:
         return ChunksCreated(
-            **base, event_id=ChunksCreated.make_id(job_id, version), chunker_version=version,
-            chunk_count=job["chunk_count"], parsed_sha256=job["parsed_sha256"],
+            **base, event_id=ChunksCreated.make_id(job_id, version, *target.values()),
+            chunker_version=version, chunk_count=job["chunk_count"],
+            parsed_sha256=job["parsed_sha256"], **target,
+        )  # fmt: skip
+    if request and job["parsed_path"] and job["parsed_sha256"]:
+        versions = (request["chunker_version"], request["embed_model"])
+        return DocumentParsed(
+            **base, event_id=DocumentParsed.make_id(job_id, "reprocess", *versions),
+            parsed_path=job["parsed_path"], parsed_sha256=job["parsed_sha256"],
+            pages=job["pages"] or 0, parser="retry", chunker_version=versions[0],
+            embed_model=versions[1],
         )  # fmt: skip
     if stage != "parser" and job["parsed_path"] and job["parsed_sha256"]:
         return DocumentParsed(

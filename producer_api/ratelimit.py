@@ -64,12 +64,12 @@ async def check_active_jobs(
     conn: asyncpg.Connection, *, settings: Settings, user_id: uuid.UUID
 ) -> None:
     """At most `rate_active_jobs` unfinished jobs per user. Abandoned two-step uploads stop
-    counting once their signed URL has expired."""
+    counting once their signed URL has expired; an operator's reprocess jobs never count."""
     if not settings.rate_limits_enabled:
         return
     active = await conn.fetchval(
         """SELECT count(*) FROM upload_jobs
-           WHERE user_id = $1 AND state NOT IN ('done', 'deadletter')
+           WHERE user_id = $1 AND state NOT IN ('done', 'deadletter') AND kind = 'upload'
              AND NOT (stage = 'queued' AND created_at < now() - make_interval(secs => $2))""",
         user_id, float(settings.signed_url_ttl_s),
     )  # fmt: skip

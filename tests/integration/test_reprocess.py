@@ -22,8 +22,11 @@ from accessa.search import search_models
 from consumers.chunker.chunking import chunk_markdown, resolve_version
 from mocks.openai_server import mock_vector
 from mocks.policy_pdf import make_policy_pdf
+from producer_api.main import create_app
+from producer_api.ratelimit import check_active_jobs
 from schemas.events import DocumentUploaded
 from tests.integration.conftest import Stages
+from tests.integration.test_api_support import bearer, running
 from tests.utils import read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -189,6 +192,13 @@ async def test_reprocessing_from_embed_re_embeds_the_active_chunks_with_the_new_
     small_hits = await search_as(stages, user, old[0]["content"], SMALL)
     assert doc not in {h["document_id"] for h in small_hits}  # its small vectors are inactive
 
+    # The API embeds the query with the document's active model (over HTTP to the mock).
+    async with running(create_app(stages.settings)) as api:
+        response = await api.get("/api/v2/search", params={"q": old[0]["content"], "k": 3},
+                                 headers=bearer(stages.settings, user))  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["hits"][0]["chunk_id"] == str(old[0]["chunk_id"])
+
 
 async def test_running_the_same_reprocess_again_changes_no_rows_and_costs_no_embedding_calls(
     stages: Stages,
@@ -205,6 +215,9 @@ async def test_running_the_same_reprocess_again_changes_no_rows_and_costs_no_emb
             if json.loads(r.value)["job_id"] == str(first.job_id)]  # fmt: skip
     assert len(sent) == 2
     assert len({json.loads(r.value)["event_id"] for r in sent}) == 1
+    async with pool.acquire() as conn:  # an operator's reprocess never blocks the user's uploads
+        one_active = settings.model_copy(update={"rate_active_jobs": 1})
+        await check_active_jobs(conn, settings=one_active, user_id=event.user_id)
 
     # What the new version will hold, and which of its texts the cache already knows.
     markdown = (await stages.storage.get((await stages.job(event.job_id))["parsed_path"])).decode()

@@ -7,11 +7,12 @@ import uuid
 import pytest
 
 from accessa.config import Settings
-from accessa.reprocess import resolve_target
+from accessa.reprocess import entry_event, resolve_target
 from consumers.chunker.chunking import ChunkerSpec, chunk_markdown, resolve_version
 from consumers.embedder.providers import check_model
 from consumers.parser.local import parse_pdf
 from mocks.policy_pdf import make_policy_pdf
+from producer_api.ingest import rebuild_event
 from schemas.events import ChunksCreated, DocumentParsed
 
 DEFAULTS = {"target_tokens": 512, "overlap_tokens": 64}
@@ -127,3 +128,27 @@ def test_event_ids_of_a_reprocess_differ_by_target_version() -> None:
     large = ChunksCreated.make_id(job, "markdown-simple@1", "text-embedding-3-large")
     small = ChunksCreated.make_id(job, "markdown-simple@1", "text-embedding-3-small")
     assert len({v1, v2, large, small, ChunksCreated.make_id(job, "markdown-simple@1")}) == 5
+
+
+def test_an_api_retry_of_a_reprocess_job_re_emits_its_target_version_with_the_same_ids() -> None:
+    request = {"from_stage": "chunk", "chunker_version": "markdown-simple@1?target=256",
+               "embed_model": "text-embedding-3-large"}  # fmt: skip
+    job: dict[str, object] = {
+        "job_id": uuid.uuid4(), "document_id": uuid.uuid4(), "user_id": uuid.uuid4(),
+        "correlation_id": "reprocess-x", "chunks_version": request["chunker_version"],
+        "embed_model": request["embed_model"], "chunk_count": None, "parsed_path": "p.md",
+        "parsed_sha256": "a" * 64, "pages": 2, "embed_tokens": 0, "reprocess": request,
+    }  # fmt: skip
+    retried = rebuild_event(job, "chunker", Settings())  # type: ignore[arg-type]
+    assert isinstance(retried, DocumentParsed)
+    assert retried.event_id == entry_event(job).event_id  # type: ignore[arg-type]
+    assert (retried.chunker_version, retried.embed_model) == (request["chunker_version"],
+                                                              request["embed_model"])  # fmt: skip
+
+    job["chunk_count"] = 9  # the chunker got through: the embedder failed
+    retried = rebuild_event(job, "embedder", Settings())  # type: ignore[arg-type]
+    assert isinstance(retried, ChunksCreated)
+    assert retried.embed_model == request["embed_model"]
+    assert retried.event_id == ChunksCreated.make_id(
+        job["job_id"], request["chunker_version"], request["embed_model"]
+    )
