@@ -344,6 +344,9 @@ WITH due AS (
   SELECT document_id, active_chunker_version AS c, active_embed_model AS m FROM documents
   WHERE active_since <= now() - make_interval(secs => $1)
     AND ($2::uuid IS NULL OR document_id = $2)
+    AND EXISTS (SELECT 1 FROM document_chunks x WHERE x.document_id = documents.document_id
+                AND (x.chunker_version, x.embed_model)
+                    <> (documents.active_chunker_version, documents.active_embed_model))
   FOR UPDATE SKIP LOCKED
 ), gone AS (
   DELETE FROM document_chunks x USING due

@@ -149,6 +149,9 @@ async def test_reprocessing_from_chunk_builds_beside_the_old_version_switches_at
     planned_gc = await rp.gc(pool, grace_s=0, document=doc, dry_run=True)
     assert [(g["chunker_version"], g["chunks"]) for g in planned_gc] == [(V1, len(old))]
     assert len(await version_rows(pool, doc, V1, SMALL)) == len(old)
+    async with pool.acquire() as conn, conn.transaction():  # a finalizer about to switch it
+        await conn.execute("SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE", doc)
+        assert await rp.gc(pool, grace_s=0, document=doc) == []  # skipped, not waited for
     assert await rp.gc(pool, grace_s=0, document=doc) == planned_gc
     assert await version_rows(pool, doc, V1, SMALL) == []
     assert len(await version_rows(pool, doc, V2, SMALL)) == len(new)
