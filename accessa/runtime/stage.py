@@ -24,6 +24,7 @@ it), and a producer for outputs (see `StageRuntime.__init__`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -145,16 +146,27 @@ class StageRuntime:
             logger=logging.getLogger("accessa.faststream"),
             log_level=logging.DEBUG,  # per-batch access lines only when debugging
         )
-        # Outputs go through aiokafka's producer directly: records are already encoded with
-        # explicit headers, and FastStream's per-record publish command measured ~2x slower.
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=f"accessa-{app.name}",
-            **PRODUCER_CONFIG,
-        )
+        self.producer = self._make_producer()
         self._register()
 
     # --- wiring
+
+    def _make_producer(self) -> AIOKafkaProducer:
+        # Outputs go through aiokafka's producer directly: records are already encoded with
+        # explicit headers, and FastStream's per-record publish command measured ~2x slower.
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            client_id=f"accessa-{self.app.name}",
+            **PRODUCER_CONFIG,
+        )
+
+    async def _renew_producer(self) -> None:
+        """Replace the producer: after a broker restart an idempotent producer can be stuck
+        on OutOfOrderSequenceNumber for good; only a new producer id starts clean."""
+        old, self.producer = self.producer, self._make_producer()
+        await self.producer.start()
+        with contextlib.suppress(Exception):
+            await old.stop()
 
     def _register(self) -> None:
         common: dict[str, Any] = {
@@ -267,6 +279,7 @@ class StageRuntime:
                 delay = min(delay * 2, 10)
                 futures = [f for f in futures if not f.done() or f.exception() is None]
                 if all(f.done() for f in futures):
+                    await self._renew_producer()
                     raise  # delivery of some record failed for good: rewind the batch
 
     # --- one record
