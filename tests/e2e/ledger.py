@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,12 @@ class Batch:
     user: uuid.UUID = field(default_factory=uuid.uuid4)
     uploads: list[Upload] = field(default_factory=list)
     pdfs: list[bytes] = field(default_factory=list)
+    parse: Callable[[bytes], str] = field(default=lambda pdf: parse_pdf(pdf).markdown)
 
     @classmethod
-    def make(cls, pipeline: LocalPipeline, count: int, pages: int = 2) -> Batch:
-        batch = cls(pipeline)
+    def make(cls, pipeline: LocalPipeline, count: int, pages: int = 2, **kw: Any) -> Batch:
+        """`count` fresh policy PDFs; `parse=` is the parser the pipeline runs (local)."""
+        batch = cls(pipeline, **kw)
         first = random.randrange(10**6, 10**9)
         batch.pdfs = [make_policy_pdf(seed=first + i, pages=pages) for i in range(count)]
         return batch
@@ -85,7 +88,7 @@ class Batch:
                 r = await _post(client, pdf, retry_s)
                 body = r.json()
                 document_id = uuid.UUID(body["document_id"])
-                chunks = expected_chunks(pdf, document_id, self.pipeline)
+                chunks = expected_chunks(self.parse(pdf), document_id, self.pipeline)
                 self.uploads.append(Upload(uuid.UUID(body["job_id"]), document_id,
                                            {c.chunk_id for c in chunks},
                                            {c.content_sha256 for c in chunks}))  # fmt: skip
@@ -177,13 +180,13 @@ async def _post(client: httpx.AsyncClient, pdf: bytes, retry_s: float) -> httpx.
         await asyncio.sleep(0.5)  # an outage: try again until the deadline
 
 
-def expected_chunks(pdf: bytes, document_id: uuid.UUID, pipeline: LocalPipeline) -> list[Any]:
-    """The chunks the pipeline must produce for `pdf`, from its own parse and chunk code."""
+def expected_chunks(markdown: str, document_id: uuid.UUID, pipeline: LocalPipeline) -> list[Any]:
+    """The chunks the pipeline must make of a parser's `markdown`, by its own chunk code."""
     s = pipeline.settings
-    markdown = normalize_markdown(parse_pdf(pdf).markdown)
-    return chunk_markdown(markdown, document_id=document_id, version=s.chunker_version,
-                          target_tokens=s.chunk_target_tokens,
-                          overlap_tokens=s.chunk_overlap_tokens)  # fmt: skip
+    return chunk_markdown(
+        normalize_markdown(markdown), document_id=document_id, version=s.chunker_version,
+        target_tokens=s.chunk_target_tokens, overlap_tokens=s.chunk_overlap_tokens,
+    )  # fmt: skip
 
 
 async def completed_event_ids(pipeline: LocalPipeline) -> dict[str, set[str]]:

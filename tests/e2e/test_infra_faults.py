@@ -19,6 +19,7 @@ from accessa.db import create_pool
 from accessa.infra.kafka import LocalKafka
 from accessa.infra.postgres import LocalPostgres
 from accessa.localrun import LocalPipeline
+from mocks.llamaparse_server import render_markdown
 from tests.e2e.ledger import REPORT, Audit, Batch
 from tests.utils import wait_for
 
@@ -104,7 +105,7 @@ def test_providers_failing_30_percent_of_calls_complete_via_backed_off_retries(
     env = {"ACCESSA_RETRY_BASE_DELAY_S": str(BACKOFF_BASE_S)}
     restart(pipeline, "parser", ACCESSA_PARSER_BACKEND="llamaparse", **env)
     restart(pipeline, "embedder", **env)
-    batch = Batch.make(pipeline, max(20, DOCS // 2))
+    batch = Batch.make(pipeline, max(20, DOCS // 2), parse=lambda pdf: render_markdown(pdf)[0])
 
     async def run() -> None:
         async with httpx.AsyncClient() as mocks:
