@@ -72,6 +72,8 @@ class StageContext:
             )
         if row["document_id"] != self.event.document_id:
             raise PermanentError("event document_id does not match its job", code="job_mismatch")
+        if row["user_id"] != self.event.user_id:  # never work on someone else's document
+            raise PermanentError("event user_id is not the job's owner", code="user_mismatch")
         return row
 
     @asynccontextmanager
