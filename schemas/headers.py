@@ -21,6 +21,7 @@ class Headers:
     FAILED_AT = "x-failed-at"
     REDRIVEN = "x-redriven"
     REPLAYED = "x-replayed"
+    VALUE_OMITTED = "x-value-omitted"  # a DLQ copy too big to keep its value: the bytes it had
 
     # Propagated from the input record to every record a stage emits.
     PROPAGATED = (CORRELATION_ID, JOB_ID, DOCUMENT_ID, USER_ID)

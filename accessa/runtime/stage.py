@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import traceback
@@ -37,6 +38,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -103,6 +105,22 @@ async def _skip_decoding(_: Any) -> None:
     return None
 
 
+async def _parse_readable(
+    records: tuple[ConsumerRecord, ...], parse: Callable[..., Awaitable[Any]]
+) -> Any:
+    """FastStream's batch parser decodes every header as UTF-8 and fails the whole batch on
+    one that is not (the partition would stop there): it gets the records with only the
+    headers that decode, as `_headers` reads them anyway."""
+    return await parse(tuple(map(_readable, records)))
+
+
+def _readable(record: ConsumerRecord) -> ConsumerRecord:
+    headers = [(k, v.encode()) for k, v in _headers(record).items()]
+    if headers == list(record.headers or ()):
+        return record
+    return dataclasses.replace(record, headers=headers)
+
+
 def _headers(record: ConsumerRecord) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in record.headers or ():
@@ -111,6 +129,12 @@ def _headers(record: ConsumerRecord) -> dict[str, str]:
         except UnicodeDecodeError:
             continue  # a garbled header is dropped, never fatal
     return out
+
+
+def _record_size(key: bytes | None, value: bytes, headers: dict[str, str]) -> int:
+    """Bytes the producer counts against `max_request_size` for this record."""
+    encoded = [(k, v.encode()) for k, v in headers.items()]
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, encoded)
 
 
 def _int(value: str | None, default: int = 0) -> int:
@@ -146,6 +170,10 @@ class StageRuntime:
             logger=logging.getLogger("accessa.faststream"),
             log_level=logging.DEBUG,  # per-batch access lines only when debugging
         )
+        # The longest a retry record waits: the last backoff step, or a budget recheck if that
+        # is longer. A due time further after the record's own timestamp is not trusted.
+        last_step = settings.retry_base_delay_s * 2 ** max(settings.retry_max_attempts - 1, 0)
+        self.max_delay_s = max(last_step, settings.budget_recheck_s)
         self.producer = self._make_producer()
         self._register()
 
@@ -157,6 +185,7 @@ class StageRuntime:
         return AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             client_id=f"accessa-{self.app.name}",
+            max_request_size=self.settings.max_message_bytes,  # what DLQ copies are sized to
             **PRODUCER_CONFIG,
         )
 
@@ -180,6 +209,7 @@ class StageRuntime:
             # The runtime decodes each record itself, into its typed event: skip FastStream's
             # JSON decoding of the whole batch.
             "decoder": _skip_decoding,
+            "parser": _parse_readable,
         }
         main = self.broker.subscriber(self.input_topic, group_id=self.group, **common)
         main(self._on_main_batch)
@@ -216,7 +246,8 @@ class StageRuntime:
             tp = TopicPartition(record.topic, record.partition)
             if tp in held:
                 continue
-            due_at = _int(_headers(record).get(Headers.DUE_AT))
+            due_at = _int(_headers(record).get(Headers.DUE_AT))  # garbage: 0, due now
+            due_at = min(due_at, record.timestamp + self.max_delay_s * 1000)
             if due_at > now_ms:
                 held.add(tp)
                 self._hold(msg, tp, record.offset, (due_at - now_ms) / 1000)
@@ -296,6 +327,7 @@ class StageRuntime:
 
     async def _handle(self, record: ConsumerRecord) -> Outcome:
         headers = _headers(record)
+        cid_missing = not headers.get(Headers.CORRELATION_ID)
         cid = headers.get(Headers.CORRELATION_ID) or str(uuid.uuid4())
         headers[Headers.CORRELATION_ID] = cid
         token = correlation_id.set(cid)
@@ -309,6 +341,9 @@ class StageRuntime:
                     f"message of {len(record.value)} bytes exceeds the limit", code="oversized"
                 )
             event = decode_event(self.app.input_model, record.value)
+            if cid_missing:  # the event carries its own: better than the one made up above
+                headers[Headers.CORRELATION_ID] = event.correlation_id
+                correlation_id.set(event.correlation_id)
             stored = None if self.app.stateless else await self._stored_output(event.event_id)
             if stored is not None:
                 self.m_outcome["duplicate"].inc()
@@ -354,11 +389,10 @@ class StageRuntime:
     ) -> Outcome:
         if not stored or not stored[1]:
             return Outcome()
-        out = {k: headers[k] for k in Headers.PROPAGATED if k in headers}
-        if len(out) < len(Headers.PROPAGATED):  # a producer that set fewer headers than we do
-            out.setdefault(Headers.JOB_ID, str(event.job_id))
-            out.setdefault(Headers.DOCUMENT_ID, str(event.document_id))
-            out.setdefault(Headers.USER_ID, str(event.user_id))
+        # Ids come from the event: a producer's missing or wrong headers are not passed on.
+        out = {Headers.CORRELATION_ID: headers[Headers.CORRELATION_ID],
+               Headers.JOB_ID: str(event.job_id), Headers.DOCUMENT_ID: str(event.document_id),
+               Headers.USER_ID: str(event.user_id)}  # fmt: skip
         return Outcome([(self.output_topic, stored[0], stored[1], out)])
 
     # --- failures
@@ -384,7 +418,7 @@ class StageRuntime:
         if kind == "transient" and (recoverable or attempt < self.settings.retry_max_attempts):
             n = min(attempt + 1, max(self.settings.retry_max_attempts, 1))
             delay = self.settings.retry_base_delay_s * 2 ** (n - 1)
-            delay = max(delay, getattr(exc, "defer_s", None) or 0.0)
+            delay = min(max(delay, getattr(exc, "defer_s", None) or 0.0), self.max_delay_s)
             log.warning("transient failure, retry %d in %.1fs: %s: %s", n, delay, code, message)
             if job_id:
                 async with self.res.pool.acquire() as conn, conn.transaction():
@@ -423,9 +457,14 @@ class StageRuntime:
             Headers.ORIGINAL_OFFSET: headers.get(Headers.ORIGINAL_OFFSET, str(record.offset)),
             Headers.FAILED_AT: str(int(time.time() * 1000)),
         }
+        value = record.value or b""
+        if _record_size(record.key, value, dlq_headers) > self.settings.max_message_bytes:
+            # Too big to copy with its error headers (the producer would refuse it and stop
+            # the partition here): keep the reason and where the bytes are, not the bytes.
+            dlq_headers[Headers.VALUE_OMITTED] = str(len(value))
+            value = b""
         self.m_outcome["dead_lettered"].inc()
-        return Outcome([(self.topics.dlq(self.stage.input), record.key, record.value or b"",
-                         dlq_headers)])  # fmt: skip
+        return Outcome([(self.topics.dlq(self.stage.input), record.key, value, dlq_headers)])
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
