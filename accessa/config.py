@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, description="API port.")
     api_url: str = Field("http://127.0.0.1:8000", description="API base URL the CLI calls.")
     max_upload_mb: float = Field(25.0, gt=0, description="Largest accepted PDF (MB).")
+    pdf_max_expanded_mb: float = Field(
+        256.0, gt=0, description="Refuse PDFs whose compressed streams inflate past this (MB)."
+    )
     jwt_secret: SecretStr = Field(SecretStr(LOCAL_JWT_SECRET), description="HS256 secret.")
     jwt_audience: str = Field("authenticated", description="Required `aud` claim.")
     jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 tokens.")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED, PdfBomb, check_expansion
 from producer_api.core.errors import ApiError
 
 MAX_FILENAME_BYTES = 255
@@ -66,10 +67,14 @@ def check_size(size: int, max_mb: float) -> None:
         raise ApiError(413, "file_too_large", f"the file is larger than {max_mb:g} MB")
 
 
-def validate_pdf(data: bytes) -> PdfInfo:
-    """PdfInfo, or ApiError 422: not_pdf, pdf_encrypted, pdf_corrupt, pdf_empty."""
+def validate_pdf(data: bytes, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED) -> PdfInfo:
+    """PdfInfo, or ApiError 422: not_pdf, pdf_bomb, pdf_encrypted, pdf_corrupt, pdf_empty."""
     if b"%PDF-" not in data[:_HEADER_WINDOW]:
         raise ApiError(422, "not_pdf", "the file is not a PDF (no %PDF- header)")
+    try:
+        check_expansion(data, max_expanded_bytes)
+    except PdfBomb as exc:
+        raise ApiError(422, "pdf_bomb", str(exc)) from exc
     with _PDFIUM_LOCK:
         # pdfium's last error is global and not reset by a load: set it to FILE (a memory
         # load never reports that) so a load that fails without a reason of its own -- pdfium

@@ -26,8 +26,11 @@ class ParserBackend(Protocol):
 class LocalBackend:
     """In-process PDF → markdown, in a worker thread so the event loop keeps serving."""
 
+    def __init__(self, max_expanded_mb: float = 256.0) -> None:
+        self.max_expanded_bytes = int(max_expanded_mb * 1_048_576)
+
     async def parse(self, pdf: bytes, filename: str, *, document_id: uuid.UUID) -> ParsedPdf:
-        return await asyncio.to_thread(parse_pdf, pdf)
+        return await asyncio.to_thread(parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes)
 
 
 class LlamaParseBackend:
@@ -111,7 +114,7 @@ def _parsed(markdown: str) -> ParsedPdf:
 
 def make_backend(settings: Settings, pool: asyncpg.Pool) -> ParserBackend:
     if settings.parser_backend != "llamaparse":
-        return LocalBackend()
+        return LocalBackend(settings.pdf_max_expanded_mb)
     if settings.llamaparse_callback_url:
         return LlamaParseWebhookBackend(settings, pool)
     return LlamaParseBackend(settings)

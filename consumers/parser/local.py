@@ -29,6 +29,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from accessa.errors import PermanentError
+from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED, PdfBomb, check_expansion
 
 PARSER_NAME = "local:pypdfium2"
 DEFAULT_MAX_PAGES = 2000
@@ -76,15 +77,20 @@ def parse_pdf(
     *,
     max_pages: int = DEFAULT_MAX_PAGES,
     deadline_s: float | None = DEFAULT_DEADLINE_S,
+    max_expanded_bytes: int = DEFAULT_MAX_EXPANDED,
 ) -> ParsedPdf:
     """Convert a PDF to markdown with one `<!-- page N -->` marker per page.
 
     Raises `PermanentError` with code `pdf_encrypted`, `pdf_corrupt`, `pdf_no_pages`,
-    `pdf_too_many_pages`, `pdf_parse_timeout` or `no_text_layer`. Synchronous: the stage runs
-    it in a thread; calls are serialized by a module lock.
+    `pdf_too_many_pages`, `pdf_parse_timeout`, `pdf_bomb` or `no_text_layer`. Synchronous:
+    the stage runs it in a thread; calls are serialized by a module lock.
     """
     if not data:
         raise PermanentError("the file is empty", code="pdf_corrupt")
+    try:
+        check_expansion(data, max_expanded_bytes)
+    except PdfBomb as exc:
+        raise PermanentError(str(exc), code="pdf_bomb") from exc
     with _PDFIUM_LOCK:
         document = _open(data)
         try:
