@@ -132,11 +132,13 @@ async def relay(
         try:
             published = await relay_once(settings, pool, publisher)
             failures = 0
-        except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # the relay must outlive any one failure
             failures += 1
             metrics.OUTBOX_FAILURES.inc()
             delay = min(settings.outbox_poll_s * 2 ** min(failures, 8), MAX_BACKOFF_S)
-            log.warning("outbox relay: %s; retrying in %.1fs", exc, delay)
+            expected = (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+            log.warning("outbox relay: %r; retrying in %.1fs", exc, delay,
+                        exc_info=not isinstance(exc, expected))  # fmt: skip
             await _wait(stop, None, delay)
             continue
         if published < BATCH:

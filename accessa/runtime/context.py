@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -14,6 +16,32 @@ from accessa.errors import PermanentError
 from accessa.runtime.faults import FaultInjector
 from accessa.storage import Storage
 from schemas.events import Event
+
+T = TypeVar("T")
+log = logging.getLogger("accessa.runtime")
+
+
+# The database or broker is down or restarting: retried in place, no attempt spent. A server
+# shutdown (57P0x) and asyncpg's protocol-state errors on a dropped connection count too.
+INFRA_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+async def retry_infra(op: Callable[[], Awaitable[T]], what: str) -> T:
+    """`op()`, retried in place while the database or broker is unreachable."""
+    delay = 0.5
+    while True:
+        try:
+            return await op()
+        except INFRA_ERRORS as exc:
+            log.warning("%s: infrastructure unavailable, retrying in place: %r", what, exc)
+            await asyncio.sleep(delay)  # backoff: the database or broker is restarting
+            delay = min(delay * 2, 10)
 
 
 class AlreadyCommitted(Exception):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import uvicorn
@@ -77,6 +80,15 @@ def serve_asgi(asgi: object, host: str, port: int, grace_s: float) -> None:
     DrainingServer(config).run()
 
 
+def dump_tasks() -> None:
+    """`kill -USR1 <pid>`: log where every asyncio task of the process is waiting."""
+    for task in asyncio.all_tasks():
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        logging.getLogger("accessa.runtime").warning("task %s:\n%s", task.get_name(),
+                                                     stack.getvalue())  # fmt: skip
+
+
 def run_stage(app: StageApp, settings: Settings) -> None:
     """Run one stage process until SIGTERM/SIGINT, then drain and leave the group."""
     setup_logging(app.name, settings.log_level, settings.log_json)
@@ -93,6 +105,7 @@ def run_stage(app: StageApp, settings: Settings) -> None:
         res = StageResources(settings, pool, storage, FaultInjector(settings, app.name))
         runtime = StageRuntime(app, settings, res)
         state["pool"] = pool
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
         await runtime.start()
         reporter = asyncio.create_task(lag_reporter(runtime))
         try:

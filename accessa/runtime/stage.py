@@ -35,7 +35,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -48,7 +47,13 @@ from accessa.config import Settings
 from accessa.errors import PermanentError, PipelineError, PoisonMessage, RecoverableError
 from accessa.logs import correlation_id
 from accessa.runtime import metrics
-from accessa.runtime.context import AlreadyCommitted, StageContext, StageResources
+from accessa.runtime.context import (
+    INFRA_ERRORS,
+    AlreadyCommitted,
+    StageContext,
+    StageResources,
+    retry_infra,
+)
 from schemas.events import Event, decode_event
 from schemas.headers import Headers
 from schemas.topics import STAGES, Stage, Topics
@@ -63,7 +68,6 @@ PRODUCER_CONFIG: dict[str, Any] = {
     "linger_ms": 5,
     "max_batch_size": 256 * 1024,
 }
-_INFRA_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
 @dataclass
@@ -316,14 +320,7 @@ class StageRuntime:
     # --- one record
 
     async def _handle_with_infra_retry(self, record: ConsumerRecord) -> Outcome:
-        delay = 0.5
-        while True:
-            try:
-                return await self._handle(record)
-            except _INFRA_ERRORS as exc:
-                log.warning("infrastructure unavailable, retrying in place: %r", exc)
-                await asyncio.sleep(delay)  # backoff: the database or broker is restarting
-                delay = min(delay * 2, 10)
+        return await retry_infra(lambda: self._handle(record), "record")
 
     async def _handle(self, record: ConsumerRecord) -> Outcome:
         headers = _headers(record)
@@ -364,7 +361,7 @@ class StageRuntime:
             assert event is not None
             self.m_outcome["duplicate"].inc()
             return self._emit(await self._stored_output(event.event_id), headers, event)
-        except _INFRA_ERRORS:
+        except INFRA_ERRORS:
             raise
         except Exception as exc:
             return await self._failed(record, headers, attempt, event, exc)

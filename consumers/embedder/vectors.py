@@ -15,7 +15,7 @@ import asyncpg
 from accessa.config import Settings
 from accessa.errors import TransientError
 from accessa.runtime import metrics
-from accessa.runtime.context import StageContext
+from accessa.runtime.context import StageContext, retry_infra
 from consumers.embedder.budget import check_budget, record_spend
 from schemas.events import ChunksCreated
 
@@ -67,8 +67,8 @@ async def embed_missing(
 
     async def embed(batch: list[Any]) -> None:
         async def keep(result: Any) -> None:
-            async with saving:
-                await save_batch(ctx, event, batch, result)
+            async with saving:  # paid for: keep trying to save it through a database restart
+                await retry_infra(lambda: save_batch(ctx, event, batch, result), "save vectors")
 
         result = await provider.embed([c["content"] for c in batch], then=keep)
         fresh.update(zip([c["content_sha256"] for c in batch], result.vectors, strict=True))
