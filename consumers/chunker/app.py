@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import asyncpg
@@ -58,8 +59,9 @@ async def on_parsed(event: DocumentParsed, ctx: StageContext) -> ChunksCreated:
     except ValueError as exc:
         raise PermanentError(str(exc), code="unknown_chunker_version") from exc
     version = spec.version
-    chunks = chunk_markdown(
-        markdown, document_id=event.document_id, version=version,
+    # In a thread: a 10 MB table takes seconds, and the loop must keep heartbeating.
+    chunks = await asyncio.to_thread(
+        chunk_markdown, markdown, document_id=event.document_id, version=version,
         target_tokens=spec.target_tokens, overlap_tokens=spec.overlap_tokens,
     )  # fmt: skip
     if not chunks:
