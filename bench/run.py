@@ -39,7 +39,7 @@ def save(results: dict[str, Any]) -> None:
 async def _main(only: set[str] | None) -> dict[str, Any]:
     import tempfile
 
-    from bench import bench_api, bench_hnsw, bench_pipeline, bench_runtime
+    from bench import bench_api, bench_hnsw, bench_pipeline, bench_runtime, bench_scaling
 
     settings = get_settings()
     await migrate(settings)
@@ -68,6 +68,10 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
                 "ratio": round(e2e["docs_per_s"] / base["docs_per_s"], 3),
                 "goal": ">= 0.8",
             }
+            save(results)
+        if not only or "scaling" in only:
+            with tempfile.TemporaryDirectory() as home:
+                results["embedder_scaling"] = await bench_scaling.run(settings, Path(home))
             save(results)
     finally:
         await pool.close()
