@@ -116,3 +116,22 @@ async def pool(infra: Settings) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(infra, min_size=1, max_size=10)
     yield p
     await p.close()
+
+
+# --- bench/reliability.json: `make reliability` sets ACCESSA_RELIABILITY_REPORT ---------------
+_POISON: dict[str, int] = {"tried": 0, "passed": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count the poison catalogue's kinds as they run (call phase only)."""
+    if report.when == "call" and "test_poison_catalogue" in report.nodeid:
+        _POISON["tried"] += 1
+        _POISON["passed"] += report.passed
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    target = os.environ.get("ACCESSA_RELIABILITY_REPORT")
+    if target:
+        from tests.e2e.ledger import REPORT
+
+        REPORT.write(_POISON, Path(target))

@@ -25,7 +25,7 @@ from tests.utils import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.reliability]
 
-DOCS = int(os.environ.get("ACCESSA_RELIABILITY_FAULT_DOCS", "50"))
+DOCS = int(os.environ.get("ACCESSA_RELIABILITY_FAULT_DOCS", "20"))  # 50: make reliability
 OUTAGE_S = 20.0
 BACKOFF_BASE_S = 3.0
 
