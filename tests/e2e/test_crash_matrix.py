@@ -1,9 +1,10 @@
 """The crash matrix: every real stage SIGKILLed at every commit point, mid-run, then restarted.
 
 The kill comes from the stage itself through `ACCESSA_FAULT_INJECT` (inert in production): it
-fires on the second time the process reaches the point, once (a marker file survives the
-restart). Whatever the point, every document must end complete with exactly the chunks its
-PDF gives, each chunk text paid for once, the buffers empty and one `completed` effect.
+fires once (a marker file survives the restart), on the second record to reach a per-record
+point or on the first batch to reach `after_produce`. Whatever the point, every document must
+end complete with exactly the chunks its PDF gives, each chunk text paid for once, the buffers
+empty and one `completed` effect.
 
 The killed embedder runs one request at a time: a provider response in flight at the instant
 of a SIGKILL is paid for and lost whatever the design (embeddings have no idempotency key), so
@@ -48,11 +49,18 @@ def plain_stages_afterwards(pipeline: LocalPipeline) -> Iterator[None]:
 def test_a_stage_killed_at_a_commit_point_loses_and_duplicates_nothing(
     pipeline: LocalPipeline, stage: str, point: str
 ) -> None:
-    fault = {"ACCESSA_FAULT_INJECT": f"{stage}:{point}:2"}
+    # Record-level points fire on the second record, mid-batch; `after_produce` is reached once
+    # per polled batch and a small batch may hold every document: it fires on the first.
+    nth = 1 if point == "after_produce" else 2
+    fault = {"ACCESSA_FAULT_INJECT": f"{stage}:{point}:{nth}"}
     if point == "mid_embed":  # several provider batches per document, so the kill is mid-way
         fault["ACCESSA_EMBED_BATCH_INPUTS"] = "2"
     if stage == "embedder":
         fault |= {"ACCESSA_STAGE_CONCURRENCY": "1", "ACCESSA_EMBED_MAX_INFLIGHT": "1"}
+    for other in STAGES:  # a case that failed may have left a stage down
+        if other != stage and pipeline.procs[other].poll() is not None:
+            pipeline.start(other)
+            pipeline.wait_ready((other,))
     pipeline.stop(stage)
     doomed = pipeline.start(stage, **fault)
     pipeline.wait_ready((stage,))
