@@ -128,7 +128,7 @@ class Batch:
             await pool.close()
         async with httpx.AsyncClient(base_url=self.pipeline.openai_url) as mock:
             paid = (await mock.get("/_mock/stats")).json()["embeds_by_hash"]
-        completed = await completed_event_ids(self.pipeline)
+        completed, sent = await completed_event_ids(self.pipeline)
 
         by_doc: dict[uuid.UUID, list[Any]] = {}
         for row in rows:
@@ -158,7 +158,7 @@ class Batch:
                 result.problems.append(f"job {u.job_id}: {completions[u.job_id]} completions, "
                                        f"{effects} completed events")  # fmt: skip
             result.duplicates += len(ids) - len(set(ids))
-        result.completed_records = sum(len(v) for v in completed.values())
+        result.completed_records = sum(sent[str(u.document_id)] for u in self.uploads)
         result.buffered_left = buffered
         if buffered:
             result.problems.append(f"{buffered} rows left in the buffer tables")
@@ -189,14 +189,19 @@ def expected_chunks(markdown: str, document_id: uuid.UUID, pipeline: LocalPipeli
     )  # fmt: skip
 
 
-async def completed_event_ids(pipeline: LocalPipeline) -> dict[str, set[str]]:
-    """document id → the distinct event ids on the `completed` topic (re-sends share one)."""
+async def completed_event_ids(
+    pipeline: LocalPipeline,
+) -> tuple[dict[str, set[str]], Counter[str]]:
+    """document id → the distinct event ids on the `completed` topic (re-sends after a crash
+    share one), and document id → how many records were sent."""
     topic = Topics(pipeline.settings.topic_prefix).name(Topics.COMPLETED)
     found: dict[str, set[str]] = {}
+    sent: Counter[str] = Counter()
     async for record in scan(pipeline.settings, topic):
         body = json.loads(record.value)
         found.setdefault(body["document_id"], set()).add(body["event_id"])
-    return found
+        sent[body["document_id"]] += 1
+    return found, sent
 
 
 class Report:
