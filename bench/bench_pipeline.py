@@ -111,10 +111,19 @@ class RssWatch:
         self.thread.join()
 
 
-async def end_to_end(settings: Settings, home: Path, users: int = 8) -> dict[str, Any]:
+async def end_to_end(
+    settings: Settings, home: Path, users: int = 8, parsers: int = 1, big: bool = True
+) -> dict[str, Any]:
+    """Every corpus file uploaded by each of `users` users, through the API and every stage
+    process; `parsers` parser replicas (parsing is the CPU-heavy stage, and pdfium reads one
+    page at a time per process)."""
     files = corpus_files()
     pipe = await asyncio.to_thread(LocalPipeline.create, settings, home)
     await asyncio.to_thread(pipe.start_all)
+    extra = tuple(f"parser#{n}" for n in range(2, parsers + 1))
+    for name in extra:
+        pipe.start(name)
+    await asyncio.to_thread(pipe.wait_ready, extra)
     pool = await create_pool(settings, max_size=4)
     try:
         started = time.time()
@@ -131,8 +140,10 @@ async def end_to_end(settings: Settings, home: Path, users: int = 8) -> dict[str
             "latency_p50_s": round(percentile(latencies, 50), 2),
             "latency_p95_s": round(percentile(latencies, 95), 2),
             "wall_s": round(time.time() - started, 1),
+            "parser_replicas": parsers,
         }
-        result["big_pdf"] = await big_pdf(pipe, pool)
+        if big:
+            result["big_pdf"] = await big_pdf(pipe, pool)
         return result
     finally:
         await pool.close()

@@ -59,13 +59,20 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
             results["chunk_and_buffer_1000"] = await bench_pipeline.chunk_and_buffer(settings)
             save(results)
         if not only or "pipeline" in only:
-            with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            with (
+                tempfile.TemporaryDirectory() as a,
+                tempfile.TemporaryDirectory() as b,
+                tempfile.TemporaryDirectory() as c,
+            ):
                 e2e = await bench_pipeline.end_to_end(settings, Path(a))
                 base = await bench_pipeline.baseline(settings, Path(b))
+                two = await bench_pipeline.end_to_end(settings, Path(c), parsers=2, big=False)
             results["pipeline_e2e"] = e2e
             results["pipeline_baseline"] = base
+            results["pipeline_e2e_2_parsers"] = two
             results["pipeline_over_baseline"] = {
                 "ratio": round(e2e["docs_per_s"] / base["docs_per_s"], 3),
+                "ratio_2_parsers": round(two["docs_per_s"] / base["docs_per_s"], 3),
                 "goal": ">= 0.8",
             }
             save(results)
