@@ -81,7 +81,23 @@ async def dlq_record(settings: Settings, dlq_id: str) -> Record | None:
 class Redrive:
     id: str
     target: str
-    status: str  # redriven | already_redriven | dry_run
+    status: str  # redriven | already_redriven | dry_run | value_unavailable
+
+
+async def original_value(settings: Settings, record: Record) -> bytes | None:
+    """The bytes a DLQ record stands for: its own value, or, where the copy had to omit it
+    (`x-value-omitted`), the original record's, read back from where it failed."""
+    if Headers.VALUE_OMITTED not in record.headers:
+        return record.value
+    h = record.headers
+    try:
+        where = (h[Headers.ORIGINAL_TOPIC], int(h[Headers.ORIGINAL_PARTITION]),
+                 int(h[Headers.ORIGINAL_OFFSET]))  # fmt: skip
+    except (KeyError, ValueError):
+        return None
+    async for original in scan(settings, where[0], partition=where[1], offset=where[2]):
+        return original.value if original.offset == where[2] else None
+    return None  # deleted by retention
 
 
 async def redrive(
@@ -101,6 +117,10 @@ async def redrive(
             if dry_run:
                 results.append(Redrive(record.id, target, "dry_run"))
                 continue
+            value = await original_value(settings, record)
+            if value is None:
+                results.append(Redrive(record.id, target, "value_unavailable"))
+                continue
             job_id = _uuid(record.headers.get(Headers.JOB_ID))
             async with pool.acquire() as conn, conn.transaction():
                 first = await conn.fetchval(
@@ -113,10 +133,11 @@ async def redrive(
                     continue
                 if job_id:
                     await jobs.reopen(conn, job_id=job_id, stage=stage, actor="operator")
-                headers = {k: v for k, v in record.headers.items() if k not in _ERROR_HEADERS}
+                headers = {k: v for k, v in record.headers.items()
+                           if k not in _ERROR_HEADERS and k != Headers.VALUE_OMITTED}  # fmt: skip
                 headers[Headers.REDRIVEN] = record.id
                 await producer.send_and_wait(
-                    target, record.value, key=record.key,
+                    target, value, key=record.key,
                     headers=[(k, v.encode()) for k, v in headers.items()],
                 )  # fmt: skip
             results.append(Redrive(record.id, target, "redriven"))

@@ -82,12 +82,18 @@ def dlq_redrive(
             await pool.close()
 
     results = asyncio.run(go())
+    lost = [r for r in results if r.status == "value_unavailable"]
     if as_json:
         emit_json([dataclasses.asdict(r) for r in results])
-        return
-    for r in results:
-        console.print(f"{r.id} → {r.target}: {r.status}")
-    console.print(f"{sum(r.status == 'redriven' for r in results)} redriven")
+    else:
+        for r in results:
+            console.print(f"{r.id} → {r.target}: {r.status}")
+        console.print(f"{sum(r.status == 'redriven' for r in results)} redriven")
+        if lost:
+            console.print(f"{len(lost)} could not be redriven: the DLQ copy omitted its value "
+                          "and the original record is gone (retention)")  # fmt: skip
+    if lost:
+        raise typer.Exit(1)
 
 
 def replay(

@@ -10,8 +10,9 @@ from accessa import operations as ops
 from accessa.status import kafka_status
 from accessa.topic_scan import scan
 from mocks.policy_pdf import make_policy_pdf
+from schemas.headers import Headers
 from tests.integration.conftest import Stages
-from tests.utils import CORPUS, wait_for
+from tests.utils import CORPUS, produce, produce_events, uploaded_event, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +147,27 @@ async def test_the_llamaparse_backend_parses_through_the_mock_api_to_completion(
         event.job_id,
     )
     assert parser and parser.endswith(".md")
+
+
+async def test_redriving_a_copy_without_its_value_sends_the_original_bytes(
+    stages: Stages,
+) -> None:
+    """A DLQ copy too big to keep its value points at the original record: redrive reads the
+    bytes back from there, and says so when retention has removed them."""
+    s = stages.settings
+    original = uploaded_event()
+    uploaded, dlq = f"{s.topic_prefix}uploaded", f"{s.topic_prefix}uploaded.dlq"
+    await produce_events(s, uploaded, [original])
+    (kept,) = [r async for r in scan(s, uploaded)]
+    pointer = {Headers.ORIGINAL_TOPIC: uploaded, Headers.ORIGINAL_PARTITION: str(kept.partition),
+               Headers.VALUE_OMITTED: str(len(kept.value or b""))}  # fmt: skip
+    await produce(s, dlq, [b"", b""], keys=[original.key(), b"gone"], headers=[
+        pointer | {Headers.ORIGINAL_OFFSET: str(kept.offset)},
+        pointer | {Headers.ORIGINAL_OFFSET: str(kept.offset + 1000)},
+    ])  # fmt: skip
+
+    results = await ops.redrive(s, stages.pool, [r async for r in scan(s, dlq)])
+    assert [r.status for r in results] == ["redriven", "value_unavailable"]
+    sent = [r async for r in scan(s, uploaded) if Headers.REDRIVEN in r.headers]
+    assert [r.value for r in sent] == [kept.value]
+    assert Headers.VALUE_OMITTED not in sent[0].headers
