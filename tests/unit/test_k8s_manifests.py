@@ -90,10 +90,17 @@ class Build:
         return Settings(**known)  # unknown keys fail test_config_and_secret_keys_are_settings
 
     def pod_specs(self) -> list[tuple[str, dict[str, Any]]]:
-        return [
+        specs = [
             (f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
             for o in self.objects
             if o["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet")
+        ]
+        return specs + [
+            (
+                f"CronJob/{o['metadata']['name']}",
+                o["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            )
+            for o in self.kind("CronJob")
         ]
 
 
@@ -350,6 +357,17 @@ def test_migration_job_migrates_then_creates_topics(build: Build) -> None:
 
 
 # --- overlays
+
+
+def test_replaced_chunk_versions_are_collected_hourly_one_run_at_a_time(build: Build) -> None:
+    gc = build.named("CronJob", "accessa-reprocess-gc")
+    assert gc["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = gc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["reprocess", "gc", "--json"]
+    assert (
+        pod["containers"][0]["image"]
+        == _container(build.named("Deployment", "accessa-parser"))["image"]
+    )
 
 
 def test_local_overlay_is_small_and_self_contained() -> None:
