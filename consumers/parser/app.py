@@ -8,7 +8,7 @@ from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
 from accessa.storage import ObjectNotFound, parsed_key
 from consumers.parser.backends import make_backend
-from consumers.parser.normalize import normalize_markdown, sha256_text
+from consumers.parser.normalize import has_text, normalize_markdown, sha256_text
 from schemas.events import DocumentParsed, DocumentUploaded
 
 # Parsing is CPU-heavy: a small poll keeps the batch (and its offset commit) short.
@@ -35,7 +35,7 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
     backend = ctx.res.extra["backend"]
     parsed = await backend.parse(pdf, event.filename, document_id=event.document_id)
     markdown = normalize_markdown(parsed.markdown)
-    if not markdown.strip():
+    if not has_text(markdown):
         raise PermanentError("the parser produced no text", code="empty_markdown")
     digest = sha256_text(markdown)
     path = parsed_key(event.user_id, event.document_id)

@@ -11,6 +11,7 @@ _LINE_ENDINGS = re.compile(r"\r\n?")
 _UNWANTED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
+_PAGE_MARKERS = re.compile(r"^\s*<!--\s*page\s+\d+\s*-->\s*$", re.MULTILINE | re.IGNORECASE)
 
 
 def normalize_markdown(md: str) -> str:
@@ -22,6 +23,11 @@ def normalize_markdown(md: str) -> str:
     text = _TRAILING_SPACE.sub("", text)
     text = _BLANK_RUNS.sub("\n\n\n", text).strip("\n")
     return f"{text}\n" if text.strip() else ""
+
+
+def has_text(md: str) -> bool:
+    """True when `md` holds something besides page markers and whitespace."""
+    return bool(_PAGE_MARKERS.sub("", md).strip())
 
 
 def sha256_text(md: str) -> str:

@@ -660,10 +660,9 @@ CATALOGUE = [
                Expect("dlq", "pdf_corrupt")),
     PoisonCase("no_text_layer", "parser", pdf_job(corpus("imagemagick-lzw.pdf")),
                Expect("dlq", "no_text_layer")),
-    # The parser's own `empty_markdown` check cannot fire with the local backend (its page
-    # markers are text): a PDF whose only text is control characters is stopped one stage on.
+    # A text layer of control characters only: after normalising, nothing but page markers.
     PoisonCase("empty_markdown", "parser", pdf_job(control_characters_pdf),
-               Expect("dlq", "zero_chunks", at="chunker"), runs=("parser", "chunker")),
+               Expect("dlq", "empty_markdown")),
     PoisonCase("zero_chunks", "chunker", parsed_job(lambda: "<!-- page 1 -->\n"),
                Expect("dlq", "zero_chunks")),
     PoisonCase("single_10mb_table", "chunker", parsed_job(huge_table),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-from consumers.parser.normalize import normalize_markdown, sha256_text
+from consumers.parser.normalize import has_text, normalize_markdown, sha256_text
 
 
 def test_decomposed_characters_become_nfc():
@@ -60,3 +60,9 @@ def test_indentation_and_markdown_structure_are_kept():
 def test_sha256_text_is_the_hex_digest_of_the_utf8_bytes():
     assert sha256_text("é\n") == hashlib.sha256("é\n".encode()).hexdigest()
     assert sha256_text("a") != sha256_text("b")
+
+
+def test_page_markers_alone_are_not_text() -> None:
+    assert not has_text("<!-- page 1 -->\n\n<!-- page 2 -->\n")
+    assert not has_text("")
+    assert has_text("<!-- page 1 -->\nCoverage A\n")
