@@ -162,6 +162,10 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
 
     @property
+    def pdf_max_expanded_bytes(self) -> int:
+        return int(self.pdf_max_expanded_mb * 1_048_576)
+
+    @property
     def dsn(self) -> str:
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/accessa"
 

@@ -87,17 +87,13 @@ async def create(
         return Accepted(latest, duplicate=True)
 
 
-def _expansion_limit(settings: Settings) -> int:
-    return int(settings.pdf_max_expanded_mb * 1_048_576)
-
-
 async def upload_bytes(
     *, db: Db, settings: Settings, storage: Storage, user_id: uuid.UUID, filename: str,
     correlation_id: str, data: bytes,
 ) -> Accepted:  # fmt: skip
     """The one-step upload: validate, then `create` with the bytes."""
     check_size(len(data), settings.max_upload_mb)
-    info = await asyncio.to_thread(validate_pdf, data, _expansion_limit(settings))
+    info = await asyncio.to_thread(validate_pdf, data, settings.pdf_max_expanded_bytes)
     sha256 = hashlib.sha256(data).hexdigest()
     doc = Declared(user_id, filename, len(data), sha256, "application/pdf", correlation_id)
     return await create(db=db, settings=settings, storage=storage, doc=doc, data=data,
@@ -121,7 +117,7 @@ async def receive(
     if hashlib.sha256(data).hexdigest() != job["sha256"]:
         raise ApiError(400, "sha256_mismatch", "the bytes do not match the declared sha256")
     try:
-        info = await asyncio.to_thread(validate_pdf, data, _expansion_limit(settings))
+        info = await asyncio.to_thread(validate_pdf, data, settings.pdf_max_expanded_bytes)
     except ApiError:
         await crud.delete_document(conn=pool, document_id=job["document_id"])
         if not store:

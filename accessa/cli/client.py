@@ -49,6 +49,18 @@ def _error_text(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}"
 
 
+def _get(
+    path: str, params: dict[str, Any], token: str | None, user: uuid.UUID | None,
+    api_url: str | None, as_json: bool,
+) -> Any:  # fmt: skip
+    """GET an API route's JSON body, or fail with its error."""
+    with _client(token, user, api_url) as client:
+        response = client.get(path, params=params)
+    if not response.is_success:
+        fail(_error_text(response), as_json=as_json)
+    return response.json()
+
+
 def _finished(job: dict[str, Any]) -> bool:
     return job["state"] in ("done", "deadletter") or job["status"] in FAILED
 
@@ -146,11 +158,7 @@ def jobs(
 ) -> None:
     """List your jobs, newest first."""
     params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-    with _client(token, user, api_url) as client:
-        response = client.get("/api/v2/jobs", params=params)
-    if not response.is_success:
-        fail(_error_text(response), as_json=as_json)
-    items = response.json()["items"]
+    items = _get("/api/v2/jobs", params, token, user, api_url, as_json)["items"]
     if as_json:
         emit_json(items)
         return
@@ -170,11 +178,8 @@ def search(
     api_url: ApiUrlOpt = None,
 ) -> None:
     """Your best-matching chunks for a query (document, pages, heading path, score)."""
-    with _client(token, user, api_url) as client:
-        response = client.get("/api/v2/search", params={"q": query, "k": k})
-    if not response.is_success:
-        fail(_error_text(response), as_json=as_json)
-    hits = response.json()["hits"]
+    params = {"q": query, "k": k}
+    hits = _get("/api/v2/search", params, token, user, api_url, as_json)["hits"]
     if as_json:
         emit_json(hits)
         return

@@ -13,6 +13,7 @@ import asyncpg
 
 from accessa.config import Settings
 from accessa.errors import PermanentError, TransientError
+from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED
 from consumers.parser import llamaparse_jobs
 from consumers.parser.local import ParsedPdf, parse_pdf
 
@@ -26,8 +27,8 @@ class ParserBackend(Protocol):
 class LocalBackend:
     """In-process PDF → markdown, in a worker thread so the event loop keeps serving."""
 
-    def __init__(self, max_expanded_mb: float = 256.0) -> None:
-        self.max_expanded_bytes = int(max_expanded_mb * 1_048_576)
+    def __init__(self, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED) -> None:
+        self.max_expanded_bytes = max_expanded_bytes
 
     async def parse(self, pdf: bytes, filename: str, *, document_id: uuid.UUID) -> ParsedPdf:
         return await asyncio.to_thread(parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes)
@@ -114,7 +115,7 @@ def _parsed(markdown: str) -> ParsedPdf:
 
 def make_backend(settings: Settings, pool: asyncpg.Pool) -> ParserBackend:
     if settings.parser_backend != "llamaparse":
-        return LocalBackend(settings.pdf_max_expanded_mb)
+        return LocalBackend(settings.pdf_max_expanded_bytes)
     if settings.llamaparse_callback_url:
         return LlamaParseWebhookBackend(settings, pool)
     return LlamaParseBackend(settings)

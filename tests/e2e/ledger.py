@@ -13,11 +13,13 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from accessa.db import create_pool
@@ -93,24 +95,46 @@ class Batch:
                                            {c.chunk_id for c in chunks},
                                            {c.content_sha256 for c in chunks}))  # fmt: skip
 
-    async def statuses(self) -> dict[uuid.UUID, str]:
+    @asynccontextmanager
+    async def _pool(self) -> AsyncIterator[asyncpg.Pool]:
         pool = await create_pool(self.pipeline.settings, min_size=1, max_size=2)
         try:
-            return dict(await pool.fetch(_STATUS, [u.job_id for u in self.uploads]))
+            yield pool
         finally:
             await pool.close()
 
+    async def statuses(self, pool: asyncpg.Pool | None = None) -> dict[uuid.UUID, str]:
+        """job → status now."""
+        if pool is None:
+            async with self._pool() as pool:
+                return await self.statuses(pool)
+        return dict(await pool.fetch(_STATUS, [u.job_id for u in self.uploads]))
+
+    async def _wait_until(
+        self, done: Callable[[dict[uuid.UUID, str]], bool], what: str, timeout: float
+    ) -> dict[uuid.UUID, str]:
+        """Poll the statuses, on one pool, until `done(statuses)`; returns them."""
+        async with self._pool() as pool:
+
+            async def check() -> dict[uuid.UUID, str] | None:
+                st = await self.statuses(pool)
+                return st if done(st) else None
+
+            return await wait_for(check, timeout=timeout, interval=0.5, what=what)
+
     async def wait_finished(self, timeout: float = 240) -> dict[uuid.UUID, str]:
         """Every job complete or failed; returns job → status."""
+        return await self._wait_until(
+            lambda st: len(st) == len(self.uploads)
+            and all(s == "complete" or s.startswith("failed") for s in st.values()),
+            "jobs to finish", timeout,
+        )  # fmt: skip
 
-        async def finished() -> dict[uuid.UUID, str] | None:
-            st = await self.statuses()
-            done = len(st) == len(self.uploads) and all(
-                s == "complete" or s.startswith("failed") for s in st.values()
-            )
-            return st if done else None
-
-        return await wait_for(finished, timeout=timeout, interval=0.5, what="jobs to finish")
+    async def wait_complete(self, at_least: int, timeout: float = 180) -> int:
+        """At least `at_least` jobs complete; returns how many are."""
+        st = await self._wait_until(lambda st: _complete(st) >= at_least,
+                                    f"{at_least} complete jobs", timeout)  # fmt: skip
+        return _complete(st)
 
     async def audit(self) -> Audit:
         """Compare what was written with what each document must end as."""
@@ -118,14 +142,11 @@ class Batch:
         result = Audit(documents=len(self.uploads))
         jobs = [u.job_id for u in self.uploads]
         docs = [u.document_id for u in self.uploads]
-        pool = await create_pool(settings, min_size=1, max_size=2)
-        try:
-            status = dict(await pool.fetch(_STATUS, jobs))
+        async with self._pool() as pool:
+            status = await self.statuses(pool)
             rows = await pool.fetch(_CHUNKS, docs)
             completions = Counter(r["job_id"] for r in await pool.fetch(_COMPLETIONS, jobs))
             buffered = await pool.fetchval(_BUFFERED, jobs)
-        finally:
-            await pool.close()
         async with httpx.AsyncClient(base_url=self.pipeline.openai_url) as mock:
             paid = (await mock.get("/_mock/stats")).json()["embeds_by_hash"]
         completed, sent = await completed_event_ids(self.pipeline)
@@ -163,6 +184,10 @@ class Batch:
         if buffered:
             result.problems.append(f"{buffered} rows left in the buffer tables")
         return result
+
+
+def _complete(statuses: dict[uuid.UUID, str]) -> int:
+    return sum(s == "complete" for s in statuses.values())
 
 
 async def _post(client: httpx.AsyncClient, pdf: bytes, retry_s: float) -> httpx.Response:

@@ -9,6 +9,7 @@ import os
 import time
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -20,8 +21,7 @@ from accessa.infra.kafka import LocalKafka
 from accessa.infra.postgres import LocalPostgres
 from accessa.localrun import LocalPipeline
 from mocks.llamaparse_server import render_markdown
-from tests.e2e.ledger import REPORT, Audit, Batch
-from tests.utils import wait_for
+from tests.e2e.ledger import REPORT, Batch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.reliability]
 
@@ -30,16 +30,12 @@ OUTAGE_S = 20.0
 BACKOFF_BASE_S = 3.0
 
 
-def assert_all_ingested(audit: Audit) -> None:
+def assert_all_ingested(batch: Batch, fault: str, **figures: Any) -> None:
+    """Audit the batch, report it as surviving `fault` (with `figures`), and check it did."""
+    audit = asyncio.run(batch.audit())
+    REPORT.fault(fault, audit, **figures)
     assert audit.problems == []
     assert (audit.complete, audit.lost, audit.duplicates) == (audit.documents, 0, 0)
-
-
-async def wait_complete(batch: Batch, at_least: int) -> None:
-    async def enough() -> bool:
-        return sum(s == "complete" for s in (await batch.statuses()).values()) >= at_least
-
-    await wait_for(enough, timeout=180, interval=0.3, what=f"{at_least} complete jobs")
 
 
 def test_a_broker_outage_mid_run_loses_nothing_and_the_api_keeps_accepting(
@@ -51,7 +47,7 @@ def test_a_broker_outage_mid_run_loses_nothing_and_the_api_keeps_accepting(
 
     async def run() -> int:
         await batch.upload(batch.pdfs[:half])
-        await wait_complete(batch, 1)
+        await batch.wait_complete(1)
         await asyncio.to_thread(kafka.down)
         accepted_while_down = 0
         try:
@@ -68,10 +64,8 @@ def test_a_broker_outage_mid_run_loses_nothing_and_the_api_keeps_accepting(
         return accepted_while_down
 
     accepted = asyncio.run(run())
-    audit = asyncio.run(batch.audit())
-    REPORT.fault("broker_stopped_20s", audit, uploads_accepted_while_down=accepted)
     assert accepted == DOCS - half
-    assert_all_ingested(audit)
+    assert_all_ingested(batch, "broker_stopped_20s", uploads_accepted_while_down=accepted)
 
 
 def test_a_postgres_restart_mid_run_loses_nothing(pipeline: LocalPipeline, infra: Settings) -> None:
@@ -80,18 +74,15 @@ def test_a_postgres_restart_mid_run_loses_nothing(pipeline: LocalPipeline, infra
 
     async def run() -> int:
         await batch.upload()
-        await wait_complete(batch, 3)
-        before = sum(s == "complete" for s in (await batch.statuses()).values())
+        before = await batch.wait_complete(3)
         await asyncio.to_thread(postgres.down)
         await asyncio.to_thread(postgres.up)
         await batch.wait_finished(timeout=300)
         return before
 
     complete_before = asyncio.run(run())
-    audit = asyncio.run(batch.audit())
-    REPORT.fault("postgres_restarted", audit, complete_before_restart=complete_before)
     assert complete_before < DOCS, "the restart must happen mid-run"
-    assert_all_ingested(audit)
+    assert_all_ingested(batch, "postgres_restarted", complete_before_restart=complete_before)
 
 
 def test_providers_failing_30_percent_of_calls_complete_via_backed_off_retries(
@@ -126,10 +117,8 @@ def test_providers_failing_30_percent_of_calls_complete_via_backed_off_retries(
     finally:
         restart(pipeline, "parser")
         restart(pipeline, "embedder")
-    audit = asyncio.run(batch.audit())
     waits = asyncio.run(retry_waits(pipeline, batch))
-    REPORT.fault("providers_fail_30_percent", audit, retries=waits)
-    assert_all_ingested(audit)
+    assert_all_ingested(batch, "providers_fail_30_percent", retries=waits)
     assert waits, "no document took a retry topic"
     for wait in waits:
         due = BACKOFF_BASE_S * 2 ** (wait["attempt"] - 1)
@@ -143,20 +132,18 @@ def test_a_rebalance_mid_run_loses_and_duplicates_nothing(pipeline: LocalPipelin
 
     async def run() -> None:
         await batch.upload()
-        await wait_complete(batch, 3)
+        await batch.wait_complete(3)
         await asyncio.to_thread(pipeline.start, "embedder#2")
         await asyncio.to_thread(pipeline.wait_ready, ("embedder#2",))
         await asyncio.to_thread(pipeline.start, "chunker#2")
         await asyncio.to_thread(pipeline.wait_ready, ("chunker#2",))
-        await wait_complete(batch, DOCS // 2)
+        await batch.wait_complete(DOCS // 2)
         await asyncio.to_thread(pipeline.stop, "embedder#2")
         await asyncio.to_thread(pipeline.stop, "chunker#2")
         await batch.wait_finished(timeout=300)
 
     asyncio.run(run())
-    audit = asyncio.run(batch.audit())
-    REPORT.fault("rebalance_second_replica", audit)
-    assert_all_ingested(audit)
+    assert_all_ingested(batch, "rebalance_second_replica")
 
 
 def restart(pipeline: LocalPipeline, name: str, **env: str) -> None:
