@@ -59,6 +59,17 @@ def kafka_version() -> str | None:
     return jars[0].stem.removeprefix("kafka_2.13-") if jars else None
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka's own ``Uuid.randomUuid()`` makes it.
+
+    Like Kafka, re-roll ids that start with ``-``: StorageTool would parse one as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalKafka:
     """Start, stop and inspect the embedded broker."""
 
@@ -111,12 +122,13 @@ class LocalKafka:
         self.props.write_text(self._properties())
         java = [shutil.which("java") or "java", "-cp", f"{lib}/*"]
         if not (self.data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            fmt = subprocess.run(
+                [*java, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
                  "-c", str(self.props)],
-                check=True, capture_output=True,
+                capture_output=True, text=True,
             )  # fmt: skip
+            if fmt.returncode != 0:
+                raise RuntimeError(f"Kafka storage format failed: {fmt.stderr or fmt.stdout}")
         log4j = resources.files("accessa.infra") / "log4j2.properties"
         cmd = [
             java[0],
