@@ -94,9 +94,14 @@ class LocalPipeline:
         return self.procs[name]
 
     def start_all(self, names: tuple[str, ...] = PROCESSES) -> None:
-        for name in names:
-            self.start(name)
-        self.wait_ready(names)
+        """Start `names` and wait until each is ready; if one fails, stop them all again."""
+        try:
+            for name in names:
+                self.start(name)
+            self.wait_ready(names)
+        except BaseException:
+            self.stop_all()
+            raise
 
     def stop(self, name: str, timeout: float = 40) -> int:
         proc = self.procs.pop(name)
