@@ -30,7 +30,7 @@ from accessa import jobs
 from accessa.config import Settings
 from accessa.infra.topics import topics_for
 from consumers.chunker.chunking import resolve_version
-from consumers.embedder.providers import check_model
+from consumers.embedder.models import check_model
 from schemas.events import ChunksCreated, DocumentParsed, Event
 from schemas.headers import Headers
 

@@ -7,7 +7,8 @@ from accessa.errors import PermanentError
 from accessa.runtime import metrics
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
-from consumers.embedder.providers import EmbeddingProvider, check_model, make_provider
+from consumers.embedder.models import check_model
+from consumers.embedder.providers import EmbeddingProvider, make_provider
 from consumers.embedder.vectors import BUFFERED_CHUNKS, document_lock, embed_missing, target_model
 from schemas.events import ChunksCreated, ChunksEmbedded
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import jwt
 import pytest
@@ -54,3 +56,16 @@ def test_token_mints_a_jwt_the_api_accepts() -> None:
 
 def test_a_bad_user_id_is_a_usage_error() -> None:
     assert runner.invoke(app, ["token", "--user", "not-a-uuid"]).exit_code == 2
+
+
+NEVER_EMBED = ["accessa.cli.main", "consumers.parser.app", "consumers.chunker.app",
+               "consumers.finalizer.app"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", NEVER_EMBED)
+def test_the_cli_and_the_stages_that_never_embed_start_without_the_openai_sdk(module: str) -> None:
+    # The SDK's types take most of a second to import: `accessa --help` and every parser,
+    # chunker and finalizer pod would pay it at each start.
+    code = f"import sys, {module}; print('openai' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

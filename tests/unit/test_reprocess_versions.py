@@ -9,7 +9,7 @@ import pytest
 from accessa.config import Settings
 from accessa.reprocess import entry_event, resolve_target
 from consumers.chunker.chunking import ChunkerSpec, chunk_markdown, resolve_version
-from consumers.embedder.providers import check_model
+from consumers.embedder.models import check_model
 from consumers.parser.local import parse_pdf
 from mocks.policy_pdf import make_policy_pdf
 from producer_api.ingest import rebuild_event
