@@ -4,6 +4,7 @@ mock OpenAI at zero latency) against a single-process baseline running the same 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import statistics
 import threading
@@ -111,6 +112,40 @@ class RssWatch:
         self.thread.join()
 
 
+class CpuMeter:
+    """CPU seconds spent by each pipeline process, the broker and Postgres (backends included:
+    the postmaster's reaped children count too) between two snapshots: shows what saturates
+    the machine's cores."""
+
+    def __init__(self, pipe: LocalPipeline, settings: Settings) -> None:
+        from accessa.infra.kafka import LocalKafka
+        from accessa.infra.postgres import LocalPostgres
+
+        pids = {n: p.pid for n, p in pipe.procs.items()}
+        if settings.embedded_kafka and (pid := LocalKafka(settings).pid()):
+            pids["kafka"] = pid
+        if settings.embedded_postgres and (pid := LocalPostgres(settings).pid()):
+            pids["postgres"] = pid
+        self.procs = {n: psutil.Process(pid) for n, pid in pids.items()}
+
+    def snapshot(self) -> dict[str, float]:
+        seconds = {}
+        for name, proc in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                live = sum(
+                    c.cpu_times().user + c.cpu_times().system
+                    for c in proc.children(recursive=True)
+                    if c.is_running()
+                )
+                seconds[name] = t.user + t.system + t.children_user + t.children_system + live
+        return seconds
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {n: round(after[n] - before[n], 1) for n in after if n in before}
+
+
 async def end_to_end(
     settings: Settings, home: Path, users: int = 8, parsers: int = 1, big: bool = True
 ) -> dict[str, Any]:
@@ -125,10 +160,13 @@ async def end_to_end(
         pipe.start(name)
     await asyncio.to_thread(pipe.wait_ready, extra)
     pool = await create_pool(settings, max_size=4)
+    meter = CpuMeter(pipe, settings)
     try:
         started = time.time()
+        cpu_before = meter.snapshot()
         jobs = await _upload_all(pipe, files, users)
         rows = await _wait_finished(pool, jobs)
+        cpu = meter.spent(cpu_before, meter.snapshot())
         done = [r for r in rows if r["status"] == "complete"]
         span = max(r["completed_at"] for r in done) - min(r["created_at"] for r in rows)
         latencies = [(r["completed_at"] - r["created_at"]).total_seconds() for r in done]
@@ -141,6 +179,8 @@ async def end_to_end(
             "latency_p95_s": round(percentile(latencies, 95), 2),
             "wall_s": round(time.time() - started, 1),
             "parser_replicas": parsers,
+            "cpu_s": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
+            "cores_busy": round(sum(cpu.values()) / span.total_seconds(), 2),
         }
         if big:
             result["big_pdf"] = await big_pdf(pipe, pool)

@@ -39,7 +39,14 @@ def save(results: dict[str, Any]) -> None:
 async def _main(only: set[str] | None) -> dict[str, Any]:
     import tempfile
 
-    from bench import bench_api, bench_hnsw, bench_pipeline, bench_runtime, bench_scaling
+    from bench import (
+        bench_api,
+        bench_hnsw,
+        bench_pipeline,
+        bench_runtime,
+        bench_scaling,
+        parser_compare,
+    )
 
     settings = get_settings()
     await migrate(settings)
@@ -54,6 +61,9 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
             save(results)
         if not only or "api" in only:
             results["api_upload"] = await asyncio.to_thread(bench_api.run, settings)
+            save(results)
+        if not only or "parser" in only:
+            results["parser_over_raw"] = await asyncio.to_thread(parser_compare.over_raw)
             save(results)
         if not only or "chunk" in only:
             results["chunk_and_buffer_1000"] = await bench_pipeline.chunk_and_buffer(settings)
