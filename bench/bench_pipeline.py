@@ -20,6 +20,7 @@ from accessa.config import Settings
 from accessa.db import create_pool
 from accessa.localrun import LocalPipeline
 from accessa.storage import raw_key
+from bench.poll import until
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import chunk_markdown
 from consumers.embedder.providers import make_provider
@@ -70,17 +71,19 @@ async def _upload_all(pipe: LocalPipeline, files: list[Path], users: int) -> lis
 
 async def _wait_finished(pool: Any, jobs: list[str], timeout: float = 900) -> list[Any]:
     ids = [uuid.UUID(j) for j in jobs]
-    deadline = time.monotonic() + timeout
-    while True:
+    if not ids:
+        return []
+
+    async def finished() -> list[Any] | None:
         rows = await pool.fetch(
             "SELECT job_id, state, status, pages, created_at, completed_at FROM upload_jobs "
             "WHERE job_id = ANY($1::uuid[])", ids,
         )  # fmt: skip
-        if all(r["state"] in ("done", "deadletter") for r in rows) and len(rows) == len(ids):
-            return rows
-        if time.monotonic() > deadline:
-            raise TimeoutError("pipeline did not finish the benchmark documents")
-        await asyncio.sleep(0.5)  # poll interval
+        done = len(rows) == len(ids) and all(r["state"] in ("done", "deadletter") for r in rows)
+        return rows if done else None
+
+    return await until(finished, timeout=timeout, interval=0.5,
+                       what="the pipeline to finish the benchmark documents")  # fmt: skip
 
 
 class RssWatch:
@@ -133,11 +136,7 @@ class CpuMeter:
         for name, proc in self.procs.items():
             with contextlib.suppress(psutil.Error):
                 t = proc.cpu_times()
-                live = sum(
-                    c.cpu_times().user + c.cpu_times().system
-                    for c in proc.children(recursive=True)
-                    if c.is_running()
-                )
+                live = sum(sum(c.cpu_times()[:2]) for c in proc.children(recursive=True))
                 seconds[name] = t.user + t.system + t.children_user + t.children_system + live
         return seconds
 

@@ -20,6 +20,7 @@ from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.stage import PRODUCER_CONFIG, StageApp, StageRuntime
 from accessa.storage import make_storage
+from bench.poll import until
 from schemas.events import DocumentParsed, DocumentUploaded, decode_event
 from schemas.headers import Headers
 from schemas.topics import Stage
@@ -119,12 +120,14 @@ async def wait_produced(settings: Settings, topic: str, n: int) -> None:
     """Until `topic` holds n records: end offsets only, so the stage keeps the CPU to itself
     (the raw loop, too, is measured with nothing else running in its event loop)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+
+    async def produced() -> bool:
+        return sum((await consumer.end_offsets(partitions)).values()) >= n
+
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        # A progress poll of the broker: there is no event to await across processes.
-        while sum((await consumer.end_offsets(partitions)).values()) < n:  # noqa: ASYNC110
-            await asyncio.sleep(0.5)
+        await until(produced, timeout=600, interval=0.5, what=f"{n} records in {topic}")
     finally:
         await consumer.stop()
 

@@ -31,6 +31,7 @@ from accessa.config import Settings
 from accessa.db import create_pool
 from accessa.localrun import LocalPipeline
 from accessa.topic_scan import group_members
+from bench.poll import until
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import chunk_markdown
 from schemas.events import ChunksCreated, DocumentParsed
@@ -117,28 +118,26 @@ async def _members(settings: Settings) -> tuple[str, list[str]]:
 async def _group_stable(settings: Settings, replicas: int, timeout: float = 120) -> list[str]:
     """The member ids once every replica has joined and the partitions are assigned (so no
     start-up rebalance falls inside the timing)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def stable() -> list[str] | None:
         state, members = await _members(settings)
-        if state == "Stable" and len(members) == replicas:
-            return members
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"embedder group: {state} with {len(members)}/{replicas} members")
-        await asyncio.sleep(0.2)  # poll interval
+        return members if state == "Stable" and len(members) == replicas else None
+
+    return await until(stable, timeout=timeout, interval=0.2,
+                       what=f"{replicas} stable embedder group members")  # fmt: skip
 
 
 async def _wait_embedded(pool: asyncpg.Pool, jobs: list[uuid.UUID], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def all_embedded() -> bool:
         done = await pool.fetchval(
             "SELECT count(*) FROM upload_jobs WHERE job_id = ANY($1::uuid[])"
             " AND status = 'embeddings_stored'", jobs,
         )  # fmt: skip
-        if done == len(jobs):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{done}/{len(jobs)} documents embedded")
-        await asyncio.sleep(0.05)  # poll interval: small against the seconds measured
+        return done == len(jobs)
+
+    # A small interval against the seconds measured.
+    await until(all_embedded, timeout=timeout, interval=0.05,
+                what=f"{len(jobs)} documents embedded")  # fmt: skip
 
 
 async def one_run(
