@@ -32,7 +32,14 @@ BUILDS = {
 }
 NAMESPACES = {"base": None, "local": "accessa-local", "prod": "accessa"}
 K8S_VERSION = "1.34"
-CRD_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+# Custom resources (no schema in kubernetes-validate): test_k8s_kafka.py checks the Kafka ones.
+CRD_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"),
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"),
+}
 GRACE_HEADROOM_S = 15  # terminationGracePeriodSeconds >= ACCESSA_SHUTDOWN_GRACE_S + this
 SETTINGS_ENV = {f"ACCESSA_{name.upper()}": name for name in Settings.model_fields}
 SECRET_FIELDS = {
