@@ -276,15 +276,36 @@ def test_parser_cannot_read_parsed_nor_join_another_group(
     assert not _allows(parser, "group", "accessa-ops", "Read")
 
 
-def test_api_only_writes_stage_inputs(acls: dict[str, list[dict[str, Any]]]) -> None:
-    """`uploaded` from the outbox relay; the other stage inputs only for POST /jobs/{id}/retry,
-    which re-emits a failed job's stage input. Never outputs, retries, DLQs, reads or groups."""
+def test_api_only_writes_uploaded(acls: dict[str, list[dict[str, Any]]]) -> None:
     api = acls["accessa-api"]
-    assert _can(api, "topic", "Write", ALL_TOPICS) == {s.input for s in STAGES.values()}
-    assert "uploaded" in _can(api, "topic", "Write", ALL_TOPICS)
-    assert not _allows(api, "topic", "completed", "Write")
+    assert _can(api, "topic", "Write", ALL_TOPICS) == {"uploaded"}
     assert not _can(api, "topic", "Read", ALL_TOPICS)
     assert not _can(api, "group", "Read", [*ALL_GROUPS, "accessa-api"])
+
+
+def test_same_grants_as_the_embedded_secured_broker(
+    acls: dict[str, list[dict[str, Any]]],
+) -> None:
+    """accessa/infra/acls.py grants the api and stage principals on the local secured broker:
+    the Strimzi users must allow the same reads, writes and group joins."""
+    embedded = pytest.importorskip("accessa.infra.acls")
+    from accessa.config import Settings
+
+    want: dict[str, set[tuple[str, str, str]]] = {}
+    for acl in embedded.pipeline_acls(Settings(topic_prefix="", group_prefix="accessa-")):
+        if acl.operation in ("read", "write"):
+            want.setdefault(acl.principal, set()).add(
+                (acl.resource, acl.name, acl.operation.capitalize())
+            )
+    assert set(want) == {"accessa-api", *(f"accessa-{s}" for s in STAGES)}
+    for principal, grants in want.items():
+        have = {
+            (kind, name, op)
+            for kind, names in (("topic", ALL_TOPICS), ("group", ALL_GROUPS))
+            for op in ("Read", "Write")
+            for name in _can(acls[principal], kind, op, names)
+        }
+        assert have == grants, principal
 
 
 def test_keda_only_describes_stage_groups_and_inputs(

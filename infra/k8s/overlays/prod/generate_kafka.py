@@ -45,11 +45,10 @@ def principals() -> dict[str, list[dict[str, Any]]]:
     settings_cls, _, stages, topics_cls = _imports()
     topics = topics_cls("", settings_cls().retry_max_attempts)
     retries = range(1, topics.retry_attempts + 1)
-    users: dict[str, list[dict[str, Any]]] = {
-        # The outbox relay publishes `uploaded`; POST /jobs/{id}/retry re-emits the failed
-        # stage's input (producer_api/ingest.py `retry`), so every stage input, no more.
-        "accessa-api": [_acl("topic", s.input, "Write") for s in stages.values()],
-    }
+    # As accessa/infra/acls.py grants on the secured embedded broker (the test compares).
+    # NB: POST /jobs/{id}/retry re-emits a failed job's stage input, which for a job failed
+    # after parsing is `parsed`/`chunked`/`embedded`: the broker refuses that record.
+    users: dict[str, list[dict[str, Any]]] = {"accessa-api": [_acl("topic", "uploaded", "Write")]}
     for name, stage in stages.items():
         group = f"accessa-{name}"
         users[group] = [
