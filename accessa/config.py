@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,9 @@ class Settings(BaseSettings):
         None, description="External Postgres URL; unset = the embedded local server."
     )
     postgres_port: int = Field(54329, description="Port of the embedded local Postgres.")
+    postgres_tls: bool = Field(
+        False, description="Embedded Postgres with ssl=on (local CA); clients use verify-full."
+    )
     db_pool_min: int = Field(1, ge=0, description="asyncpg pool minimum size.")
     db_pool_max: int = Field(10, ge=1, description="asyncpg pool maximum size.")
 
@@ -167,7 +171,13 @@ class Settings(BaseSettings):
 
     @property
     def dsn(self) -> str:
-        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/accessa"
+        if self.database_url:
+            return self.database_url
+        dsn = f"postgresql://postgres@127.0.0.1:{self.postgres_port}/accessa"
+        if self.postgres_tls:
+            ca = quote(str(self.home.resolve() / "postgres" / "tls" / "ca.crt"))
+            dsn += f"?sslmode=verify-full&sslrootcert={ca}"
+        return dsn
 
     @property
     def storage_root(self) -> Path:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from pgvector.asyncpg import register_vector
@@ -17,6 +21,49 @@ from accessa.config import Settings
 
 SCHEMA = "upload_pipeline"
 _MIGRATION_LOCK = 0x0ACCE55A  # advisory lock id: one migrator at a time
+log = logging.getLogger("accessa.db")
+
+
+# --- connections: TLS (sslmode, sslrootcert, sslcert, sslkey) travels in the DSN
+
+
+def with_database(dsn: str, database: str) -> str:
+    """`dsn` naming another database of the same server; its query (TLS options) is kept."""
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
+
+
+async def connect(dsn: str, *, database: str | None = None, **kwargs: Any) -> asyncpg.Connection:
+    """One connection outside the pool (migrations, LISTEN, probes)."""
+    return await asyncpg.connect(with_database(dsn, database) if database else dsn, **kwargs)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable line for why Postgres could not be reached or used."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed ({(exc.verify_message or str(exc)).rstrip('.')})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found ({exc.filename or exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot connect ({exc.strerror})"
+    return str(exc) or type(exc).__name__
+
+
+async def problem(dsn: str, timeout_s: float = 5.0) -> str | None:
+    """None when a fresh connection runs a query on the server's `postgres` db, else why not."""
+    try:
+        conn = await connect(dsn, database="postgres", timeout=timeout_s)
+    except Exception as exc:
+        return describe_error(exc)
+    try:
+        return None if await conn.fetchval("SELECT 1") == 1 else "SELECT 1 failed"
+    except Exception as exc:
+        return describe_error(exc)
+    finally:
+        await conn.close()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -37,6 +84,43 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
     }
     kwargs.update(overrides)
     return await asyncpg.create_pool(settings.dsn, **kwargs)
+
+
+class NotReady(Exception):
+    """A readiness check failed; the message is the reason."""
+
+
+class PoolOpener:
+    """The process's pool, opened without crashing the process: a first try at start-up, then
+    retries in the background, so that a process Postgres refuses (a wrong CA, a bad password)
+    stays up and reports not ready with the reason instead of crash-looping."""
+
+    def __init__(self, settings: Settings, retry_s: float = 2.0, **overrides: Any) -> None:
+        self._settings, self._retry_s, self._overrides = settings, retry_s, overrides
+        self.pool: asyncpg.Pool | None = None
+        self.error = "not connected yet"
+
+    async def try_open(self) -> asyncpg.Pool | None:
+        try:
+            self.pool = await create_pool(self._settings, **self._overrides)
+        except Exception as exc:
+            self.error = describe_error(exc)
+            log.warning("postgres: %s", self.error)
+        return self.pool
+
+    async def open(self) -> asyncpg.Pool:
+        """The pool, retrying every `retry_s` until Postgres accepts the process."""
+        while True:
+            pool = await self.try_open()
+            if pool is not None:
+                return pool
+            await asyncio.sleep(self._retry_s)  # the retry period
+
+    async def check(self) -> bool:
+        """Readiness: the pool answers a query; raises NotReady(reason) before it exists."""
+        if self.pool is None:
+            raise NotReady(self.error)
+        return await self.pool.fetchval("SELECT 1") == 1
 
 
 @asynccontextmanager
@@ -64,7 +148,7 @@ async def ensure_database(settings: Settings) -> None:
     """Create the embedded default database if it does not exist yet."""
     if not settings.embedded_postgres:
         return
-    conn = await asyncpg.connect(settings.dsn.rsplit("/", 1)[0] + "/postgres")
+    conn = await connect(settings.dsn, database="postgres")
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'accessa'")
         if not exists:
@@ -76,7 +160,7 @@ async def ensure_database(settings: Settings) -> None:
 async def migrate(settings: Settings) -> list[str]:
     """Apply pending migrations in order; return the names applied (empty when up to date)."""
     await ensure_database(settings)
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await connect(settings.dsn)
     applied: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
@@ -110,7 +194,7 @@ async def migrate(settings: Settings) -> list[str]:
 
 
 async def applied_migrations(settings: Settings) -> list[str]:
-    conn = await asyncpg.connect(settings.dsn)
+    conn = await connect(settings.dsn)
     try:
         rows = await conn.fetch("SELECT name FROM public.accessa_migrations ORDER BY name")
         return [r["name"] for r in rows]

@@ -13,13 +13,16 @@ from rich.table import Table
 
 from accessa.cli.output import Exit, console, emit_json, fail
 from accessa.config import get_settings
-from accessa.db import create_pool
+from accessa.db import NotReady, create_pool, describe_error
 from accessa.status import pipeline_status
 
 
 async def _collect() -> dict[str, Any]:
     settings = get_settings()
-    pool = await create_pool(settings, min_size=1, max_size=2)
+    try:
+        pool = await create_pool(settings, min_size=1, max_size=2)
+    except Exception as exc:  # one readable line, e.g. a TLS certificate that fails to verify
+        raise NotReady(f"postgres: {describe_error(exc)}") from exc
     try:
         return await pipeline_status(settings, pool)
     finally:
