@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 import shutil
 import subprocess
@@ -9,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -18,6 +21,7 @@ from schemas.topics import STAGES
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 SETTINGS_ENV = {f"ACCESSA_{name.upper()}" for name in Settings.model_fields}
 APP_SERVICES = ("api", *STAGES)
 
@@ -141,15 +145,62 @@ def _compose_cli() -> list[str] | None:
     return [standalone] if standalone else None
 
 
-def test_compose_file_passes_compose_own_validation() -> None:
-    """`docker compose config` checks the file against the Compose spec (no engine needed)."""
+def _schema_errors(document: Any) -> list[str]:
+    validator = jsonschema.Draft7Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    return [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+
+
+def test_compose_file_matches_the_compose_specification(compose: dict[str, Any]) -> None:
+    """Against the Compose Specification schema Docker Compose itself validates with (vendored:
+    tests/data/compose-spec.json, the one embedded in Docker Compose v2.40.3), so no Docker is
+    needed; `docker compose config` also runs when some machine has it."""
+    assert not _schema_errors(compose), "\n".join(_schema_errors(compose))
     cli = _compose_cli()
-    if cli is None:
-        pytest.skip("no `docker compose` plugin or `docker-compose` binary on PATH")
-    run = subprocess.run(
-        [*cli, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, timeout=60
-    )
-    assert run.returncode == 0, run.stderr
+    if cli is not None:
+        run = subprocess.run(
+            [*cli, "-f", str(COMPOSE), "config", "--quiet"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("services", "api", "stop_grace_period"), 45),
+        (("services", "kafka", "healthcheck", "test"), 5),
+        (("services", "api", "env_file"), [{"required": False}]),
+        (("services", "parser", "depends_on", "kafka", "condition"), "service_ready"),
+        (("services", "api", "ports"), "8000:8000"),
+        (("services", "api", "enviroment"), {"ACCESSA_ENV": "local"}),
+        (("volumes", "postgres-data"), "local"),
+    ],
+)
+def test_schema_check_catches_a_broken_file(
+    compose: dict[str, Any], path: tuple[str, ...], value: Any
+) -> None:
+    broken = copy.deepcopy(compose)
+    target = broken
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    assert _schema_errors(broken)
+
+
+def test_secrets_env_file_is_optional_and_ignored_by_git(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Credentials for a secured Kafka go in an optional, git-ignored env file."""
+    for name in (*APP_SERVICES, "migrate", "mocks"):
+        assert services[name]["env_file"] == [{"path": "accessa.secrets.env", "required": False}]
+    assert "infra/accessa.secrets.env" in (ROOT / ".gitignore").read_text().splitlines()
+    example = (ROOT / "infra" / "accessa.secrets.env.example").read_text()
+    names = set(re.findall(r"\bACCESSA_[A-Z0-9_]+", example))
+    assert {"ACCESSA_KAFKA_SASL_USERNAME", "ACCESSA_KAFKA_SASL_PASSWORD"} <= names
+    assert names <= SETTINGS_ENV
 
 
 # --- Dockerfile
