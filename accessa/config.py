@@ -44,6 +44,46 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(6, ge=1, description="Partitions per pipeline topic.")
     topic_prefix: str = Field("", description="Prefix for every topic (isolates test runs).")
     group_prefix: str = Field("accessa-", description="Consumer group = prefix + stage name.")
+    kafka_brokers: int = Field(
+        1, ge=1, le=5, description="Nodes of the embedded KRaft cluster (3 = replicated)."
+    )
+    kafka_secure: bool = Field(
+        False, description="Embedded broker on SASL_SSL: local CA, SCRAM users, ACLs."
+    )
+    kafka_replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="Topic replicas; unset = min(3, brokers) embedded, else broker default.",
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="Topic min.insync.replicas; unset = 2 when replicated, else broker's.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = (
+        Field(None, description="Unset = PLAINTEXT, or SASL_SSL on the secured embedded broker.")
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism."
+    )
+    kafka_sasl_username: str | None = Field(
+        None, description="SASL user (OAUTHBEARER: client id); unset on the secured embedded "
+        "broker = the process's own generated principal."
+    )  # fmt: skip
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (OAUTHBEARER: client secret)."
+    )
+    kafka_sasl_oauth_token_url: str | None = Field(
+        None, description="OAUTHBEARER: OAuth 2.0 token endpoint (client-credentials grant)."
+    )
+    kafka_sasl_oauth_scope: str | None = Field(None, description="OAUTHBEARER: token scope.")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA bundle that verifies the brokers; unset = system CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mTLS).")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="Key file password.")
+    kafka_ssl_check_hostname: bool = Field(True, description="Match broker names to certs.")
 
     # --- Postgres
     database_url: str | None = Field(
@@ -163,7 +203,36 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"127.0.0.1:{port}" for port in self.kafka_node_ports)
+
+    @property
+    def kafka_node_ports(self) -> list[int]:
+        """Client ports of the embedded nodes: KAFKA_PORT, then every 10 ports up."""
+        return [self.kafka_port + 10 * i for i in range(self.kafka_brokers)]
+
+    @property
+    def kafka_protocol(self) -> str:
+        if self.kafka_security_protocol:
+            return self.kafka_security_protocol
+        return "SASL_SSL" if self.embedded_kafka and self.kafka_secure else "PLAINTEXT"
+
+    @property
+    def kafka_ca_file(self) -> Path | None:
+        """The CA that verifies the brokers (the embedded secured broker's own by default)."""
+        if self.kafka_ssl_cafile or not (self.embedded_kafka and self.kafka_secure):
+            return self.kafka_ssl_cafile
+        return self.home.resolve() / "kafka" / "tls" / "ca.crt"
+
+    @property
+    def topic_replication(self) -> tuple[int, int | None]:
+        """(replication factor, min.insync.replicas) for new topics; -1/None = broker's own."""
+        rf = self.kafka_replication_factor or (
+            min(3, self.kafka_brokers) if self.embedded_kafka else -1
+        )
+        isr = self.kafka_min_insync_replicas or (2 if rf >= 3 else None)
+        return rf, isr
 
     @property
     def pdf_max_expanded_bytes(self) -> int:

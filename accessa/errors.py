@@ -5,6 +5,8 @@ PipelineError
 │   └── RecoverableError  a resource is not ready / over budget: wait, never fail the job
 └── PermanentError      retrying cannot help: DLQ now, job -> failed_<stage>
     └── PoisonMessage     the message itself is unreadable (not JSON, wrong schema, ...)
+
+ConfigurationError      the deployment is wrong (credentials, certificates): not ready, no retry
 """
 
 from __future__ import annotations
@@ -48,3 +50,13 @@ class PoisonMessage(PermanentError):
     """The Kafka record cannot be decoded into the stage's event."""
 
     code = "poison_message"
+
+
+class ConfigurationError(Exception):
+    """The deployment is misconfigured (a missing credential, an unreadable certificate): no
+    record is at fault, so nothing is retried or dead-lettered; the process reports not ready."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

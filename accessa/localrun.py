@@ -15,8 +15,10 @@ from pathlib import Path
 
 import httpx
 
+from accessa import kafka_clients
 from accessa.auth import mint_token
 from accessa.config import Settings
+from accessa.infra import acls
 from accessa.infra.topics import ensure_topics
 
 PROCESSES = ("mocks", "api", "parser", "chunker", "embedder", "finalizer")
@@ -38,19 +40,23 @@ class LocalPipeline:
     health: dict[str, str]
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    kafka_env: dict[str, dict[str, str]] = field(default_factory=dict)  # each one's principal
 
     @classmethod
     def create(cls, infra: Settings, home: Path, **env: str) -> LocalPipeline:
         """Settings and environment for a fresh pipeline on `infra`'s broker and database."""
         prefix = f"p{uuid.uuid4().hex[:8]}-"
         api, openai, llama = free_port(), free_port(), free_port()
-        settings = infra.model_copy(update={"topic_prefix": prefix, "home": home})
+        settings = kafka_clients.pinned(infra).model_copy(
+            update={"topic_prefix": prefix, "home": home}
+        )
         asyncio.run(ensure_topics(settings))
+        if infra.kafka_protocol.startswith("SASL") and infra.embedded_kafka:
+            asyncio.run(acls.grant(settings, acls.pipeline_acls(settings)))
         full_env = {
             **os.environ,
             "ACCESSA_HOME": str(home),
             "ACCESSA_TOPIC_PREFIX": prefix,
-            "ACCESSA_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
             "ACCESSA_DATABASE_URL": infra.dsn,
             "ACCESSA_API_PORT": str(api),
             "ACCESSA_API_URL": f"http://127.0.0.1:{api}",
@@ -66,8 +72,10 @@ class LocalPipeline:
             "mocks": f"http://127.0.0.1:{openai}/_mock/stats",
             "api": f"http://127.0.0.1:{api}/ready",
         }
+        full_env.update(kafka_clients.child_env(infra, kafka_clients.OPS))
+        kafka_env = {p: kafka_clients.child_env(infra, p) for p in PROCESSES if p != "mocks"}
         return cls(settings, full_env, f"http://127.0.0.1:{api}",
-                   f"http://127.0.0.1:{openai}", health, home)  # fmt: skip
+                   f"http://127.0.0.1:{openai}", health, home, kafka_env=kafka_env)  # fmt: skip
 
     def token(self, user: uuid.UUID) -> str:
         return mint_token(self.settings, user)
@@ -81,7 +89,7 @@ class LocalPipeline:
     def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
         """Start `accessa run <process>`; `name` may carry a replica suffix (`embedder#2`)."""
         process = name.split("#")[0]
-        env = {**self.env, **extra_env}
+        env = {**self.env, **self.kafka_env.get(process, {}), **extra_env}
         if process not in ("api", "mocks"):
             port = free_port()
             env["ACCESSA_HEALTH_PORT"] = str(port)

@@ -11,11 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from accessa import jobs
+from accessa import jobs, kafka_clients
 from accessa.config import Settings
 from accessa.infra.topics import topics_for
 from accessa.topic_scan import Record, group_members, partitions, scan
@@ -107,8 +106,7 @@ async def redrive(
     redriven once, and its job is reopened in front of that stage."""
     names = topics_for(settings)
     results: list[Redrive] = []
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                                enable_idempotence=True, acks="all")  # fmt: skip
+    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")  # fmt: skip
     await producer.start()
     try:
         for record in records:
@@ -168,8 +166,7 @@ async def replay(
         matches.append(record)
     if dry_run or not matches:
         return matches
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                                enable_idempotence=True, acks="all")  # fmt: skip
+    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")  # fmt: skip
     await producer.start()
     try:
         for record in matches:
@@ -198,7 +195,7 @@ async def reset_offsets(
     """Move the stage group's committed offsets on its input topic; returns the plan."""
     group = f"{settings.topic_prefix}{settings.group_prefix}{stage}"
     topic = topics_for(settings).name(STAGES[stage].input)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
     await admin.start()
     try:
         _state, members = await group_members(admin, group)
@@ -208,7 +205,7 @@ async def reset_offsets(
     finally:
         await admin.close()
     parts = await partitions(settings, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group,
+    consumer = kafka_clients.consumer(settings, group_id=group,
                                 enable_auto_commit=False)  # fmt: skip
     await consumer.start()
     try:

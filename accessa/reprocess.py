@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
-from accessa import jobs
+from accessa import jobs, kafka_clients
 from accessa.config import Settings
 from accessa.infra.topics import topics_for
 from consumers.chunker.chunking import resolve_version
@@ -147,8 +146,7 @@ async def start(
     """Create a job for each `queue` item and publish the event of every `queue` and
     `resume` item. Returns `planned`, job ids filled in."""
     topics = topics_for(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                                enable_idempotence=True, acks="all")  # fmt: skip
+    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")  # fmt: skip
     await producer.start()
     try:
         for i, item in enumerate(planned):

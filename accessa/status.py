@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.infra.topics import topics_for
 from accessa.topic_scan import group_members, partitions
@@ -25,8 +24,8 @@ HELD_BY = {
 async def kafka_status(settings: Settings) -> dict[str, dict[str, Any]]:
     """Per stage: live members of its group, lag per partition and total, DLQ depth."""
     names = topics_for(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
+    consumer = kafka_clients.consumer(settings)
     await admin.start()
     await consumer.start()
     try:

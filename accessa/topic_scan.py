@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from accessa import kafka_clients
 from accessa.config import Settings
 
 
@@ -34,7 +35,7 @@ class Record:
 
 
 async def partitions(settings: Settings, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -65,8 +66,7 @@ async def scan(
         parts = [tp for tp in parts if tp.partition == partition]
     if not parts:
         return
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                enable_auto_commit=False)  # fmt: skip
+    consumer = kafka_clients.consumer(settings, enable_auto_commit=False)  # fmt: skip
     await consumer.start()
     try:
         consumer.assign(parts)

@@ -21,9 +21,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import SecretStr
 
+from accessa import kafka_clients
 from accessa.auth import mint_token
 from accessa.config import Settings, get_settings
 from accessa.db import migrate
@@ -135,7 +135,7 @@ async def _prepare(settings: Settings) -> None:
 
 
 async def _drop_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
     await admin.start()
     try:
         await admin.delete_topics(topics_for(settings).all())

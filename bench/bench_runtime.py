@@ -12,8 +12,9 @@ import asyncio
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.infra.topics import ensure_topics
 from accessa.runtime.context import StageContext, StageResources
@@ -47,7 +48,7 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
 
 
 async def fill(settings: Settings, topic: str, n: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=20)
+    producer = kafka_clients.producer(settings, linger_ms=20)
     await producer.start()
     futures = []
     for _ in range(n):
@@ -71,11 +72,10 @@ async def fill(settings: Settings, topic: str, n: int) -> None:
 
 async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> None:
     """The baseline: aiokafka only, same work per record, commit after acks."""
-    consumer = AIOKafkaConsumer(
-        src, bootstrap_servers=settings.bootstrap_servers, group_id=f"raw-{uuid.uuid4().hex}",
+    consumer = kafka_clients.consumer(settings, src, group_id=f"raw-{uuid.uuid4().hex}",
         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=256,
     )  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, **PRODUCER_CONFIG)
+    producer = kafka_clients.producer(settings, **PRODUCER_CONFIG)
     await consumer.start()
     await producer.start()
     seen = 0
@@ -101,8 +101,7 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> None:
 
 async def output_rate(settings: Settings, topic: str, n: int) -> float:
     """Wait for n records in `topic`; rate = n / (last - first record timestamp)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
+    consumer = kafka_clients.consumer(settings, topic, auto_offset_reset="earliest",
         group_id=f"count-{uuid.uuid4().hex}",
     )  # fmt: skip
     await consumer.start()
@@ -119,7 +118,7 @@ async def output_rate(settings: Settings, topic: str, n: int) -> float:
 async def wait_produced(settings: Settings, topic: str, n: int) -> None:
     """Until `topic` holds n records: end offsets only, so the stage keeps the CPU to itself
     (the raw loop, too, is measured with nothing else running in its event loop)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = kafka_clients.consumer(settings)
     partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
 
     async def produced() -> bool:

@@ -24,9 +24,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.db import create_pool
 from accessa.localrun import LocalPipeline
@@ -89,7 +88,7 @@ async def _prepare(pool: asyncpg.Pool, settings: Settings, n: int) -> list[Chunk
 
 async def _produce(settings: Settings, events: list[ChunksCreated]) -> None:
     """The events spread evenly over the partitions (key hashing would load them unevenly)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+    producer = kafka_clients.producer(settings, acks="all",
                                 linger_ms=5)  # fmt: skip
     await producer.start()
     try:
@@ -107,7 +106,7 @@ async def _produce(settings: Settings, events: list[ChunksCreated]) -> None:
 
 
 async def _members(settings: Settings) -> tuple[str, list[str]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
     await admin.start()
     try:
         return await group_members(admin, f"{settings.topic_prefix}{settings.group_prefix}embedder")

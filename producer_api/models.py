@@ -119,6 +119,10 @@ class Health(BaseModel):
 class Ready(BaseModel):
     ready: bool
     checks: dict[str, bool] = Field(examples=[{"postgres": True, "kafka": True}])
+    reasons: dict[str, str] | None = Field(
+        None, description="Why each failed check failed, in one line.",
+        examples=[{"kafka": "Kafka SASL authentication failed (wrong username or password)"}],
+    )  # fmt: skip
 
 
 def job_public(row: Any) -> JobPublic:

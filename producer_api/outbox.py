@@ -19,6 +19,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.db import create_pool
 from accessa.infra.topics import topics_for
@@ -49,8 +50,7 @@ class KafkaPublisher:
 
     async def _ready(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.bootstrap_servers, client_id="accessa-outbox",
+            producer = kafka_clients.producer(self.settings, "api", client_id="accessa-outbox",
                 enable_idempotence=True, acks="all", linger_ms=2,
                 request_timeout_ms=self.request_timeout_ms,
             )  # fmt: skip

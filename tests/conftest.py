@@ -29,6 +29,7 @@ TEST_ENV = {
 for _key, _value in TEST_ENV.items():
     os.environ.setdefault(_key, _value)
 
+from accessa import kafka_clients  # noqa: E402
 from accessa.config import Settings, get_settings  # noqa: E402
 
 
@@ -80,6 +81,31 @@ def infra() -> Iterator[Settings]:
             component.down()
 
 
+@pytest.fixture(scope="session")
+def secure_cluster(infra: Settings) -> Iterator[Settings]:
+    """A second, production-shaped Kafka beside the plain one: 3 KRaft nodes, SASL_SSL with a
+    local CA, SCRAM users per process, ACLs (StandardAuthorizer), topics at RF 3 / min ISR 2.
+    Settings returned connect as the `ops` principal; Postgres is the shared one."""
+    from accessa.infra.kafka import LocalKafka
+
+    settings = infra.model_copy(
+        update={
+            "home": ROOT / ".accessa-test" / "secure",
+            "kafka_bootstrap_servers": None,
+            "kafka_port": 29192,
+            "kafka_controller_port": 29193,
+            "kafka_brokers": 3,
+            "kafka_secure": True,
+            "kafka_heap": "384m",
+        }
+    )
+    kafka = LocalKafka(settings)
+    started = kafka.up()
+    yield settings
+    if started and os.environ.get("ACCESSA_TEST_KEEP_INFRA") != "1":
+        kafka.down()
+
+
 @pytest.fixture
 def topic_prefix() -> str:
     """A fresh topic namespace for one test (as FastStream's own suite does)."""
@@ -97,9 +123,8 @@ def isolated_settings(infra: Settings, topic_prefix: str) -> Iterator[Settings]:
 
 
 async def delete_topics(settings: Settings, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaProducer
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.topic_scan import Record, scan
 from schemas.events import DocumentUploaded
@@ -71,7 +71,7 @@ async def produce(
     headers: list[dict[str, str]] | None = None,
     partition: int | None = None,
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafka_clients.producer(settings, acks="all")
     await producer.start()
     try:
         for i, value in enumerate(values):

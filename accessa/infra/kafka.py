@@ -1,16 +1,21 @@
-"""The embedded single-node KRaft broker: real Apache Kafka jars resolved by Maven.
+"""The embedded KRaft cluster: real Apache Kafka jars resolved by Maven, one node or several.
 
-Layout under `$ACCESSA_HOME/kafka/`: `server.properties`, `data/` (formatted once with a
-generated cluster id), `kafka.log`, `kafka.pid`.
+Layout under `$ACCESSA_HOME/kafka/`: `cluster.id`, `node-<n>/` (`server.properties`, `data/`
+formatted once, `kafka.log`, `kafka.pid`) and, when secured, `tls/` (a local CA and the nodes'
+certificate) and `credentials.json` (each process's SCRAM password, created at format time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import logging
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -19,10 +24,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
+import psutil
+from aiokafka.errors import KafkaConnectionError
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.infra import process
+from accessa.infra.tls import create_ca, issue_cert
+from accessa.kafka_clients import OPS, credentials_file, principal_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
@@ -70,110 +79,277 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-class LocalKafka:
-    """Start, stop and inspect the embedded broker."""
+PROCESSES = ("api", "parser", "chunker", "embedder", "finalizer", "ops")
+BROKER_PRINCIPAL = "accessa-broker"  # the nodes' own certificate: controller and replication
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.dir = settings.home.resolve() / "kafka"
-        self.data = self.dir / "data"
-        self.props = self.dir / "server.properties"
-        self.pidfile = self.dir / "kafka.pid"
-        self.log = self.dir / "kafka.log"
 
-    def _properties(self) -> str:
-        s = self.settings
-        return "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},"
-                f"CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"log.dirs={self.data}",
-                f"num.partitions={s.topic_partitions}",
-                "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=12",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                # A single local broker: no need to wait for more members before rebalancing.
-                "group.initial.rebalance.delay.ms=0",
-                "log.retention.hours=168",
-                "",
-            ]
-        )
+@dataclass
+class KafkaNode:
+    """One KRaft node (broker + controller) of the embedded cluster."""
+
+    node_id: int
+    dir: Path
+    port: int  # clients
+    internal_port: int  # replication between brokers
+    controller_port: int
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "kafka.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "kafka.log"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
 
     def pid(self) -> int | None:
         pid = process.read_pid(self.pidfile)
         return pid if process.alive(pid, _MARKER) else None
 
+    def kill(self) -> None:
+        """SIGKILL the node (a crash, for failover tests)."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).wait(30)
+
+
+class LocalKafka:
+    """Start, stop and inspect the embedded KRaft cluster: `ACCESSA_KAFKA_BROKERS` nodes, each
+    broker and controller, on PLAINTEXT or (`ACCESSA_KAFKA_SECURE`) SASL_SSL with ACLs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.home.resolve() / "kafka"
+        self.tls_dir = self.dir / "tls"
+        s = settings
+        self.nodes = [
+            KafkaNode(
+                node_id=i + 1,
+                dir=self.dir / f"node-{i + 1}",
+                port=port,
+                internal_port=port + 2,
+                controller_port=s.kafka_controller_port + 10 * i,
+            )
+            for i, port in enumerate(s.kafka_node_ports)
+        ]
+
+    # --- configuration
+
+    def _properties(self, node: KafkaNode) -> str:
+        s = self.settings
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        rf = min(3, len(self.nodes))
+        lines = [
+            "process.roles=broker,controller",
+            f"node.id={node.node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=CLIENT://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{node.internal_port},"
+            f"CONTROLLER://127.0.0.1:{node.controller_port}",
+            f"advertised.listeners=CLIENT://127.0.0.1:{node.port},"
+            f"INTERNAL://127.0.0.1:{node.internal_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=INTERNAL",
+            f"log.dirs={node.data}",
+            f"num.partitions={s.topic_partitions}",
+            "auto.create.topics.enable=false",
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={2 if rf >= 3 else 1}",
+            f"offsets.topic.replication.factor={rf}",
+            "offsets.topic.num.partitions=12",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={2 if rf >= 3 else 1}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            # Local nodes: no need to wait for more members before rebalancing.
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=168",
+        ]
+        if not s.kafka_secure:
+            lines.append(
+                "listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,"
+                "CONTROLLER:PLAINTEXT"
+            )
+        else:
+            lines += self._secure_properties()
+        return "\n".join([*lines, ""])
+
+    def _secure_properties(self) -> list[str]:
+        """Clients on SASL_SSL (SCRAM-SHA-512/256, PLAIN); nodes among themselves on mutual
+        TLS, their certificate mapped to the super user `accessa-broker`."""
+        plain_users = " ".join(
+            f'user_{user}="{password}"' for user, password in self.passwords().items()
+        )
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        plain = f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+        return [
+            "listener.security.protocol.map=CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+            f"listener.name.client.scram-sha-512.sasl.jaas.config={scram}",
+            f"listener.name.client.scram-sha-256.sasl.jaas.config={scram}",
+            f"listener.name.client.plain.sasl.jaas.config={plain}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.tls_dir / 'broker.pem'}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.tls_dir / 'ca.crt'}",
+            "listener.name.internal.ssl.client.auth=required",
+            "listener.name.controller.ssl.client.auth=required",
+            "ssl.principal.mapping.rules=RULE:^CN=([^,]+),.*$/$1/,DEFAULT",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{BROKER_PRINCIPAL};User:{principal_name(OPS)}",
+            "allow.everyone.if.no.acl.found=false",
+        ]
+
+    def passwords(self) -> dict[str, str]:
+        """The generated password of each process's principal (created once, kept 0600)."""
+        path = credentials_file(self.settings)
+        if path.exists():
+            return json.loads(path.read_text())["passwords"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        users = {principal_name(p): secrets.token_urlsafe(24) for p in PROCESSES}
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"processes": list(PROCESSES), "passwords": users}, indent=2))
+        return users
+
+    def _tls_material(self) -> None:
+        ca = create_ca(self.tls_dir)
+        if not (self.tls_dir / "broker.pem").exists():
+            cert = issue_cert(ca, self.tls_dir, BROKER_PRINCIPAL)
+            (self.tls_dir / "broker.pem").write_bytes(
+                cert.key.read_bytes() + cert.cert.read_bytes()
+            )
+            (self.tls_dir / "broker.pem").chmod(0o600)
+
+    def _format(self, node: KafkaNode, java: list[str], cluster_id: str) -> None:
+        scram: list[str] = []
+        if self.settings.kafka_secure:
+            for user, password in self.passwords().items():
+                for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+                    scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+        fmt = subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(node.dir / "server.properties"), *scram],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            raise RuntimeError(f"Kafka storage format failed: {fmt.stderr or fmt.stdout}")
+
+    # --- lifecycle
+
+    def pid(self) -> int | None:
+        """The first running node's pid (None when none runs)."""
+        return next((pid for pid in self.pids() if pid is not None), None)
+
+    def pids(self) -> list[int | None]:
+        return [node.pid() for node in self.nodes]
+
     def up(self, timeout_s: float = 90.0) -> bool:
-        """Start the broker if it is not running; True if this call started it."""
-        if self.pid() is not None:
+        """Start every node that is not running; True if this call started any."""
+        todo = [node for node in self.nodes if node.pid() is None]
+        if not todo:
             return False
         lib = ensure_jars()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.props.write_text(self._properties())
         java = [shutil.which("java") or "java", "-cp", f"{lib}/*"]
-        if not (self.data / "meta.properties").exists():
-            fmt = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
-                 "-c", str(self.props)],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            if fmt.returncode != 0:
-                raise RuntimeError(f"Kafka storage format failed: {fmt.stderr or fmt.stdout}")
+        if self.settings.kafka_secure:
+            self._tls_material()
+        cluster_file = self.dir / "cluster.id"
+        if not cluster_file.exists():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            cluster_file.write_text(new_cluster_id())
+        cluster_id = cluster_file.read_text().strip()
+        procs = {}
+        for node in todo:
+            node.dir.mkdir(parents=True, exist_ok=True)
+            (node.dir / "server.properties").write_text(self._properties(node))
+            if not (node.data / "meta.properties").exists():
+                self._format(node, java, cluster_id)
+            procs[node.node_id] = self._start(node, java)
+        self._wait_ready(procs, timeout_s)
+        return True
+
+    def start_node(self, node: KafkaNode, timeout_s: float = 90.0) -> None:
+        """Start one stopped node again (failover tests)."""
+        java = [shutil.which("java") or "java", "-cp", f"{ensure_jars()}/*"]
+        self._wait_ready({node.node_id: self._start(node, java)}, timeout_s, [node])
+
+    def _start(self, node: KafkaNode, java: list[str]) -> subprocess.Popen[bytes]:
         log4j = resources.files("accessa.infra") / "log4j2.properties"
-        cmd = [
-            java[0],
-            f"-Xmx{self.settings.kafka_heap}",
-            f"-Xms{self.settings.kafka_heap}",
-            "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={log4j}",
-            *java[1:],
-            _MARKER,
-            str(self.props),
-        ]
-        with self.log.open("ab") as log:
+        heap = self.settings.kafka_heap
+        cmd = [java[0], f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
+               f"-Dlog4j2.configurationFile={log4j}", *java[1:], _MARKER,
+               str(node.dir / "server.properties")]  # fmt: skip
+        with node.log.open("ab") as log:
             proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
-        self.pidfile.write_text(str(proc.pid))
+        node.pidfile.write_text(str(proc.pid))
+        return proc
+
+    def _wait_ready(
+        self,
+        procs: dict[int, subprocess.Popen[bytes]],
+        timeout_s: float,
+        nodes: list[KafkaNode] | None = None,
+    ) -> None:
+        """Until every started node answers a real client (a quorum forms only once enough
+        nodes run, so all are started before any is waited for)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"Kafka exited with {proc.returncode}; see {self.log}")
-            if asyncio.run(broker_reachable(self.settings.bootstrap_servers, timeout_s=5)):
-                return True
-            time.sleep(0.25)  # poll interval of the readiness probe
-        raise RuntimeError(f"Kafka not ready after {timeout_s:.0f}s; see {self.log}")
+        waiting = [n for n in (nodes or self.nodes) if n.node_id in procs]
+        while waiting:
+            for node in list(waiting):
+                proc = procs[node.node_id]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"Kafka exited with {proc.returncode}; see {node.log}")
+                one = self.settings.model_copy(
+                    update={"kafka_bootstrap_servers": None, "kafka_port": node.port,
+                            "kafka_brokers": 1}
+                )  # fmt: skip
+                if asyncio.run(broker_check(one, timeout_s=5)) is None:
+                    waiting.remove(node)
+            if waiting and time.monotonic() > deadline:
+                logs = ", ".join(str(n.log) for n in waiting)
+                raise RuntimeError(f"Kafka not ready after {timeout_s:.0f}s; see {logs}")
+            if waiting:
+                time.sleep(0.25)  # poll interval of the readiness probe
 
     def down(self, purge: bool = False) -> bool:
-        """Stop the broker we started (by pid); True if one was stopped."""
-        pid = self.pid()
-        if pid is not None:
-            process.terminate(pid, timeout_s=60)
-        self.pidfile.unlink(missing_ok=True)
+        """Stop the nodes we started (by pid); True if any was stopped."""
+        stopped = False
+        for node in self.nodes:
+            pid = node.pid()
+            if pid is not None:
+                process.terminate(pid, timeout_s=60)
+                stopped = True
+            node.pidfile.unlink(missing_ok=True)
         if purge:
             shutil.rmtree(self.dir, ignore_errors=True)
-        return pid is not None
+        return stopped
+
+    def stop_node(self, node: KafkaNode) -> None:
+        """SIGTERM one node and wait for it to exit (a controlled shutdown)."""
+        pid = node.pid()
+        if pid is not None:
+            process.terminate(pid, timeout_s=60)
 
     def status(self) -> ComponentStatus:
-        pid = self.pid()
-        healthy = pid is not None and asyncio.run(
-            broker_reachable(self.settings.bootstrap_servers, timeout_s=5)
+        pids = self.pids()
+        running = [p for p in pids if p is not None]
+        problem = asyncio.run(broker_check(self.settings, timeout_s=5)) if running else "stopped"
+        nodes = ", ".join(
+            f"node {n.node_id} {'up' if p else 'down'} :{n.port}"
+            for n, p in zip(self.nodes, pids, strict=True)
         )
         return ComponentStatus(
-            name="kafka", managed=True, running=pid is not None, healthy=healthy,
-            address=self.settings.bootstrap_servers, version=kafka_version(), pid=pid,
-            detail=str(self.log),
+            name="kafka", managed=True, running=bool(running),
+            healthy=problem is None and len(running) == len(self.nodes),
+            address=self.settings.bootstrap_servers, version=kafka_version(),
+            pid=running[0] if running else None,
+            detail=f"{nodes}; {self.settings.kafka_protocol}"
+            + (f"; {problem}" if problem else "") + f"; logs {self.dir}/node-*/kafka.log",
         )  # fmt: skip
 
 
@@ -186,31 +362,44 @@ def _port_open(bootstrap: str) -> bool:
         return False
 
 
-async def broker_reachable(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when a real client can fetch cluster metadata from the broker."""
-    if not _port_open(bootstrap):
-        return False
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
+async def broker_check(
+    settings: Settings, timeout_s: float = 5.0, process: str = OPS
+) -> str | None:
+    """None when a real client of `settings` can fetch cluster metadata; else why not, in one
+    line (unreachable, bad credential, untrusted certificate)."""
+    if not _port_open(settings.bootstrap_servers):
+        return f"Kafka broker not reachable at {settings.bootstrap_servers}"
     # aiokafka logs every failed connect at ERROR; a probe expects failures.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    admin = None
     try:
+        admin = kafka_clients.admin(settings, process, request_timeout_ms=int(timeout_s * 1000))
         await asyncio.wait_for(admin.start(), timeout_s)
         await asyncio.wait_for(admin.describe_cluster(), timeout_s)
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as exc:
+        if isinstance(exc, KafkaConnectionError):
+            return await kafka_clients.diagnose(settings, process, timeout_s) or (
+                kafka_clients.explain(exc)
+            )
+        return kafka_clients.explain(exc)
     finally:
-        await admin.close()
+        if admin is not None:
+            await admin.close()
         logging.getLogger("aiokafka").setLevel(logging.NOTSET)
 
 
+async def broker_reachable(settings: Settings, timeout_s: float = 5.0) -> bool:
+    """True when a real client can fetch cluster metadata from the broker."""
+    return await broker_check(settings, timeout_s) is None
+
+
 async def external_status(settings: Settings) -> ComponentStatus:
-    healthy = await broker_reachable(settings.bootstrap_servers)
+    problem = await broker_check(settings)
     return ComponentStatus(
-        name="kafka", managed=False, running=healthy, healthy=healthy,
-        address=settings.bootstrap_servers, detail="external",
+        name="kafka", managed=False, running=problem is None, healthy=problem is None,
+        address=settings.bootstrap_servers,
+        detail=f"external, {settings.kafka_protocol}" + (f"; {problem}" if problem else ""),
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import time
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from schemas.topics import Topics
 
@@ -23,20 +24,17 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create missing topics, grow partitions up to the setting; return name -> partitions."""
     names = topics_for(settings).all()
     want = settings.topic_partitions
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    rf, min_isr = settings.topic_replication
+    admin = kafka_clients.admin(settings)
     await admin.start()
     try:
         existing = await partition_counts(admin, names)
         missing = [
-            NewTopic(
-                name,
-                num_partitions=want,
-                replication_factor=1 if settings.embedded_kafka else -1,
-                topic_configs={"retention.ms": _DLQ_RETENTION_MS} if name.endswith(".dlq") else {},
-            )
+            NewTopic(name, num_partitions=want, replication_factor=rf,
+                     topic_configs=_topic_configs(name, min_isr))
             for name in names
             if name not in existing
-        ]
+        ]  # fmt: skip
         if missing:
             # Another process may create them in between: that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -47,6 +45,13 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         return await _settled(admin, names, want)
     finally:
         await admin.close()
+
+
+def _topic_configs(name: str, min_isr: int | None) -> dict[str, str]:
+    configs = {"retention.ms": _DLQ_RETENTION_MS} if name.endswith(".dlq") else {}
+    if min_isr:
+        configs["min.insync.replicas"] = str(min_isr)
+    return configs
 
 
 async def _settled(admin: AIOKafkaAdminClient, names: list[str], want: int) -> dict[str, int]:

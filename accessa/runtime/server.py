@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from accessa.config import Settings
 from accessa.db import create_pool
-from accessa.infra.kafka import broker_reachable
+from accessa.infra.kafka import broker_check
 from accessa.logs import setup_logging
 from accessa.runtime import metrics
 from accessa.runtime.context import StageResources
@@ -28,7 +28,25 @@ from accessa.runtime.lag import lag_reporter
 from accessa.runtime.stage import StageApp, StageRuntime
 from accessa.storage import make_storage
 
-ReadyCheck = Callable[[], Awaitable[bool]]
+ReadyCheck = Callable[[], Awaitable[bool | str | None]]
+"""A readiness check: True/None when ready; False or the reason (a string) when not."""
+
+log = logging.getLogger("accessa.runtime")
+
+
+async def run_checks(checks: dict[str, ReadyCheck]) -> tuple[dict[str, bool], dict[str, str]]:
+    """Each check's outcome, and a readable reason for each that failed."""
+    results: dict[str, bool] = {}
+    reasons: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            outcome = await asyncio.wait_for(check(), 5)
+        except Exception as exc:
+            outcome = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        results[name] = outcome is True or outcome is None
+        if isinstance(outcome, str):
+            reasons[name] = outcome
+    return results, reasons
 
 
 def health_app(
@@ -42,14 +60,10 @@ def health_app(
         return JSONResponse({"status": "ok", "process": process})
 
     async def ready(_: Request) -> Response:
-        results = {}
-        for name, check in checks.items():
-            try:
-                results[name] = await asyncio.wait_for(check(), 5)
-            except Exception:
-                results[name] = False
+        results, reasons = await run_checks(checks)
         ok = all(results.values())
-        return JSONResponse({"ready": ok, "checks": results}, status_code=200 if ok else 503)
+        body = {"ready": ok, "checks": results, **({"reasons": reasons} if reasons else {})}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
@@ -89,6 +103,20 @@ def dump_tasks() -> None:
                                                      stack.getvalue())  # fmt: skip
 
 
+async def start_when_allowed(runtime: StageRuntime, state: dict[str, object]) -> None:
+    """Start consuming once the principal may: until then the process stays up and not ready
+    with the reason, and retries with backoff (one log line per try, not a crash loop)."""
+    delay = 1.0
+    while (problem := await runtime.access_problem()) is not None:
+        state["kafka_problem"] = problem
+        log.error("cannot consume yet: %s (retrying in %.0f s)", problem, delay)
+        await asyncio.sleep(delay)  # backoff between access checks
+        delay = min(delay * 2, 60.0)
+    await runtime.start()
+    state["started"] = True
+    state["reporter"] = asyncio.create_task(lag_reporter(runtime))
+
+
 def run_stage(app: StageApp, settings: Settings) -> None:
     """Run one stage process until SIGTERM/SIGINT, then drain and leave the group."""
     setup_logging(app.name, settings.log_level, settings.log_json)
@@ -106,21 +134,26 @@ def run_stage(app: StageApp, settings: Settings) -> None:
         runtime = StageRuntime(app, settings, res)
         state["pool"] = pool
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
-        await runtime.start()
-        reporter = asyncio.create_task(lag_reporter(runtime))
+        starter = asyncio.create_task(start_when_allowed(runtime, state))
         try:
             yield
         finally:
-            reporter.cancel()
-            await runtime.stop()
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starter
+            if state.get("started"):
+                state["reporter"].cancel()  # type: ignore[attr-defined]
+                await runtime.stop()
             await pool.close()
 
     async def db_ready() -> bool:
         pool = state.get("pool")
         return pool is not None and await pool.fetchval("SELECT 1") == 1  # type: ignore[union-attr]
 
-    async def kafka_ready() -> bool:
-        return await broker_reachable(settings.bootstrap_servers, timeout_s=3)
+    async def kafka_ready() -> str | None:
+        if not state.get("started"):
+            return str(state.get("kafka_problem") or "the stage has not started consuming yet")
+        return await broker_check(settings, timeout_s=3, process=app.name)
 
     asgi = health_app(app.name, lifespan, {"postgres": db_ready, "kafka": kafka_ready})
     serve_asgi(asgi, settings.health_host, settings.port_for(app.name), settings.shutdown_grace_s)

@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, for_code
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from accessa import jobs
+from accessa import jobs, kafka_clients
 from accessa.config import Settings
 from accessa.errors import PermanentError, PipelineError, PoisonMessage, RecoverableError
 from accessa.logs import correlation_id
@@ -168,7 +168,7 @@ class StageRuntime:
             for o in ("processed", "duplicate", "retried", "dead_lettered")
         }
         self.broker = KafkaBroker(
-            settings.bootstrap_servers,
+            **kafka_clients.broker_kwargs(settings, app.name),
             client_id=f"accessa-{app.name}",
             graceful_timeout=settings.shutdown_grace_s,
             logger=logging.getLogger("accessa.faststream"),
@@ -186,8 +186,9 @@ class StageRuntime:
     def _make_producer(self) -> AIOKafkaProducer:
         # Outputs go through aiokafka's producer directly: records are already encoded with
         # explicit headers, and FastStream's per-record publish command measured ~2x slower.
-        return AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+        return kafka_clients.producer(
+            self.settings,
+            self.app.name,
             client_id=f"accessa-{self.app.name}",
             max_request_size=self.settings.max_message_bytes,  # what DLQ copies are sized to
             **PRODUCER_CONFIG,
@@ -224,6 +225,36 @@ class StageRuntime:
             ]
             retry = self.broker.subscriber(*retry_topics, group_id=f"{self.group}-retry", **common)
             retry(self._on_retry_batch)
+
+    async def access_problem(self) -> str | None:
+        """Why this process's Kafka principal cannot run the stage (None when it can): checked
+        before consuming, so a wrong credential or a missing ACL shows as one readable reason
+        instead of a consumer that fails on every fetch."""
+        retries = [
+            self.topics.retry(self.stage.input, n)
+            for n in range(1, self.settings.retry_max_attempts + 1)
+        ]
+        topics = [self.input_topic, *retries, self.output_topic, self.topics.dlq(self.stage.input)]
+        admin = kafka_clients.admin(self.settings, self.app.name, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            described = await admin.describe_topics(topics)
+            groups = await admin.describe_consumer_groups([self.group])
+        except Exception as exc:
+            return await kafka_clients.diagnose(self.settings, self.app.name) or (
+                kafka_clients.explain(exc)
+            )
+        finally:
+            await admin.close()
+        for topic in described:
+            if topic["error_code"]:
+                name = for_code(topic["error_code"]).__name__
+                return f"Kafka denied topic {topic['topic']} to this principal ({name})"
+        for response in groups:
+            for group in response.groups:
+                if group[0]:
+                    return f"Kafka denied group {self.group} ({for_code(group[0]).__name__})"
+        return None
 
     async def start(self) -> None:
         for hook in self.app.startup:

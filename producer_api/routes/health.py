@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from accessa.infra.kafka import broker_reachable
+from accessa.infra.kafka import broker_check
 from accessa.runtime.metrics import REGISTRY
+from accessa.runtime.server import run_checks
 from producer_api.core.config import PoolDep, SettingsDep
 from producer_api.models import Health, Ready
 
 router = APIRouter(tags=["operations"])
-
-
-async def _check(probe: Awaitable[bool]) -> bool:
-    try:
-        return bool(await asyncio.wait_for(probe, 5))
-    except Exception:
-        return False
 
 
 @router.get("/health", response_model=Health)
@@ -29,16 +20,21 @@ async def health() -> Health:
     return Health()
 
 
-@router.get("/ready", response_model=Ready, responses={503: {"model": Ready}})
+@router.get(
+    "/ready", response_model=Ready, response_model_exclude_none=True,
+    responses={503: {"model": Ready}},
+)  # fmt: skip
 async def ready(response: Response, pool: PoolDep, settings: SettingsDep) -> Ready:
     """Postgres answers and the Kafka broker is reachable (503 otherwise)."""
-    checks = {
-        "postgres": await _check(pool.fetchval("SELECT true")),
-        "kafka": await _check(broker_reachable(settings.bootstrap_servers, timeout_s=3)),
-    }
+    checks, reasons = await run_checks(
+        {
+            "postgres": lambda: pool.fetchval("SELECT true"),
+            "kafka": lambda: broker_check(settings, timeout_s=3, process="api"),
+        }
+    )
     ok = all(checks.values())
     response.status_code = 200 if ok else 503
-    return Ready(ready=ok, checks=checks)
+    return Ready(ready=ok, checks=checks, reasons=reasons or None)
 
 
 @router.get("/metrics", include_in_schema=False)

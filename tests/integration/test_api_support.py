@@ -18,9 +18,9 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
+from accessa import kafka_clients
 from accessa.auth import mint_token
 from accessa.config import Settings
 from accessa.infra.topics import ensure_topics
@@ -57,7 +57,7 @@ async def api_settings(isolated_settings: Settings, tmp_path: Path) -> AsyncIter
     })  # fmt: skip
     names = await ensure_topics(settings)
     yield settings
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_clients.admin(settings)
     with contextlib.suppress(Exception):
         await admin.start()
         await admin.delete_topics(list(names))

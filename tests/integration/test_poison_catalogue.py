@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.storage import parsed_key, raw_key
 from accessa.topic_scan import Record
@@ -273,8 +273,7 @@ class Kit:
 
     async def produce(self, topic: str, records: list[Rec], **config: Any) -> None:
         """Each record to `PARTITION` of `topic`, in order, acknowledged by the broker."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
-                                    acks="all", **config)  # fmt: skip
+        producer = kafka_clients.producer(self.settings, acks="all", **config)  # fmt: skip
         await producer.start()
         try:
             for r in records:
@@ -284,7 +283,7 @@ class Kit:
             await producer.stop()
 
     async def end_offset(self, topic: str) -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers)
+        consumer = kafka_clients.consumer(self.settings)
         await consumer.start()
         try:
             tp = TopicPartition(topic, PARTITION)
@@ -300,7 +299,7 @@ class Kit:
         group = self.group(stage) + ("-retry" if ".retry." in topic else "")
 
         async def committed() -> bool:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+            admin = kafka_clients.admin(self.settings)
             await admin.start()
             try:
                 offsets = await admin.list_consumer_group_offsets(group)

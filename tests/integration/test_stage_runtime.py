@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
+from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.db import applied_migrations, migrate
 from accessa.infra.topics import ensure_topics
@@ -68,7 +68,7 @@ async def rows(pool: asyncpg.Pool, prefix: str, table: str = "runtime_test_rows"
 
 
 async def test_topics_are_created_with_the_configured_partitions(topics: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers)
+    admin = kafka_clients.admin(topics)
     await admin.start()
     try:
         names = [f"{topics.topic_prefix}uploaded", f"{topics.topic_prefix}chunked.retry.2",
@@ -225,7 +225,7 @@ async def test_sigterm_drains_the_in_flight_message_and_exits_cleanly(
     assert len(await rows(pool, topics.topic_prefix)) == 1
     assert len(await read_topic(topics, f"{topics.topic_prefix}parsed")) == 1
     # The offset was committed before leaving: a new consumer of the group has no lag.
-    admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers)
+    admin = kafka_clients.admin(topics)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(
