@@ -2,7 +2,7 @@
 
 | principal          | reads                         | writes                                   |
 |--------------------|-------------------------------|------------------------------------------|
-| accessa-api        | -                             | uploaded                                 |
+| accessa-api        | -                             | each stage's input (uploads; job retries) |
 | accessa-<stage>    | its input and input.retry.n   | its output, input.retry.n, input.dlq     |
 | accessa-ops        | super user: the CLI, topics, migrations, replay and redrive         |
 
@@ -44,7 +44,10 @@ def pipeline_acls(settings: Settings) -> list[Acl]:
     def allow(process: str, resource: str, name: str, *operations: str) -> None:
         acls.extend(Acl(principal_name(process), resource, name, op) for op in operations)
 
-    allow("api", "topic", topics.name(Topics.UPLOADED), "write", "describe")
+    # The API writes uploads, and `POST /jobs/{id}/retry` re-emits a failed job's stage input
+    # (uploaded, parsed, chunked or embedded) through the same outbox. It reads nothing.
+    for stage in STAGES.values():
+        allow("api", "topic", topics.name(stage.input), "write", "describe")
     for stage in STAGES.values():
         retries = [topics.retry(stage.input, n) for n in range(1, topics.retry_attempts + 1)]
         allow(stage.name, "topic", topics.name(stage.input), "read", "describe")

@@ -276,9 +276,12 @@ def test_parser_cannot_read_parsed_nor_join_another_group(
     assert not _allows(parser, "group", "accessa-ops", "Read")
 
 
-def test_api_only_writes_uploaded(acls: dict[str, list[dict[str, Any]]]) -> None:
+def test_api_writes_only_stage_inputs_and_reads_nothing(
+    acls: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Uploads, and the stage input that POST /jobs/{id}/retry re-emits for a failed job."""
     api = acls["accessa-api"]
-    assert _can(api, "topic", "Write", ALL_TOPICS) == {"uploaded"}
+    assert _can(api, "topic", "Write", ALL_TOPICS) == {"uploaded", "parsed", "chunked", "embedded"}
     assert not _can(api, "topic", "Read", ALL_TOPICS)
     assert not _can(api, "group", "Read", [*ALL_GROUPS, "accessa-api"])
 

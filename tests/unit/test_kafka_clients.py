@@ -174,9 +174,11 @@ def _grants(settings: Settings) -> set[tuple[str, str, str, str]]:
 def test_acls_are_least_privilege() -> None:
     grants = _grants(Settings(_env_file=None))
     api = {g for g in grants if g[0] == "accessa-api"}
-    assert api == {
-        ("accessa-api", "topic", "uploaded", "write"),
-        ("accessa-api", "topic", "uploaded", "describe"),
+    # uploads, and a failed job's stage input re-emitted by POST /jobs/{id}/retry; no reads
+    assert {(g[2], g[3]) for g in api} == {
+        (topic, op)
+        for topic in ("uploaded", "parsed", "chunked", "embedded")
+        for op in ("write", "describe")
     }
     reads = {(g[0], g[2]) for g in grants if g[1] == "topic" and g[3] == "read"}
     writes = {(g[0], g[2]) for g in grants if g[1] == "topic" and g[3] == "write"}
@@ -184,6 +186,7 @@ def test_acls_are_least_privilege() -> None:
     assert ("accessa-parser", "parsed") not in reads  # the chunker's input
     assert ("accessa-parser", "parsed") in writes
     assert ("accessa-parser", "uploaded") not in writes  # only the API writes uploads
+    assert ("accessa-api", "completed") not in writes
     assert ("accessa-chunker", "uploaded.dlq") not in writes  # another stage's DLQ
     assert ("accessa-chunker", "parsed.dlq") in writes
     groups = {(g[0], g[2]) for g in grants if g[1] == "group"}

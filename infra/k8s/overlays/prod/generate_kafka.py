@@ -46,9 +46,10 @@ def principals() -> dict[str, list[dict[str, Any]]]:
     topics = topics_cls("", settings_cls().retry_max_attempts)
     retries = range(1, topics.retry_attempts + 1)
     # As accessa/infra/acls.py grants on the secured embedded broker (the test compares).
-    # NB: POST /jobs/{id}/retry re-emits a failed job's stage input, which for a job failed
-    # after parsing is `parsed`/`chunked`/`embedded`: the broker refuses that record.
-    users: dict[str, list[dict[str, Any]]] = {"accessa-api": [_acl("topic", "uploaded", "Write")]}
+    # The API writes uploads, and POST /jobs/{id}/retry re-emits a failed job's stage input.
+    users: dict[str, list[dict[str, Any]]] = {
+        "accessa-api": [_acl("topic", s.input, "Write") for s in stages.values()]
+    }
     for name, stage in stages.items():
         group = f"accessa-{name}"
         users[group] = [
