@@ -1,0 +1,198 @@
+"""Just enough PDF object syntax for the bomb guard: tokens, names with `#xx` escapes,
+strings, arrays, dictionaries and references, parsed without recursion (nesting can be
+hundreds of thousands deep) and under a shared work allowance."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_WHITE = rb"\x00\t\n\x0c\r "
+_REGULAR_CLASS = rb"[^\x00\t\n\x0c\r ()<>\[\]{}/%]"
+SKIP = re.compile(rb"(?:[\x00\t\n\x0c\r ]+|%[^\r\n]*)*")
+_REGULAR = re.compile(_REGULAR_CLASS + rb"+")
+NAME = re.compile(rb"/" + _REGULAR_CLASS + rb"*")
+_HEX = re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]*>")
+_PAREN = re.compile(rb"[()\\]")
+_INT = re.compile(rb"[+-]?\d+\Z")
+_REAL = re.compile(rb"[+-]?(?:\d+\.\d*|\.\d+)\Z")
+_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
+# A name that is, or may decode to, a key whose value pdfium parses as content.
+CONTENT_KEY = re.compile(
+    rb"/(?:Contents|CharProcs|" + _REGULAR_CLASS + rb"*#" + _REGULAR_CLASS + rb"*)"
+    rb"(?!" + _REGULAR_CLASS + rb")"
+)
+# `obj` and `stream` as whole keywords (`endobj` and `endstream` are other keywords).
+OBJ = re.compile(rb"(?<!" + _REGULAR_CLASS + rb")obj(?!" + _REGULAR_CLASS + rb")")
+STREAM = re.compile(rb"(?<!" + _REGULAR_CLASS + rb")stream(?!" + _REGULAR_CLASS + rb")")
+_HEADER = re.compile(rb"(?<![0-9])(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+\Z")
+
+
+class Malformed(ValueError):
+    """Not a PDF object here (the caller tries another reading)."""
+
+
+class WorkExceeded(ValueError):
+    """Parsing this file cost more than its allowance: a hostile structure."""
+
+
+class Name(str):
+    """A PDF name, `#xx` escapes decoded (`/#46lateDecode` is `FlateDecode`)."""
+
+
+class Ref(NamedTuple):
+    num: int
+    gen: int
+
+
+class Work:
+    """Bytes the lexer may still walk over for one file (quadratic tricks end here)."""
+
+    def __init__(self, allowance: int) -> None:
+        self.left = allowance
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise WorkExceeded("the PDF's structure is too costly to check")
+
+
+def decode_name(raw: bytes) -> Name:
+    return Name(_ESCAPE.sub(lambda m: bytes.fromhex(m.group(1).decode()), raw).decode("latin-1"))
+
+
+def header_number(data: bytes, obj_at: int) -> int | None:
+    """The object number written before the `obj` keyword at `obj_at`, if plainly written."""
+    match = _HEADER.search(data, max(0, obj_at - 24), obj_at)
+    return int(match.group(1)) if match else None
+
+
+def next_token(data: bytes, pos: int) -> int:
+    """Where the next token starts (after white space and comments)."""
+    return SKIP.match(data, pos).end()
+
+
+def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, int]:
+    """The object starting at `pos` (ending before `end`) and the position after it."""
+    start = pos
+    stack: list[list] = [[]]
+    opens: list[bytes] = []
+    try:
+        while True:
+            pos = SKIP.match(data, pos, end).end()
+            if pos >= end:
+                raise Malformed("unexpected end")
+            c = data[pos]
+            if c == 0x2F:  # /
+                match = NAME.match(data, pos)
+                value: object = decode_name(match.group()[1:])
+                pos = match.end()
+            elif c == 0x28:  # (
+                pos = _literal_end(data, pos, end)
+                value = b""
+            elif c == 0x3C:  # <
+                if data.startswith(b"<<", pos):
+                    stack.append([])
+                    opens.append(b"<<")
+                    pos += 2
+                    continue
+                match = _HEX.match(data, pos, end)
+                if not match:
+                    raise Malformed("bad hex string")
+                value, pos = b"", match.end()
+            elif c == 0x5B:  # [
+                stack.append([])
+                opens.append(b"[")
+                pos += 1
+                continue
+            elif c == 0x3E and data.startswith(b">>", pos) and opens and opens[-1] == b"<<":
+                opens.pop()
+                value = _as_dict(stack.pop())
+                pos += 2
+            elif c == 0x5D and opens and opens[-1] == b"[":  # ]
+                opens.pop()
+                value = stack.pop()
+                pos += 1
+            elif c in b"()<>[]{}":
+                raise Malformed("stray delimiter")
+            else:
+                match = _REGULAR.match(data, pos)
+                value, pos = _word(match.group(), stack[-1]), match.end()
+            stack[-1].append(value)
+            if len(stack) == 1:
+                return value, pos
+    finally:
+        work.spend(pos - start)
+
+
+def parse_value(data: bytes, pos: int, end: int, work: Work) -> object:
+    """Like `parse_object`, but `N G R` at the top is the reference it is in a dictionary."""
+    value, after = parse_object(data, pos, end, work)
+    if type(value) is int:
+        try:
+            gen, after = parse_object(data, after, end, work)
+            word = _REGULAR.match(data, SKIP.match(data, after, end).end())
+        except Malformed:
+            return value
+        if type(gen) is int and word is not None and word.group() == b"R":
+            return Ref(value, gen)
+    return value
+
+
+def _word(word: bytes, items: list) -> object:
+    if _INT.match(word):
+        return int(word)
+    if _REAL.match(word):
+        return float(word)
+    if word == b"R" and len(items) >= 2 and all(type(v) is int for v in items[-2:]):
+        gen, num = items.pop(), items.pop()
+        return Ref(num, gen)
+    if word in (b"true", b"false"):
+        return word == b"true"
+    if word == b"null":
+        return None
+    raise Malformed("keyword inside an object")  # obj, endobj, stream, garbage
+
+
+def _as_dict(items: list) -> dict[str, object]:
+    """Keys are names; like pdfium, anything else where a key belongs is skipped."""
+    result: dict[str, object] = {}
+    i = 0
+    while i < len(items):
+        if isinstance(items[i], Name) and i + 1 < len(items):
+            result[items[i]] = items[i + 1]
+            i += 2
+        else:
+            i += 1
+    return result
+
+
+def _literal_end(data: bytes, pos: int, end: int) -> int:
+    depth = 0
+    while (match := _PAREN.search(data, pos, end)) is not None:
+        c = match.group()
+        pos = match.end()
+        if c == b"\\":
+            pos += 1
+        elif c == b"(":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return pos
+    raise Malformed("unterminated string")
+
+
+def refs_in(value: object) -> list[Ref]:
+    """Every reference inside `value`, at any depth."""
+    found: list[Ref] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Ref):
+            found.append(item)
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+    return found
