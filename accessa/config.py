@@ -141,6 +141,9 @@ class Settings(BaseSettings):
 
     # --- parser
     parser_backend: Literal["local", "llamaparse"] = Field("local", description="PDF parser.")
+    parser_memory_limit_mb: int = Field(
+        512, ge=64, description="Local parser: memory pdfium may use per PDF, else `pdf_bomb`."
+    )
     llamaparse_base_url: str = Field("http://127.0.0.1:8091", description="LlamaParse API.")
     llamaparse_api_key: SecretStr = Field(SecretStr("llx-mock"), description="LlamaParse key.")
     llamaparse_mode: Literal["poll", "webhook"] = Field(

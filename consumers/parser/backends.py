@@ -16,6 +16,7 @@ from accessa.errors import PermanentError, TransientError
 from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED
 from consumers.parser import llamaparse_jobs
 from consumers.parser.local import ParsedPdf, parse_pdf
+from consumers.parser.sandbox import DEFAULT_MEMORY_LIMIT_MB, MemoryCappedWorker
 
 _PAGE_MARKER = "<!-- page "
 
@@ -25,13 +26,19 @@ class ParserBackend(Protocol):
 
 
 class LocalBackend:
-    """In-process PDF → markdown, in a worker thread so the event loop keeps serving."""
+    """PDF → markdown in a memory-capped worker process (the bomb guard runs there too): the
+    event loop keeps serving, and a PDF that needs too much memory fails as `pdf_bomb`."""
 
-    def __init__(self, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED) -> None:
+    def __init__(
+        self,
+        max_expanded_bytes: int = DEFAULT_MAX_EXPANDED,
+        memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
+    ) -> None:
         self.max_expanded_bytes = max_expanded_bytes
+        self.worker = MemoryCappedWorker(memory_limit_mb)
 
     async def parse(self, pdf: bytes, filename: str, *, document_id: uuid.UUID) -> ParsedPdf:
-        return await asyncio.to_thread(parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes)
+        return await self.worker.run(parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes)
 
 
 class LlamaParseBackend:
@@ -115,7 +122,7 @@ def _parsed(markdown: str) -> ParsedPdf:
 
 def make_backend(settings: Settings, pool: asyncpg.Pool) -> ParserBackend:
     if settings.parser_backend != "llamaparse":
-        return LocalBackend(settings.pdf_max_expanded_bytes)
+        return LocalBackend(settings.pdf_max_expanded_bytes, settings.parser_memory_limit_mb)
     if settings.llamaparse_callback_url:
         return LlamaParseWebhookBackend(settings, pool)
     return LlamaParseBackend(settings)

@@ -1,0 +1,85 @@
+"""pdfium's work in a worker process with a hard memory limit (RLIMIT_AS).
+
+The bomb guard knows the tricks we know; this bounds the ones we don't. The worker may grow
+its address space by `memory_limit_mb` beyond what it had once pdfium was loaded; past that an
+allocation fails, pdfium usually dies with it, and the document fails as `pdf_bomb` while the
+consumer and its event loop carry on. A dead worker is replaced on the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import resource
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from accessa.errors import PermanentError
+
+DEFAULT_MEMORY_LIMIT_MB = 512
+_PRELOAD = ["consumers.parser.local"]  # imported once in the fork server, not per worker
+
+
+def _limit_address_space(extra_bytes: int) -> None:
+    """Worker initializer: the address space it has now, plus `extra_bytes`, and no more."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[0])
+    limit = pages * resource.getpagesize() + extra_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[str, Any, str]:
+    """Run `fn`; a PermanentError comes back as its code and message (its `code` does not
+    survive pickling), running out of memory as `pdf_bomb`."""
+    try:
+        return "ok", fn(*args, **kwargs), ""
+    except PermanentError as exc:
+        return "error", exc.code, exc.message
+    except MemoryError:
+        return "error", "pdf_bomb", "the PDF needs more memory than the parser may use"
+
+
+class MemoryCappedWorker:
+    """One worker process at a time runs one call: when it dies, only that call is to blame."""
+
+    def __init__(self, memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB) -> None:
+        self.memory_limit_mb = memory_limit_mb
+        self._executor: ProcessPoolExecutor | None = None
+        self._turn = asyncio.Lock()
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(_PRELOAD)
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=context, initializer=_limit_address_space,
+                initargs=(self.memory_limit_mb * 1_048_576,),
+            )  # fmt: skip
+        return self._executor
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` in the worker; PermanentError `pdf_bomb` if it runs out of
+        memory or dies."""
+        async with self._turn:
+            pool = self._pool()
+            try:
+                status, value, message = await asyncio.wrap_future(
+                    pool.submit(_call, fn, args, kwargs)
+                )
+            except BrokenProcessPool as exc:
+                self._executor = None
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise PermanentError(
+                    f"parsing the PDF needed more than {self.memory_limit_mb} MB of memory",
+                    code="pdf_bomb",
+                ) from exc
+        if status == "error":
+            raise PermanentError(message, code=value)
+        return value
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
