@@ -15,6 +15,7 @@ import pytest
 
 from accessa.config import Settings
 from mocks.policy_pdf import make_policy_pdf, raw_pdf
+from tests.bomb_pdfs import BYPASSES
 from tests.integration.test_api_support import (  # noqa: F401
     api,
     api_settings,
@@ -55,6 +56,7 @@ def flate_bomb(inflated_mb: int) -> bytes:
 PAGES = b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
 REFUSED = {
     "flate_bomb_300mb_from_a_third_of_a_megabyte": (flate_bomb(300), "pdf_bomb"),
+    **{f"issue_13_{name}_300mb": (make(300), "pdf_bomb") for name, make in BYPASSES.items()},
     "xref_claims_ten_million_objects": (
         (lambda d: d[: d.rindex(b"xref")] + b"xref\n0 9999999\ngarbage\ntrailer\n"
          b"<< /Root 1 0 R /Size 9999999 >>\nstartxref\n0\n%%EOF")(make_policy_pdf(seed=4, pages=2)),
