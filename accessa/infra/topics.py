@@ -30,7 +30,9 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     try:
         existing = await partition_counts(admin, names)
         missing = [
+            # rf -1 = the broker's default; aiokafka then wants an (empty) assignment map.
             NewTopic(name, num_partitions=want, replication_factor=rf,
+                     replica_assignments={} if rf == -1 else None,
                      topic_configs=_topic_configs(name, min_isr))
             for name in names
             if name not in existing

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -238,22 +238,21 @@ class StageRuntime:
         admin = kafka_clients.admin(self.settings, self.app.name, request_timeout_ms=10_000)
         try:
             await admin.start()
-            described = await admin.describe_topics(topics)
-            groups = await admin.describe_consumer_groups([self.group])
+            for topic in await admin.describe_topics(topics):
+                if topic["error_code"] == TopicAuthorizationFailedError.errno:
+                    return f"Kafka denied topic {topic['topic']} (TopicAuthorizationFailed)"
+                if topic["error_code"]:  # e.g. not created yet: `accessa infra topics`
+                    return f"topic {topic['topic']}: {for_code(topic['error_code']).__name__}"
+            for response in await admin.describe_consumer_groups([self.group]):
+                for group in response.groups:
+                    if group[0]:
+                        return f"Kafka denied group {self.group} ({for_code(group[0]).__name__})"
         except Exception as exc:
             return await kafka_clients.diagnose(self.settings, self.app.name) or (
                 kafka_clients.explain(exc)
             )
         finally:
             await admin.close()
-        for topic in described:
-            if topic["error_code"]:
-                name = for_code(topic["error_code"]).__name__
-                return f"Kafka denied topic {topic['topic']} to this principal ({name})"
-        for response in groups:
-            for group in response.groups:
-                if group[0]:
-                    return f"Kafka denied group {self.group} ({for_code(group[0]).__name__})"
         return None
 
     async def start(self) -> None:
