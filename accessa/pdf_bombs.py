@@ -26,8 +26,6 @@ from accessa.pdf_filters import DECODERS, chunks_of
 from accessa.pdf_syntax import (
     CONTENT_KEY,
     NAME,
-    OBJ,
-    STREAM,
     Malformed,
     Name,
     Ref,
@@ -35,6 +33,7 @@ from accessa.pdf_syntax import (
     WorkExceeded,
     decode_name,
     header_number,
+    keywords,
     next_token,
     parse_object,
     parse_value,
@@ -111,7 +110,7 @@ class _Reader:
         self.data = data
         self.view = memoryview(data)
         self.work = Work(4 * len(data) + 4 * 1_048_576)
-        self.objs = [m.start() for m in OBJ.finditer(data)]
+        self.objs = list(keywords(data, b"obj"))
         self._index: dict[int, int] | None = None
         self._streams: list[_Stream] = []
 
@@ -120,8 +119,7 @@ class _Reader:
         header that parses to exactly one dictionary ending at this `stream` keyword (a later
         one could be a fake inside one of its strings; an earlier one runs into a keyword)."""
         data, low = self.data, 0
-        for match in STREAM.finditer(data):
-            at = match.start()
+        for at in keywords(data, b"stream"):
             first = bisect.bisect_left(self.objs, low)
             last = bisect.bisect_left(self.objs, at)
             info, num, exact = None, None, False
@@ -139,7 +137,7 @@ class _Reader:
                 low = self.objs[last - 1] if last > first else low
                 names = [decode_name(m.group()[1:]) for m in NAME.finditer(data, low, at)]
                 info = {"Filter": [n for n in names if n in DECODERS]}
-            start = _data_start(data, match.end())
+            start = _data_start(data, at + 6)
             stream = _Stream(num, info, self.view[start : self._end(start, info)], exact)
             self._streams.append(stream)
             yield stream

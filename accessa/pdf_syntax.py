@@ -5,6 +5,7 @@ hundreds of thousands deep) and under a shared work allowance."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 _WHITE = rb"\x00\t\n\x0c\r "
@@ -13,6 +14,7 @@ SKIP = re.compile(rb"(?:[\x00\t\n\x0c\r ]+|%[^\r\n]*)*")
 _REGULAR = re.compile(_REGULAR_CLASS + rb"+")
 NAME = re.compile(rb"/" + _REGULAR_CLASS + rb"*")
 _HEX = re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]*>")
+_NUMBERS = re.compile(rb"\[[0-9.+\-\x00\t\n\x0c\r ]*\]")
 _PAREN = re.compile(rb"[()\\]")
 _INT = re.compile(rb"[+-]?\d+\Z")
 _REAL = re.compile(rb"[+-]?(?:\d+\.\d*|\.\d+)\Z")
@@ -22,9 +24,7 @@ CONTENT_KEY = re.compile(
     rb"/(?:Contents|CharProcs|" + _REGULAR_CLASS + rb"*#" + _REGULAR_CLASS + rb"*)"
     rb"(?!" + _REGULAR_CLASS + rb")"
 )
-# `obj` and `stream` as whole keywords (`endobj` and `endstream` are other keywords).
-OBJ = re.compile(rb"(?<!" + _REGULAR_CLASS + rb")obj(?!" + _REGULAR_CLASS + rb")")
-STREAM = re.compile(rb"(?<!" + _REGULAR_CLASS + rb")stream(?!" + _REGULAR_CLASS + rb")")
+_IRREGULAR = frozenset(b"\x00\t\n\x0c\r ()<>[]{}/%")
 _HEADER = re.compile(rb"(?<![0-9])(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+\Z")
 
 
@@ -59,6 +59,19 @@ class Work:
 
 def decode_name(raw: bytes) -> Name:
     return Name(_ESCAPE.sub(lambda m: bytes.fromhex(m.group(1).decode()), raw).decode("latin-1"))
+
+
+def keywords(data: bytes, word: bytes) -> Iterator[int]:
+    """Where `word` stands as a whole keyword (`obj` is not the end of `endobj`). A plain
+    find: a regular expression with look-arounds walks every byte in Python's engine."""
+    at = data.find(word)
+    while at >= 0:
+        end = at + len(word)
+        if (at == 0 or data[at - 1] in _IRREGULAR) and (
+            end == len(data) or data[end] in _IRREGULAR
+        ):
+            yield at
+        at = data.find(word, end)
 
 
 def header_number(data: bytes, obj_at: int) -> int | None:
@@ -100,6 +113,8 @@ def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, i
                 if not match:
                     raise Malformed("bad hex string")
                 value, pos = b"", match.end()
+            elif c == 0x5B and (match := _NUMBERS.match(data, pos, end)):
+                value, pos = [], match.end()  # widths, boxes, matrices: nothing to follow
             elif c == 0x5B:  # [
                 stack.append([])
                 opens.append(b"[")
