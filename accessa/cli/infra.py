@@ -10,14 +10,23 @@ import typer
 from rich.table import Table
 
 from accessa.cli.output import Exit, console, emit_json, fail
-from accessa.config import get_settings
-from accessa.infra import kafka, postgres
+from accessa.config import Settings, get_settings
+from accessa.infra import acls, kafka, postgres
 from accessa.infra.kafka import ComponentStatus, LocalKafka
 from accessa.infra.postgres import LocalPostgres
 from accessa.infra.topics import ensure_topics
 
 app = typer.Typer(help="Local infrastructure: the embedded Kafka broker and Postgres.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _with_overrides(s: Settings, secure: bool | None, brokers: int | None) -> Settings:
+    update: dict[str, object] = {}
+    if secure is not None:
+        update["kafka_secure"] = secure
+    if brokers is not None:
+        update["kafka_brokers"] = brokers
+    return s.model_copy(update=update) if update else s
 
 
 def component_statuses() -> list[ComponentStatus]:
@@ -30,9 +39,23 @@ def component_statuses() -> list[ComponentStatus]:
 
 
 @app.command()
-def up(as_json: JsonOpt = False) -> None:
+def up(
+    secure: Annotated[
+        bool | None,
+        typer.Option(
+            "--secure/--plaintext",
+            help="Kafka on SASL_SSL with a local CA, SCRAM users and ACLs "
+            "(= ACCESSA_KAFKA_SECURE; export it for the other commands too).",
+        ),
+    ] = None,
+    brokers: Annotated[
+        int | None,
+        typer.Option(min=1, max=5, help="KRaft nodes (= ACCESSA_KAFKA_BROKERS; 3 = RF 3)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Start what is not running (idempotent), create topics. External services are untouched."""
-    s = get_settings()
+    s = _with_overrides(get_settings(), secure, brokers)
     started = {}
     with console.status("starting infrastructure…", spinner="dots") if not as_json else _null():
         try:
@@ -41,6 +64,8 @@ def up(as_json: JsonOpt = False) -> None:
             if s.embedded_kafka:
                 started["kafka"] = LocalKafka(s).up()
             topics = asyncio.run(ensure_topics(s))
+            if s.embedded_kafka and s.kafka_secure:
+                asyncio.run(acls.grant(s, acls.pipeline_acls(s)))
         except Exception as exc:
             fail(f"infra up failed: {exc}", Exit.UNHEALTHY, as_json=as_json)
     if as_json:

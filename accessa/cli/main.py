@@ -14,6 +14,7 @@ from accessa.cli.cost_cmd import cost
 from accessa.cli.output import console, emit_json
 from accessa.cli.run import run
 from accessa.cli.status_cmd import status
+from accessa.cli.unreachable import guarded
 from accessa.config import get_settings
 
 app = typer.Typer(
@@ -75,5 +76,7 @@ def version(as_json: JsonOpt = False) -> None:
             console.print(f"{key}: {value or 'not installed'}")
 
 
+main = guarded(app)  # the `accessa` entry point: exit 3 and one line when infra refuses
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -339,6 +339,13 @@ class LocalKafka:
         pids = self.pids()
         running = [p for p in pids if p is not None]
         problem = asyncio.run(broker_check(self.settings, timeout_s=5)) if running else "stopped"
+        replication = ""
+        if problem is None:
+            state = asyncio.run(replication_state(self.settings))
+            replication = (
+                f"; {state['under_replicated']} of {state['partitions']} partitions "
+                f"under-replicated, {state['offline']} offline"
+            )
         nodes = ", ".join(
             f"node {n.node_id} {'up' if p else 'down'} :{n.port}"
             for n, p in zip(self.nodes, pids, strict=True)
@@ -348,7 +355,7 @@ class LocalKafka:
             healthy=problem is None and len(running) == len(self.nodes),
             address=self.settings.bootstrap_servers, version=kafka_version(),
             pid=running[0] if running else None,
-            detail=f"{nodes}; {self.settings.kafka_protocol}"
+            detail=f"{nodes}; {self.settings.kafka_protocol}{replication}"
             + (f"; {problem}" if problem else "") + f"; logs {self.dir}/node-*/kafka.log",
         )  # fmt: skip
 
@@ -387,6 +394,23 @@ async def broker_check(
         if admin is not None:
             await admin.close()
         logging.getLogger("aiokafka").setLevel(logging.NOTSET)
+
+
+async def replication_state(settings: Settings) -> dict[str, int]:
+    """Partitions of every topic, how many lack an in-sync replica (under-replicated) and how
+    many have no leader (offline), as the cluster's metadata says."""
+    admin = kafka_clients.admin(settings, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(await admin.list_topics())
+    finally:
+        await admin.close()
+    partitions = [p for t in described if not t["error_code"] for p in t["partitions"]]
+    return {
+        "partitions": len(partitions),
+        "under_replicated": sum(len(p["isr"]) < len(p["replicas"]) for p in partitions),
+        "offline": sum(p["leader"] < 0 for p in partitions),
+    }
 
 
 async def broker_reachable(settings: Settings, timeout_s: float = 5.0) -> bool:

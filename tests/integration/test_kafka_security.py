@@ -5,6 +5,9 @@ may not read its input stays up and not ready and processes nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -180,3 +183,33 @@ async def _committed(settings: Settings, group: str) -> dict:
         return await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dlq", "list"],
+        ["replay", "--topic", "uploaded", "--from", "2026-01-01T00:00:00", "--dry-run"],
+        ["consumers", "reset", "--group", "parser", "--to-earliest", "--dry-run"],
+        ["infra", "topics"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+@pytest.mark.parametrize("fault", ["wrong password", "foreign CA"])
+def test_cli_commands_exit_3_with_one_line_when_kafka_refuses_them(
+    secure_cluster: Settings, tmp_path: Path, command: list[str], fault: str
+) -> None:
+    env = {**os.environ, **kafka_clients.child_env(secure_cluster, "ops")}
+    if fault == "wrong password":
+        env["ACCESSA_KAFKA_SASL_PASSWORD"] = "wrong-password"
+        expected = "Kafka SASL authentication failed (wrong username or password)"
+    else:
+        env["ACCESSA_KAFKA_SSL_CAFILE"] = str(create_ca(tmp_path, "Some other CA").cert)
+        expected = "TLS: the broker's certificate is not trusted"
+    result = subprocess.run(
+        [sys.executable, "-m", "accessa.cli.main", *command],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1 and expected in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
