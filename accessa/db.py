@@ -91,36 +91,54 @@ class NotReady(Exception):
 
 
 class PoolOpener:
-    """The process's pool, opened without crashing the process: a first try at start-up, then
-    retries in the background, so that a process Postgres refuses (a wrong CA, a bad password)
-    stays up and reports not ready with the reason instead of crash-looping."""
+    """The process's pool, opened without crashing the process: tries until Postgres accepts
+    it, so that a process Postgres refuses (a wrong CA, a bad password) stays up and reports
+    not ready with the reason instead of crash-looping."""
 
-    def __init__(self, settings: Settings, retry_s: float = 2.0, **overrides: Any) -> None:
-        self._settings, self._retry_s, self._overrides = settings, retry_s, overrides
+    def __init__(
+        self, settings: Settings, retry_s: float = 1.0, max_retry_s: float = 60.0, **overrides: Any
+    ) -> None:
+        self._settings, self._overrides = settings, overrides
+        self._retry_s, self._max_retry_s = retry_s, max_retry_s
         self.pool: asyncpg.Pool | None = None
         self.error = "not connected yet"
+        self.failures = 0
+
+    def _delay(self) -> float:
+        """Wait before the next try: `retry_s`, doubling per failure, at most `max_retry_s`."""
+        return min(self._retry_s * 2 ** min(max(self.failures - 1, 0), 16), self._max_retry_s)
 
     async def try_open(self) -> asyncpg.Pool | None:
-        try:
-            self.pool = await create_pool(self._settings, **self._overrides)
-        except Exception as exc:
-            self.error = describe_error(exc)
-            log.warning("postgres: %s", self.error)
+        """One try (none once the pool exists); a failure is logged once and kept as reason."""
+        if self.pool is None:
+            try:
+                self.pool = await create_pool(self._settings, **self._overrides)
+            except Exception as exc:
+                self.error = describe_error(exc)
+                self.failures += 1
+                log.warning("postgres: %s (next try in %.0f s)", self.error, self._delay())
         return self.pool
 
     async def open(self) -> asyncpg.Pool:
-        """The pool, retrying every `retry_s` until Postgres accepts the process."""
-        while True:
-            pool = await self.try_open()
-            if pool is not None:
-                return pool
-            await asyncio.sleep(self._retry_s)  # the retry period
+        """The pool, trying until Postgres accepts the process (backoff after each failure)."""
+        while (pool := self.pool) is None:
+            if self.failures:
+                await asyncio.sleep(self._delay())  # the retry period
+            await self.try_open()
+        return pool
 
-    async def check(self) -> bool:
-        """Readiness: the pool answers a query; raises NotReady(reason) before it exists."""
+    async def problem(self) -> str | None:
+        """Readiness: None when the pool answers a query, else why not."""
         if self.pool is None:
-            raise NotReady(self.error)
-        return await self.pool.fetchval("SELECT 1") == 1
+            return self.error
+        try:
+            return None if await self.pool.fetchval("SELECT 1") == 1 else "SELECT 1 failed"
+        except Exception as exc:
+            return describe_error(exc)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
 
 
 @asynccontextmanager

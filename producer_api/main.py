@@ -12,7 +12,7 @@ import jwt
 from fastapi import FastAPI
 
 from accessa.config import Settings
-from accessa.db import create_pool
+from accessa.db import PoolOpener
 from accessa.logs import setup_logging
 from accessa.runtime.server import serve_asgi
 from accessa.storage import S3Storage, make_storage
@@ -36,26 +36,40 @@ async def _housekeeping(app: FastAPI, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
 
 
+async def _when_pool_open(
+    app: FastAPI, opener: PoolOpener, stop: asyncio.Event, with_relay: bool
+) -> None:
+    """Once Postgres accepts the process: the pool for requests, housekeeping, the relay."""
+    app.state.pool = pool = await opener.open()
+    settings: Settings = app.state.settings
+    tasks = [_housekeeping(app, stop)]
+    if with_relay:
+        tasks.append(outbox.relay(settings, pool, outbox.KafkaPublisher(settings), stop))
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
     """The API. `with_relay=False` leaves publishing to another relay (tests, `run relay`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = pool = await create_pool(settings)
         app.state.storage = storage = make_storage(settings)
         if isinstance(storage, S3Storage):
             await asyncio.to_thread(storage.ensure_bucket)
+        app.state.db = opener = PoolOpener(settings)
+        # One try before serving, so that requests find the pool; if Postgres refuses us, the
+        # process stays up, not ready with the reason, and keeps trying in the background.
+        app.state.pool = await opener.try_open()
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(_housekeeping(app, stop))]
-        if with_relay:
-            publisher = outbox.KafkaPublisher(settings)
-            tasks.append(asyncio.create_task(outbox.relay(settings, pool, publisher, stop)))
+        worker = asyncio.create_task(_when_pool_open(app, opener, stop, with_relay))
         try:
             yield
         finally:
             stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await pool.close()
+            if opener.pool is None:
+                worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await opener.close()
 
     app = FastAPI(
         title="Accessa Ingest — Producer API",

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from accessa.config import Settings
-from accessa.db import create_pool
+from accessa.db import PoolOpener
 from accessa.infra.kafka import broker_check
 from accessa.logs import setup_logging
 from accessa.runtime import metrics
@@ -117,24 +117,33 @@ async def start_when_allowed(runtime: StageRuntime, state: dict[str, object]) ->
     state["reporter"] = asyncio.create_task(lag_reporter(runtime))
 
 
+async def start_with_pool(app: StageApp, settings: Settings, opener: PoolOpener,
+                          state: dict[str, object]) -> None:  # fmt: skip
+    """Open the pool (retrying while Postgres refuses the process), then start consuming once
+    Kafka allows it: no record is taken before both are there."""
+    pool = await opener.open()
+    res = StageResources(settings, pool, make_storage(settings),
+                         FaultInjector(settings, app.name))  # fmt: skip
+    runtime = StageRuntime(app, settings, res)
+    state["runtime"] = runtime
+    await start_when_allowed(runtime, state)
+
+
 def run_stage(app: StageApp, settings: Settings) -> None:
     """Run one stage process until SIGTERM/SIGINT, then drain and leave the group."""
     setup_logging(app.name, settings.log_level, settings.log_json)
     state: dict[str, object] = {}
+    # A handler may hold two connections at once (e.g. the embedder's advisory lock plus
+    # a write): size the pool so every concurrent record can, or they deadlock.
+    opener = PoolOpener(
+        settings, max_size=max(settings.db_pool_max, 2 * settings.stage_concurrency + 2)
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # A handler may hold two connections at once (e.g. the embedder's advisory lock plus
-        # a write): size the pool so every concurrent record can, or they deadlock.
-        pool = await create_pool(
-            settings, max_size=max(settings.db_pool_max, 2 * settings.stage_concurrency + 2)
-        )
-        storage = make_storage(settings)
-        res = StageResources(settings, pool, storage, FaultInjector(settings, app.name))
-        runtime = StageRuntime(app, settings, res)
-        state["pool"] = pool
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
-        starter = asyncio.create_task(start_when_allowed(runtime, state))
+        # In the background, so /health and /ready answer while Postgres or Kafka refuse us.
+        starter = asyncio.create_task(start_with_pool(app, settings, opener, state))
         try:
             yield
         finally:
@@ -143,17 +152,13 @@ def run_stage(app: StageApp, settings: Settings) -> None:
                 await starter
             if state.get("started"):
                 state["reporter"].cancel()  # type: ignore[attr-defined]
-                await runtime.stop()
-            await pool.close()
-
-    async def db_ready() -> bool:
-        pool = state.get("pool")
-        return pool is not None and await pool.fetchval("SELECT 1") == 1  # type: ignore[union-attr]
+                await state["runtime"].stop()  # type: ignore[attr-defined]
+            await opener.close()
 
     async def kafka_ready() -> str | None:
         if not state.get("started"):
             return str(state.get("kafka_problem") or "the stage has not started consuming yet")
         return await broker_check(settings, timeout_s=3, process=app.name)
 
-    asgi = health_app(app.name, lifespan, {"postgres": db_ready, "kafka": kafka_ready})
+    asgi = health_app(app.name, lifespan, {"postgres": opener.problem, "kafka": kafka_ready})
     serve_asgi(asgi, settings.health_host, settings.port_for(app.name), settings.shutdown_grace_s)

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from accessa.config import Settings
 from accessa.db import user_transaction
 from accessa.storage import Storage
+from producer_api.core.errors import ApiError
 from producer_api.core.security import CurrentPrincipal, Principal
 
 
@@ -24,7 +25,11 @@ async def get_settings(request: Request) -> Settings:
 
 
 async def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
+    pool, opener = request.app.state.pool, getattr(request.app.state, "db", None)
+    if pool is None and opener is not None:  # Postgres refuses us; the lifespan keeps trying
+        reason = await opener.problem()
+        raise ApiError(503, "unavailable", f"the database is unavailable: {reason}")
+    return pool
 
 
 async def get_storage(request: Request) -> Storage:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from accessa.infra.kafka import broker_check
 from accessa.runtime.metrics import REGISTRY
 from accessa.runtime.server import run_checks
-from producer_api.core.config import PoolDep, SettingsDep
+from producer_api.core.config import SettingsDep
 from producer_api.models import Health, Ready
 
 router = APIRouter(tags=["operations"])
@@ -24,11 +24,11 @@ async def health() -> Health:
     "/ready", response_model=Ready, response_model_exclude_none=True,
     responses={503: {"model": Ready}},
 )  # fmt: skip
-async def ready(response: Response, pool: PoolDep, settings: SettingsDep) -> Ready:
+async def ready(request: Request, response: Response, settings: SettingsDep) -> Ready:
     """Postgres answers and the Kafka broker is reachable (503 otherwise)."""
     checks, reasons = await run_checks(
         {
-            "postgres": lambda: pool.fetchval("SELECT true"),
+            "postgres": request.app.state.db.problem,
             "kafka": lambda: broker_check(settings, timeout_s=3, process="api"),
         }
     )
