@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+import tiktoken
 
 from accessa.tokens import MAX_EMBED_TOKENS, count_tokens, decode, encode, split_by_tokens
 from tests.utils import CORPUS
@@ -48,7 +49,6 @@ def test_bundled_vocabulary_is_openais_cl100k_file_byte_for_byte():
 
 
 def test_ids_equal_tiktokens_reference_bpe_on_the_same_vocabulary():
-    tiktoken = pytest.importorskip("tiktoken")
     ranks = {}
     for line in _bundled_vocabulary().splitlines():
         token, rank = line.split()
