@@ -8,9 +8,27 @@ KAFKA_STAMP := infra/kafka/lib/.resolved
 KUSTOMIZE := .accessa/bin/kustomize
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast bench reliability lint format clean
+.PHONY: setup system-packages run test test-fast bench reliability lint format clean
 
-setup: $(STAMP) $(KAFKA_STAMP) ## venv, Python deps (constrained), Kafka jars; quick when done
+setup: $(STAMP) $(KAFKA_STAMP) system-packages ## venv, Python deps (constrained), Kafka jars, Debian packages; quick when done
+
+# Debian packages some tests need, installed only where we may (root, apt-get), never failing
+# setup (without them those tests skip, saying why): postgresql-15, a Postgres built with TLS
+# for tests/integration/test_postgres_tls.py (the embedded wheel's has none; present on the dev
+# image today), and pgbouncer, TLS in front of the embedded Postgres for
+# tests/e2e/test_postgres_tls_pipeline.py. A cluster their install may create and start (5432,
+# 6432; Docker images' policy-rc.d stops the start) is never used: tests take their own ports.
+system-packages:
+	@missing=""; \
+	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
+	command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || missing="$$missing pgbouncer"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  echo "apt-get install$$missing"; \
+	  apt-get install -y -q $$missing >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1; } \
+	  || echo "setup: could not install$$missing; the tests that need it skip"; \
+	fi; true
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
