@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import boto3
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from tests.integration.test_api_support import (  # noqa: F401
     ENCRYPTED_PDF,
     api_settings,
     auth,
+    queued_uploads,
     running,
     sha256,
     unique_pdf,
@@ -93,7 +95,7 @@ async def test_presigned_put_then_complete_verifies_the_object_and_emits(
 
 
 async def test_complete_rejects_an_object_that_differs_from_the_declaration(
-    s3_api: httpx.AsyncClient, auth: dict[str, str], s3_settings: Settings,
+    s3_api: httpx.AsyncClient, auth: dict[str, str], s3_settings: Settings, pool: asyncpg.Pool,
 ) -> None:  # fmt: skip
     data = unique_pdf()
     body = await _declare(s3_api, auth, data)
@@ -101,7 +103,7 @@ async def test_complete_rejects_an_object_that_differs_from_the_declaration(
         await plain.put(body["signed_url"], content=unique_pdf())  # same size, other bytes
     response = await s3_api.post(f"/api/v2/upload/{body['job_id']}/complete", headers=auth)
     assert (response.status_code, response.json()["error"]["code"]) == (400, "sha256_mismatch")
-    assert await uploaded_records(s3_settings, expect=0) == []
+    assert await queued_uploads(pool, s3_settings) == []
 
 
 async def test_complete_rejects_an_encrypted_pdf_and_removes_it(

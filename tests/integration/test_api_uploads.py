@@ -24,6 +24,7 @@ from tests.integration.test_api_support import (  # noqa: F401
     corpus_pdf,
     headers_of,
     no_more_than,
+    queued_uploads,
     running,
     sha256,
     unique_pdf,
@@ -71,7 +72,7 @@ async def _declare(api: httpx.AsyncClient, auth: dict[str, str], data: bytes, **
 
 
 async def test_two_step_upload_emits_only_after_verified_bytes_arrive(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings,
+    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, pool: asyncpg.Pool,
 ) -> None:  # fmt: skip
     data = unique_pdf()
     declared = await _declare(api, auth, data)
@@ -80,7 +81,7 @@ async def test_two_step_upload_emits_only_after_verified_bytes_arrive(
     assert body["signed_url"] and body["upload_expires_at"] and not body["duplicate"]
     waiting = (await api.get(f"/api/v2/jobs/{body['job_id']}", headers=auth)).json()
     assert (waiting["stage"], waiting["progress"]) == ("queued", 0)
-    assert await uploaded_records(api_settings, expect=0) == []
+    assert await queued_uploads(pool, api_settings) == []
 
     put = await api.put(body["signed_url"], content=data)  # no bearer: the URL is the credential
     assert put.status_code == 200, put.text
@@ -145,12 +146,12 @@ async def test_declared_pdf_that_fails_validation_is_422_and_removed(
     ],
 )
 async def test_one_step_upload_rejects_bad_pdfs_with_their_codes(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, data: bytes,
-    status: int, code: str,
+    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, pool: asyncpg.Pool,
+    data: bytes, status: int, code: str,
 ) -> None:  # fmt: skip
     response = await upload(api, auth, data)
     assert (response.status_code, response.json()["error"]["code"]) == (status, code)
-    assert await uploaded_records(api_settings, expect=0) == []
+    assert await queued_uploads(pool, api_settings) == []
 
 
 async def test_upload_over_the_size_limit_is_413(
