@@ -58,9 +58,10 @@ bench: setup ## benchmarks -> bench/results.json
 	$(BIN)/python -m bench.run
 
 RELIABILITY_TESTS := tests/integration/test_poison_catalogue.py tests/e2e/test_crash_matrix.py \
-	tests/e2e/test_infra_faults.py
+	tests/e2e/test_infra_faults.py tests/e2e/test_kafka_cluster.py
 reliability: setup ## kills, infrastructure faults, poison -> bench/reliability.json (make test runs a smaller batch)
 	ACCESSA_RELIABILITY_REPORT=bench/reliability.json ACCESSA_RELIABILITY_DOCS=12 ACCESSA_RELIABILITY_FAULT_DOCS=50 \
+		ACCESSA_RELIABILITY_FAILOVER_DOCS=50 \
 		$(BIN)/pytest $(RELIABILITY_TESTS) $(PYTEST_ARGS)
 
 lint: setup

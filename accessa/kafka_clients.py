@@ -169,7 +169,8 @@ def client_kwargs(settings: Settings, process: str = OPS) -> dict[str, Any]:
 def broker_kwargs(settings: Settings, process: str) -> dict[str, Any]:
     """Keyword arguments for a FastStream `KafkaBroker` of `process`."""
     return {
-        "bootstrap_servers": settings.bootstrap_servers,
+        # FastStream takes a string as one address; aiokafka splits it on commas.
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
         "security": security(settings, process),
         "sasl_oauth_token_provider": token_provider(settings, process),
     }

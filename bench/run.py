@@ -75,6 +75,9 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
         if not only or "pipeline" in only:
             results.update(await _pipeline(settings))
             save(results)
+        if (not only or "security" in only) and settings.embedded_kafka:
+            results["pipeline_sasl_ssl"] = await _security(settings)
+            save(results)
         if not only or "scaling" in only:
             with tempfile.TemporaryDirectory() as home:
                 results["embedder_scaling"] = await bench_scaling.run(settings, Path(home))
@@ -123,6 +126,38 @@ async def _pipeline(settings: Settings, rounds: int = 3) -> dict[str, Any]:
             ],
             "goal": ">= 0.8",
         },
+    }
+
+
+async def _security(settings: Settings, rounds: int = 2) -> dict[str, Any]:
+    """End to end on a SASL_SSL broker (SCRAM, TLS, ACLs) against the plaintext one: a second
+    embedded broker of the same size beside it, rounds interleaved, best of each compared."""
+    from bench import bench_pipeline
+
+    secure = settings.model_copy(
+        update={
+            "home": settings.home / "bench-secure",
+            "kafka_secure": True,
+            "kafka_port": settings.kafka_port + 100,
+            "kafka_controller_port": settings.kafka_controller_port + 100,
+        }
+    )
+    kafka = LocalKafka(secure)
+    started = await asyncio.to_thread(kafka.up)
+    runs: dict[str, list[float]] = {"PLAINTEXT": [], "SASL_SSL": []}
+    try:
+        for _ in range(rounds):
+            for name, side in (("PLAINTEXT", settings), ("SASL_SSL", secure)):
+                with tempfile.TemporaryDirectory() as home:
+                    run = await bench_pipeline.end_to_end(side, Path(home), big=False)
+                runs[name].append(run["docs_per_s"])
+    finally:
+        if started:
+            await asyncio.to_thread(kafka.down)
+    return {
+        "docs_per_s_rounds": runs,
+        "ratio": round(max(runs["SASL_SSL"]) / max(runs["PLAINTEXT"]), 3),
+        "goal": ">= 0.85",
     }
 
 

@@ -202,3 +202,14 @@ def test_acls_follow_the_topic_and_group_prefix() -> None:
     names = {g[2] for g in grants}
     assert all(n.startswith("t1-") for n in names)
     assert "t1-uploaded.retry.2" in names and "t1-uploaded.retry.3" not in names
+
+
+def test_every_node_of_a_cluster_is_a_bootstrap_server_for_the_stage_broker() -> None:
+    settings = Settings(_env_file=None, kafka_port=40000, kafka_brokers=3)
+    assert settings.bootstrap_servers == "127.0.0.1:40000,127.0.0.1:40010,127.0.0.1:40020"
+    # FastStream treats a string as one address: the stage broker gets a list
+    assert kafka_clients.broker_kwargs(settings, "parser")["bootstrap_servers"] == [
+        "127.0.0.1:40000",
+        "127.0.0.1:40010",
+        "127.0.0.1:40020",
+    ]
