@@ -8,7 +8,7 @@ KAFKA_STAMP := infra/kafka/lib/.resolved
 KUSTOMIZE := .accessa/bin/kustomize
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages run test test-fast bench reliability lint format clean
+.PHONY: setup system-packages run test test-fast bench reliability fuzz lint format clean
 
 setup: $(STAMP) $(KAFKA_STAMP) system-packages ## venv, Python deps (constrained), Kafka jars, Debian packages; quick when done
 
@@ -63,6 +63,16 @@ reliability: setup ## kills, infrastructure faults, poison -> bench/reliability.
 	ACCESSA_RELIABILITY_REPORT=bench/reliability.json ACCESSA_RELIABILITY_DOCS=12 ACCESSA_RELIABILITY_FAULT_DOCS=50 \
 		ACCESSA_RELIABILITY_FAILOVER_DOCS=50 \
 		$(BIN)/pytest $(RELIABILITY_TESTS) $(PYTEST_ARGS)
+
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+$(FUZZ_STAMP): $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[fuzz]'
+	@touch $@
+
+# Coverage-guided fuzzing of upload validation and the parser's capped worker (bench/fuzz.py),
+# ACCESSA_FUZZ_SECONDS long (default 180); problem inputs -> tests/data/fuzz_regressions/.
+fuzz: setup $(FUZZ_STAMP) ## bounded fuzzing -> bench/reliability.json["fuzz"]
+	$(BIN)/python -m bench.fuzz
 
 lint: setup
 	$(BIN)/ruff check .

@@ -258,6 +258,8 @@ class Report:
             "kills": self.kills,
             "faults": self.faults,
         }
+        if path.exists() and "fuzz" in (kept := json.loads(path.read_text())):
+            data["fuzz"] = kept["fuzz"]  # `make fuzz` writes that key
         path.write_text(json.dumps(data, indent=2) + "\n")
         return data
 
