@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from accessa import kafka_clients
 from accessa.config import Settings
@@ -128,6 +129,7 @@ async def relay(
     """Publish outbox rows until `stop` is set; back off while Kafka or Postgres is down."""
     wakeup = wakeup or asyncio.Event()
     failures = 0
+    said: tuple[str, float] = ("", 0.0)  # the last reason logged, and when
     while not stop.is_set():
         try:
             published = await relay_once(settings, pool, publisher)
@@ -137,8 +139,14 @@ async def relay(
             metrics.OUTBOX_FAILURES.inc()
             delay = min(settings.outbox_poll_s * 2 ** min(failures, 8), MAX_BACKOFF_S)
             expected = (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-            log.warning("outbox relay: %r; retrying in %.1fs", exc, delay,
-                        exc_info=not isinstance(exc, expected))  # fmt: skip
+            reason = repr(exc)
+            if isinstance(exc, KafkaConnectionError):  # "Unable to bootstrap" says not why
+                reason = await kafka_clients.diagnose(settings, "api") or reason
+            # The same reason is logged once a minute, not on every backoff step.
+            if reason != said[0] or time.monotonic() - said[1] > 60:
+                log.warning("outbox relay: %s; retrying in %.1fs", reason, delay,
+                            exc_info=not isinstance(exc, expected))  # fmt: skip
+                said = (reason, time.monotonic())
             await _wait(stop, None, delay)
             continue
         if published < BATCH:

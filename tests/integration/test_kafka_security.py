@@ -213,3 +213,20 @@ def test_cli_commands_exit_3_with_one_line_when_kafka_refuses_them(
     assert result.returncode == 3, result.stderr
     assert result.stderr.count("\n") == 1 and expected in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_the_api_with_a_wrong_kafka_password_is_not_ready_and_says_why(
+    secure_cluster: Settings, tmp_path: Path
+) -> None:
+    pipeline = LocalPipeline.create(secure_cluster, tmp_path)
+    proc = pipeline.start("api", ACCESSA_KAFKA_SASL_PASSWORD="wrong-password")
+    try:
+        body = asyncio.run(
+            wait_for(_reason(pipeline.health["api"], "SASL authentication failed"), timeout=60)
+        )
+        assert body["ready"] is False and body["checks"] == {"postgres": True, "kafka": False}
+        assert proc.poll() is None
+    finally:
+        pipeline.stop_all()
+    log = (tmp_path / "api.log").read_text()
+    assert "Traceback" not in log

@@ -66,3 +66,19 @@ def test_webhook_mode_calls_the_api_route_back_unless_told_another_url() -> None
     assert LLAMAPARSE_WEBHOOK_PATH in create_app(webhook).openapi()["paths"]
     told = Settings(llamaparse_mode="webhook", llamaparse_webhook_url="https://hooks.example/lp")
     assert told.llamaparse_callback_url == "https://hooks.example/lp"
+
+
+def test_config_redacts_kafka_credentials(monkeypatch) -> None:
+    monkeypatch.setenv("ACCESSA_KAFKA_SASL_PASSWORD", "kafka-very-secret")
+    monkeypatch.setenv("ACCESSA_KAFKA_SSL_KEY_PASSWORD", "key-very-secret")
+    from accessa.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["config", "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0
+    assert "very-secret" not in result.output
+    rows = {r["env"]: r["value"] for r in json.loads(result.output)}
+    assert rows["ACCESSA_KAFKA_SASL_PASSWORD"] == rows["ACCESSA_KAFKA_SSL_KEY_PASSWORD"] == "***"
