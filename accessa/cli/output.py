@@ -31,5 +31,5 @@ def fail(message: str, code: Exit = Exit.FAILED, *, as_json: bool = False) -> No
     if as_json:
         emit_json({"error": message})
     else:
-        err_console.print(f"[red]error:[/red] {message}")
+        err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(int(code))
