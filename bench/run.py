@@ -166,11 +166,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="benchmark names to run (default: all)")
     args = parser.parse_args()
     settings = get_settings()
-    if settings.embedded_postgres:
-        LocalPostgres(settings).up()
-    if settings.embedded_kafka:
-        LocalKafka(settings).up()
-    results = asyncio.run(_main(set(args.only) if args.only else None))
+    started: list[LocalPostgres | LocalKafka] = []
+    for component, embedded in ((LocalPostgres(settings), settings.embedded_postgres),
+                                (LocalKafka(settings), settings.embedded_kafka)):  # fmt: skip
+        if embedded and component.up():
+            started.append(component)
+    try:
+        results = asyncio.run(_main(set(args.only) if args.only else None))
+    finally:
+        for component in reversed(started):  # leave the ports as we found them
+            component.down()
     print(json.dumps(results, indent=2))
 
 
