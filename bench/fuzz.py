@@ -32,6 +32,7 @@ import time
 import traceback
 import uuid
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,10 +210,15 @@ def child(args: argparse.Namespace) -> None:
     problems = Path(args.problems)
     counter_file = open(args.counters, "r+b")  # noqa: SIM115 (mapped for the child's life)
     counters = mmap.mmap(counter_file.fileno(), _COUNTERS.size)
+    outcomes: Counter[str] = Counter()
+    tally = Path(args.counters).with_name(f"outcomes-{os.getpid()}.json")
 
     def one_input(data: bytes) -> None:
         tried, worker_kb, own_kb = _COUNTERS.unpack(counters[:])
         outcome = target.check(data)
+        outcomes[f"{outcome.validation} / {outcome.parser}"] += 1
+        if tried % 50 == 0:  # a child killed by libFuzzer loses at most this many
+            tally.write_text(json.dumps(outcomes))
         worker_kb = max(worker_kb, outcome.worker_peak_kb)
         counters[:] = _COUNTERS.pack(tried + 1, worker_kb, max(own_kb, own_peak_kb()))
         if outcome.problem:
@@ -254,6 +260,9 @@ def supervise(seconds: float, work: Path) -> dict[str, Any]:
         restarts += 1
     tried, worker_kb, own_kb = _COUNTERS.unpack(counters.read_bytes())
     found = _collect(problems, artifacts)
+    outcomes: Counter[str] = Counter()
+    for tally in work.glob("outcomes-*.json"):
+        outcomes.update(json.loads(tally.read_text()))
     return {
         "engine": f"atheris {_version('atheris')} (libFuzzer), PDF-aware mutator",
         "seconds": round(time.monotonic() - started),
@@ -271,6 +280,7 @@ def supervise(seconds: float, work: Path) -> dict[str, Any]:
         "parser_memory_limit_mb": limit_mb,
         "step_timeout_s": STEP_TIMEOUT_S,
         "regressions": sorted(f["file"] for f in found),
+        "outcomes_validation_parser": dict(outcomes.most_common()),
     }
 
 
