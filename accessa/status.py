@@ -67,9 +67,10 @@ async def database_status(pool: asyncpg.Pool) -> dict[str, Any]:
     )
     activity = await pool.fetch(
         """SELECT stage,
-                  count(*) FILTER (WHERE kind = 'advanced'
+                  -- documents, not transitions: the parser advances a job three times
+                  count(DISTINCT document_id) FILTER (WHERE kind = 'advanced'
                                    AND created_at > now() - interval '1 minute')
-                    AS advanced_last_minute,
+                    AS documents_last_minute,
                   count(*) FILTER (WHERE kind IN ('failed', 'retrying')) AS errors_last_hour
            FROM events WHERE created_at > now() - interval '1 hour' GROUP BY stage"""
     )
@@ -100,7 +101,7 @@ async def pipeline_status(settings: Settings, pool: asyncpg.Pool) -> dict[str, A
     db = await database_status(pool)
     for name, stage in kafka.items():
         act = db["activity"].get(name, {})
-        stage["throughput_last_minute"] = act.get("advanced_last_minute", 0)
+        stage["documents_last_minute"] = act.get("documents_last_minute", 0)
         stage["errors_last_hour"] = act.get("errors_last_hour", 0)
         stage["in_flight"] = db["in_flight"][name]
     return {"stages": kafka, "jobs": db["jobs"], "oldest_unfinished": db["oldest_unfinished"]}

@@ -30,13 +30,13 @@ async def _collect() -> dict[str, Any]:
 
 
 def render(data: dict[str, Any]) -> Group:
-    stages = Table("stage", "replicas", "lag", "in flight", "done/min", "errors/h", "DLQ",
+    stages = Table("stage", "replicas", "lag", "in flight", "docs/min", "errors/h", "DLQ",
                    title="stages")  # fmt: skip
     for name, s in data["stages"].items():
         lag = f"[yellow]{s['lag']}[/yellow]" if s["lag"] else "0"
         dlq = f"[red]{s['dlq_depth']}[/red]" if s["dlq_depth"] else "0"
         stages.add_row(name, str(s["replicas"]), lag, str(s["in_flight"]),
-                       str(s["throughput_last_minute"]),
+                       str(s["documents_last_minute"]),
                        str(s["errors_last_hour"]), dlq)  # fmt: skip
     jobs = Table("status", "state", "jobs", title="jobs")
     for row in data["jobs"]:
