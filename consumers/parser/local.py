@@ -13,7 +13,9 @@ its box, per line for its font (size x text matrix scale, bold by weight or name
 headings are lines clearly larger than the body size or bold at body size, short and
 standalone; bullets and numbered lines become markdown list items; runs of two or more lines
 whose words sit in aligned, widely spaced columns become markdown tables; everything else is
-joined into paragraphs. Each page starts with `<!-- page N -->` on its own line.
+joined into paragraphs; a bold line inside a paragraph is not a heading. Running headers and
+footers, watermarks and borderless grids drawn cell by cell are handled in `layout.py`. Each
+page starts with `<!-- page N -->` on its own line.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pypdfium2.raw as pdfium_c
 
 from accessa.errors import PermanentError
 from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED, PdfBomb, check_expansion
+from consumers.parser import layout
 
 PARSER_NAME = "local:pypdfium2"
 DEFAULT_MAX_PAGES = 2000
@@ -238,7 +241,10 @@ def _add_segment(lines: list[_Line], words: list, size: float, bold: bool) -> No
 
 
 def _to_markdown(pages: list[list[_Line]]) -> str:
+    layout.strip_furniture(pages)
     body = _body_size(pages)
+    for lines in pages:
+        layout.drop_watermarks(lines, body)
     levels = _heading_levels(pages, body)
     parts: list[str] = []
     for number, lines in enumerate(pages, start=1):
@@ -274,7 +280,9 @@ def _is_large(line: _Line, body: float) -> bool:
 
 
 def _heading_text(text: str) -> bool:
-    return 0 < len(text) <= 150 and any(c.isalpha() for c in text)
+    return (
+        0 < len(text) <= 150 and any(c.isalpha() for c in text) and not layout.is_letterspaced(text)
+    )
 
 
 def _heading_level(line: _Line, body: float, levels: dict[float, int]) -> int:
@@ -289,21 +297,27 @@ def _heading_level(line: _Line, body: float, levels: dict[float, int]) -> int:
 
 def _blocks(lines: list[_Line], body: float, levels: dict[float, int]) -> list[str]:
     blocks: list[str] = []
+    grids = layout.grids(lines)
+    heads = [_line_level(lines, k, body, levels) for k in range(len(lines))]
     i = 0
     while i < len(lines):
         line = lines[i]
+        if i in grids:
+            i, rows = grids[i]
+            blocks.append(_table_markdown(rows))
+            continue
         table, i_next = _table_at(lines, i)
         if table:
             blocks.append(table)
             i = i_next
             continue
-        level = _heading_level(line, body, levels)
+        level = heads[i]
         i += 1
         if level:
             text = line.text
             while (
                 i < len(lines)
-                and _heading_level(lines[i], body, levels) == level
+                and heads[i] == level
                 and _close_below(line, lines[i], 0.6)
                 and len(text) + len(lines[i].text) <= 150
             ):
@@ -313,12 +327,45 @@ def _blocks(lines: list[_Line], body: float, levels: dict[float, int]) -> list[s
             continue
         item = _list_item(line.text)
         text = item or _escape(line.text)
-        while i < len(lines) and _continues(line, lines[i], body, levels, is_item=bool(item)):
+        while i < len(lines) and _continues(line, lines[i], heads[i], is_item=bool(item)):
             text = _join(text, lines[i].text)
             line = lines[i]
             i += 1
         blocks.append(_clean(text))
     return blocks
+
+
+def _line_level(lines: list[_Line], i: int, body: float, levels: dict[float, int]) -> int:
+    level = _heading_level(lines[i], body, levels)
+    if level and lines[i].size < body * 1.25 and _inside_paragraph(lines, i, body, levels):
+        return 0
+    return level
+
+
+def _inside_paragraph(lines: list[_Line], i: int, body: float, levels: dict[float, int]) -> bool:
+    """A bold line is no heading when the text before runs into it or it runs on into the
+    next line: a bold sentence inside a paragraph."""
+    line = lines[i]
+    unit = max(line.size, 4.0)
+    if i > 0:
+        before = lines[i - 1]
+        if (
+            _close_below(before, line, 0.6)
+            and not _heading_level(before, body, levels)
+            and not before.text.rstrip().endswith((".", "!", "?", ":"))
+            and abs(before.x0 - line.x0) < unit
+        ):
+            return True
+    if i + 1 < len(lines):
+        after = lines[i + 1]
+        if (
+            _close_below(line, after, 0.6)
+            and not after.bold
+            and abs(after.x0 - line.x0) < unit
+            and line.x1 >= after.x1 - unit
+        ):
+            return True
+    return False
 
 
 def _list_item(text: str) -> str | None:
@@ -331,15 +378,13 @@ def _list_item(text: str) -> str | None:
     return None
 
 
-def _continues(
-    previous: _Line, line: _Line, body: float, levels: dict[float, int], *, is_item: bool
-) -> bool:
+def _continues(previous: _Line, line: _Line, heading: int, *, is_item: bool) -> bool:
     """Whether `line` continues the paragraph or list item that `previous` ends."""
     if not _close_below(previous, line, 0.6):
         return False
     if abs(previous.size - line.size) > 1.5:
         return False
-    if _heading_level(line, body, levels) or _list_item(line.text):
+    if heading or _list_item(line.text):
         return False
     ends_sentence = previous.text.rstrip().endswith((".", "!", "?", ":", '"', "”"))
     unit = max(line.size, 4.0)
@@ -389,9 +434,15 @@ def _table_at(lines: list[_Line], start: int) -> tuple[str | None, int]:
                 len(columns) - 1,
             )
             values[index] = f"{values[index]} {text}".strip()
-        table.append("| " + " | ".join(_cell(v) for v in values) + " |")
-    table.insert(1, "|" + " --- |" * len(columns))
-    return "\n".join(table), end
+        table.append(values)
+    return _table_markdown(table), end
+
+
+def _table_markdown(rows: list[list[str]]) -> str:
+    """Rows of cell texts as a markdown table; the first row is its header."""
+    table = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    table.insert(1, "|" + " --- |" * len(rows[0]))
+    return "\n".join(table)
 
 
 def _columns(cells: list[tuple[float, float, str]]) -> list[tuple[float, float]]:

@@ -1,0 +1,67 @@
+"""Layout on generated PDFs: borderless grids, running headers/footers, watermarks, bold
+sentences inside paragraphs, two columns (issue 12)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from consumers.parser.local import parse_pdf
+from mocks.layout_pdf import (
+    BOLD_SENTENCE,
+    GRID_HEADER,
+    GRID_ROWS,
+    HEADING,
+    MORE_ROWS,
+    UIN_LINE,
+    WATERMARK,
+    make_layout_pdf,
+)
+
+
+@pytest.fixture(scope="module")
+def markdown() -> str:
+    return parse_pdf(make_layout_pdf(pages=4)).markdown
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def test_a_borderless_grid_with_multi_line_cells_becomes_a_markdown_table(markdown):
+    expected = "\n".join([_row(GRID_HEADER), "| --- | --- | --- |", *map(_row, GRID_ROWS)])
+    assert expected in markdown
+    for question, *_ in GRID_ROWS + MORE_ROWS:
+        assert not re.search(rf"^#+ .*{re.escape(question[:15])}", markdown, re.MULTILINE)
+
+
+def test_a_grid_on_a_later_page_keeps_its_header_row(markdown):
+    expected = "\n".join([_row(GRID_HEADER), "| --- | --- | --- |", *map(_row, MORE_ROWS)])
+    assert markdown.count(expected) == 2  # pages 3 and 4
+
+
+def test_running_headers_and_footers_are_kept_at_most_once(markdown):
+    assert markdown.count(UIN_LINE) == 1  # kept once, without its page number
+    assert "/Page" not in markdown
+    assert not re.search(r"Page \d+ of \d+", markdown)
+
+
+def test_a_letter_spaced_watermark_is_not_a_heading(markdown):
+    assert WATERMARK not in markdown
+
+
+def test_a_bold_sentence_inside_a_paragraph_is_not_a_heading_but_a_bold_line_is(markdown):
+    assert re.search(rf"^#+ {HEADING}$", markdown, re.MULTILINE)
+    paragraph = next(p for p in markdown.split("\n\n") if "You must notify us" in p)
+    assert not paragraph.startswith("#")
+    assert BOLD_SENTENCE in paragraph
+    assert "# within" not in markdown
+
+
+def test_two_columns_are_read_left_then_right_into_paragraphs(markdown):
+    page = markdown.split("<!-- page 2 -->", 1)[1].split("<!-- page 3 -->", 1)[0]
+    blocks = [b for b in page.split("\n\n") if b.strip()]
+    assert blocks[0] == "## Coverage Abroad"
+    assert blocks[1].startswith("Left column.") and "Right column" not in blocks[1]
+    assert blocks[2].startswith("Right column.") and "Left column" not in blocks[2]
