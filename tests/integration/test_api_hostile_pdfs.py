@@ -16,6 +16,7 @@ import pytest
 from accessa.config import Settings
 from mocks.policy_pdf import make_policy_pdf, raw_pdf
 from tests.bomb_pdfs import BYPASSES
+from tests.encrypted_pdfs import owner_locked, user_locked
 from tests.integration.test_api_support import (  # noqa: F401
     api,
     api_settings,
@@ -62,8 +63,12 @@ REFUSED = {
          b"<< /Root 1 0 R /Size 9999999 >>\nstartxref\n0\n%%EOF")(make_policy_pdf(seed=4, pages=2)),
         "pdf_corrupt",
     ),
+    "user_password_needed_to_open": (
+        user_locked(make_policy_pdf(seed=4, pages=2)), "pdf_encrypted"),
 }  # fmt: skip
 ACCEPTED_AT_TRUE_SIZE = {
+    # Issue 12: an owner password only restricts printing/copying; it opens without one.
+    "owner_password_only": (owner_locked(make_policy_pdf(seed=4, pages=2)), 2),
     "five_million_pages_declared": (
         one_page(b"<< /Type /Pages /Kids [3 0 R] /Count 5000000 >>"), 1),
     "dictionary_nested_100k_deep": (

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from mocks.policy_pdf import raw_pdf
+from mocks.policy_pdf import make_policy_pdf, raw_pdf
 from producer_api.core.errors import ApiError
 from producer_api.validation import (
     FALLBACK_NAME,
@@ -15,6 +15,7 @@ from producer_api.validation import (
     sanitize_filename,
     validate_pdf,
 )
+from tests.encrypted_pdfs import owner_locked, user_locked
 from tests.utils import CORPUS
 
 
@@ -60,6 +61,17 @@ def test_validate_pdf_accepts_a_real_pdf_and_counts_pages() -> None:
 def test_validate_pdf_rejects_password_protected_pdf_as_encrypted() -> None:
     with pytest.raises(ApiError) as err:
         validate_pdf((CORPUS / "libreoffice-writer-password.pdf").read_bytes())
+    assert (err.value.status, err.value.code) == (422, "pdf_encrypted")
+
+
+def test_validate_pdf_accepts_an_owner_password_only_pdf() -> None:
+    """Permission-locked (print/copy) with an empty user password: it opens, so it is valid."""
+    assert validate_pdf(owner_locked(make_policy_pdf(seed=2, pages=3))).pages == 3
+
+
+def test_validate_pdf_rejects_a_pdf_that_needs_a_user_password() -> None:
+    with pytest.raises(ApiError) as err:
+        validate_pdf(user_locked(make_policy_pdf(seed=2, pages=3)))
     assert (err.value.status, err.value.code) == (422, "pdf_encrypted")
 
 

@@ -256,3 +256,15 @@ def test_concurrent_calls_from_threads_give_the_sequential_results():
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda data: parse_pdf(data).markdown, files * 3))
     assert results == expected * 3
+
+
+def test_an_owner_password_only_pdf_is_parsed_and_a_user_password_pdf_refused():
+    """Issue 12: permissions (print/copy) do not stop reading; a password to open does."""
+    from tests.encrypted_pdfs import owner_locked, user_locked
+
+    data = make_policy_pdf(seed=5, pages=2)
+    parsed = parse_pdf(owner_locked(data))
+    assert parsed.pages == 2 and policy_phrase(5) in parsed.markdown
+    with pytest.raises(PermanentError) as raised:
+        parse_pdf(user_locked(data))
+    assert raised.value.code == "pdf_encrypted"
