@@ -251,6 +251,7 @@ class LocalKafka:
         todo = [node for node in self.nodes if node.pid() is None]
         if not todo:
             return False
+        self._check_shape()
         lib = ensure_jars()
         java = [shutil.which("java") or "java", "-cp", f"{lib}/*"]
         if self.settings.kafka_secure:
@@ -259,6 +260,7 @@ class LocalKafka:
         if not cluster_file.exists():
             self.dir.mkdir(parents=True, exist_ok=True)
             cluster_file.write_text(new_cluster_id())
+            self._shape_file.write_text(json.dumps(self._shape()))
         cluster_id = cluster_file.read_text().strip()
         procs = {}
         for node in todo:
@@ -269,6 +271,26 @@ class LocalKafka:
             procs[node.node_id] = self._start(node, java)
         self._wait_ready(procs, timeout_s)
         return True
+
+    @property
+    def _shape_file(self) -> Path:
+        return self.dir / "cluster.json"
+
+    def _shape(self) -> dict[str, object]:
+        return {"brokers": len(self.nodes), "secure": self.settings.kafka_secure}
+
+    def _check_shape(self) -> None:
+        """Refuse to start a cluster formatted as another shape (its SCRAM users, quorum and
+        listeners are fixed at format time)."""
+        if not self._shape_file.exists():
+            return
+        formatted = json.loads(self._shape_file.read_text())
+        if formatted != self._shape():
+            raise RuntimeError(
+                f"the Kafka cluster in {self.dir} was formatted as {formatted}, not "
+                f"{self._shape()}: set ACCESSA_KAFKA_BROKERS/ACCESSA_KAFKA_SECURE as then, "
+                "or `accessa infra down --purge` to start afresh"
+            )
 
     def start_node(self, node: KafkaNode, timeout_s: float = 90.0) -> None:
         """Start one stopped node again (failover tests)."""
@@ -299,6 +321,7 @@ class LocalKafka:
         nodes run, so all are started before any is waited for)."""
         deadline = time.monotonic() + timeout_s
         waiting = [n for n in (nodes or self.nodes) if n.node_id in procs]
+        problem: str | None = None
         while waiting:
             for node in list(waiting):
                 proc = procs[node.node_id]
@@ -308,11 +331,14 @@ class LocalKafka:
                     update={"kafka_bootstrap_servers": None, "kafka_port": node.port,
                             "kafka_brokers": 1}
                 )  # fmt: skip
-                if asyncio.run(broker_check(one, timeout_s=5)) is None:
+                problem = asyncio.run(broker_check(one, timeout_s=5))
+                if problem is None:
                     waiting.remove(node)
             if waiting and time.monotonic() > deadline:
                 logs = ", ".join(str(n.log) for n in waiting)
-                raise RuntimeError(f"Kafka not ready after {timeout_s:.0f}s; see {logs}")
+                raise RuntimeError(
+                    f"Kafka not ready after {timeout_s:.0f}s ({problem}); see {logs}"
+                )
             if waiting:
                 time.sleep(0.25)  # poll interval of the readiness probe
 

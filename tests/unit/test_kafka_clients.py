@@ -213,3 +213,12 @@ def test_every_node_of_a_cluster_is_a_bootstrap_server_for_the_stage_broker() ->
         "127.0.0.1:40010",
         "127.0.0.1:40020",
     ]
+
+
+def test_a_cluster_formatted_plain_is_not_started_as_secure(tmp_path: Path) -> None:
+    from accessa.infra.kafka import LocalKafka
+
+    (tmp_path / "kafka").mkdir()
+    (tmp_path / "kafka" / "cluster.json").write_text('{"brokers": 1, "secure": false}')
+    with pytest.raises(RuntimeError, match="formatted as .* infra down --purge"):
+        LocalKafka(Settings(_env_file=None, home=tmp_path, kafka_secure=True)).up()
