@@ -13,6 +13,7 @@ from accessa.runtime.context import StageContext
 from accessa.runtime.stage import StageApp
 from accessa.storage import ObjectNotFound
 from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
+from consumers.chunker.contextual import embed_metadata
 from consumers.parser.normalize import sha256_text
 from schemas.events import ChunksCreated, DocumentParsed
 
@@ -35,7 +36,7 @@ async def buffer_chunks(
         version, [c.ordinal for c in chunks], [c.content for c in chunks],
         [c.content_sha256 for c in chunks], [c.token_count for c in chunks],
         [json.dumps({"heading_path": c.heading_path, "page_start": c.page_start,
-                     "page_end": c.page_end}) for c in chunks],
+                     "page_end": c.page_end, **embed_metadata(c)}) for c in chunks],
     )  # fmt: skip
 
 

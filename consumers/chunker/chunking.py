@@ -1,4 +1,4 @@
-"""Chunker `markdown-simple@1`: heading sections, packed to a token budget with overlap.
+"""Chunkers `markdown-simple@1` and `@2`: heading sections packed to a token budget, overlapping.
 
 1. Read the markdown into blocks (heading, paragraph, table, fenced code), noting the page of
    each from the `<!-- page N -->` markers (pages before the first marker count as page 1).
@@ -15,10 +15,13 @@ Every chunk is at most `MAX_EMBED_TOKENS` (8,191) tokens, whatever the settings.
 Versions (`resolve_version`): `markdown-simple@1` packs to the configured budget;
 `markdown-simple@1?target=N[&overlap=M]` pins the budget in the version string, so its chunk
 ids differ and it can live beside the plain version (`accessa reprocess --chunker-version`).
+`markdown-simple@2` (same parameters) also merges small sections under one parent heading and
+gives each chunk a contextual header for its embedding input (`contextual.py`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import re
@@ -28,8 +31,11 @@ from typing import Literal
 from urllib.parse import parse_qsl
 
 from accessa.tokens import MAX_EMBED_TOKENS, count_tokens, decode, encode, split_by_tokens
+from consumers.chunker import contextual
 
 CHUNKER_VERSION = "markdown-simple@1"
+CHUNKER_V2 = "markdown-simple@2"
+CHUNKERS = (CHUNKER_VERSION, CHUNKER_V2)
 CHUNK_NAMESPACE = uuid.UUID("1c5e4fe8-2d33-502f-a7e6-02b674896f5d")  # fixed forever
 
 _PAGE_MARKER = re.compile(r"^\s*<!--\s*page\s+(\d+)\s*-->\s*$", re.IGNORECASE)
@@ -53,6 +59,9 @@ class Chunk:
     heading_path: list[str] = field(hash=False)
     page_start: int
     page_end: int
+    # @2: what precedes `content` in the embedding input, and the SHA-256 of that input.
+    embed_header: str = ""
+    embed_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,8 +77,8 @@ def resolve_version(version: str, *, target_tokens: int, overlap_tokens: int) ->
     """The spec of `version`; parameters it does not pin come from the given defaults.
     Raises ValueError for an unknown chunker, parameter or out-of-range value."""
     name, sep, query = version.partition("?")
-    if name != CHUNKER_VERSION:
-        raise ValueError(f"unknown chunker {name!r} (known: {CHUNKER_VERSION})")
+    if name not in CHUNKERS:
+        raise ValueError(f"unknown chunker {name!r} (known: {', '.join(CHUNKERS)})")
     pinned: dict[str, int] = {}
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True) if sep else []
@@ -117,19 +126,56 @@ def chunk_markdown(
     target = max(16, min(target_tokens, MAX_EMBED_TOKENS))
     overlap = max(0, min(overlap_tokens, target // 2))
     chunks: list[Chunk] = []
-    for path, blocks in _sections(_blocks(markdown)):
-        for group in _pack(blocks, target, overlap):
+    sections = _sections(_blocks(markdown))
+    title = contextual.document_title(markdown) if version.startswith(CHUNKER_V2) else None
+    if title is not None:
+        sections = _merge_small(sections, title, target)
+    for path, blocks in sections:
+        header = contextual.embed_header(title, path) if title is not None else ""
+        budget = max(16, target - count_tokens(header)) if header else target
+        for group in _pack(blocks, budget, min(overlap, budget // 2)):
             content = _join(group).strip()
             page_start = min(p.page_start for p in group)
             page_end = max(p.page_end for p in group)
             tokens = count_tokens(content)
-            parts = [content] if tokens <= MAX_EMBED_TOKENS else split_by_tokens(content, target)
+            fits = tokens <= MAX_EMBED_TOKENS - (target - budget)
+            parts = [content] if fits else split_by_tokens(content, budget)
             for part in parts:
-                chunks.append(
-                    _chunk(document_id, version, len(chunks), part, path, page_start, page_end,
-                           tokens if len(parts) == 1 else count_tokens(part))
-                )  # fmt: skip
+                part_tokens = tokens if len(parts) == 1 else count_tokens(part)
+                chunk = _chunk(document_id, version, len(chunks), part, path, page_start,
+                               page_end, part_tokens)  # fmt: skip
+                chunks.append(_contextualize(chunk, header))
     return chunks
+
+
+def _merge_small(
+    sections: list[tuple[list[str], list[_Piece]]], title: str, target: int
+) -> list[tuple[list[str], list[_Piece]]]:
+    """Adjacent sections under one parent heading, joined while the whole fits the budget
+    with its header; the joined section's path is the parent's (`contextual.mergeable`)."""
+    merged: list[tuple[list[str], list[_Piece]]] = []
+    used = 0
+    for path, blocks in sections:
+        tokens = count_tokens("\n\n".join(b.text for b in blocks))
+        if merged and (joint := contextual.mergeable(merged[-1][0], path)) is not None:
+            budget = target - count_tokens(contextual.embed_header(title, joint))
+            if used + 1 + tokens <= budget:
+                merged[-1] = (joint, merged[-1][1] + blocks)
+                used += 1 + tokens
+                continue
+        merged.append((path, list(blocks)))
+        used = tokens
+    return merged
+
+
+def _contextualize(chunk: Chunk, header: str) -> Chunk:
+    """@2: the header goes into the embedding input, its tokens into the count paid for."""
+    if not header:
+        return chunk
+    return dataclasses.replace(
+        chunk, token_count=count_tokens(header + chunk.content), embed_header=header,
+        embed_sha256=contextual.embed_sha256(header, chunk.content),
+    )  # fmt: skip
 
 
 def _join(group: list[_Piece]) -> str:

@@ -19,14 +19,18 @@ from accessa.runtime.context import StageContext, retry_infra
 from consumers.embedder.budget import check_budget, record_spend
 from schemas.events import ChunksCreated
 
-# A document's buffered chunks with what is already known about their vectors.
+# A document's buffered chunks with what is already known about their vectors. `content` is
+# the embedding input: @2 chunks prefix a contextual header kept in their metadata, and key the
+# cache by the hash of that input (the stored chunk text stays clean).
 BUFFERED_CHUNKS = """
-SELECT c.chunk_id, c.content, c.content_sha256, c.token_count,
+SELECT c.chunk_id, COALESCE(c.metadata->>'embed_header', '') || c.content AS content,
+       COALESCE(c.metadata->>'embed_sha256', c.content_sha256) AS content_sha256, c.token_count,
        (v.chunk_id IS NOT NULL) AS embedded, e.embedding AS cached
 FROM document_chunk_buffer c
 LEFT JOIN document_vector_buffer v
   ON v.job_id = c.job_id AND v.chunk_id = c.chunk_id AND v.embed_model = $3
-LEFT JOIN embedding_cache e ON e.content_sha256 = c.content_sha256
+LEFT JOIN embedding_cache e
+  ON e.content_sha256 = COALESCE(c.metadata->>'embed_sha256', c.content_sha256)
   AND e.embed_model = $3 AND e.dimensions = $4
 WHERE c.job_id = $1 AND c.chunker_version = $2 ORDER BY c.ordinal
 """

@@ -28,6 +28,8 @@ DEFAULTS = {"target_tokens": 512, "overlap_tokens": 64}
             ChunkerSpec("markdown-simple@1?target=256&overlap=32", 256, 32),
         ),
         ("markdown-simple@1?overlap=0", ChunkerSpec("markdown-simple@1?overlap=0", 512, 0)),
+        ("markdown-simple@2", ChunkerSpec("markdown-simple@2", 512, 64)),
+        ("markdown-simple@2?target=256", ChunkerSpec("markdown-simple@2?target=256", 256, 64)),
     ],
 )
 def test_a_chunker_version_resolves_to_its_canonical_spelling_and_budget(
@@ -39,7 +41,7 @@ def test_a_chunker_version_resolves_to_its_canonical_spelling_and_budget(
 @pytest.mark.parametrize(
     "version",
     [
-        "markdown-simple@2",
+        "markdown-simple@3",
         "other@1",
         "markdown-simple@1?",
         "markdown-simple@1?target=abc",
@@ -152,3 +154,20 @@ def test_an_api_retry_of_a_reprocess_job_re_emits_its_target_version_with_the_sa
     assert retried.event_id == ChunksCreated.make_id(
         job["job_id"], request["chunker_version"], request["embed_model"]
     )
+
+
+def test_a_reprocess_can_target_chunker_v2_beside_v1() -> None:
+    settings = Settings(chunker_version="markdown-simple@1")
+    target = resolve_target(settings, "chunk", "markdown-simple@2")
+    assert target.chunker_version == "markdown-simple@2"
+    markdown = parse_pdf(make_policy_pdf(seed=7, pages=2)).markdown
+    doc = uuid.UUID(int=7)
+    v1 = chunk_markdown(markdown, document_id=doc, version="markdown-simple@1")
+    v2 = chunk_markdown(markdown, document_id=doc, version=target.chunker_version)
+    assert not {c.chunk_id for c in v1} & {c.chunk_id for c in v2}
+
+
+def test_the_configured_chunker_version_may_be_v2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCESSA_CHUNKER_VERSION", "markdown-simple@2")
+    settings = Settings()
+    assert resolve_target(settings, "chunk").chunker_version == "markdown-simple@2"
