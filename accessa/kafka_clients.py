@@ -13,6 +13,7 @@ import asyncio
 import json
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,7 +55,8 @@ def principal_name(process: str) -> str:
     return f"accessa-{process}"
 
 
-def credentials_file(settings: Settings) -> Any:
+def credentials_file(settings: Settings) -> Path:
+    """Where the secured embedded broker keeps each process's generated password."""
     return settings.home.resolve() / "kafka" / "credentials.json"
 
 
@@ -82,15 +84,21 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     """Verifies the brokers against the CA file (or the system's CAs); presents a client
     certificate when one is set (mTLS)."""
     cafile = settings.kafka_ca_file
-    ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
-    ctx.check_hostname = settings.kafka_ssl_check_hostname
-    if settings.kafka_ssl_certfile:
-        password = settings.kafka_ssl_key_password
-        ctx.load_cert_chain(
-            str(settings.kafka_ssl_certfile),
-            str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-            password.get_secret_value() if password else None,
-        )
+    try:
+        ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        ctx.check_hostname = settings.kafka_ssl_check_hostname
+        if settings.kafka_ssl_certfile:
+            password = settings.kafka_ssl_key_password
+            ctx.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+                password.get_secret_value() if password else None,
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            "kafka_tls_files", f"cannot load the Kafka TLS files ({cafile or 'system CAs'}, "
+            f"{settings.kafka_ssl_certfile or 'no client certificate'}): {exc}",
+        ) from exc  # fmt: skip
     return ctx
 
 

@@ -220,5 +220,16 @@ def test_a_cluster_formatted_plain_is_not_started_as_secure(tmp_path: Path) -> N
 
     (tmp_path / "kafka").mkdir()
     (tmp_path / "kafka" / "cluster.json").write_text('{"brokers": 1, "secure": false}')
-    with pytest.raises(RuntimeError, match="formatted as .* infra down --purge"):
+    with pytest.raises(RuntimeError, match=r"formatted as .* infra down --purge"):
         LocalKafka(Settings(_env_file=None, home=tmp_path, kafka_secure=True)).up()
+
+
+def test_a_missing_ca_file_is_a_configuration_error_that_names_it(tmp_path: Path) -> None:
+    settings = Settings(
+        kafka_bootstrap_servers="b:9093",
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=tmp_path / "missing-ca.crt",
+    )
+    with pytest.raises(ConfigurationError, match=r"missing-ca\.crt") as caught:
+        kafka_clients.client_kwargs(settings)
+    assert kafka_clients.explain(caught.value).startswith("cannot load the Kafka TLS files")
