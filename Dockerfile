@@ -35,6 +35,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     ACCESSA_HEALTH_HOST=0.0.0.0 \
     ACCESSA_API_HOST=0.0.0.0 \
     ACCESSA_LOG_JSON=true
+# English data for the parser's OCR of scanned pages (libtesseract itself comes with tesserocr).
+RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr-eng \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid ${UID} accessa \
     && useradd --system --uid ${UID} --gid accessa --no-create-home --shell /usr/sbin/nologin accessa \
     && mkdir -p /var/lib/accessa/storage \

@@ -18,10 +18,14 @@ setup: $(STAMP) $(KAFKA_STAMP) system-packages ## venv, Python deps (constrained
 # image today), and pgbouncer, TLS in front of the embedded Postgres for
 # tests/e2e/test_postgres_tls_pipeline.py. A cluster their install may create and start (5432,
 # 6432; Docker images' policy-rc.d stops the start) is never used: tests take their own ports.
+# tesseract-ocr-eng is the English data the parser's OCR reads scanned pages with; without it
+# such documents fail as `ocr_unavailable` and the OCR tests skip.
 system-packages:
 	@missing=""; \
 	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
 	command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || missing="$$missing pgbouncer"; \
+	ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1 \
+	  || missing="$$missing tesseract-ocr tesseract-ocr-eng"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  echo "apt-get install$$missing"; \

@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     parser_memory_limit_mb: int = Field(
         512, ge=64, description="Local parser: memory pdfium may use per PDF, else `pdf_bomb`."
     )
+    ocr: Literal["on", "off"] = Field(
+        "on", description="Local parser: OCR pages without a text layer (Tesseract)."
+    )
+    ocr_dpi: int = Field(300, ge=100, le=600, description="Local parser: OCR page resolution.")
     llamaparse_base_url: str = Field("http://127.0.0.1:8091", description="LlamaParse API.")
     llamaparse_api_key: SecretStr = Field(SecretStr("llx-mock"), description="LlamaParse key.")
     llamaparse_mode: Literal["poll", "webhook"] = Field(

@@ -85,6 +85,23 @@ async def advance(
     return True
 
 
+async def report_ocr(
+    conn: asyncpg.Connection, *, job_id: uuid.UUID, pages_done: int, pages_total: int
+) -> None:
+    """OCR progress while the job parses: `progress.ocr` and a percent between parsing and
+    parsed. Only a job still parsing is touched."""
+    (_, low), (_, high) = PROGRESS["parse_queued"], PROGRESS["parsed"]
+    percent = low + (high - low) * pages_done // max(pages_total, 1)
+    await conn.execute(
+        """UPDATE upload_jobs
+           SET progress = jsonb_build_object('percent', $2::int, 'ocr',
+                 jsonb_build_object('pages_done', $3::int, 'pages_total', $4::int)),
+               updated_at = now()
+           WHERE job_id = $1 AND status = 'parse_queued'""",
+        job_id, percent, pages_done, pages_total,
+    )  # fmt: skip
+
+
 async def fail(
     conn: asyncpg.Connection,
     *,

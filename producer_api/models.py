@@ -77,6 +77,10 @@ class JobPublic(BaseModel):
     state: JobState
     stage: str = Field(description="User-facing stage label.", examples=["chunked"])
     progress: int = Field(ge=0, le=100, description="Percent.", examples=[55])
+    ocr: dict[str, int] | None = Field(
+        None, description="While scanned pages are OCR'd: pages_done, pages_total.",
+        examples=[{"pages_done": 4, "pages_total": 12}],
+    )  # fmt: skip
     stage_times: dict[str, datetime] = Field(description="When each stage was reached.")
     pages: int | None = None
     chunk_count: int | None = None
@@ -131,6 +135,7 @@ def job_public(row: Any) -> JobPublic:
         job_id=row["job_id"], document_id=row["document_id"], filename=row["filename"],
         status=row["status"], state=row["state"], stage=row["stage"],
         progress=int((row["progress"] or {}).get("percent", 0)),
+        ocr=(row["progress"] or {}).get("ocr"),
         stage_times=row["stage_times"] or {}, pages=row["pages"],
         chunk_count=row["chunk_count"], vector_count=row["vector_count"],
         retry_count=row["retry_count"], last_error=row["last_error"],

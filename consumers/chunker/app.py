@@ -35,9 +35,17 @@ async def buffer_chunks(
         [c.chunk_id for c in chunks], event.job_id, event.document_id, event.user_id,
         version, [c.ordinal for c in chunks], [c.content for c in chunks],
         [c.content_sha256 for c in chunks], [c.token_count for c in chunks],
-        [json.dumps({"heading_path": c.heading_path, "page_start": c.page_start,
-                     "page_end": c.page_end, **embed_metadata(c)}) for c in chunks],
+        [json.dumps(chunk_metadata(c)) for c in chunks],
     )  # fmt: skip
+
+
+def chunk_metadata(chunk: Chunk) -> dict:
+    """What `document_chunks.metadata` holds; `ocr` only for chunks from OCR'd pages."""
+    meta = {"heading_path": chunk.heading_path, "page_start": chunk.page_start,
+            "page_end": chunk.page_end}  # fmt: skip
+    if chunk.ocr_confidence is not None:
+        meta |= {"ocr": True, "ocr_confidence": chunk.ocr_confidence}
+    return meta | embed_metadata(chunk)
 
 
 @stage.handle

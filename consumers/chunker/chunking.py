@@ -2,6 +2,8 @@
 
 1. Read the markdown into blocks (heading, paragraph, table, fenced code), noting the page of
    each from the `<!-- page N -->` markers (pages before the first marker count as page 1).
+   A page the parser OCR'd is marked `<!-- page N ocr confidence=C -->`: its chunks carry
+   `ocr_confidence` (the mean over their OCR'd pages).
 2. A heading starts a section; headings with no text of their own join the next section.
 3. Blocks are packed into chunks of at most `target_tokens`, joined by blank lines. A block
    over budget is cut: paragraphs at lines, then sentences, then tokens; tables at rows with
@@ -38,7 +40,9 @@ CHUNKER_V2 = "markdown-simple@2"
 CHUNKERS = (CHUNKER_VERSION, CHUNKER_V2)
 CHUNK_NAMESPACE = uuid.UUID("1c5e4fe8-2d33-502f-a7e6-02b674896f5d")  # fixed forever
 
-_PAGE_MARKER = re.compile(r"^\s*<!--\s*page\s+(\d+)\s*-->\s*$", re.IGNORECASE)
+_PAGE_MARKER = re.compile(
+    r"^\s*<!--\s*page\s+(\d+)(?:\s+ocr\s+confidence=(\d+(?:\.\d+)?))?\s*-->\s*$", re.IGNORECASE
+)
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
@@ -59,6 +63,7 @@ class Chunk:
     heading_path: list[str] = field(hash=False)
     page_start: int
     page_end: int
+    ocr_confidence: float | None = None  # set when some of its pages were OCR'd
     # @2: what precedes `content` in the embedding input, and the SHA-256 of that input.
     embed_header: str = ""
     embed_sha256: str = ""
@@ -126,7 +131,8 @@ def chunk_markdown(
     target = max(16, min(target_tokens, MAX_EMBED_TOKENS))
     overlap = max(0, min(overlap_tokens, target // 2))
     chunks: list[Chunk] = []
-    sections = _sections(_blocks(markdown))
+    ocr_pages: dict[int, float] = {}
+    sections = _sections(_blocks(markdown, ocr_pages))
     title = contextual.document_title(markdown) if version.startswith(CHUNKER_V2) else None
     if title is not None:
         sections = _merge_small(sections, title, target)
@@ -140,10 +146,13 @@ def chunk_markdown(
             tokens = count_tokens(content)
             fits = tokens <= MAX_EMBED_TOKENS - (target - budget)
             parts = [content] if fits else split_by_tokens(content, budget)
+            ocr = [c for page, c in ocr_pages.items() if page_start <= page <= page_end]
             for part in parts:
                 part_tokens = tokens if len(parts) == 1 else count_tokens(part)
                 chunk = _chunk(document_id, version, len(chunks), part, path, page_start,
                                page_end, part_tokens)  # fmt: skip
+                if ocr:
+                    chunk = dataclasses.replace(chunk, ocr_confidence=round(sum(ocr) / len(ocr), 3))
                 chunks.append(_contextualize(chunk, header))
     return chunks
 
@@ -213,7 +222,8 @@ def _chunk(
 # --- markdown -> blocks
 
 
-def _blocks(markdown: str) -> list[_Piece]:
+def _blocks(markdown: str, ocr_pages: dict[int, float] | None = None) -> list[_Piece]:
+    """The blocks of `markdown`; OCR'd pages and their confidence go into `ocr_pages`."""
     blocks: list[_Piece] = []
     page = 1
     lines: list[str] = []
@@ -238,6 +248,8 @@ def _blocks(markdown: str) -> list[_Piece]:
         if marker := _PAGE_MARKER.match(line):
             flush()
             page = int(marker.group(1))
+            if marker.group(2) is not None and ocr_pages is not None:
+                ocr_pages[page] = float(marker.group(2))
             continue
         stripped = line.strip()
         new_kind: _Kind = "table" if stripped.startswith("|") else "text"

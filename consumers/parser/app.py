@@ -32,8 +32,14 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
             f"raw file {event.storage_path} is missing", code="raw_file_missing"
         ) from exc
 
+    async def ocr_progress(done: int, total: int) -> None:
+        async with ctx.pool.acquire() as conn:
+            await jobs.report_ocr(conn, job_id=event.job_id, pages_done=done, pages_total=total)
+
     backend = ctx.res.extra["backend"]
-    parsed = await backend.parse(pdf, event.filename, document_id=event.document_id)
+    parsed = await backend.parse(
+        pdf, event.filename, document_id=event.document_id, progress=ocr_progress
+    )
     markdown = normalize_markdown(parsed.markdown)
     if not has_text(markdown):
         raise PermanentError("the parser produced no text", code="empty_markdown")

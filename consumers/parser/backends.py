@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import asyncpg
@@ -14,31 +15,66 @@ import asyncpg
 from accessa.config import Settings
 from accessa.errors import PermanentError, TransientError
 from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED
-from consumers.parser import llamaparse_jobs
+from consumers.parser import llamaparse_jobs, ocr
 from consumers.parser.local import ParsedPdf, parse_pdf
 from consumers.parser.sandbox import DEFAULT_MEMORY_LIMIT_MB, MemoryCappedWorker
 
 _PAGE_MARKER = "<!-- page "
+OCR_BATCH_PAGES = 4  # pages per worker call: progress this often, the PDF pickled this rarely
+
+# Told (pages done, pages to do) as OCR proceeds.
+Progress = Callable[[int, int], Awaitable[None]]
 
 
 class ParserBackend(Protocol):
-    async def parse(self, pdf: bytes, filename: str, *, document_id: uuid.UUID) -> ParsedPdf: ...
+    async def parse(
+        self, pdf: bytes, filename: str, *, document_id: uuid.UUID, progress: Progress | None = None
+    ) -> ParsedPdf: ...
 
 
 class LocalBackend:
     """PDF → markdown in a memory-capped worker process (the bomb guard runs there too): the
-    event loop keeps serving, and a PDF that needs too much memory fails as `pdf_bomb`."""
+    event loop keeps serving, and a PDF that needs too much memory fails as `pdf_bomb`.
+    Pages without a usable text layer are then OCR'd in the same worker, a few at a time."""
 
     def __init__(
         self,
         max_expanded_bytes: int = DEFAULT_MAX_EXPANDED,
         memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
+        *,
+        ocr_enabled: bool = True,
+        ocr_dpi: int = ocr.DEFAULT_DPI,
     ) -> None:
         self.max_expanded_bytes = max_expanded_bytes
         self.worker = MemoryCappedWorker(memory_limit_mb)
+        self.ocr_enabled = ocr_enabled
+        self.ocr_dpi = ocr_dpi
 
-    async def parse(self, pdf: bytes, filename: str, *, document_id: uuid.UUID) -> ParsedPdf:
-        return await self.worker.run(parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes)
+    async def parse(
+        self, pdf: bytes, filename: str, *, document_id: uuid.UUID, progress: Progress | None = None
+    ) -> ParsedPdf:
+        parsed: ParsedPdf = await self.worker.run(
+            parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes, ocr=self.ocr_enabled
+        )
+        if not self.ocr_enabled or not parsed.textless_pages:
+            return parsed
+        pending = list(parsed.textless_pages)
+        results: dict[int, ocr.OcrText | None] = {}
+        for start in range(0, len(pending), OCR_BATCH_PAGES):
+            if progress is not None:
+                await progress(start, len(pending))
+            batch = pending[start : start + OCR_BATCH_PAGES]
+            results |= await self.worker.run(ocr.ocr_pages, pdf, batch, dpi=self.ocr_dpi)
+        if progress is not None:
+            await progress(len(pending), len(pending))
+        markdown = ocr.merge(parsed.markdown, results)
+        if not ocr.MARKER.sub("", markdown).strip():
+            raise PermanentError(
+                "the PDF has no text layer (scanned or image-only) and OCR found no text",
+                code="no_text_layer",
+            )
+        return ParsedPdf(markdown=markdown, pages=parsed.pages, parser=parsed.parser,
+                         textless_pages=parsed.textless_pages)  # fmt: skip
 
 
 class LlamaParseBackend:
@@ -53,7 +89,9 @@ class LlamaParseBackend:
             timeout_s=settings.llamaparse_timeout_s,
         )
 
-    async def parse(self, pdf: bytes, filename: str, *, document_id: uuid.UUID) -> ParsedPdf:
+    async def parse(
+        self, pdf: bytes, filename: str, *, document_id: uuid.UUID, progress: Progress | None = None
+    ) -> ParsedPdf:
         return _parsed(await self.client.parse(pdf, filename))
 
 
@@ -71,7 +109,9 @@ class LlamaParseWebhookBackend(LlamaParseBackend):
         self.recheck_s = settings.llamaparse_webhook_recheck_s
         self.notifications = llamaparse_jobs.JobNotifications(settings.dsn)
 
-    async def parse(self, pdf: bytes, filename: str, *, document_id: uuid.UUID) -> ParsedPdf:
+    async def parse(
+        self, pdf: bytes, filename: str, *, document_id: uuid.UUID, progress: Progress | None = None
+    ) -> ParsedPdf:
         job_id = await llamaparse_jobs.job_of(self.pool, document_id)
         if job_id is not None:
             try:
@@ -122,7 +162,10 @@ def _parsed(markdown: str) -> ParsedPdf:
 
 def make_backend(settings: Settings, pool: asyncpg.Pool) -> ParserBackend:
     if settings.parser_backend != "llamaparse":
-        return LocalBackend(settings.pdf_max_expanded_bytes, settings.parser_memory_limit_mb)
+        return LocalBackend(
+            settings.pdf_max_expanded_bytes, settings.parser_memory_limit_mb,
+            ocr_enabled=settings.ocr == "on", ocr_dpi=settings.ocr_dpi,
+        )  # fmt: skip
     if settings.llamaparse_callback_url:
         return LlamaParseWebhookBackend(settings, pool)
     return LlamaParseBackend(settings)

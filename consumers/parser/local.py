@@ -37,6 +37,7 @@ from consumers.parser import layout
 PARSER_NAME = "local:pypdfium2"
 DEFAULT_MAX_PAGES = 2000
 DEFAULT_DEADLINE_S = 120.0
+MIN_PAGE_CHARS = 20  # non-space characters below which a page's text layer is not usable
 
 # PDFium keeps global state and is not thread-safe, even across separate documents.
 _PDFIUM_LOCK = threading.Lock()
@@ -59,6 +60,8 @@ class ParsedPdf:
     markdown: str
     pages: int
     parser: str = PARSER_NAME
+    # 1-based pages whose text layer has fewer than MIN_PAGE_CHARS characters: OCR candidates.
+    textless_pages: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -81,12 +84,14 @@ def parse_pdf(
     max_pages: int = DEFAULT_MAX_PAGES,
     deadline_s: float | None = DEFAULT_DEADLINE_S,
     max_expanded_bytes: int = DEFAULT_MAX_EXPANDED,
+    ocr: bool = False,
 ) -> ParsedPdf:
     """Convert a PDF to markdown with one `<!-- page N -->` marker per page.
 
     Raises `PermanentError` with code `pdf_encrypted`, `pdf_corrupt`, `pdf_no_pages`,
-    `pdf_too_many_pages`, `pdf_parse_timeout`, `pdf_bomb` or `no_text_layer`. Synchronous:
-    the stage runs it in a thread; calls are serialized by a module lock.
+    `pdf_too_many_pages`, `pdf_parse_timeout`, `pdf_bomb` or `no_text_layer` (only without
+    `ocr`: with it, pages without text are left to the OCR step, see `textless_pages`).
+    Synchronous: the stage runs it in a thread; calls are serialized by a module lock.
     """
     if not data:
         raise PermanentError("the file is empty", code="pdf_corrupt")
@@ -107,12 +112,17 @@ def parse_pdf(
         finally:
             # Close here, under the lock, rather than leaving it to a finalizer on another thread.
             document.close()
-    if not any(line.text.strip() for lines in pages for line in lines):
+    textless = tuple(
+        number
+        for number, lines in enumerate(pages, start=1)
+        if sum(len("".join(line.text.split())) for line in lines) < MIN_PAGE_CHARS
+    )
+    if not ocr and not any(line.text.strip() for lines in pages for line in lines):
         raise PermanentError(
-            "the PDF has no text layer (scanned or image-only) and OCR is not configured",
+            "the PDF has no text layer (scanned or image-only) and OCR is off",
             code="no_text_layer",
         )
-    return ParsedPdf(markdown=_to_markdown(pages), pages=page_count)
+    return ParsedPdf(markdown=_to_markdown(pages), pages=page_count, textless_pages=textless)
 
 
 def _open(data: bytes) -> pdfium.PdfDocument:

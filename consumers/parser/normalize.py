@@ -11,7 +11,9 @@ _LINE_ENDINGS = re.compile(r"\r\n?")
 _UNWANTED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
-_PAGE_MARKERS = re.compile(r"^\s*<!--\s*page\s+\d+\s*-->\s*$", re.MULTILINE | re.IGNORECASE)
+_PAGE_MARKERS = re.compile(
+    r"^\s*<!--\s*page\s+\d+(?:\s+ocr\s+confidence=[\d.]+)?\s*-->\s*$", re.MULTILINE | re.IGNORECASE
+)
 
 
 def normalize_markdown(md: str) -> str:

@@ -119,8 +119,8 @@ def test_corpus_file_is_refused_with_its_error_code(name):
     assert raised.value.code == EXPECTED[name]
 
 
-def test_image_only_refusal_says_ocr_is_not_configured():
-    with pytest.raises(PermanentError, match="OCR is not configured"):
+def test_image_only_refusal_says_ocr_is_off():
+    with pytest.raises(PermanentError, match="OCR is off"):
         parse_pdf((CORPUS / "imagemagick-lzw.pdf").read_bytes())
 
 
