@@ -18,7 +18,7 @@ import httpx
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.topic_scan import Record, scan
+from accessa.topic_scan import Record, partitions, scan
 from schemas.events import DocumentUploaded
 from schemas.headers import Headers
 
@@ -43,6 +43,50 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
         await asyncio.sleep(interval)  # poll interval, the deadline decides
+
+
+async def wait_quiet(
+    settings: Settings,
+    groups: dict[str, list[str]],
+    outputs: list[str],
+    *,
+    quiet_s: float = 2.0,
+    timeout: float = 60.0,
+) -> None:
+    """Until each consumer group (group -> its input topics) has committed the end of every
+    input partition and nothing changed (commits, inputs, `outputs`) for `quiet_s` since.
+
+    Waiting until N records and asserting N proves nothing about a late duplicate; after this,
+    a count is final (as far as `quiet_s` reaches)."""
+    inputs = {t for topics in groups.values() for t in topics}
+    parts = {t: await partitions(settings, t) for t in inputs | set(outputs)}
+    admin = kafka_clients.admin(settings)
+    consumer = kafka_clients.consumer(settings)
+    await admin.start()
+    await consumer.start()
+    seen: tuple[Any, ...] = ()
+    since = time.monotonic()
+
+    async def quiet() -> bool:
+        nonlocal seen, since
+        ends = await consumer.end_offsets([tp for tps in parts.values() for tp in tps])
+        committed = {}
+        for group, topics in groups.items():
+            offsets = await admin.list_consumer_group_offsets(group)
+            for tp in (tp for t in topics for tp in parts[t]):
+                committed[group, tp] = max(offsets[tp].offset, 0) if tp in offsets else 0
+        state = (sorted(ends.items()), sorted(committed.items()))
+        if state != seen:
+            seen, since = state, time.monotonic()
+        caught_up = all(n >= ends[tp] for (_, tp), n in committed.items())
+        return caught_up and time.monotonic() - since >= quiet_s
+
+    try:
+        await wait_for(quiet, timeout=timeout, interval=0.2,
+                       what=f"{sorted(groups)} caught up and {quiet_s}s quiet")  # fmt: skip
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 def uploaded_event(filename: str = "ok.pdf", **overrides: Any) -> DocumentUploaded:

@@ -31,6 +31,7 @@ from tests.utils import (
     start_process,
     uploaded_event,
     wait_for,
+    wait_quiet,
 )
 
 pytestmark = pytest.mark.integration
@@ -97,7 +98,9 @@ async def test_stage_writes_one_row_per_event_and_emits_with_correlation_headers
         out = await read_topic(topics, f"{topics.topic_prefix}parsed")
         return out if len(out) >= 5 else []
 
-    out = await wait_for(five_out, what="5 output events")
+    await wait_for(five_out, what="5 output events")
+    await wait_quiet(topics, _groups(topics, "echo"), [f"{topics.topic_prefix}parsed"])
+    out = await read_topic(topics, f"{topics.topic_prefix}parsed")
     assert len(out) == 5
     assert len(await rows(pool, topics.topic_prefix)) == 5
     by_key = {r.key: header_map(r) for r in out}
@@ -115,7 +118,9 @@ async def test_transient_error_comes_back_after_its_backoff_via_the_retry_topic(
     sent = time.time()
     await produce_events(topics, f"{topics.topic_prefix}uploaded", [event])
 
-    done = await wait_for(lambda: rows(pool, topics.topic_prefix), timeout=30)
+    await wait_for(lambda: rows(pool, topics.topic_prefix), timeout=30)
+    await wait_quiet(topics, _groups(topics, "echo"), _outputs(topics))
+    done = await rows(pool, topics.topic_prefix)
     assert [r["attempt"] for r in done] == [1]
     retried = await read_topic(topics, f"{topics.topic_prefix}uploaded.retry.1")
     assert len(retried) == 1
@@ -136,7 +141,10 @@ async def test_permanent_error_lands_in_the_dlq_with_error_headers_and_fails_the
     await produce_events(topics, f"{topics.topic_prefix}uploaded", [event])
 
     dlq_topic = f"{topics.topic_prefix}uploaded.dlq"
-    dead = await wait_for(lambda: read_topic(topics, dlq_topic), what="a DLQ record")
+    await wait_for(lambda: read_topic(topics, dlq_topic), what="a DLQ record")
+    await wait_quiet(topics, _groups(topics, "echo"), _outputs(topics))
+    dead = await read_topic(topics, dlq_topic)
+    assert len(dead) == 1
     headers = header_map(dead[0])
     assert headers[Headers.ERROR_CLASS] == "permanent"
     assert headers[Headers.ERROR_CODE] == "test_permanent"
@@ -161,7 +169,9 @@ async def test_malformed_message_is_dead_lettered_and_the_next_on_its_partition_
     await start_stage(echo)
 
     await wait_for(lambda: _count(pool, topics.topic_prefix, 1), what="the good message")
-    dead = await wait_for(lambda: read_topic(topics, f"{topic}.dlq"), what="DLQ records")
+    await wait_quiet(topics, _groups(topics, "echo"), _outputs(topics))
+    assert len(await rows(pool, topics.topic_prefix)) == 1
+    dead = await read_topic(topics, f"{topic}.dlq")
     assert sorted(header_map(r)[Headers.ERROR_CODE] for r in dead) == [
         "not_json",
         "wrong_schema_version",
@@ -188,6 +198,8 @@ async def test_sigkill_at_a_commit_point_then_restart_gives_exactly_one_row_and_
         await start_stage(sink)
         await wait_for(lambda: _count(pool, topics.topic_prefix, 6, "runtime_test_effects"),
                        timeout=60, what="6 downstream effects")  # fmt: skip
+        groups = _groups(topics, "echo") | _groups(topics, "sink", "parsed")
+        await wait_quiet(topics, groups, _outputs(topics))
         stored = await rows(pool, topics.topic_prefix)
         assert sorted(str(r["event_id"]) for r in stored) == sorted(str(e.event_id) for e in events)
         effects = await rows(pool, topics.topic_prefix, "runtime_test_effects")
@@ -237,6 +249,20 @@ async def test_sigterm_drains_the_in_flight_message_and_exits_cleanly(
 
 
 # --- helpers
+
+
+def _groups(settings: Settings, stage: str, input: str = "uploaded") -> dict[str, list[str]]:
+    """A test stage's consumer groups and their input topics (the main and the retry one)."""
+    group, prefix = f"{settings.topic_prefix}{settings.group_prefix}{stage}", settings.topic_prefix
+    retries = [f"{prefix}{input}.retry.{n}" for n in range(1, settings.retry_max_attempts + 1)]
+    return {group: [f"{prefix}{input}"], f"{group}-retry": retries}
+
+
+def _outputs(settings: Settings) -> list[str]:
+    """Every topic echo writes: its output, its retry topics, its DLQ."""
+    prefix, n = settings.topic_prefix, settings.retry_max_attempts
+    return [f"{prefix}parsed", f"{prefix}uploaded.dlq",
+            *(f"{prefix}uploaded.retry.{i}" for i in range(1, n + 1))]  # fmt: skip
 
 
 async def _count(pool: asyncpg.Pool, prefix: str, n: int, table: str = "runtime_test_rows") -> bool:
