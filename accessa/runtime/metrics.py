@@ -28,6 +28,13 @@ DURATION = Histogram(
 IN_FLIGHT = Gauge(
     "accessa_stage_in_flight", "Records being handled now.", ["stage"], registry=REGISTRY
 )
+INFRA_RETRY = Gauge(
+    "accessa_infra_retry_seconds",
+    "How long the oldest record retried in place has waited for the database or broker "
+    "(0 when none is waiting).",
+    ["stage"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "accessa_consumer_lag",
     "End offset minus the group's committed offset, per partition.",

@@ -13,8 +13,9 @@ Failures, by type (accessa.errors):
 - TransientError: to `<topic>.retry.<n>` due in `retry_base_delay_s * 2^(n-1)`; after the last
   attempt, the DLQ. RecoverableError never exhausts attempts.
 - PermanentError (PoisonMessage included): to `<topic>.dlq` now, job -> `failed_<stage>`.
-- Database or broker unreachable: the record is retried in place (no attempt is spent) until
-  the infrastructure is back or the process shuts down.
+- Database or broker unreachable (`context.is_infra`): the record is retried in place (no
+  attempt is spent) until the infrastructure is back or the process shuts down; the gauge
+  `accessa_infra_retry_seconds` says for how long.
 
 FastStream owns the consumer loop, batching, acks and the graceful drain. We drop to aiokafka
 in two places: its consumer to pause/seek/resume retry partitions (FastStream has no API for
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import time
 import traceback
@@ -48,10 +50,10 @@ from accessa.errors import PermanentError, PipelineError, PoisonMessage, Recover
 from accessa.logs import correlation_id
 from accessa.runtime import metrics
 from accessa.runtime.context import (
-    INFRA_ERRORS,
     AlreadyCommitted,
     StageContext,
     StageResources,
+    is_infra,
     retry_infra,
 )
 from schemas.events import Event, decode_event
@@ -350,7 +352,10 @@ class StageRuntime:
     # --- one record
 
     async def _handle_with_infra_retry(self, record: ConsumerRecord) -> Outcome:
-        return await retry_infra(lambda: self._handle(record), "record")
+        return await self._infra(lambda: self._handle(record), "record")
+
+    async def _infra(self, op: Callable[[], Awaitable[Any]], what: str) -> Any:
+        return await retry_infra(op, what, stage=self.app.name)
 
     async def _handle(self, record: ConsumerRecord) -> Outcome:
         headers = _headers(record)
@@ -391,9 +396,9 @@ class StageRuntime:
             assert event is not None
             self.m_outcome["duplicate"].inc()
             return self._emit(await self._stored_output(event.event_id), headers, event)
-        except INFRA_ERRORS:
-            raise
         except Exception as exc:
+            if is_infra(exc):
+                raise
             return await self._failed(record, headers, attempt, event, exc)
         finally:
             self.m_in_flight.dec()
@@ -434,6 +439,8 @@ class StageRuntime:
     ) -> Outcome:
         error = exc if isinstance(exc, PipelineError) else None
         code = error.code if error else f"unexpected_{type(exc).__name__}"
+        if isinstance(exc, OSError) and exc.errno in errno.errorcode:  # a full disk, EACCES...
+            code = f"os_{errno.errorcode[exc.errno]}"
         message = error.message if error else str(exc) or type(exc).__name__
         kind = "permanent" if isinstance(exc, PermanentError) else "transient"
         metrics.FAILURES.labels(self.app.name, kind, code).inc()

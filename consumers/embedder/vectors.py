@@ -72,7 +72,8 @@ async def embed_missing(
     async def embed(batch: list[Any]) -> None:
         async def keep(result: Any) -> None:
             async with saving:  # paid for: keep trying to save it through a database restart
-                await retry_infra(lambda: save_batch(ctx, event, batch, result), "save vectors")
+                await retry_infra(lambda: save_batch(ctx, event, batch, result),
+                                  "save vectors", stage=ctx.stage)  # fmt: skip
 
         result = await provider.embed([c["content"] for c in batch], then=keep)
         fresh.update(zip([c["content_sha256"] for c in batch], result.vectors, strict=True))

@@ -4,12 +4,14 @@
 
 `echo` consumes `uploaded`, writes one row per event, emits `parsed`. Its behaviour is chosen by
 the event's filename: `transient*` fails transiently on attempt 0, `permanent*` fails for good,
-`slow*` takes two seconds of work. `sink` consumes `parsed` and records one effect per event.
+`slow*` takes two seconds of work, `denied*` cannot read its file (PermissionError, every time).
+`sink` consumes `parsed` and records one effect per event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 
 from accessa.config import get_settings
@@ -41,6 +43,8 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
         raise TransientError("the upstream service is busy", code="test_busy")
     if event.filename.startswith("permanent"):
         raise PermanentError("this document can never be processed", code="test_permanent")
+    if event.filename.startswith("denied"):
+        raise PermissionError(errno.EACCES, "Permission denied", f"/storage/{event.storage_path}")
     if event.filename.startswith("slow"):
         await asyncio.sleep(2)  # simulated work, so a SIGTERM arrives mid-message
     output = DocumentParsed(

@@ -178,6 +178,32 @@ async def test_malformed_message_is_dead_lettered_and_the_next_on_its_partition_
     ]
 
 
+async def test_a_permission_error_goes_through_the_retry_topics_to_the_dlq(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    """Not infrastructure: no in-place retry forever, but retries with backoff, then the DLQ."""
+    user, document, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await _insert_job(pool, user, document, job)
+    event = uploaded_event("denied.pdf", job_id=job, document_id=document, user_id=user)
+    await start_stage(echo, retry_base_delay_s=0.2)
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", [event])
+
+    dlq_topic = f"{topics.topic_prefix}uploaded.dlq"
+    await wait_for(lambda: read_topic(topics, dlq_topic), timeout=30, what="a DLQ record")
+    await wait_quiet(topics, _groups(topics, "echo"), _outputs(topics))
+    for n in range(1, topics.retry_max_attempts + 1):
+        (retried,) = await read_topic(topics, f"{topics.topic_prefix}uploaded.retry.{n}")
+        assert header_map(retried)[Headers.ERROR_CODE] == "os_EACCES"
+    (dead,) = await read_topic(topics, dlq_topic)
+    headers = header_map(dead)
+    assert (headers[Headers.ERROR_CLASS], headers[Headers.ERROR_CODE]) == ("transient", "os_EACCES")
+    assert "Permission denied" in headers[Headers.ERROR_MESSAGE]
+    job_row = await pool.fetchrow("SELECT * FROM upload_jobs WHERE job_id = $1", job)
+    assert (job_row["status"], job_row["state"]) == ("failed_parse", "deadletter")
+    assert job_row["last_error"]["code"] == "os_EACCES"
+    assert await rows(pool, topics.topic_prefix) == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "point", ["before_db_commit:3", "after_db_commit:3", "after_produce:1"]
