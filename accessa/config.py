@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     )
     health_host: str = Field("127.0.0.1", description="Bind address of the health server.")
     max_message_bytes: int = Field(1_048_576, description="Largest event the runtime accepts.")
+    max_delivery_attempts: int = Field(
+        3, ge=2, description="Handler starts a crash (OOM kill, segfault) may end before the DLQ."
+    )
     fault_inject: str | None = Field(
         None, description="TEST ONLY: `<stage>:<point>[:<n>]` SIGKILLs the process there."
     )

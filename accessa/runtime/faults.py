@@ -3,6 +3,9 @@ the n-th time (default 1st) it reaches `point`. Inert when the setting is unset 
 
 Points: `before_db_commit`, `after_db_commit`, `after_produce`, and stage-specific ones such as
 `mid_embed`. A marker file under ACCESSA_HOME makes each fault fire once across restarts.
+
+`<stage>:kill_on_document:<document_id>` is a poison pill instead: the process is SIGKILLed
+every time a handler starts on that document, restart after restart.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from accessa.config import Settings
 class FaultInjector:
     def __init__(self, settings: Settings, stage: str) -> None:
         self.target: tuple[str, int] | None = None
+        self.kill_document: str | None = None
         self.hits = 0
         spec = settings.fault_inject
         if spec:
             parts = spec.split(":")
-            if parts[0] == stage:
+            if parts[0] == stage and parts[1] == "kill_on_document":
+                self.kill_document = parts[2]
+            elif parts[0] == stage:
                 self.target = (parts[1], int(parts[2]) if len(parts) > 2 else 1)
         self.marker = settings.home / "faults" / f"{spec}".replace(":", "_").replace("/", "_")
 
@@ -35,3 +41,8 @@ class FaultInjector:
         self.marker.parent.mkdir(parents=True, exist_ok=True)
         Path(self.marker).touch()
         os.kill(os.getpid(), signal.SIGKILL)
+
+    def handling(self, document_id: object) -> None:
+        """Die here, every time, if a handler is starting on the poison-pill document."""
+        if self.kill_document is not None and str(document_id) == self.kill_document:
+            os.kill(os.getpid(), signal.SIGKILL)

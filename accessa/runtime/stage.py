@@ -16,6 +16,9 @@ Failures, by type (accessa.errors):
 - Database or broker unreachable (`context.is_infra`): the record is retried in place (no
   attempt is spent) until the infrastructure is back or the process shuts down; the gauge
   `accessa_infra_retry_seconds` says for how long.
+- A record whose handling kills the process (OOM kill, segfault, SIGKILL) is counted in
+  Postgres before it runs (`deliveries`): after `max_delivery_attempts` starts it goes to the
+  DLQ as `crashed_consumer`, unstarted.
 
 FastStream owns the consumer loop, batching, acks and the graceful drain. We drop to aiokafka
 in two places: its consumer to pause/seek/resume retry partitions (FastStream has no API for
@@ -48,7 +51,7 @@ from accessa import jobs, kafka_clients
 from accessa.config import Settings
 from accessa.errors import PermanentError, PipelineError, PoisonMessage, RecoverableError
 from accessa.logs import correlation_id
-from accessa.runtime import metrics
+from accessa.runtime import deliveries, metrics
 from accessa.runtime.context import (
     AlreadyCommitted,
     StageContext,
@@ -180,6 +183,7 @@ class StageRuntime:
         # is longer. A due time further after the record's own timestamp is not trusted.
         last_step = settings.retry_base_delay_s * 2 ** max(settings.retry_max_attempts - 1, 0)
         self.max_delay_s = max(last_step, settings.budget_recheck_s)
+        self.deliveries = deliveries.DeliveryLedger(resources.pool, self.group)
         self.producer = self._make_producer()
         self._register()
 
@@ -306,14 +310,33 @@ class StageRuntime:
         by_document: dict[tuple[str, int, bytes | None], list[ConsumerRecord]] = defaultdict(list)
         for record in records:
             by_document[(record.topic, record.partition, record.key)].append(record)
-        groups = list(by_document.values())
         futures: list[asyncio.Future[Any]] = []
-        workers = min(self.settings.stage_concurrency, len(groups))
         try:
+            counted = await self._infra(lambda: self.deliveries.delivered(records), "count")
+            groups: list[list[ConsumerRecord]] = []
+            suspects: list[list[ConsumerRecord]] = []  # documents with a record seen before
+            for group in by_document.values():
+                suspect = any(counted[deliveries.key(r)].suspect for r in group)
+                (suspects if suspect else groups).append(group)
+            finished = [deliveries.key(r) for group in groups for r in group]
+            workers = min(self.settings.stage_concurrency, len(groups))
             # A fixed pool of workers over the groups: bounded concurrency without a task
             # per document, which costs more than a fast handler does.
             await asyncio.gather(*(self._worker(groups, futures) for _ in range(workers)))
+            forget = asyncio.ensure_future(
+                self._infra(lambda: self.deliveries.finished(finished), "forget deliveries")
+            )  # while the producer waits for acks
+            if suspects:  # before any of them may crash: these are not to blame
+                await forget
+            crashed: list[deliveries.Key] = []
+            for group in suspects:
+                for record in group:
+                    futures += await self._run_alone(record, counted[deliveries.key(record)],
+                                                     crashed)  # fmt: skip
             await self._confirm(futures)
+            await forget
+            # Forgotten only once its DLQ copy is acknowledged: never started again meanwhile.
+            await self._infra(lambda: self.deliveries.finished(crashed), "forget deliveries")
             self.res.faults.point("after_produce")
             await msg.ack()
         except BaseException:
@@ -326,6 +349,23 @@ class StageRuntime:
                 outcome = await self._handle_with_infra_retry(record)
                 for topic, key, value, headers in outcome.produce:
                     futures.append(await self._send(topic, key, value, headers))
+
+    async def _run_alone(
+        self, record: ConsumerRecord, delivery: deliveries.Delivery, crashed: list[Any]
+    ) -> list[Any]:
+        """A record of a document delivered before without finishing: its start is counted
+        durably, and it runs alone, so that a crash now is blamed on it. One that has started
+        `max_delivery_attempts` times is dead-lettered unstarted."""
+        key = deliveries.key(record)
+        if delivery.suspect and delivery.attempts >= self.settings.max_delivery_attempts:
+            outcome = await self._infra(lambda: self._crashed(record, delivery.attempts), "DLQ")
+            crashed.append(key)
+        else:
+            if delivery.suspect:  # a first delivery's start is counted already
+                await self._infra(lambda: self.deliveries.starting(record), "count start")
+            outcome = await self._handle_with_infra_retry(record)
+            await self._infra(lambda: self.deliveries.finished([key]), "forget delivery")
+        return [await self._send(*produce) for produce in outcome.produce]
 
     async def _send(
         self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]
@@ -385,6 +425,7 @@ class StageRuntime:
                 res=self.res, output_topic=self.output_topic,
             )  # fmt: skip
             assert self.app.handler is not None
+            self.res.faults.handling(event.document_id)
             output = await self.app.handler(event, ctx)
             if not ctx.committed and not self.app.stateless:
                 raise RuntimeError(f"{self.app.name} handler returned without ctx.commit()")
@@ -428,6 +469,27 @@ class StageRuntime:
         return Outcome([(self.output_topic, stored[0], stored[1], out)])
 
     # --- failures
+
+    async def _crashed(self, record: ConsumerRecord, starts: int) -> Outcome:
+        """Dead-letter a record whose handler started `starts` times and never finished."""
+        headers = _headers(record)
+        event: Event | None = None
+        with contextlib.suppress(Exception):  # for its job id; the headers carry one too
+            event = decode_event(self.app.input_model, record.value)
+        cid = headers.get(Headers.CORRELATION_ID) or (event.correlation_id if event else "")
+        headers[Headers.CORRELATION_ID] = cid or str(uuid.uuid4())
+        token = correlation_id.set(headers[Headers.CORRELATION_ID])
+        try:
+            exc = PermanentError(
+                f"the {self.app.name} process died {starts} times handling this record "
+                "(killed: out of memory, a crash in native code, or SIGKILL)",
+                code="crashed_consumer",
+            )
+            return await self._failed(
+                record, headers, _int(headers.get(Headers.ATTEMPT)), event, exc
+            )
+        finally:
+            correlation_id.reset(token)
 
     async def _failed(
         self,

@@ -1,5 +1,5 @@
 """Which errors are retried in place (infrastructure) and which are the record's (retry
-topics, then the DLQ); the alerting of long in-place retries."""
+topics, then the DLQ); the alerting of long in-place retries; the poison-pill fault."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
 
+from accessa.config import Settings
 from accessa.runtime import context
 from accessa.runtime.context import is_infra, retry_infra
+from accessa.runtime.faults import FaultInjector
 from accessa.runtime.metrics import REGISTRY
 
 INFRA = [
@@ -97,3 +99,13 @@ async def test_in_place_retries_show_on_the_gauge_and_warn_once_a_minute(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]  # 4 failures, one warning
     assert "retrying in place" in warnings[0].getMessage()
+
+
+def test_kill_on_document_fault_is_parsed_and_ignores_other_documents() -> None:
+    doomed = uuid.uuid4()
+    settings = Settings(_env_file=None, fault_inject=f"parser:kill_on_document:{doomed}")
+    faults = FaultInjector(settings, "parser")
+    assert faults.kill_document == str(doomed) and faults.target is None
+    faults.handling(uuid.uuid4())  # another document: still alive
+    faults.point("before_db_commit")
+    assert FaultInjector(settings, "chunker").kill_document is None
