@@ -1,13 +1,18 @@
-"""Semantic search over a user's completed documents (the caller's RLS scope applies).
+"""Search over a user's completed documents (the caller's RLS scope applies).
 
 Only each document's active version is searched (`accessa reprocess` may keep others beside
 it until garbage collection). Vectors of different models are not comparable: a query is
-embedded once per active model and each model's documents are searched with their own."""
+embedded once per active model and each model's documents are searched with their own.
+
+Two modes: `vector` (cosine similarity) and `hybrid`, which fuses the vector ranking with a
+full-text ranking (BM25 over the chunks' generated `content_tsv`) by reciprocal rank. Exact
+terms (policy numbers, amounts, phone numbers, clause ids) and rare words rank by full text
+even when an embedding blurs them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -22,6 +27,42 @@ WHERE c.chunker_version = d.active_chunker_version AND c.embed_model = d.active_
 ORDER BY c.embedding <=> $1
 LIMIT $2
 """
+# BM25 (k1 1.2, b 0.75) over the active chunks of the caller's scope: a chunk matches any
+# lexeme of the query (OR: a question's words rarely all appear in its answer), and each
+# lexeme weighs by its rarity among these chunks (IDF), which neither ts_rank nor the
+# embedding has. Length is the count of distinct lexemes (tsvector length).
+TEXT_SEARCH = """
+WITH terms AS (
+  SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $1)) WHERE lexeme !~ '[''\\\\]'
+), query AS (
+  SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS tsq FROM terms
+), scope AS NOT MATERIALIZED (
+  SELECT c.chunk_id, c.embed_model, c.content_tsv, length(c.content_tsv) AS len
+  FROM document_chunks c JOIN documents d USING (document_id)
+  WHERE c.chunker_version = d.active_chunker_version AND c.embed_model = d.active_embed_model
+), stats AS (
+  SELECT count(*) AS n, greatest(avg(len), 1) AS avglen FROM scope
+), matches AS (
+  SELECT s.chunk_id, s.embed_model, s.len, u.lexeme, coalesce(cardinality(u.positions), 1) AS tf
+  FROM scope s CROSS JOIN query q CROSS JOIN LATERAL unnest(s.content_tsv) u
+  WHERE s.content_tsv @@ q.tsq AND u.lexeme IN (SELECT lexeme FROM terms)
+), df AS (
+  SELECT lexeme, count(*) AS df FROM matches GROUP BY lexeme
+)
+SELECT m.chunk_id, m.embed_model,
+       sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5))
+           * m.tf * 2.2 / (m.tf + 1.2 * (0.25 + 0.75 * m.len / st.avglen))) AS score
+FROM matches m JOIN df USING (lexeme) CROSS JOIN stats st
+GROUP BY m.chunk_id, m.embed_model
+ORDER BY score DESC, m.chunk_id
+LIMIT $2
+"""
+CHUNKS = """
+SELECT c.chunk_id, c.document_id, d.filename, c.ordinal, c.content, c.metadata,
+       c.chunker_version, c.embed_model
+FROM document_chunks c JOIN documents d USING (document_id)
+WHERE (c.chunk_id, c.embed_model) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))
+"""
 ACTIVE_MODELS = """
 SELECT DISTINCT active_embed_model FROM documents WHERE active_embed_model IS NOT NULL ORDER BY 1
 """
@@ -30,6 +71,47 @@ SELECT DISTINCT active_embed_model FROM documents WHERE active_embed_model IS NO
 async def active_models(conn: asyncpg.Connection) -> list[str]:
     """The embedding models of the caller's searchable documents."""
     return [r["active_embed_model"] for r in await conn.fetch(ACTIVE_MODELS)]
+
+
+Mode = Literal["hybrid", "vector"]
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
+CANDIDATES = 50  # each ranking's depth that hybrid fuses
+
+
+async def search(
+    conn: asyncpg.Connection,
+    query: str,
+    vectors: Mapping[str, Sequence[float]],
+    k: int,
+    mode: Mode = "hybrid",
+) -> list[dict[str, Any]]:
+    """The `k` best chunks for `query` (embedded per model as `vectors`) in `mode`."""
+    if mode == "vector":
+        return await search_models(conn, vectors, k)
+    return await search_hybrid(conn, query, vectors, k)
+
+
+async def search_hybrid(
+    conn: asyncpg.Connection, query: str, vectors: Mapping[str, Sequence[float]], k: int
+) -> list[dict[str, Any]]:
+    """The `k` best chunks by reciprocal rank fusion of the vector and the full-text ranking
+    (score: the sum of 1 / (60 + rank) over both rankings). Runs in the caller's transaction,
+    so both rankings see only the caller's chunks."""
+    depth = max(k, CANDIDATES)
+    by_vector = await search_models(conn, vectors, depth)
+    by_text = await conn.fetch(TEXT_SEARCH, query, depth)
+    fused: dict[tuple[Any, str], float] = {}
+    for ranking in ([(h["chunk_id"], h["embed_model"]) for h in by_vector],
+                    [(r["chunk_id"], r["embed_model"]) for r in by_text]):  # fmt: skip
+        for rank, key in enumerate(ranking, 1):
+            fused[key] = fused.get(key, 0.0) + 1 / (RRF_K + rank)
+    best = sorted(fused, key=lambda key: (-fused[key], str(key[0])))[:k]
+    known = {(h["chunk_id"], h["embed_model"]): h for h in by_vector}
+    missing = [key for key in best if key not in known]
+    if missing:
+        rows = await conn.fetch(CHUNKS, [c for c, _ in missing], [m for _, m in missing])
+        known.update({(r["chunk_id"], r["embed_model"]): _hit(r, 0.0) for r in rows})
+    return [{**known[key], "score": round(fused[key], 6)} for key in best if key in known]
 
 
 async def search_models(
@@ -49,19 +131,20 @@ async def search_chunks(
     await conn.execute("SET LOCAL hnsw.ef_search = 100")
     await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
     rows = await conn.fetch(SEARCH, list(vector), k, model)
-    return [
-        {
-            "chunk_id": r["chunk_id"],
-            "document_id": r["document_id"],
-            "filename": r["filename"],
-            "ordinal": r["ordinal"],
-            "heading_path": r["metadata"].get("heading_path", []),
-            "page_start": r["metadata"].get("page_start"),
-            "page_end": r["metadata"].get("page_end"),
-            "score": round(float(r["score"]), 4),
-            "content": r["content"],
-            "chunker_version": r["chunker_version"],
-            "embed_model": r["embed_model"],
-        }
-        for r in rows
-    ]
+    return [_hit(r, round(float(r["score"]), 4)) for r in rows]
+
+
+def _hit(r: asyncpg.Record, score: float) -> dict[str, Any]:
+    return {
+        "chunk_id": r["chunk_id"],
+        "document_id": r["document_id"],
+        "filename": r["filename"],
+        "ordinal": r["ordinal"],
+        "heading_path": r["metadata"].get("heading_path", []),
+        "page_start": r["metadata"].get("page_start"),
+        "page_end": r["metadata"].get("page_end"),
+        "score": score,
+        "content": r["content"],
+        "chunker_version": r["chunker_version"],
+        "embed_model": r["embed_model"],
+    }

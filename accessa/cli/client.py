@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -169,16 +170,25 @@ def jobs(
     console.print(table)
 
 
+class SearchMode(StrEnum):
+    hybrid = "hybrid"
+    vector = "vector"
+
+
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option(min=1, max=50, help="How many chunks.")] = 5,
+    mode: Annotated[
+        SearchMode,
+        typer.Option(help="hybrid: vectors fused with full-text ranking; vector: vectors only."),
+    ] = SearchMode.hybrid,
     as_json: JsonOpt = False,
     token: TokenOpt = None,
     user: UserOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
     """Your best-matching chunks for a query (document, pages, heading path, score)."""
-    params = {"q": query, "k": k}
+    params = {"q": query, "k": k, "mode": mode.value}
     hits = _get("/api/v2/search", params, token, user, api_url, as_json)["hits"]
     if as_json:
         emit_json(hits)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from accessa.errors import PipelineError
-from accessa.search import active_models, search_models
+from accessa.search import Mode, active_models
+from accessa.search import search as search_chunks
 from consumers.embedder.providers import make_provider
 from producer_api.core.config import DbDep, SettingsDep
 from producer_api.core.errors import ApiError
@@ -26,12 +27,16 @@ class SearchHit(BaseModel):
     heading_path: list[str] = Field(examples=[["Section II", "Exclusions"]])
     page_start: int | None = None
     page_end: int | None = None
-    score: float = Field(description="Cosine similarity, higher is closer.")
+    score: float = Field(
+        description="Higher is closer. `vector`: cosine similarity; `hybrid`: the reciprocal "
+        "rank fusion score, the sum of 1 / (60 + rank) over the vector and full-text rankings."
+    )
     content: str
 
 
 class SearchResults(BaseModel):
     query: str
+    mode: Mode
     hits: list[SearchHit]
 
 
@@ -42,9 +47,17 @@ async def search(
     settings: SettingsDep,
     q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for.")],
     k: Annotated[int, Query(ge=1, le=50, description="How many chunks.")] = 5,
+    mode: Annotated[
+        Mode,
+        Query(
+            description="`hybrid`: vector similarity fused with full-text ranking (BM25) by "
+            "reciprocal rank, so exact terms (policy numbers, amounts, phone numbers, clause "
+            "ids) count; `vector`: vector similarity only."
+        ),
+    ] = "hybrid",
 ) -> SearchResults:
     """Embeds `q` with the model of each of your documents' active versions (usually one)
-    and returns your `k` closest chunks."""
+    and returns your `k` best chunks (see `mode`)."""
     state = request.app.state
     if getattr(state, "providers", None) is None:
         state.providers = {}
@@ -60,5 +73,5 @@ async def search(
     except PipelineError as exc:
         raise ApiError(503, "embedding_unavailable", exc.message) from exc
     async with db.tx() as conn:
-        hits = await search_models(conn, vectors, k)
-    return SearchResults(query=q, hits=[SearchHit(**h) for h in hits])
+        hits = await search_chunks(conn, q, vectors, k, mode)
+    return SearchResults(query=q, mode=mode, hits=[SearchHit(**h) for h in hits])
