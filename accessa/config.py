@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".accessa"), description="State folder: data, logs, pids, storage.")
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(True, description="JSON log lines (with correlation id).")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector base URL (`http://collector:4318`): tracing on."
+    )
 
     # --- Kafka
     kafka_bootstrap_servers: str | None = Field(

@@ -8,6 +8,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from opentelemetry import trace
+
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -29,6 +31,10 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "correlation_id": correlation_id.get(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # tracing on, inside a traced request or record
+            line["trace_id"] = format(span.trace_id, "032x")
+            line["span_id"] = format(span.span_id, "016x")
         line.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)

@@ -14,7 +14,7 @@ import asyncpg
 from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from accessa import jobs, kafka_clients
+from accessa import jobs, kafka_clients, tracing
 from accessa.config import Settings
 from accessa.infra.topics import topics_for
 from accessa.topic_scan import Record, group_members, partitions, scan
@@ -106,6 +106,7 @@ async def redrive(
     redriven once, and its job is reopened in front of that stage."""
     names = topics_for(settings)
     results: list[Redrive] = []
+    tracing.setup(settings, "ops")
     producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")  # fmt: skip
     await producer.start()
     try:
@@ -134,6 +135,7 @@ async def redrive(
                 headers = {k: v for k, v in record.headers.items()
                            if k not in _ERROR_HEADERS and k != Headers.VALUE_OMITTED}  # fmt: skip
                 headers[Headers.REDRIVEN] = record.id
+                tracing.relink(headers, topic=target, operation="redrive")
                 await producer.send_and_wait(
                     target, value, key=record.key,
                     headers=[(k, v.encode()) for k, v in headers.items()],
@@ -141,6 +143,7 @@ async def redrive(
             results.append(Redrive(record.id, target, "redriven"))
     finally:
         await producer.stop()
+        tracing.shutdown()
     return results
 
 
@@ -166,16 +169,19 @@ async def replay(
         matches.append(record)
     if dry_run or not matches:
         return matches
+    tracing.setup(settings, "ops")
     producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")  # fmt: skip
     await producer.start()
     try:
         for record in matches:
             headers = {**record.headers, Headers.REPLAYED: record.id}
+            tracing.relink(headers, topic=name, operation="replay")
             await producer.send(name, record.value, key=record.key,
                                 headers=[(k, v.encode()) for k, v in headers.items()])  # fmt: skip
         await producer.flush()
     finally:
         await producer.stop()
+        tracing.shutdown()
     return matches
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from accessa import jobs
+from accessa import jobs, tracing
 from schemas.events import Event
 from schemas.headers import Headers
 
@@ -178,7 +178,12 @@ async def enqueue(*, conn: asyncpg.Connection, topic: str, event: Event) -> None
         Headers.DOCUMENT_ID: str(event.document_id),
         Headers.EVENT_ID: str(event.event_id),
     }
+    tracing.inject(headers)  # the relay's send continues this request's trace
     await conn.execute(
         "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
         topic, event.key(), event.to_bytes(), headers,
     )  # fmt: skip
+    if trace_id := tracing.current_trace_id():
+        await conn.execute(
+            "UPDATE upload_jobs SET trace_id = $2 WHERE job_id = $1", event.job_id, trace_id
+        )

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import jwt
 from fastapi import FastAPI
 
+from accessa import tracing
 from accessa.config import Settings
 from accessa.db import PoolOpener
 from accessa.logs import setup_logging
@@ -70,12 +71,14 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
                 worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
             await opener.close()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Accessa Ingest — Producer API",
         version="2.0.0",
         summary="Upload insurance PDFs and follow their jobs through the pipeline.",
         lifespan=lifespan,
+        telemetry={"tracing": False},  # the request span comes from tracing.instrument_api
     )
     app.state.settings = settings
     app.state.jwks = (
@@ -90,12 +93,14 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(CorrelationMiddleware)  # outermost: every response carries the id
+    tracing.instrument_api(app)
     return app
 
 
 def serve(settings: Settings) -> None:
     """`accessa run api`: the API (with its outbox relay) until SIGTERM/SIGINT."""
     setup_logging("api", settings.log_level, settings.log_json)
+    tracing.setup(settings, "api")
     log.info("producer API on http://%s:%d (docs at /docs)", settings.api_host, settings.api_port)
     serve_asgi(create_app(settings), settings.api_host, settings.api_port,
                settings.shutdown_grace_s)  # fmt: skip

@@ -90,6 +90,9 @@ class JobPublic(BaseModel):
         None, examples=[{"stage": "parser", "code": "empty_markdown", "message": "…"}]
     )
     correlation_id: str
+    trace_id: str | None = Field(
+        None, description="OpenTelemetry trace of the job's latest run (tracing on only)."
+    )
     cost_usd: float = Field(0.0, description="Embedding spend so far.")
     embed_tokens: int = 0
     created_at: datetime
@@ -139,7 +142,8 @@ def job_public(row: Any) -> JobPublic:
         stage_times=row["stage_times"] or {}, pages=row["pages"],
         chunk_count=row["chunk_count"], vector_count=row["vector_count"],
         retry_count=row["retry_count"], last_error=row["last_error"],
-        correlation_id=row["correlation_id"], cost_usd=float(row["cost_usd"]),
+        correlation_id=row["correlation_id"], trace_id=row.get("trace_id"),
+        cost_usd=float(row["cost_usd"]),
         embed_tokens=row["embed_tokens"], created_at=row["created_at"],
         updated_at=row["updated_at"], completed_at=row["completed_at"],
     )  # fmt: skip

@@ -20,7 +20,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from accessa import kafka_clients
+from accessa import kafka_clients, tracing
 from accessa.config import Settings
 from accessa.db import create_pool
 from accessa.infra.topics import topics_for
@@ -73,10 +73,15 @@ class KafkaPublisher:
         futures: list[asyncio.Future[object]] = []
         try:
             for row in rows:
-                headers = [(k, str(v).encode()) for k, v in (row["headers"] or {}).items()]
+                fields = {k: str(v) for k, v in (row["headers"] or {}).items()}
+                # The API request's trace continues here, and this send's in the stages.
+                span = tracing.producing(row["topic"], row["key"], fields,
+                                         client_id="accessa-outbox")  # fmt: skip
+                headers = [(k, v.encode()) for k, v in fields.items()]
                 futures.append(await producer.send(
                     row["topic"], row["payload"], key=row["key"], headers=headers
                 ))  # fmt: skip
+                tracing.end_when_acked(span, futures[-1])
         except KafkaError as exc:
             log.warning(
                 "outbox relay: send failed after %d of %d: %s", len(futures), len(rows), exc
@@ -170,6 +175,7 @@ async def _wait(stop: asyncio.Event, wakeup: asyncio.Event | None, delay_s: floa
 def run_relay(settings: Settings) -> None:
     """`accessa run relay`: the relay alone, until SIGTERM/SIGINT."""
     setup_logging("relay", settings.log_level, settings.log_json)
+    tracing.setup(settings, "relay")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -181,6 +187,7 @@ def run_relay(settings: Settings) -> None:
             await relay(settings, pool, KafkaPublisher(settings), stop)
         finally:
             await pool.close()
+            tracing.shutdown()
 
     asyncio.run(main())
 

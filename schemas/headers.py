@@ -22,6 +22,9 @@ class Headers:
     REDRIVEN = "x-redriven"
     REPLAYED = "x-replayed"
     VALUE_OMITTED = "x-value-omitted"  # a DLQ copy too big to keep its value: the bytes it had
+    # W3C trace context (accessa/tracing.py): the span that produced the record.
+    TRACEPARENT = "traceparent"
+    TRACESTATE = "tracestate"
 
     # Propagated from the input record to every record a stage emits.
     PROPAGATED = (CORRELATION_ID, JOB_ID, DOCUMENT_ID, USER_ID)

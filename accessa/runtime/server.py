@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from accessa import tracing
 from accessa.config import Settings
 from accessa.db import PoolOpener
 from accessa.infra.kafka import broker_check
@@ -132,6 +133,7 @@ async def start_with_pool(app: StageApp, settings: Settings, opener: PoolOpener,
 def run_stage(app: StageApp, settings: Settings) -> None:
     """Run one stage process until SIGTERM/SIGINT, then drain and leave the group."""
     setup_logging(app.name, settings.log_level, settings.log_json)
+    tracing.setup(settings, app.name)
     state: dict[str, object] = {}
     # A handler may hold two connections at once (e.g. the embedder's advisory lock plus
     # a write): size the pool so every concurrent record can, or they deadlock.
@@ -154,6 +156,7 @@ def run_stage(app: StageApp, settings: Settings) -> None:
                 state["reporter"].cancel()  # type: ignore[attr-defined]
                 await state["runtime"].stop()  # type: ignore[attr-defined]
             await opener.close()
+            tracing.shutdown()
 
     async def kafka_ready() -> str | None:
         if not state.get("started"):

@@ -47,7 +47,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from accessa import jobs, kafka_clients
+from accessa import jobs, kafka_clients, tracing
 from accessa.config import Settings
 from accessa.errors import PermanentError, PipelineError, PoisonMessage, RecoverableError
 from accessa.logs import correlation_id
@@ -370,8 +370,16 @@ class StageRuntime:
     async def _send(
         self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]
     ) -> Any:
+        span = tracing.producing(topic, key, headers, client_id=f"accessa-{self.app.name}")
         encoded = [(k, v.encode()) for k, v in headers.items()]
-        return await self.producer.send(topic, value, key=key, headers=encoded)
+        try:
+            future = await self.producer.send(topic, value, key=key, headers=encoded)
+        except BaseException:
+            if span is not None:
+                span.end()
+            raise
+        tracing.end_when_acked(span, future)
+        return future
 
     async def _confirm(self, futures: list[Any]) -> None:
         """Wait for every produce; if the broker is down, keep trying until it is back."""
@@ -392,10 +400,20 @@ class StageRuntime:
     # --- one record
 
     async def _handle_with_infra_retry(self, record: ConsumerRecord) -> Outcome:
-        return await self._infra(lambda: self._handle(record), "record")
+        return await self._infra(lambda: self._traced(record), "record")
 
     async def _infra(self, op: Callable[[], Awaitable[Any]], what: str) -> Any:
         return await retry_infra(op, what, stage=self.app.name)
+
+    async def _traced(self, record: ConsumerRecord) -> Outcome:
+        """`_handle` in a `process <topic>` span; what it produces continues the trace."""
+        if not tracing.enabled():
+            return await self._handle(record)
+        with tracing.processing(record, _headers(record), stage=self.app.name, group=self.group):
+            outcome = await self._handle(record)
+            for *_, headers in outcome.produce:  # retry and DLQ copies included
+                tracing.inject(headers)
+            return outcome
 
     async def _handle(self, record: ConsumerRecord) -> Outcome:
         headers = _headers(record)
@@ -516,6 +534,7 @@ class StageRuntime:
             delay = self.settings.retry_base_delay_s * 2 ** (n - 1)
             delay = min(max(delay, getattr(exc, "defer_s", None) or 0.0), self.max_delay_s)
             log.warning("transient failure, retry %d in %.1fs: %s: %s", n, delay, code, message)
+            tracing.failed(exc, code=code, kind=kind, outcome="retry")
             if job_id:
                 async with self.res.pool.acquire() as conn, conn.transaction():
                     await jobs.retrying(conn, job_id=job_id, actor=self.app.name, error=reason,
@@ -535,6 +554,7 @@ class StageRuntime:
             return Outcome([(self.topics.retry(self.stage.input, n), record.key,
                              record.value or b"", retry_headers)])  # fmt: skip
         log.error("dead-lettering record: %s: %s", code, message)
+        tracing.failed(exc, code=code, kind=kind, outcome="dlq")
         if job_id:
             async with self.res.pool.acquire() as conn, conn.transaction():
                 await jobs.fail(conn, job_id=job_id, status=self.stage.failed_status,
