@@ -278,5 +278,8 @@ def instrument_api(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=_provider, excluded_urls="/health,/ready,/metrics,/events"
+        app,
+        tracer_provider=_provider,
+        excluded_urls="/health,/ready,/metrics,/events",
+        exclude_spans=["receive", "send"],  # ASGI message spans: noise in every trace
     )
