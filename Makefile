@@ -8,7 +8,7 @@ KAFKA_STAMP := infra/kafka/lib/.resolved
 KUSTOMIZE := .accessa/bin/kustomize
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages run test test-fast bench reliability fuzz lint format clean
+.PHONY: setup system-packages run test test-fast bench reliability fuzz eval lint format clean
 
 setup: $(STAMP) $(KAFKA_STAMP) system-packages ## venv, Python deps (constrained), Kafka jars, Debian packages; quick when done
 
@@ -77,6 +77,17 @@ $(FUZZ_STAMP): $(STAMP)
 # ACCESSA_FUZZ_SECONDS long (default 180); problem inputs -> tests/data/fuzz_regressions/.
 fuzz: setup $(FUZZ_STAMP) ## bounded fuzzing -> bench/reliability.json["fuzz"]
 	$(BIN)/python -m bench.fuzz
+
+EVAL_STAMP := $(VENV)/.eval-installed
+$(EVAL_STAMP): $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[eval]'
+	@touch $@
+
+# Retrieval eval (bench/eval.py): bench/eval_questions.json through the real pipeline and API
+# search (hybrid and vector, chunkers @1 and @2) against a LlamaIndex peer on the same mock
+# embedder; starts local infrastructure and the pipeline, and stops what it started.
+eval: setup $(EVAL_STAMP) ## retrieval hit@1/hit@5/MRR vs a LlamaIndex peer -> bench/eval.json
+	$(BIN)/python -m bench.eval
 
 lint: setup
 	$(BIN)/ruff check .
