@@ -21,6 +21,7 @@ from producer_api import outbox, ratelimit
 from producer_api.core.body import BodyLimitMiddleware
 from producer_api.core.correlation import CorrelationMiddleware
 from producer_api.core.errors import install_error_handlers
+from producer_api.job_events import JobEventHub
 from producer_api.metrics import MetricsMiddleware
 from producer_api.routes import api_router, health
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
         if isinstance(storage, S3Storage):
             await asyncio.to_thread(storage.ensure_bucket)
         app.state.db = opener = PoolOpener(settings)
+        app.state.job_events = hub = JobEventHub(settings.dsn)
         # One try before serving, so that requests find the pool; if Postgres refuses us, the
         # process stays up, not ready with the reason, and keeps trying in the background.
         app.state.pool = await opener.try_open()
@@ -70,6 +72,7 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
             if opener.pool is None:
                 worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
+            await hub.close()
             await opener.close()
             tracing.shutdown()
 

@@ -5,15 +5,18 @@ Auth: `--token`, else `ACCESSA_TOKEN`, else `--user <uuid>` mints a local dev to
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from accessa.cli.output import Exit, console, emit_json, err_console, fail
@@ -28,6 +31,9 @@ UserOpt = Annotated[
 ]
 ApiUrlOpt = Annotated[str | None, typer.Option(help="API base URL (default: settings.api_url).")]
 FAILED = ("failed_parse", "failed_chunking", "failed_embedding")
+_STREAM_TRIES = 5
+# Heartbeats come every 15 s: a read silent for longer than that means the stream is gone.
+_STREAM_TIMEOUT = httpx.Timeout(30, read=45)
 
 
 def _client(token: str | None, user: uuid.UUID | None, api_url: str | None) -> httpx.Client:
@@ -75,9 +81,45 @@ def _get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
     return response.json()
 
 
+def _follow(
+    client: httpx.Client, job_id: str, seen: Callable[[dict[str, Any]], None], deadline: float
+) -> dict[str, Any] | None:
+    """Follow the job's event stream until it ends; the final job, or None when the stream is
+    unavailable (an older API, a proxy that buffers) or keeps breaking: then poll instead.
+    A dropped stream is resumed with `Last-Event-ID`."""
+    last_id: str | None = None
+    for _ in range(_STREAM_TRIES):
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        event: dict[str, str] = {}
+        try:
+            with client.stream("GET", f"/api/v2/jobs/{job_id}/events", headers=headers,
+                               timeout=_STREAM_TIMEOUT) as response:  # fmt: skip
+                if response.status_code != 200:
+                    return None
+                for line in response.iter_lines():
+                    if time.monotonic() > deadline:
+                        return None
+                    if line.startswith(":"):
+                        continue
+                    if line:
+                        name, _, value = line.partition(":")
+                        event[name] = value.removeprefix(" ")
+                        continue
+                    data = json.loads(event.get("data", "{}"))
+                    if event.get("event") == "end":
+                        return data
+                    last_id = event.get("id", last_id)
+                    seen(data)
+                    event = {}
+        except (httpx.TransportError, ValueError):
+            continue
+    return None
+
+
 def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: float,
           quiet: bool, timeout_s: float) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Poll each job until it finishes or `timeout_s` passes, with a progress bar per file.
+    """Follow each job until it finishes or `timeout_s` passes, with a progress bar per file:
+    live from the API's event stream, else by polling (~10 polls per job per minute allowed).
     Jobs still running at the deadline are returned as last seen."""
     final: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout_s
@@ -86,25 +128,38 @@ def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: f
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
     ]
-    with Progress(*columns, console=err_console, disable=quiet) as progress:
-        tasks = {n: progress.add_task(f"{Path(n).name}: queued", total=100) for n in accepted}
-        while len(final) < len(accepted):
-            for name, job in accepted.items():
-                if name in final:
-                    continue
-                current = _get_job(client, job["job_id"])
-                if current is None:
-                    continue
-                progress.update(tasks[name], completed=current["progress"],
-                                description=f"{Path(name).name}: {current['stage']}")  # fmt: skip
+
+    def track(progress: Progress, task: TaskID, name: str) -> None:
+        job = accepted[name]
+
+        def show(current: dict[str, Any]) -> None:
+            if current.get("progress") is not None:
+                progress.update(task, completed=current["progress"])
+            progress.update(task, description=f"{Path(name).name}: {current['stage']}")
+
+        ended = _follow(client, job["job_id"], show, deadline)
+        if ended is not None:
+            show(ended)
+            accepted[name] = final[name] = {**job, **ended}
+            return
+        while True:
+            current = _get_job(client, job["job_id"])
+            if current is not None:
+                show(current)
                 accepted[name] = {**job, **current}
                 if _finished(current):
-                    final[name] = current
-            if len(final) < len(accepted):
-                if time.monotonic() > deadline:
-                    return {**accepted, **final}
-                time.sleep(interval)  # the API allows ~10 polls per job per minute
-    return final
+                    final[name] = accepted[name]
+                    return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(interval)
+
+    with Progress(*columns, console=err_console, disable=quiet) as progress:
+        tasks = {n: progress.add_task(f"{Path(n).name}: queued", total=100) for n in accepted}
+        with ThreadPoolExecutor(max_workers=min(len(accepted), 16)) as pool:
+            for future in [pool.submit(track, progress, tasks[n], n) for n in accepted]:
+                future.result()
+    return {**accepted, **final}
 
 
 def upload(

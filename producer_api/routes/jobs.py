@@ -8,9 +8,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
 
-from producer_api import crud, ingest, ratelimit
+from accessa.db import describe_error
+from producer_api import crud, ingest, job_events, ratelimit
 from producer_api.core.config import DbDep, PoolDep, SettingsDep
 from producer_api.core.errors import ApiError, not_found
 from producer_api.models import JobList, JobPublic, JobState, JobStatus, job_public
@@ -42,6 +44,42 @@ async def read_job(job_id: uuid.UUID, db: DbDep, pool: PoolDep, settings: Settin
         await ratelimit.hit(pool, bucket=f"poll:{job_id}",
                             limit=ratelimit.limits(settings)["polls"])  # fmt: skip
     return job_public(row)
+
+
+_SSE_DOC = {
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": "Server-Sent Events: "
+        "one per job transition (id = its audit event id), then `end` with the job.",
+    }
+}
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            responses={**_SSE_DOC, **AUTHED, **errors(404)})  # fmt: skip
+async def stream_job_events(
+    job_id: uuid.UUID, request: Request, db: DbDep,
+    last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0,
+                                         description="Resume after this event id.")] = 0,
+) -> StreamingResponse:  # fmt: skip
+    """Follow a job live: each transition as it commits, ending when the job does.
+
+    Not counted against the status-poll limit; resume a dropped stream with `Last-Event-ID`."""
+    async with db.tx() as conn:
+        if await crud.get_job(conn=conn, job_id=job_id) is None:
+            raise not_found("job")
+    hub: job_events.JobEventHub = request.app.state.job_events
+    try:
+        await hub.ensure_listening()
+    except Exception as exc:
+        raise ApiError(
+            503, "unavailable", f"live events unavailable: {describe_error(exc)}"
+        ) from exc
+    return StreamingResponse(
+        job_events.stream(hub, db, job_id, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("", response_model=JobList, responses={**AUTHED, **errors(400)})

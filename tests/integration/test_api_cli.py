@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from accessa import jobs
 from accessa.cli.main import app
 from accessa.config import Settings
+from producer_api.job_events import JobEventHub
 from producer_api.main import create_app
 from tests.integration.test_api_support import (  # noqa: F401
     ENCRYPTED_PDF,
@@ -23,6 +24,7 @@ from tests.integration.test_api_support import (  # noqa: F401
     api_settings,
     unique_pdf,
 )
+from tests.utils import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +96,53 @@ async def test_upload_wait_follows_jobs_and_exits_1_when_one_failed(
     assert code == 1, out
     assert "bad.pdf: failed_parse" in out and "empty_markdown: no text" in out
     assert "good.pdf: job" in out
+
+
+async def _advance_when_created(pool: asyncpg.Pool, user: str) -> None:
+    """Once the CLI's upload has made its job: through the pipeline to `complete`."""
+
+    async def created() -> uuid.UUID | None:
+        return await pool.fetchval("SELECT job_id FROM upload_jobs WHERE user_id = $1",
+                                   uuid.UUID(user))  # fmt: skip
+
+    job_id = await wait_for(created, timeout=30, what="the CLI's job")
+    for status in ("parse_queued", "parsed", "chunks_stored", "complete"):
+        async with pool.acquire() as conn:
+            await jobs.advance(conn, job_id=job_id, status=status, actor="test")
+
+
+async def test_upload_wait_follows_the_event_stream_without_polling(
+    api_settings: Settings, tmp_path: Path, pool: asyncpg.Pool
+) -> None:
+    # No status poll is allowed at all: only the stream can see the job finish.
+    settings = api_settings.model_copy(
+        update={"rate_limits_enabled": True, "rate_polls_per_minute": 0}
+    )
+    user, pdf = str(uuid.uuid4()), _pdf(tmp_path, "live.pdf")
+    with LiveServer(create_app(settings)) as server:
+        run = asyncio.create_task(asyncio.to_thread(
+            _run, "upload", str(pdf), "--wait", "--timeout", "60", "--user", user,
+            "--api-url", server.url, "--json",
+        ))  # fmt: skip
+        await _advance_when_created(pool, user)
+        code, out = await run
+    assert code == 0, out
+    assert json.loads(out)["jobs"][str(pdf)]["status"] == "complete"
+
+
+async def test_upload_wait_polls_when_the_stream_is_unavailable(
+    live: LiveServer, tmp_path: Path, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(self: object) -> None:
+        raise OSError("no LISTEN for you")
+
+    monkeypatch.setattr(JobEventHub, "ensure_listening", refuse)  # the route answers 503
+    user, pdf = str(uuid.uuid4()), _pdf(tmp_path, "polled.pdf")
+    run = asyncio.create_task(asyncio.to_thread(
+        _run, "upload", str(pdf), "--wait", "--poll-interval", "0.1", "--timeout", "60",
+        "--user", user, "--api-url", live.url, "--json",
+    ))  # fmt: skip
+    await _advance_when_created(pool, user)
+    code, out = await run
+    assert code == 0, out
+    assert json.loads(out)["jobs"][str(pdf)]["status"] == "complete"
