@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     )
 
     # --- chunker
-    chunker_version: str = Field("markdown-simple@1", description="Chunker id@version.")
+    chunker_version: str = Field("markdown-simple@2", description="Chunker id@version.")
     chunk_target_tokens: int = Field(512, ge=32, description="Chunk token budget.")
     chunk_overlap_tokens: int = Field(64, ge=0, description="Overlap between split chunks.")
 

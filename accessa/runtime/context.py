@@ -84,11 +84,16 @@ class _InfraWaits:
         starts = self.since.get(stage)
         return time.monotonic() - min(starts.values()) if starts else 0.0
 
-    def failed(self, stage: str, token: object, what: str, exc: BaseException) -> None:
-        now = time.monotonic()
+    def watch(self, stage: str) -> None:
+        """Export the gauge for `stage` from now on (0 while nothing waits), so that dashboards
+        and alerts find it before the first outage."""
         if stage not in self.since:
             self.since[stage] = {}
             metrics.INFRA_RETRY.labels(stage).set_function(lambda: self.age(stage))
+
+    def failed(self, stage: str, token: object, what: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        self.watch(stage)
         self.since[stage].setdefault(token, now)
         if now - self.warned.get(stage, -self.WARN_EVERY_S) >= self.WARN_EVERY_S:
             self.warned[stage] = now

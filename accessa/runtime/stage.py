@@ -53,6 +53,7 @@ from accessa.errors import PermanentError, PipelineError, PoisonMessage, Recover
 from accessa.logs import correlation_id
 from accessa.runtime import deliveries, metrics
 from accessa.runtime.context import (
+    INFRA_WAITS,
     AlreadyCommitted,
     StageContext,
     StageResources,
@@ -167,6 +168,7 @@ class StageRuntime:
         self.input_topic = self.topics.name(self.stage.input)
         self.output_topic = self.topics.name(self.stage.output)
         self.m_in_flight = metrics.IN_FLIGHT.labels(app.name)
+        INFRA_WAITS.watch(app.name)
         self.m_duration = metrics.DURATION.labels(app.name)
         self.m_outcome = {
             o: metrics.MESSAGES.labels(app.name, o)

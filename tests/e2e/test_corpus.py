@@ -86,7 +86,7 @@ def test_chunk_ids_are_the_same_whenever_the_same_markdown_is_chunked(
         finally:
             await conn.close()
         markdown = (pipeline.settings.storage_root / path).read_text()
-        again = chunk_markdown(markdown, document_id=doc)
+        again = chunk_markdown(markdown, document_id=doc, version=pipeline.settings.chunker_version)
         assert [c.chunk_id for c in again] == [r["chunk_id"] for r in stored]
         assert len(stored) == job["chunk_count"] > 100
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from accessa import reprocess as rp
 from accessa.cli.main import app
-from accessa.config import get_settings
+from accessa.config import Settings, get_settings
 from accessa.db import user_transaction
 from accessa.search import search_models
 from consumers.chunker.chunking import chunk_markdown, resolve_version
@@ -33,6 +33,13 @@ pytestmark = pytest.mark.integration
 
 V1, V2 = "markdown-simple@1", "markdown-simple@1?target=128"
 SMALL, LARGE = "text-embedding-3-small", "text-embedding-3-large"
+
+
+@pytest.fixture
+def isolated_settings(isolated_settings: Settings) -> Settings:
+    """Ingest as @1, whose embedding input is the chunk text itself (these tests compare
+    vectors and cached texts by content); @2 is reprocessed like any version."""
+    return isolated_settings.model_copy(update={"chunker_version": V1})
 
 
 async def ingested(stages: Stages) -> DocumentUploaded:
