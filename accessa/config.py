@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("authenticated", description="Required `aud` claim.")
     jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 tokens.")
     signed_url_ttl_s: int = Field(900, description="Lifetime of upload URLs.")
+    upload_expiry_grace_s: int = Field(
+        3600, ge=0, description="A declared upload whose bytes never came expires this long "
+        "after its URL did.",
+    )  # fmt: skip
     rate_uploads_per_day: int = Field(30, description="Uploads per user per day.")
     rate_polls_per_minute: int = Field(10, description="Status polls per job per minute.")
     rate_active_jobs: int = Field(2, description="Concurrent unfinished jobs per user.")

@@ -124,6 +124,36 @@ async def mark_validated(
     return row
 
 
+EXPIRED_ERROR = {"stage": "api", "code": "upload_expired",
+                 "message": "the upload URL expired before the bytes arrived"}  # fmt: skip
+
+
+async def expire_abandoned(*, conn: asyncpg.Pool | asyncpg.Connection, after_s: float,
+                           limit: int = 500) -> int:  # fmt: skip
+    """Two-step jobs still waiting for their bytes `after_s` after creation become `expired`
+    (terminal), each with its audit event; returns how many. Unscoped: housekeeping only.
+    SKIP LOCKED: replicas sweeping at once, or a PUT holding the row, never block a sweep."""
+    return len(await conn.fetch(
+        """WITH due AS (
+             SELECT job_id FROM upload_jobs
+             WHERE stage = $1 AND status = 'uploaded' AND kind = 'upload'
+               AND created_at < now() - make_interval(secs => $2)
+             ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+           expired AS (
+             UPDATE upload_jobs j
+             SET status = 'expired', state = 'done', stage = 'expired', last_error = $4,
+                 stage_times = stage_times || jsonb_build_object('expired', now()),
+                 updated_at = now()
+             FROM due WHERE j.job_id = due.job_id AND j.stage = $1
+             RETURNING j.job_id, j.document_id, j.user_id, j.correlation_id)
+           INSERT INTO events (job_id, document_id, user_id, stage, kind, status,
+                               correlation_id, detail)
+           SELECT job_id, document_id, user_id, 'api', 'expired', 'expired', correlation_id, $4
+           FROM expired RETURNING job_id""",
+        AWAITING_BYTES, after_s, limit, EXPIRED_ERROR,
+    ))  # fmt: skip
+
+
 async def get_job(
     *, conn: asyncpg.Connection, job_id: uuid.UUID, for_update: bool = False
 ) -> asyncpg.Record | None:

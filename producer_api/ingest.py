@@ -84,7 +84,45 @@ async def create(
             )
         if not latest:
             raise ApiError(409, "conflict", "the document is being removed; retry") from None
+        if latest["status"] == "expired":
+            renewed = await _renew(
+                db=db, settings=settings, storage=storage, doc=doc,
+                document_id=latest["document_id"], data=data, pages=pages,
+            )  # fmt: skip
+            if renewed is not None:
+                return renewed
         return Accepted(latest, duplicate=True)
+
+
+async def _renew(
+    *, db: Db, settings: Settings, storage: Storage, doc: Declared, document_id: uuid.UUID,
+    data: bytes | None, pages: int | None,
+) -> Accepted | None:  # fmt: skip
+    """A new job for a document whose last upload expired before its bytes came (declared
+    again, or now uploaded in one step); None if another request renewed it first."""
+    async with db.tx() as conn:
+        await conn.execute("SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE",
+                           document_id)  # fmt: skip
+        latest = await crud.latest_job(conn=conn, document_id=document_id)
+        if latest is None or latest["status"] != "expired":
+            return None
+        if settings.rate_limits_enabled:
+            quota = ratelimit.limits(settings)["uploads"]
+            await ratelimit.hit(conn, bucket=f"uploads:{doc.user_id}", limit=quota)
+            await ratelimit.check_active_jobs(conn, settings=settings, user_id=doc.user_id)
+        job_id = uuid.uuid4()
+        await crud.insert_job(
+            conn=conn, job_id=job_id, document_id=document_id, user_id=doc.user_id,
+            correlation_id=doc.correlation_id, validated=data is not None,
+        )  # fmt: skip
+        job = await crud.get_job(conn=conn, job_id=job_id)
+        assert job is not None
+        if data is not None:
+            await conn.execute("UPDATE documents SET pages = $2, updated_at = now() "
+                               "WHERE document_id = $1", document_id, pages)  # fmt: skip
+            await storage.put(job["raw_path"], data)
+            await _emit(conn, settings, job, "parser")
+        return Accepted(job, duplicate=False)
 
 
 async def upload_bytes(
@@ -109,8 +147,7 @@ async def receive(
     A PDF that fails validation although it matches its declaration can never succeed:
     its document and job are removed. A size/sha256 mismatch keeps them for another try.
     """
-    if job["stage"] != crud.AWAITING_BYTES:
-        raise ApiError(409, "upload_already_completed", "this job already has its bytes")
+    check_waiting(job)
     check_size(len(data), settings.max_upload_mb)
     if len(data) != job["size"]:
         raise ApiError(400, "size_mismatch", f"got {len(data)} bytes, declared {job['size']}")
@@ -127,11 +164,21 @@ async def receive(
         await storage.put(job["raw_path"], data)
     async with user_transaction(pool, job["user_id"]) as conn:
         if await crud.mark_validated(conn=conn, job_id=job["job_id"], pages=info.pages) is None:
+            check_waiting(await crud.get_job(conn=conn, job_id=job["job_id"]) or job)
             raise ApiError(409, "upload_already_completed", "this job already has its bytes")
         fresh = await crud.get_job(conn=conn, job_id=job["job_id"])
         assert fresh is not None
         await _emit(conn, settings, fresh, "parser")
     return fresh
+
+
+def check_waiting(job: asyncpg.Record) -> None:
+    """ApiError unless the job still waits for its bytes: 410 once expired, else 409."""
+    if job["status"] == "expired":
+        raise ApiError(410, "upload_expired", "the upload expired before its bytes arrived; "
+                       "declare it again for a new URL")  # fmt: skip
+    if job["stage"] != crud.AWAITING_BYTES:
+        raise ApiError(409, "upload_already_completed", "this job already has its bytes")
 
 
 async def read_stored(storage: Storage, job: asyncpg.Record) -> bytes:

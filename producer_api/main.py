@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 import jwt
 from fastapi import FastAPI
 
@@ -17,23 +18,37 @@ from accessa.db import PoolOpener
 from accessa.logs import setup_logging
 from accessa.runtime.server import serve_asgi
 from accessa.storage import S3Storage, make_storage
-from producer_api import outbox, ratelimit
+from producer_api import crud, outbox, ratelimit
 from producer_api.core.body import BodyLimitMiddleware
 from producer_api.core.correlation import CorrelationMiddleware
 from producer_api.core.errors import install_error_handlers
 from producer_api.job_events import JobEventHub
-from producer_api.metrics import MetricsMiddleware
+from producer_api.metrics import UPLOADS_EXPIRED, MetricsMiddleware
 from producer_api.routes import api_router, health
 
 log = logging.getLogger("accessa.api")
 HOUSEKEEPING_S = 600.0
 
 
+async def expire_uploads(pool: asyncpg.Pool, settings: Settings) -> int:
+    """Expire two-step uploads whose URL lapsed `upload_expiry_grace_s` ago; how many."""
+    after = settings.signed_url_ttl_s + settings.upload_expiry_grace_s
+    expired = await crud.expire_abandoned(conn=pool, after_s=float(after))
+    if expired:
+        UPLOADS_EXPIRED.inc(expired)
+        log.info("expired %d abandoned upload(s): no bytes within %d s", expired, after)
+    return expired
+
+
 async def _housekeeping(app: FastAPI, stop: asyncio.Event) -> None:
-    """Drop expired rate-limit windows now and then."""
+    """Drop expired rate-limit windows and expire abandoned uploads now and then."""
     while not stop.is_set():
         with contextlib.suppress(Exception):
             await ratelimit.cleanup(app.state.pool)
+        try:
+            await expire_uploads(app.state.pool, app.state.settings)
+        except Exception as exc:
+            log.warning("expiring abandoned uploads failed: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
 

@@ -25,6 +25,11 @@ REQUEST_SECONDS = Histogram(
 OUTBOX_PUBLISHED = Counter(
     "accessa_outbox_published_total", "Outbox rows published to Kafka.", registry=REGISTRY
 )
+UPLOADS_EXPIRED = Counter(
+    "accessa_uploads_expired_total",
+    "Declared two-step uploads whose bytes never came, expired by housekeeping.",
+    registry=REGISTRY,
+)
 OUTBOX_FAILURES = Counter(
     "accessa_outbox_failures_total",
     "Relay rounds that failed (broker or database unavailable).",

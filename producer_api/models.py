@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 JobStatus = Literal[
     "uploaded", "parse_queued", "parsed", "parse_validated", "chunking", "chunks_stored",
     "embedding_queued", "embedding_in_progress", "embeddings_stored", "complete",
-    "failed_parse", "failed_chunking", "failed_embedding",
+    "failed_parse", "failed_chunking", "failed_embedding", "expired",
 ]  # fmt: skip
 JobState = Literal["queued", "working", "retryable", "done", "deadletter"]
 SHA256 = r"^[0-9a-fA-F]{64}$"

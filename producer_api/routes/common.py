@@ -15,6 +15,7 @@ _DESCRIPTIONS = {
     403: "Wrong audience or role; expired or tampered upload URL.",
     404: "Not found, or not yours.",
     409: "Conflicts with the job's current state.",
+    410: "The upload expired before its bytes arrived; declare it again.",
     413: "Larger than the upload limit.",
     415: "Not application/pdf.",
     422: "Invalid request or PDF (pdf_corrupt, pdf_encrypted, ...).",

@@ -72,7 +72,7 @@ async def declare_upload(
 @router.put(
     "/upload/{job_id}/content", name="put_upload_content", response_model=DocumentAccepted,
     openapi_extra={"requestBody": PDF_BODY},
-    responses=errors(400, 403, 404, 409, 413, 422, 429),
+    responses=errors(400, 403, 404, 409, 410, 413, 422, 429),
 )  # fmt: skip
 async def put_upload_content(
     job_id: uuid.UUID,
@@ -101,7 +101,7 @@ async def put_upload_content(
 
 @router.post(
     "/upload/{job_id}/complete", response_model=DocumentAccepted, dependencies=QUOTA,
-    responses={**AUTHED, **errors(400, 404, 409, 413)},
+    responses={**AUTHED, **errors(400, 404, 409, 410, 413)},
 )  # fmt: skip
 async def complete_upload(
     job_id: uuid.UUID, user: CurrentUser, db: DbDep, pool: PoolDep, settings: SettingsDep,
@@ -112,8 +112,7 @@ async def complete_upload(
         job = await crud.get_job(conn=conn, job_id=job_id)
     if job is None:
         raise not_found("job")
-    if job["stage"] != crud.AWAITING_BYTES:
-        raise ApiError(409, "upload_already_completed", "this job already has its bytes")
+    ingest.check_waiting(job)
     data = await ingest.read_stored(storage, job)
     fresh = await ingest.receive(pool=pool, settings=settings, storage=storage, job=job,
                                  data=data, store=False)  # fmt: skip
