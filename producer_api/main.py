@@ -45,6 +45,10 @@ async def _housekeeping(app: FastAPI, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(Exception):
             await ratelimit.cleanup(app.state.pool)
+        with contextlib.suppress(Exception):  # tombstones outlive any in-flight event by far
+            await app.state.pool.execute(
+                "DELETE FROM deleted_jobs WHERE deleted_at < now() - interval '30 days'"
+            )
         try:
             await expire_uploads(app.state.pool, app.state.settings)
         except Exception as exc:

@@ -131,6 +131,11 @@ class AlreadyCommitted(Exception):
     """Another delivery of this event committed first; the runtime re-emits its output."""
 
 
+class DocumentDeleted(Exception):
+    """The event's job went with its deleted document: nothing to do and nothing for an
+    operator to act on, so the runtime counts and skips it instead of dead-lettering."""
+
+
 @dataclass
 class StageResources:
     """Per-process resources shared by every record (created once at start-up)."""
@@ -178,6 +183,11 @@ class StageContext:
             self.event.job_id,
         )
         if row is None:
+            deleted = await self.pool.fetchval(
+                "SELECT document_id FROM deleted_jobs WHERE job_id = $1", self.event.job_id
+            )
+            if deleted is not None and deleted == self.event.document_id:
+                raise DocumentDeleted(f"job {self.event.job_id}: document {deleted} was deleted")
             raise PermanentError(
                 f"job {self.event.job_id} or its document does not exist", code="unknown_job"
             )

@@ -8,7 +8,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 MESSAGES = Counter(
     "accessa_stage_messages_total",
-    "Records handled by a stage, by outcome (processed, duplicate, retried, dead_lettered).",
+    "Records handled by a stage, by outcome (processed, duplicate, deleted: its document was "
+    "deleted meanwhile, skipped; retried, dead_lettered).",
     ["stage", "outcome"],
     registry=REGISTRY,
 )

@@ -55,6 +55,7 @@ from accessa.runtime import deliveries, metrics
 from accessa.runtime.context import (
     INFRA_WAITS,
     AlreadyCommitted,
+    DocumentDeleted,
     StageContext,
     StageResources,
     is_infra,
@@ -172,7 +173,7 @@ class StageRuntime:
         self.m_duration = metrics.DURATION.labels(app.name)
         self.m_outcome = {
             o: metrics.MESSAGES.labels(app.name, o)
-            for o in ("processed", "duplicate", "retried", "dead_lettered")
+            for o in ("processed", "duplicate", "deleted", "retried", "dead_lettered")
         }
         self.broker = KafkaBroker(
             **kafka_clients.broker_kwargs(settings, app.name),
@@ -457,6 +458,10 @@ class StageRuntime:
             assert event is not None
             self.m_outcome["duplicate"].inc()
             return self._emit(await self._stored_output(event.event_id), headers, event)
+        except DocumentDeleted as exc:
+            self.m_outcome["deleted"].inc()
+            log.info("skipped %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
+            return Outcome()
         except Exception as exc:
             if is_infra(exc):
                 raise

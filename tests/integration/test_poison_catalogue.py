@@ -124,11 +124,12 @@ class Poison:
 @dataclass(frozen=True)
 class Expect:
     """How a poison ends: `dlq` with reason `code` (dead-lettered by stage `at`, default the
-    stage it was fed to), `processed` exactly once, or `rejected` by the broker, never stored.
+    stage it was fed to), `processed` exactly once, `skipped` (counted, nothing written, no DLQ),
+    or `rejected` by the broker, never stored.
     `job` is the status its job ends in (default for `dlq`: that stage's `failed_*`;
     "absent": the job row does not exist)."""
 
-    ends: Literal["dlq", "processed", "rejected"]
+    ends: Literal["dlq", "processed", "skipped", "rejected"]
     code: str = ""
     job: str | None = None
     at: str | None = None
@@ -637,7 +638,7 @@ CATALOGUE = [
     # it names something that is not there, or not its own
     PoisonCase("unknown_job", "parser", unknown_job, Expect("dlq", "unknown_job", job="absent")),
     PoisonCase("document_deleted_meanwhile", "chunker", document_deleted,
-               Expect("dlq", "unknown_job", job="absent")),
+               Expect("skipped", job="absent")),
     PoisonCase("other_users_document", "parser", other_users_document,
                Expect("dlq", "user_mismatch", job="complete"),
                check=_attacker_got_nothing),
@@ -740,6 +741,10 @@ async def test_poison_ends_in_its_place_and_the_record_behind_it_on_the_partitio
         if poison.job is not None:
             out = await kit.records(STAGES[at].output)
             assert not [r for r in out if r.key == poison.job.key]
+    elif case.expect.ends == "skipped":
+        assert not await kit.records(f"{STAGES[case.stage].input}.dlq")
+        assert await kit.footprint(poison, case.stage) == before  # not even a dedup row
+        assert poison.job is None or await kit.job_row(poison.job) is None
     else:
         assert not await kit.records(f"{STAGES[case.stage].input}.dlq")
         after = await kit.footprint(poison, case.stage)
