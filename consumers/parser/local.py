@@ -25,7 +25,9 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -171,6 +173,25 @@ def _read_pages(
     return pages
 
 
+def _prototype(function: object, restype: type, *argtypes: type) -> Callable[..., Any]:
+    """pdfium's `function` with plain `c_void_p` pointer arguments: converting pypdfium2's
+    typed pointers costs more than the call itself, and these run once or twice a word."""
+    address = ctypes.cast(function, ctypes.c_void_p).value
+    return ctypes.CFUNCTYPE(restype, *argtypes)(address)
+
+
+_PTR, _INT = ctypes.c_void_p, ctypes.c_int
+_CHAR_BOX = _prototype(pdfium_c.FPDFText_GetLooseCharBox, _INT, _PTR, _INT, _PTR)
+_MATRIX = _prototype(pdfium_c.FPDFText_GetMatrix, _INT, _PTR, _INT, _PTR)
+_FONT_SIZE = _prototype(pdfium_c.FPDFText_GetFontSize, ctypes.c_double, _PTR, _INT)
+_FONT_WEIGHT = _prototype(pdfium_c.FPDFText_GetFontWeight, _INT, _PTR, _INT)
+_FONT_INFO = _prototype(
+    pdfium_c.FPDFText_GetFontInfo, ctypes.c_ulong, _PTR, _INT, _PTR, ctypes.c_ulong, _PTR
+)
+_SEGMENT = re.compile(r"[^\r\n]+")
+_WORD = re.compile(r"\S+")
+
+
 def _page_lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
     count = textpage.count_chars()
     if count <= 0:
@@ -179,44 +200,60 @@ def _page_lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
     if len(text) != count:
         # Characters outside the BMP shift string offsets off pdfium's indices: no geometry.
         return [_Line(t.strip(), 0.0, False, 0, 0, 0, 0) for t in text.splitlines() if t.strip()]
-    raw = textpage.raw
+    raw = ctypes.cast(textpage.raw, ctypes.c_void_p).value
+    fonts = _Fonts(raw)
     box = pdfium_c.FS_RECTF()
-    box_ref = ctypes.byref(box)
+    box_at = ctypes.addressof(box)
+    char_box = _CHAR_BOX
     lines: list[_Line] = []
-    for segment in re.finditer(r"[^\r\n]+", text):
+    for segment in _SEGMENT.finditer(text):
+        start, end = segment.span()
         words = []
-        for word in re.finditer(r"\S+", segment.group()):
-            first = segment.start() + word.start()
-            last = segment.start() + word.end() - 1
-            pdfium_c.FPDFText_GetLooseCharBox(raw, first, box_ref)
+        for word in _WORD.finditer(text, start, end):
+            first, after = word.span()
+            char_box(raw, first, box_at)
             left, top, bottom = box.left, box.top, box.bottom
-            pdfium_c.FPDFText_GetLooseCharBox(raw, last, box_ref)
+            char_box(raw, after - 1, box_at)
+            # min() and max() spelt out: the same values, without two calls each.
+            x0, x1, y0, y1 = box.left, box.right, box.top, box.bottom
             words.append(
-                (min(left, box.left), max(left, box.right), max(top, box.top),
-                 min(bottom, box.bottom), word.group())
+                (x0 if x0 < left else left, x1 if x1 > left else left,
+                 y0 if y0 > top else top, y1 if y1 < bottom else bottom, word.group())
             )  # fmt: skip
         if not words:
             continue
-        first = segment.start() + len(segment.group()) - len(segment.group().lstrip())
-        size, bold = _font(raw, first)
-        if bold:
-            bold = _font(raw, segment.end() - 1)[1]
+        chars = segment.group()
+        size = fonts.size(start + len(chars) - len(chars.lstrip()))
+        bold = fonts.bold(start + len(chars) - len(chars.lstrip())) and fonts.bold(end - 1)
         _add_segment(lines, words, size, bold)
     return lines
 
 
-def _font(raw: pdfium_c.FPDF_TEXTPAGE, index: int) -> tuple[float, bool]:
-    """Effective font size (Tf size x matrix scale) and boldness of one character."""
-    matrix = pdfium_c.FS_MATRIX()
-    scale = 1.0
-    if pdfium_c.FPDFText_GetMatrix(raw, index, ctypes.byref(matrix)):
-        scale = abs(matrix.a * matrix.d - matrix.b * matrix.c) ** 0.5 or 1.0
-    size = pdfium_c.FPDFText_GetFontSize(raw, index) * scale
-    name = ctypes.create_string_buffer(96)
-    pdfium_c.FPDFText_GetFontInfo(raw, index, name, len(name), None)
-    weight = pdfium_c.FPDFText_GetFontWeight(raw, index)
-    bold = weight >= 600 or bool(_BOLD_FONT.search(name.value.decode("latin-1")))
-    return round(size, 1), bold
+class _Fonts:
+    """Font size and boldness of one text page's characters, reusing the call buffers."""
+
+    def __init__(self, raw: int) -> None:
+        self.raw = raw
+        self.matrix = pdfium_c.FS_MATRIX()
+        self.matrix_at = ctypes.addressof(self.matrix)
+        self.name = ctypes.create_string_buffer(96)
+        self.name_at = ctypes.addressof(self.name)
+
+    def size(self, index: int) -> float:
+        """Effective font size (Tf size x matrix scale), to 0.1."""
+        m, scale = self.matrix, 1.0
+        if _MATRIX(self.raw, index, self.matrix_at):
+            scale = abs(m.a * m.d - m.b * m.c) ** 0.5 or 1.0
+        return round(_FONT_SIZE(self.raw, index) * scale, 1)
+
+    def bold(self, index: int) -> bool:
+        """Bold by weight or by font name."""
+        if _FONT_WEIGHT(self.raw, index) >= 600:
+            return True
+        length = _FONT_INFO(self.raw, index, self.name_at, len(self.name), None)
+        if not 0 < length <= len(self.name):
+            return False  # no name, or one too long for the buffer: pdfium wrote nothing
+        return bool(_BOLD_FONT.search(self.name.value.decode("latin-1")))
 
 
 def _add_segment(lines: list[_Line], words: list, size: float, bold: bool) -> None:
@@ -238,11 +275,12 @@ def _add_segment(lines: list[_Line], words: list, size: float, bold: bool) -> No
         line.x1 = max(w[1] for w in words)
         lines.append(line)
     gap = max(size, 4.0)
+    cells = line.cells
     for x0, x1, _, _, word in words:
-        cells = line.cells
         # A bullet or number drawn apart from its text still belongs to it (not a table column).
         if cells and (x0 - cells[-1][1] <= gap or _LONE_MARKER.match(cells[-1][2])):
-            cells[-1] = (cells[-1][0], max(cells[-1][1], x1), f"{cells[-1][2]} {word}")
+            last = cells[-1]
+            cells[-1] = (last[0], x1 if x1 > last[1] else last[1], f"{last[2]} {word}")
         else:
             cells.append((x0, x1, word))
 
