@@ -69,6 +69,38 @@ async def dlq_records(
     return found
 
 
+async def outbox_failures(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    topic: str | None = None,
+    document: str | None = None,
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Outbox rows the relay could never publish, in `summarize`'s shape (id `outbox:<id>`)."""
+    names = topics_for(settings)
+    rows = await pool.fetch(
+        """SELECT id, topic, key, headers, failed_at, failure FROM outbox
+           WHERE failed_at IS NOT NULL AND published_at IS NULL
+             AND starts_with(topic, $1) AND ($2::text IS NULL OR topic = $2)
+             AND ($3::timestamptz IS NULL OR failed_at >= $3) ORDER BY id""",
+        settings.topic_prefix, names.name(topic) if topic else None, since,
+    )  # fmt: skip
+    found = []
+    for row in rows:
+        key, h = bytes(row["key"] or b"").decode(errors="replace"), row["headers"] or {}
+        if document is not None and key != document:
+            continue
+        found.append({
+            "id": f"outbox:{row['id']}", "failed_at": row["failed_at"].isoformat(),
+            "original_topic": row["topic"], "error_class": "permanent",
+            "error_code": "outbox_undeliverable", "error_message": row["failure"],
+            "document_id": key, "job_id": h.get(Headers.JOB_ID, ""),
+            "correlation_id": h.get(Headers.CORRELATION_ID, ""),
+        })  # fmt: skip
+    return found
+
+
 async def dlq_record(settings: Settings, dlq_id: str) -> Record | None:
     topic, partition, offset = dlq_id.rsplit(":", 2)
     async for record in scan(settings, topic, partition=int(partition), offset=int(offset)):

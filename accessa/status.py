@@ -84,6 +84,9 @@ async def database_status(pool: asyncpg.Pool) -> dict[str, Any]:
            FROM upload_jobs WHERE state NOT IN ('done', 'deadletter')
            ORDER BY created_at LIMIT 1"""
     )
+    outbox_failed = await pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL AND published_at IS NULL"
+    )
     in_flight = dict.fromkeys(STAGES, 0)
     for row in holding:
         if row["status"] in HELD_BY:
@@ -93,6 +96,7 @@ async def database_status(pool: asyncpg.Pool) -> dict[str, Any]:
         "jobs": [dict(r) for r in by_status],
         "activity": {r["stage"]: dict(r) for r in activity},
         "oldest_unfinished": dict(oldest) if oldest else None,
+        "outbox_failed": outbox_failed,
     }
 
 
@@ -104,4 +108,5 @@ async def pipeline_status(settings: Settings, pool: asyncpg.Pool) -> dict[str, A
         stage["documents_last_minute"] = act.get("documents_last_minute", 0)
         stage["errors_last_hour"] = act.get("errors_last_hour", 0)
         stage["in_flight"] = db["in_flight"][name]
-    return {"stages": kafka, "jobs": db["jobs"], "oldest_unfinished": db["oldest_unfinished"]}
+    return {"stages": kafka, "jobs": db["jobs"], "oldest_unfinished": db["oldest_unfinished"],
+            "outbox_failed": db["outbox_failed"]}  # fmt: skip

@@ -30,6 +30,12 @@ UPLOADS_EXPIRED = Counter(
     "Declared two-step uploads whose bytes never came, expired by housekeeping.",
     registry=REGISTRY,
 )
+OUTBOX_UNDELIVERABLE = Counter(
+    "accessa_outbox_undeliverable_total",
+    "Outbox rows marked failed: the broker will never take them (missing or forbidden topic, "
+    "record too large).",
+    registry=REGISTRY,
+)
 OUTBOX_FAILURES = Counter(
     "accessa_outbox_failures_total",
     "Relay rounds that failed (broker or database unavailable).",

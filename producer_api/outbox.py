@@ -5,6 +5,10 @@ only after the broker acknowledged it (acks=all, idempotent producer: the produc
 retries never duplicate). Broker down: the rows stay, the relay backs off and retries;
 nothing is lost. A duplicate needs a crash between the broker's ack and our commit; the
 deterministic event id makes it harmless downstream.
+
+A row the broker can never take (its topic is missing, not ours to write, or it is too
+large) is marked failed with the reason, per row: the rows behind it go out, and its job fails
+with that reason (`accessa dlq list` shows the row, `POST /api/v2/jobs/{id}/retry` re-emits it).
 """
 
 from __future__ import annotations
@@ -14,18 +18,32 @@ import contextlib
 import logging
 import signal
 import time
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaConnectionError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 
-from accessa import kafka_clients, tracing
+from accessa import jobs, kafka_clients, tracing
 from accessa.config import Settings
 from accessa.db import create_pool
 from accessa.infra.topics import topics_for
 from accessa.logs import setup_logging
 from producer_api import metrics
+from schemas.headers import Headers
+from schemas.topics import STAGES
 
 log = logging.getLogger("accessa.outbox")
 BATCH = 200
@@ -35,9 +53,22 @@ MAX_BACKOFF_S = 5.0
 # database (a test run, another environment) are never this relay's to send.
 CLAIM = """
 SELECT id, topic, key, payload, headers FROM outbox
-WHERE published_at IS NULL AND topic = ANY($1::text[])
+WHERE published_at IS NULL AND failed_at IS NULL AND topic = ANY($1::text[])
 ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED"""
+# Errors no retry can cure for that row (UnknownTopicOrPartition only once a metadata refresh
+# that reached the cluster confirms the topic is missing: a broker that is down says it too).
+PERMANENT = (UnknownTopicOrPartitionError, TopicAuthorizationFailedError, InvalidTopicError,
+             RecordTooLargeError, MessageSizeTooLargeError, RecordListTooLargeError)  # fmt: skip
+_PER_TOPIC = (UnknownTopicOrPartitionError, TopicAuthorizationFailedError, InvalidTopicError)
+
+
+@dataclass
+class Sent:
+    """What became of a claimed batch: ids acknowledged, and ids refused for good (reason)."""
+
+    delivered: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 class KafkaPublisher:
@@ -63,41 +94,114 @@ class KafkaPublisher:
             self._producer = producer
         return self._producer
 
-    async def publish(self, rows: Sequence[asyncpg.Record]) -> list[int]:
-        """Send the rows in order; return the ids the broker acknowledged.
+    async def publish(self, rows: Sequence[asyncpg.Record]) -> Sent:
+        """Send the rows in order; the ids the broker acknowledged and those it never will.
 
         Every record handed to the producer is awaited to its outcome (delivered, or its
         batch expired) before returning, so none can still go out after we gave up on it.
+        A retryable error stops the batch; a permanent one fails only its row (and, for a
+        missing or forbidden topic, the rows for the same topic without trying each again).
         """
         producer = await self._ready()
-        futures: list[asyncio.Future[object]] = []
+        sent = Sent()
+        pending: list[tuple[asyncpg.Record, asyncio.Future[object]]] = []
+        refused_topics: dict[str, str] = {}
         try:
             for row in rows:
+                if (reason := refused_topics.get(row["topic"])) is not None:
+                    sent.failed[row["id"]] = reason
+                    continue
                 fields = {k: str(v) for k, v in (row["headers"] or {}).items()}
                 # The API request's trace continues here, and this send's in the stages.
                 span = tracing.producing(row["topic"], row["key"], fields,
                                          client_id="accessa-outbox")  # fmt: skip
                 headers = [(k, v.encode()) for k, v in fields.items()]
-                futures.append(await producer.send(
-                    row["topic"], row["payload"], key=row["key"], headers=headers
-                ))  # fmt: skip
-                tracing.end_when_acked(span, futures[-1])
+                try:
+                    future = await producer.send(
+                        row["topic"], row["payload"], key=row["key"], headers=headers
+                    )
+                except PERMANENT as exc:
+                    _end_refused(span, exc)
+                    if (reason := await _permanent(producer, row["topic"], exc)) is None:
+                        raise
+                    sent.failed[row["id"]] = reason
+                    if isinstance(exc, _PER_TOPIC):
+                        refused_topics[row["topic"]] = reason
+                    continue
+                pending.append((row, future))
+                tracing.end_when_acked(span, future)
         except KafkaError as exc:
-            log.warning(
-                "outbox relay: send failed after %d of %d: %s", len(futures), len(rows), exc
-            )
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        delivered = [row["id"] for row, r in zip(rows, results, strict=False)
-                     if not isinstance(r, BaseException)]  # fmt: skip
-        if len(delivered) < len(rows):
+            log.warning("outbox relay: send failed after %d of %d: %s",
+                        len(pending) + len(sent.failed), len(rows), exc)  # fmt: skip
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        for (row, _), result in zip(pending, results, strict=True):
+            if not isinstance(result, BaseException):
+                sent.delivered.append(row["id"])
+            elif isinstance(result, PERMANENT):
+                reason = refused_topics.get(row["topic"])
+                if reason is None:
+                    reason = await _permanent(producer, row["topic"], result)
+                if reason is not None:
+                    sent.failed[row["id"]] = reason
+                    if isinstance(result, _PER_TOPIC):
+                        refused_topics[row["topic"]] = reason
+        if len(sent.delivered) < len(rows):
             await self.close()
-        return delivered
+        return sent
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):
                 await producer.stop()
+
+
+def _end_refused(span: Any, exc: BaseException) -> None:
+    """End the `send` span of a record the producer refused before queueing it."""
+    refused: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    refused.set_exception(exc)
+    tracing.end_when_acked(span, refused)
+    if span is None:
+        refused.exception()  # retrieved: no "never retrieved" warning
+
+
+async def _permanent(producer: AIOKafkaProducer, topic: str, exc: BaseException) -> str | None:
+    """Why `exc` will never let this row through, or None when it may be transient."""
+    if isinstance(exc, UnknownTopicOrPartitionError):
+        try:
+            cluster = await producer.client.fetch_all_metadata()
+        except Exception:
+            return None  # the cluster is unreachable: not a verdict on the topic
+        return None if topic in cluster.topics() else f"topic {topic} does not exist"
+    if isinstance(exc, TopicAuthorizationFailedError):
+        return f"not authorized to write to topic {topic}"
+    if isinstance(exc, InvalidTopicError):
+        return f"invalid topic name {topic!r}"
+    return f"the broker refuses the record: {type(exc).__name__}: {exc}"
+
+
+async def _fail_rows(
+    conn: asyncpg.Connection, settings: Settings, rows: Sequence[asyncpg.Record],
+    failed: dict[int, str],
+) -> None:  # fmt: skip
+    """Mark refused rows failed (never claimed again) and fail their jobs with the reason:
+    the user sees why instead of a job stuck at `queued`, and can retry it."""
+    await conn.executemany(
+        "UPDATE outbox SET failed_at = now(), failure = $2 WHERE id = $1", list(failed.items())
+    )
+    for row in (r for r in rows if r["id"] in failed):
+        reason = failed[row["id"]]
+        log.error("outbox relay: row %d to %s is undeliverable: %s", row["id"], row["topic"],
+                  reason)  # fmt: skip
+        base = row["topic"].removeprefix(settings.topic_prefix).split(".")[0]
+        stage = next((s for s in STAGES.values() if s.input == base), None)
+        job_id = (row["headers"] or {}).get(Headers.JOB_ID)
+        if stage is None or not job_id:
+            continue
+        error = {"stage": stage.name, "code": "outbox_undeliverable",
+                 "message": f"the {base} event could not be published: {reason}"}  # fmt: skip
+        await jobs.fail(conn, job_id=uuid.UUID(job_id), status=stage.failed_status,
+                        actor="outbox", error=error)  # fmt: skip
 
 
 async def relay_once(settings: Settings, pool: asyncpg.Pool, publisher: KafkaPublisher) -> int:
@@ -113,15 +217,19 @@ async def relay_once(settings: Settings, pool: asyncpg.Pool, publisher: KafkaPub
         rows = await conn.fetch(CLAIM, topics_for(settings).all(), BATCH)
         if not rows:
             return 0
-        delivered = await publisher.publish(rows)
-        if delivered:
+        sent = await publisher.publish(rows)
+        if sent.delivered:
             await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", delivered
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                sent.delivered,
             )
-    metrics.OUTBOX_PUBLISHED.inc(len(delivered))
-    if len(delivered) < len(rows):
-        raise KafkaError(f"{len(rows) - len(delivered)} outbox rows were not delivered")
-    return len(delivered)
+        if sent.failed:
+            await _fail_rows(conn, settings, rows, sent.failed)
+    metrics.OUTBOX_PUBLISHED.inc(len(sent.delivered))
+    metrics.OUTBOX_UNDELIVERABLE.inc(len(sent.failed))
+    if (left := len(rows) - len(sent.delivered) - len(sent.failed)) > 0:
+        raise KafkaError(f"{left} outbox rows were not delivered")
+    return len(sent.delivered) + len(sent.failed)
 
 
 async def relay(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from accessa import operations as ops
 from accessa.cli.output import Exit, console, emit_json, fail
-from accessa.config import get_settings
+from accessa.config import Settings, get_settings
 from accessa.db import create_pool
 
 dlq_app = typer.Typer(help="Dead-letter topics: list, show and redrive records.")
@@ -28,10 +28,14 @@ def dlq_list(
     topic: TopicOpt = None, document: DocOpt = None, since: SinceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """Every dead-lettered record with its error."""
-    records = asyncio.run(ops.dlq_records(get_settings(), topic=topic, document=document,
+    """Every dead-lettered record with its error, and outbox rows that could never be
+    published (id `outbox:<n>`)."""
+    settings = get_settings()
+    records = asyncio.run(ops.dlq_records(settings, topic=topic, document=document,
                                           since=since))  # fmt: skip
-    rows = [ops.summarize(r) for r in records]
+    rows = [ops.summarize(r) for r in records] + asyncio.run(
+        _outbox_failures(settings, topic, document, since)
+    )
     if as_json:
         emit_json(rows)
         return
@@ -42,12 +46,34 @@ def dlq_list(
     console.print(table if rows else "no dead-lettered records")
 
 
+async def _outbox_failures(
+    settings: Settings, topic: str | None, document: str | None, since: datetime | None
+) -> list[dict[str, Any]]:
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        return await ops.outbox_failures(pool, settings, topic=topic, document=document,
+                                         since=since)  # fmt: skip
+    finally:
+        await pool.close()
+
+
 @dlq_app.command("show")
 def dlq_show(
     dlq_id: Annotated[str, typer.Argument(help="`<topic>:<partition>:<offset>` from list.")],
     as_json: JsonOpt = False,
 ) -> None:
     """One record: all headers (error, stack, original coordinates) and the payload."""
+    if dlq_id.startswith("outbox:"):
+        rows = asyncio.run(_outbox_failures(get_settings(), None, None, None))
+        row = next((r for r in rows if r["id"] == dlq_id), None)
+        if row is None:
+            fail(f"no record {dlq_id}", Exit.NOT_FOUND, as_json=as_json)
+        if as_json:
+            emit_json(row)
+        else:
+            for key, value in row.items():
+                console.print(f"[bold]{key}[/bold]: {value}")
+        return
     record = asyncio.run(ops.dlq_record(get_settings(), dlq_id))
     if record is None:
         fail(f"no record {dlq_id}", Exit.NOT_FOUND, as_json=as_json)

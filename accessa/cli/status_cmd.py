@@ -48,6 +48,8 @@ def render(data: dict[str, Any]) -> Group:
             f"({oldest['progress'].get('percent', 0)}%, {oldest['state']}) "
             f"for {oldest['age_s']:.0f}s"
         )
+    if failed := data.get("outbox_failed"):
+        parts.append(f"[red]outbox: {failed} undeliverable row(s)[/red] (accessa dlq list)")
     return Group(*parts)
 
 
