@@ -25,6 +25,14 @@ CONTENT_KEY = re.compile(
     rb"(?!" + _REGULAR_CLASS + rb")"
 )
 _IRREGULAR = frozenset(b"\x00\t\n\x0c\r ()<>[]{}/%")
+# White space and comments, then one token, the group matched telling which (none: the end,
+# or a delimiter no token starts with): one match a token where three calls were.
+_TOKEN = re.compile(
+    SKIP.pattern + rb"(?:(/" + _REGULAR_CLASS + rb"*)|(<<)|(>>)|(" + _NUMBERS.pattern
+    + rb")|(\[)|(\])|(\()|(" + _HEX.pattern + rb")|(" + _REGULAR_CLASS + rb"+))?"
+)  # fmt: skip
+_NAME_TOKEN, _OPEN_DICT, _CLOSE_DICT, _NUMBER_ARRAY, _OPEN_ARRAY, _CLOSE_ARRAY = range(1, 7)
+_STRING, _HEX_STRING = 7, 8
 _HEADER = re.compile(rb"(?<![0-9])(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+\Z")
 
 
@@ -58,6 +66,8 @@ class Work:
 
 
 def decode_name(raw: bytes) -> Name:
+    if b"#" not in raw:
+        return Name(raw.decode("latin-1"))
     return Name(_ESCAPE.sub(lambda m: bytes.fromhex(m.group(1).decode()), raw).decode("latin-1"))
 
 
@@ -86,53 +96,46 @@ def next_token(data: bytes, pos: int) -> int:
 
 
 def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, int]:
-    """The object starting at `pos` (ending before `end`) and the position after it."""
+    """The object starting at `pos` (ending before `end`) and the position after it.
+
+    `end` is where a keyword starts or the data ends, so no `<<` or `>>` runs across it."""
     start = pos
     stack: list[list] = [[]]
-    opens: list[bytes] = []
+    opens: list[int] = []
     try:
         while True:
-            pos = SKIP.match(data, pos, end).end()
-            if pos >= end:
-                raise Malformed("unexpected end")
-            c = data[pos]
-            if c == 0x2F:  # /
-                match = NAME.match(data, pos)
-                value: object = decode_name(match.group()[1:])
+            match = _TOKEN.match(data, pos, end)
+            kind = match.lastindex
+            if kind is None:
                 pos = match.end()
-            elif c == 0x28:  # (
-                pos = _literal_end(data, pos, end)
-                value = b""
-            elif c == 0x3C:  # <
-                if data.startswith(b"<<", pos):
-                    stack.append([])
-                    opens.append(b"<<")
-                    pos += 2
-                    continue
-                match = _HEX.match(data, pos, end)
-                if not match:
-                    raise Malformed("bad hex string")
-                value, pos = b"", match.end()
-            elif c == 0x5B and (match := _NUMBERS.match(data, pos, end)):
-                value, pos = [], match.end()  # widths, boxes, matrices: nothing to follow
-            elif c == 0x5B:  # [
+                raise Malformed("unexpected end" if pos >= end else "stray delimiter")
+            pos, after = match.start(kind), match.end()  # a bad token's bytes go uncounted
+            if kind == _NAME_TOKEN:
+                if after == end:  # a name runs on past `end`, as far as its characters go
+                    after = NAME.match(data, pos).end()
+                value: object = decode_name(data[pos + 1 : after])
+            elif kind in (_OPEN_DICT, _OPEN_ARRAY):
                 stack.append([])
-                opens.append(b"[")
-                pos += 1
+                opens.append(kind)
+                pos = after
                 continue
-            elif c == 0x3E and data.startswith(b">>", pos) and opens and opens[-1] == b"<<":
+            elif kind in (_CLOSE_DICT, _CLOSE_ARRAY):
+                if not opens or opens[-1] != kind - 1:
+                    raise Malformed("stray delimiter")
                 opens.pop()
-                value = _as_dict(stack.pop())
-                pos += 2
-            elif c == 0x5D and opens and opens[-1] == b"[":  # ]
-                opens.pop()
-                value = stack.pop()
-                pos += 1
-            elif c in b"()<>[]{}":
-                raise Malformed("stray delimiter")
+                value = _as_dict(stack.pop()) if kind == _CLOSE_DICT else stack.pop()
+            elif kind == _STRING:
+                after = _literal_end(data, pos, end)
+                value = b""
+            elif kind == _HEX_STRING:
+                value = b""
+            elif kind == _NUMBER_ARRAY:
+                value = []  # widths, boxes, matrices: nothing to follow
             else:
-                match = _REGULAR.match(data, pos)
-                value, pos = _word(match.group(), stack[-1]), match.end()
+                if after == end:  # a word runs on past `end` too
+                    after = _REGULAR.match(data, pos).end()
+                value = _word(data[pos:after], stack[-1])
+            pos = after
             stack[-1].append(value)
             if len(stack) == 1:
                 return value, pos
