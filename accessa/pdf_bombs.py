@@ -43,6 +43,8 @@ from accessa.pdf_syntax import (
 DEFAULT_MAX_EXPANDED = 256 * 1_048_576
 _INTS = re.compile(rb"\d+")
 _BEFORE_KEYWORD = {bytes([c]) for c in b"\x00\t\n\x0c\r >]"}
+# No comment, and every string closed without nested parentheses or escapes.
+_PLAIN_STRINGS = re.compile(rb"[^(%]*(?:\([^()\\]*\)[^(%]*)*")
 _CONTENT_KEYS = ("Contents", "CharProcs")  # pdfium parses what these point at as content
 
 
@@ -254,11 +256,12 @@ class _Reader:
 
 def _ends_before(data: bytes, header: int, at: int) -> bool:
     """A cheap no: an `endobj` keyword, with no string or comment before it that could hold
-    it, ends the object at `header` before the `stream` keyword at `at`."""
+    it, ends the object at `header` before the `stream` keyword at `at`. Strings without
+    parentheses or escapes inside (titles, font /CharSet) cannot hold it."""
     end = data.find(b"endobj", header, at)
     if end < 0 or data[end - 1 : end] not in _BEFORE_KEYWORD:
         return False
-    return data.find(b"(", header, end) < 0 and data.find(b"%", header, end) < 0
+    return _PLAIN_STRINGS.match(data, header, end).end() == end
 
 
 def _data_start(data: bytes, after_keyword: int) -> int:
