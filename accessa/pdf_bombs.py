@@ -261,7 +261,10 @@ def _ends_before(data: bytes, header: int, at: int) -> bool:
     end = data.find(b"endobj", header, at)
     if end < 0 or data[end - 1 : end] not in _BEFORE_KEYWORD:
         return False
-    return _PLAIN_STRINGS.match(data, header, end).end() == end
+    if data.find(b"(", header, end) < 0 and data.find(b"%", header, end) < 0:
+        return True
+    # The regex walks bytewise: long objects (an image in a string) are left to the parser.
+    return end - header <= 4096 and _PLAIN_STRINGS.match(data, header, end).end() == end
 
 
 def _data_start(data: bytes, after_keyword: int) -> int:

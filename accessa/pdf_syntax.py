@@ -15,7 +15,7 @@ _REGULAR = re.compile(_REGULAR_CLASS + rb"+")
 NAME = re.compile(rb"/" + _REGULAR_CLASS + rb"*")
 _HEX = re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]*>")
 _NUMBERS = re.compile(rb"\[[0-9.+\-\x00\t\n\x0c\r ]*\]")
-_PAREN = re.compile(rb"[()\\]")
+_PAREN_BYTES = (b"(", b")", b"\\")
 _INT = re.compile(rb"[+-]?\d+\Z")
 _REAL = re.compile(rb"[+-]?(?:\d+\.\d*|\.\d+)\Z")
 _ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
@@ -29,10 +29,11 @@ _IRREGULAR = frozenset(b"\x00\t\n\x0c\r ()<>[]{}/%")
 # or a delimiter no token starts with): one match a token where three calls were.
 _TOKEN = re.compile(
     SKIP.pattern + rb"(?:(/" + _REGULAR_CLASS + rb"*)|(<<)|(>>)|(" + _NUMBERS.pattern
-    + rb")|(\[)|(\])|(\()|(" + _HEX.pattern + rb")|(" + _REGULAR_CLASS + rb"+))?"
+    + rb")|(\[)|(\])|(\()|(" + _HEX.pattern + rb")|([+-]?\d+)(?!" + _REGULAR_CLASS + rb")|("
+    + _REGULAR_CLASS + rb"+))?"
 )  # fmt: skip
 _NAME_TOKEN, _OPEN_DICT, _CLOSE_DICT, _NUMBER_ARRAY, _OPEN_ARRAY, _CLOSE_ARRAY = range(1, 7)
-_STRING, _HEX_STRING = 7, 8
+_STRING, _HEX_STRING, _INT_TOKEN = 7, 8, 9
 _HEADER = re.compile(rb"(?<![0-9])(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+\Z")
 
 
@@ -109,7 +110,7 @@ def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, i
             if kind is None:
                 pos = match.end()
                 raise Malformed("unexpected end" if pos >= end else "stray delimiter")
-            pos, after = match.start(kind), match.end()  # a bad token's bytes go uncounted
+            pos, after = match.span(kind)  # a bad token's bytes go uncounted
             if kind == _NAME_TOKEN:
                 if after == end:  # a name runs on past `end`, as far as its characters go
                     after = NAME.match(data, pos).end()
@@ -131,13 +132,15 @@ def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, i
                 value = b""
             elif kind == _NUMBER_ARRAY:
                 value = []  # widths, boxes, matrices: nothing to follow
+            elif kind == _INT_TOKEN and after < end:
+                value = int(data[pos:after])
             else:
                 if after == end:  # a word runs on past `end` too
                     after = _REGULAR.match(data, pos).end()
                 value = _word(data[pos:after], stack[-1])
             pos = after
             stack[-1].append(value)
-            if len(stack) == 1:
+            if not opens:
                 return value, pos
     finally:
         work.spend(pos - start)
@@ -186,19 +189,28 @@ def _as_dict(items: list) -> dict[str, object]:
 
 
 def _literal_end(data: bytes, pos: int, end: int) -> int:
+    """Where the string opening at `pos` closes. The next of each of `(`, `)` and `\\` is
+    found with bytes.find (a regex search walks long strings, such as base64 images, bytewise)
+    and looked for again only once passed."""
     depth = 0
-    while (match := _PAREN.search(data, pos, end)) is not None:
-        c = match.group()
-        pos = match.end()
-        if c == b"\\":
+    found = [data.find(c, pos, end) for c in _PAREN_BYTES]
+    while True:
+        at = min((f for f in found if f >= 0), default=-1)
+        if at < 0:
+            raise Malformed("unterminated string")
+        c = data[at]
+        pos = at + 1
+        if c == 0x5C:  # backslash: the next byte is escaped
             pos += 1
-        elif c == b"(":
+        elif c == 0x28:
             depth += 1
         else:
             depth -= 1
             if depth == 0:
                 return pos
-    raise Malformed("unterminated string")
+        for k, f in enumerate(found):
+            if 0 <= f < pos:
+                found[k] = data.find(_PAREN_BYTES[k], pos, end)
 
 
 def refs_in(value: object) -> list[Ref]:
