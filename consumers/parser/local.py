@@ -231,8 +231,24 @@ def _page_lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
         chars = segment.group()
         size = fonts.size(start + len(chars) - len(chars.lstrip()))
         bold = fonts.bold(start + len(chars) - len(chars.lstrip())) and fonts.bold(end - 1)
-        _add_segment(lines, words, size, bold)
+        _add_segment(lines, words, _extent(words), size, bold)
     return lines
+
+
+def _extent(words: list) -> tuple[float, float, float, float]:
+    """min x0, max x1, max top, min bottom of the words: min() and max() as they compare, in
+    one pass rather than four."""
+    x0, x1, top, bottom, _ = words[0]
+    for left, right, high, low, _ in words:
+        if left < x0:
+            x0 = left
+        if right > x1:
+            x1 = right
+        if high > top:
+            top = high
+        if low < bottom:
+            bottom = low
+    return x0, x1, top, bottom
 
 
 class _Fonts:
@@ -262,23 +278,27 @@ class _Fonts:
         return bool(_BOLD_FONT.search(self.name.value.decode("latin-1")))
 
 
-def _add_segment(lines: list[_Line], words: list, size: float, bold: bool) -> None:
+def _add_segment(
+    lines: list[_Line],
+    words: list,
+    extent: tuple[float, float, float, float],
+    size: float,
+    bold: bool,
+) -> None:
     """Append pdfium's segment to the previous line if it sits on the same baseline."""
-    top = max(w[2] for w in words)
-    bottom = min(w[3] for w in words)
+    x0, x1, top, bottom = extent
     middle = (top + bottom) / 2
     previous = lines[-1] if lines else None
+    text = " ".join([w[4] for w in words])
     if previous is not None and previous.bottom <= middle <= previous.top:
         line = previous
         line.size = max(line.size, size) if line.size else size
         line.bold = line.bold and bold
         line.top, line.bottom = max(line.top, top), min(line.bottom, bottom)
-        line.x1 = max(line.x1, max(w[1] for w in words))
-        line.text = f"{line.text} {' '.join(w[4] for w in words)}"
+        line.x1 = max(line.x1, x1)
+        line.text = f"{line.text} {text}"
     else:
-        line = _Line("", size, bold, min(w[0] for w in words), 0.0, top, bottom)
-        line.text = " ".join(w[4] for w in words)
-        line.x1 = max(w[1] for w in words)
+        line = _Line(text, size, bold, x0, x1, top, bottom)
         lines.append(line)
     gap = max(size, 4.0)
     cells = line.cells
