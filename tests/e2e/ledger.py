@@ -91,9 +91,10 @@ class Batch:
                 body = r.json()
                 document_id = uuid.UUID(body["document_id"])
                 chunks = expected_chunks(self.parse(pdf), document_id, self.pipeline)
+                # what the embedder pays for: @2 embeds a contextual header with the text
+                paid = {c.embed_sha256 or c.content_sha256 for c in chunks}
                 self.uploads.append(Upload(uuid.UUID(body["job_id"]), document_id,
-                                           {c.chunk_id for c in chunks},
-                                           {c.content_sha256 for c in chunks}))  # fmt: skip
+                                           {c.chunk_id for c in chunks}, paid))  # fmt: skip
 
     @asynccontextmanager
     async def _pool(self) -> AsyncIterator[asyncpg.Pool]:
