@@ -51,6 +51,17 @@ panels = [
     ),
     ("Outbox published / s", "sum(rate(accessa_outbox_published_total[5m]))", "ops"),
     ("Outbox publish failures", "sum(rate(accessa_outbox_failures_total[5m]))", "ops"),
+    (
+        "Outbox rows undeliverable (failed on their own)",
+        "sum(increase(accessa_outbox_undeliverable_total[1h]))",
+        "short",
+    ),
+    ("Abandoned uploads expired", "sum(increase(accessa_uploads_expired_total[1h]))", "short"),
+    (
+        "Waiting on the database or broker (in-place retries)",
+        "max by (stage) (accessa_infra_retry_seconds)",
+        "s",
+    ),
     ("Jobs completed / min", "sum(rate(accessa_job_duration_seconds_count[5m])) * 60", "short"),
 ]
 dash = {
