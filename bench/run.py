@@ -129,7 +129,7 @@ async def _pipeline(settings: Settings, rounds: int = 3) -> dict[str, Any]:
     }
 
 
-async def _security(settings: Settings, rounds: int = 2) -> dict[str, Any]:
+async def _security(settings: Settings, rounds: int = 3) -> dict[str, Any]:
     """End to end on a SASL_SSL broker (SCRAM, TLS, ACLs) against the plaintext one: a second
     embedded broker of the same size beside it, rounds interleaved, best of each compared."""
     from bench import bench_pipeline
