@@ -62,16 +62,7 @@ async def create(
                 size=doc.size, filename=doc.filename, mime=doc.mime, raw_path=path, pages=pages,
             ):  # fmt: skip
                 raise _Duplicate
-            if settings.rate_limits_enabled:
-                quota = ratelimit.limits(settings)["uploads"]
-                await ratelimit.hit(conn, bucket=f"uploads:{doc.user_id}", limit=quota)
-                await ratelimit.check_active_jobs(conn, settings=settings, user_id=doc.user_id)
-            await crud.insert_job(
-                conn=conn, job_id=job_id, document_id=document_id, user_id=doc.user_id,
-                correlation_id=doc.correlation_id, validated=data is not None,
-            )  # fmt: skip
-            job = await crud.get_job(conn=conn, job_id=job_id)
-            assert job is not None
+            job = await _new_job(conn, settings, doc, document_id, job_id, data is not None)
             if data is not None:
                 await storage.put(path, data)
                 await _emit(conn, settings, job, "parser")
@@ -106,17 +97,7 @@ async def _renew(
         latest = await crud.latest_job(conn=conn, document_id=document_id)
         if latest is None or latest["status"] != "expired":
             return None
-        if settings.rate_limits_enabled:
-            quota = ratelimit.limits(settings)["uploads"]
-            await ratelimit.hit(conn, bucket=f"uploads:{doc.user_id}", limit=quota)
-            await ratelimit.check_active_jobs(conn, settings=settings, user_id=doc.user_id)
-        job_id = uuid.uuid4()
-        await crud.insert_job(
-            conn=conn, job_id=job_id, document_id=document_id, user_id=doc.user_id,
-            correlation_id=doc.correlation_id, validated=data is not None,
-        )  # fmt: skip
-        job = await crud.get_job(conn=conn, job_id=job_id)
-        assert job is not None
+        job = await _new_job(conn, settings, doc, document_id, uuid.uuid4(), data is not None)
         if data is not None:
             await conn.execute("UPDATE documents SET pages = $2, updated_at = now() "
                                "WHERE document_id = $1", document_id, pages)  # fmt: skip
@@ -277,6 +258,24 @@ async def retry(*, db: Db, settings: Settings, job_id: uuid.UUID) -> asyncpg.Rec
         fresh = await crud.get_job(conn=conn, job_id=job_id)
     assert fresh is not None
     return fresh
+
+
+async def _new_job(
+    conn: asyncpg.Connection, settings: Settings, doc: Declared, document_id: uuid.UUID,
+    job_id: uuid.UUID, validated: bool,
+) -> asyncpg.Record:  # fmt: skip
+    """Charge the user's upload quota and active-job limit, then open a job for the document."""
+    if settings.rate_limits_enabled:
+        quota = ratelimit.limits(settings)["uploads"]
+        await ratelimit.hit(conn, bucket=f"uploads:{doc.user_id}", limit=quota)
+        await ratelimit.check_active_jobs(conn, settings=settings, user_id=doc.user_id)
+    await crud.insert_job(
+        conn=conn, job_id=job_id, document_id=document_id, user_id=doc.user_id,
+        correlation_id=doc.correlation_id, validated=validated,
+    )  # fmt: skip
+    job = await crud.get_job(conn=conn, job_id=job_id)
+    assert job is not None
+    return job
 
 
 async def _emit(

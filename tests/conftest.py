@@ -90,10 +90,10 @@ def secure_cluster(infra: Settings) -> Iterator[Settings]:
 
     settings = infra.model_copy(
         update={
-            "home": ROOT / ".accessa-test" / "secure",
+            "home": infra.home / "secure",
             "kafka_bootstrap_servers": None,
-            "kafka_port": 29192,
-            "kafka_controller_port": 29193,
+            "kafka_port": infra.kafka_port + 100,  # beside the plain broker's ports
+            "kafka_controller_port": infra.kafka_controller_port + 100,
             "kafka_brokers": 3,
             "kafka_secure": True,
             "kafka_heap": "384m",

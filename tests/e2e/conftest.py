@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,14 +11,24 @@ from accessa.config import Settings
 from accessa.localrun import LocalPipeline
 
 
-@pytest.fixture(scope="session")
-def pipeline(infra: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
-    """Every process of the pipeline, ready; stopped with SIGTERM at the end of the session."""
-    pipe = LocalPipeline.create(
-        infra, tmp_path_factory.mktemp("pipeline"), ACCESSA_RETRY_BASE_DELAY_S="1"
-    )
+def _running(infra: Settings, home: Path) -> Iterator[LocalPipeline]:
+    pipe = LocalPipeline.create(infra, home, ACCESSA_RETRY_BASE_DELAY_S="1")
     try:
         pipe.start_all()
         yield pipe
     finally:
         pipe.stop_all()
+
+
+@pytest.fixture(scope="session")
+def pipeline(infra: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    """Every process of the pipeline, ready; stopped with SIGTERM at the end of the session."""
+    yield from _running(infra, tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="module")
+def secure_pipeline(
+    secure_cluster: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalPipeline]:
+    """The same on the secured 3-node cluster, each process as its own principal."""
+    yield from _running(secure_cluster, tmp_path_factory.mktemp("secure-pipeline"))

@@ -131,6 +131,17 @@ class Batch:
             "jobs to finish", timeout,
         )  # fmt: skip
 
+    async def upload_over(self, pdfs: list[bytes], seconds: float) -> int:
+        """Upload `pdfs` one by one, spread evenly over `seconds` (an outage's length);
+        returns how many the API accepted."""
+        started = time.monotonic()
+        pace = seconds / max(1, len(pdfs))
+        for accepted, pdf in enumerate(pdfs, start=1):
+            await self.upload([pdf])
+            await asyncio.sleep(max(0.0, started + pace * accepted
+                                    - time.monotonic()))  # pacing the uploads  # fmt: skip
+        return len(pdfs)
+
     async def wait_complete(self, at_least: int, timeout: float = 180) -> int:
         """At least `at_least` jobs complete; returns how many are."""
         st = await self._wait_until(lambda st: _complete(st) >= at_least,
@@ -185,6 +196,17 @@ class Batch:
         if buffered:
             result.problems.append(f"{buffered} rows left in the buffer tables")
         return result
+
+
+def assert_ingested(batch: Batch, fault: str, **figures: Any) -> None:
+    """Audit the batch, report it as surviving `fault` (with `figures`), and check it did:
+    every document complete, nothing lost, duplicated or paid for twice."""
+    audit = asyncio.run(batch.audit())
+    REPORT.fault(fault, audit, **figures)
+    assert audit.problems == []
+    assert (audit.complete, audit.lost, audit.duplicates, audit.paid_twice) == (
+        audit.documents, 0, 0, 0,
+    )  # fmt: skip
 
 
 def _complete(statuses: dict[uuid.UUID, str]) -> int:

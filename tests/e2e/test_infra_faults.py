@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -21,21 +19,13 @@ from accessa.infra.kafka import LocalKafka
 from accessa.infra.postgres import LocalPostgres
 from accessa.localrun import LocalPipeline
 from mocks.llamaparse_server import render_markdown
-from tests.e2e.ledger import REPORT, Batch
+from tests.e2e.ledger import Batch, assert_ingested
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.reliability]
 
 DOCS = int(os.environ.get("ACCESSA_RELIABILITY_FAULT_DOCS", "20"))  # 50: make reliability
 OUTAGE_S = 20.0
 BACKOFF_BASE_S = 3.0
-
-
-def assert_all_ingested(batch: Batch, fault: str, **figures: Any) -> None:
-    """Audit the batch, report it as surviving `fault` (with `figures`), and check it did."""
-    audit = asyncio.run(batch.audit())
-    REPORT.fault(fault, audit, **figures)
-    assert audit.problems == []
-    assert (audit.complete, audit.lost, audit.duplicates) == (audit.documents, 0, 0)
 
 
 def test_a_broker_outage_mid_run_loses_nothing_and_the_api_keeps_accepting(
@@ -49,15 +39,8 @@ def test_a_broker_outage_mid_run_loses_nothing_and_the_api_keeps_accepting(
         await batch.upload(batch.pdfs[:half])
         await batch.wait_complete(1)
         await asyncio.to_thread(kafka.down)
-        accepted_while_down = 0
-        try:
-            started = time.monotonic()
-            pace = OUTAGE_S / max(1, DOCS - half)
-            for pdf in batch.pdfs[half:]:  # the API takes uploads through the whole outage
-                await batch.upload([pdf])
-                accepted_while_down += 1
-                await asyncio.sleep(max(0.0, started + pace * accepted_while_down
-                                        - time.monotonic()))  # pacing the uploads  # fmt: skip
+        try:  # the API takes uploads through the whole outage
+            accepted_while_down = await batch.upload_over(batch.pdfs[half:], OUTAGE_S)
         finally:
             await asyncio.to_thread(kafka.up)
         await batch.wait_finished(timeout=300)
@@ -65,7 +48,7 @@ def test_a_broker_outage_mid_run_loses_nothing_and_the_api_keeps_accepting(
 
     accepted = asyncio.run(run())
     assert accepted == DOCS - half
-    assert_all_ingested(batch, "broker_stopped_20s", uploads_accepted_while_down=accepted)
+    assert_ingested(batch, "broker_stopped_20s", uploads_accepted_while_down=accepted)
 
 
 def test_a_postgres_restart_mid_run_loses_nothing(pipeline: LocalPipeline, infra: Settings) -> None:
@@ -82,7 +65,7 @@ def test_a_postgres_restart_mid_run_loses_nothing(pipeline: LocalPipeline, infra
 
     complete_before = asyncio.run(run())
     assert complete_before < DOCS, "the restart must happen mid-run"
-    assert_all_ingested(batch, "postgres_restarted", complete_before_restart=complete_before)
+    assert_ingested(batch, "postgres_restarted", complete_before_restart=complete_before)
 
 
 def test_providers_failing_30_percent_of_calls_complete_via_backed_off_retries(
@@ -118,7 +101,7 @@ def test_providers_failing_30_percent_of_calls_complete_via_backed_off_retries(
         restart(pipeline, "parser")
         restart(pipeline, "embedder")
     waits = asyncio.run(retry_waits(pipeline, batch))
-    assert_all_ingested(batch, "providers_fail_30_percent", retries=waits)
+    assert_ingested(batch, "providers_fail_30_percent", retries=waits)
     assert waits, "no document took a retry topic"
     for wait in waits:
         due = BACKOFF_BASE_S * 2 ** (wait["attempt"] - 1)
@@ -143,7 +126,7 @@ def test_a_rebalance_mid_run_loses_and_duplicates_nothing(pipeline: LocalPipelin
         await batch.wait_finished(timeout=300)
 
     asyncio.run(run())
-    assert_all_ingested(batch, "rebalance_second_replica")
+    assert_ingested(batch, "rebalance_second_replica")
 
 
 def restart(pipeline: LocalPipeline, name: str, **env: str) -> None:

@@ -18,27 +18,13 @@ from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.infra.kafka import KafkaNode, LocalKafka, replication_state
 from accessa.localrun import LocalPipeline
-from tests.e2e.ledger import REPORT, Batch
+from tests.e2e.ledger import Batch, assert_ingested
 from tests.utils import read_topic, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DOCS = int(os.environ.get("ACCESSA_RELIABILITY_FAILOVER_DOCS", "16"))  # 50: make reliability
 OUTAGE_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def secure_pipeline(
-    secure_cluster: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalPipeline]:
-    pipe = LocalPipeline.create(
-        secure_cluster, tmp_path_factory.mktemp("secure-pipeline"), ACCESSA_RETRY_BASE_DELAY_S="1"
-    )
-    try:
-        pipe.start_all()
-        yield pipe
-    finally:
-        pipe.stop_all()
 
 
 @pytest.fixture
@@ -49,15 +35,6 @@ def cluster(secure_cluster: Settings) -> Iterator[LocalKafka]:
     for node in kafka.nodes:
         if node.pid() is None:
             kafka.start_node(node)
-
-
-def audited(batch: Batch, fault: str, **figures: object) -> None:
-    audit = asyncio.run(batch.audit())
-    REPORT.fault(fault, audit, **figures)
-    assert audit.problems == []
-    assert (audit.complete, audit.lost, audit.duplicates, audit.paid_twice) == (
-        audit.documents, 0, 0, 0,
-    )  # fmt: skip
 
 
 async def wait_fully_replicated(settings: Settings, timeout: float = 120) -> None:
@@ -105,7 +82,7 @@ def test_the_pipeline_runs_end_to_end_over_sasl_ssl_with_per_stage_principals(
         await batch.wait_finished(timeout=240)
 
     asyncio.run(run())
-    audited(batch, "sasl_ssl_end_to_end")
+    assert_ingested(batch, "sasl_ssl_end_to_end")
 
 
 @pytest.mark.reliability
@@ -129,7 +106,7 @@ def test_killing_the_broker_that_leads_most_partitions_loses_nothing(
                 "complete_while_down": done_without}  # fmt: skip
 
     figures = asyncio.run(run())
-    audited(batch, "leader_broker_sigkill", **figures)
+    assert_ingested(batch, "leader_broker_sigkill", **figures)
 
 
 @pytest.mark.reliability
@@ -154,7 +131,7 @@ def test_a_rolling_restart_of_all_three_brokers_mid_run_loses_nothing(
         return time.monotonic() - started
 
     elapsed = asyncio.run(run())
-    audited(batch, "rolling_restart_3_brokers", seconds=round(elapsed, 1))
+    assert_ingested(batch, "rolling_restart_3_brokers", seconds=round(elapsed, 1))
 
 
 @pytest.mark.reliability
@@ -172,15 +149,8 @@ def test_two_of_three_brokers_down_for_20s_uploads_accepted_and_no_attempt_spent
         await batch.wait_complete(1)
         for node in down:
             await asyncio.to_thread(node.kill)
-        accepted = 0
-        try:
-            started = time.monotonic()
-            pace = OUTAGE_S / max(1, DOCS - half)
-            for pdf in batch.pdfs[half:]:  # the outbox holds what the broker cannot take
-                await batch.upload([pdf])
-                accepted += 1
-                await asyncio.sleep(max(0.0, started + pace * accepted
-                                        - time.monotonic()))  # pacing the outage  # fmt: skip
+        try:  # the outbox holds what the broker cannot take
+            accepted = await batch.upload_over(batch.pdfs[half:], OUTAGE_S)
         finally:
             for node in down:
                 await asyncio.to_thread(cluster.start_node, node)
@@ -190,7 +160,7 @@ def test_two_of_three_brokers_down_for_20s_uploads_accepted_and_no_attempt_spent
     accepted = asyncio.run(run())
     assert accepted == DOCS - half
     assert retried_or_dead(secure_pipeline) == retried_before  # waiting spent no attempt
-    audited(batch, "two_of_three_brokers_down_20s", uploads_accepted_while_down=accepted)
+    assert_ingested(batch, "two_of_three_brokers_down_20s", uploads_accepted_while_down=accepted)
 
 
 def test_status_reports_every_node_and_no_under_replicated_partitions(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +19,12 @@ from accessa.db import create_pool
 from accessa.infra.topics import ensure_topics
 from accessa.runtime.context import StageResources
 from accessa.runtime.faults import FaultInjector
-from accessa.runtime.stage import StageRuntime
+from accessa.runtime.stage import StageApp, StageRuntime
 from accessa.storage import Storage, make_storage, raw_key
 from mocks.openai_server import create_app
 from mocks.serve import running_server
 from schemas.events import DocumentUploaded
+from tests.integration.stages import TABLES
 from tests.utils import produce_events, wait_for
 
 STAGE_NAMES = ("parser", "chunker", "embedder", "finalizer")
@@ -107,3 +108,31 @@ async def stages(isolated_settings: Settings, tmp_path: Path) -> AsyncIterator[S
         finally:
             await s.stop()
             await pool.close()
+
+
+StartStage = Callable[..., Awaitable[StageRuntime]]
+
+
+@pytest.fixture
+async def topics(isolated_settings: Settings, pool: asyncpg.Pool) -> Settings:
+    await ensure_topics(isolated_settings)
+    await pool.execute(TABLES)
+    return isolated_settings
+
+
+@pytest.fixture
+async def start_stage(topics: Settings, pool: asyncpg.Pool) -> AsyncIterator[StartStage]:
+    """Run stages in this event loop on the test's own topics; stopped at the end."""
+    running: list[StageRuntime] = []
+
+    async def start(app: StageApp, **overrides: object) -> StageRuntime:
+        settings = topics.model_copy(update=overrides)
+        res = StageResources(settings, pool, make_storage(settings), FaultInjector(settings, "x"))
+        runtime = StageRuntime(app, settings, res)
+        await runtime.start()
+        running.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in running:
+        await runtime.stop()

@@ -6,7 +6,6 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import httpx
@@ -15,13 +14,9 @@ import pytest
 from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.db import applied_migrations, migrate
-from accessa.infra.topics import ensure_topics
-from accessa.runtime.context import StageResources
-from accessa.runtime.faults import FaultInjector
-from accessa.runtime.stage import StageApp, StageRuntime
-from accessa.storage import make_storage
 from schemas.headers import Headers
-from tests.integration.stages import TABLES, echo, sink
+from tests.integration.conftest import StartStage
+from tests.integration.stages import echo, sink
 from tests.utils import (
     free_port,
     header_map,
@@ -35,33 +30,6 @@ from tests.utils import (
 )
 
 pytestmark = pytest.mark.integration
-
-StartStage = Callable[..., Awaitable[StageRuntime]]
-
-
-@pytest.fixture
-async def topics(isolated_settings: Settings, pool: asyncpg.Pool) -> Settings:
-    await ensure_topics(isolated_settings)
-    await pool.execute(TABLES)
-    return isolated_settings
-
-
-@pytest.fixture
-async def start_stage(topics: Settings, pool: asyncpg.Pool) -> AsyncIterator[StartStage]:
-    """Run stages in this event loop on the test's own topics; stopped at the end."""
-    running: list[StageRuntime] = []
-
-    async def start(app: StageApp, **overrides: object) -> StageRuntime:
-        settings = topics.model_copy(update=overrides)
-        res = StageResources(settings, pool, make_storage(settings), FaultInjector(settings, "x"))
-        runtime = StageRuntime(app, settings, res)
-        await runtime.start()
-        running.append(runtime)
-        return runtime
-
-    yield start
-    for runtime in running:
-        await runtime.stop()
 
 
 async def rows(pool: asyncpg.Pool, prefix: str, table: str = "runtime_test_rows") -> list:

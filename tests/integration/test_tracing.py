@@ -5,10 +5,9 @@ hops of a document (and of its retry) are one trace, linked parent to child by t
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -17,14 +16,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from accessa import tracing
 from accessa.config import Settings
-from accessa.infra.topics import ensure_topics
-from accessa.runtime.context import StageResources
-from accessa.runtime.faults import FaultInjector
-from accessa.runtime.stage import StageApp, StageRuntime
-from accessa.storage import make_storage
 from schemas.events import DocumentUploaded
 from schemas.headers import Headers
-from tests.integration.stages import TABLES, echo, sink
+from tests.integration.conftest import StartStage
+from tests.integration.stages import echo, sink
 from tests.utils import header_map, produce, read_topic, uploaded_event, wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,29 +33,6 @@ def exporter() -> Iterator[InMemorySpanExporter]:
     tracing.use_provider(provider)
     yield spans
     tracing.use_provider(None)
-
-
-@pytest.fixture
-async def topics(isolated_settings: Settings, pool: asyncpg.Pool) -> Settings:
-    await ensure_topics(isolated_settings)
-    await pool.execute(TABLES)
-    return isolated_settings
-
-
-@pytest.fixture
-async def run(topics: Settings, pool: asyncpg.Pool) -> AsyncIterator[Any]:
-    running: list[StageRuntime] = []
-
-    async def start(app: StageApp, **overrides: object) -> None:
-        settings = topics.model_copy(update=overrides)
-        res = StageResources(settings, pool, make_storage(settings), FaultInjector(settings, "x"))
-        runtime = StageRuntime(app, settings, res)
-        await runtime.start()
-        running.append(runtime)
-
-    yield start
-    for runtime in running:
-        await runtime.stop()
 
 
 async def upload(settings: Settings, event: DocumentUploaded) -> int:
@@ -93,10 +65,10 @@ def names(spans: list[ReadableSpan], prefix: str) -> list[str]:
 
 
 async def test_one_document_through_two_stages_is_one_trace_with_its_waits(
-    exporter: InMemorySpanExporter, run: Any, topics: Settings
+    exporter: InMemorySpanExporter, start_stage: StartStage, topics: Settings
 ) -> None:
-    await run(echo)
-    await run(sink)
+    await start_stage(echo)
+    await start_stage(sink)
     event = uploaded_event("ok.pdf")
     trace_id = await upload(topics, event)
 
@@ -129,9 +101,9 @@ async def test_one_document_through_two_stages_is_one_trace_with_its_waits(
 
 
 async def test_a_retried_document_shows_its_retry_hop(
-    exporter: InMemorySpanExporter, run: Any, topics: Settings
+    exporter: InMemorySpanExporter, start_stage: StartStage, topics: Settings
 ) -> None:
-    await run(echo, retry_base_delay_s=0.5)
+    await start_stage(echo, retry_base_delay_s=0.5)
     event = uploaded_event("transient.pdf")
     started = time.time()
     trace_id = await upload(topics, event)
@@ -160,9 +132,9 @@ async def test_a_retried_document_shows_its_retry_hop(
 
 
 async def test_a_dead_lettered_record_keeps_its_trace_context(
-    exporter: InMemorySpanExporter, run: Any, topics: Settings
+    exporter: InMemorySpanExporter, start_stage: StartStage, topics: Settings
 ) -> None:
-    await run(echo)
+    await start_stage(echo)
     event = uploaded_event("permanent.pdf")
     trace_id = await upload(topics, event)
     dlq = f"{topics.topic_prefix}uploaded.dlq"
