@@ -20,6 +20,7 @@ from accessa.auth import mint_token
 from accessa.config import Settings
 from accessa.infra import acls
 from accessa.infra.topics import ensure_topics
+from schemas.topics import STAGES
 
 PROCESSES = ("mocks", "api", "parser", "chunker", "embedder", "finalizer")
 REPO = Path(__file__).resolve().parents[1]
@@ -126,14 +127,21 @@ class LocalPipeline:
 
     def wait_ready(self, names: tuple[str, ...], timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
+        retried: dict[str, int] = {}
         for name in names:
             while True:
                 proc = self.procs[name]
                 if proc.poll() is not None:
                     log = self.logs / f"{name.replace('#', '-')}.log"
-                    raise RuntimeError(
-                        f"{name} exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-                    )
+                    tail = log.read_text()[-3000:]
+                    # free_port() only finds a port free: another process may take it before
+                    # the stage binds it. A stage's health port can simply be another one.
+                    taken = "address already in use" in tail and name.split("#")[0] in STAGES
+                    if taken and retried.get(name, 0) < 3:
+                        retried[name] = retried.get(name, 0) + 1
+                        self.start(name)
+                        continue
+                    raise RuntimeError(f"{name} exited {proc.returncode}:\n{tail}")
                 try:
                     if httpx.get(self.health[name], timeout=2).status_code == 200:
                         break

@@ -99,7 +99,8 @@ async def search_hybrid(
     so both rankings see only the caller's chunks."""
     depth = max(k, CANDIDATES)
     by_vector = await search_models(conn, vectors, depth)
-    by_text = await conn.fetch(TEXT_SEARCH, query, depth)
+    # Postgres text cannot hold NUL (the embedder takes it as it is); other bytes are fine.
+    by_text = await conn.fetch(TEXT_SEARCH, query.replace("\x00", " "), depth)
     fused: dict[tuple[Any, str], float] = {}
     for ranking in ([(h["chunk_id"], h["embed_model"]) for h in by_vector],
                     [(r["chunk_id"], r["embed_model"]) for r in by_text]):  # fmt: skip

@@ -118,3 +118,17 @@ async def test_a_query_without_any_indexable_word_falls_back_to_the_vector_ranki
         hybrid = await search(conn, "the of and", {MODEL: vector}, 3, "hybrid")
         vector_hits = await search_models(conn, {MODEL: vector}, 3)
     assert [h["chunk_id"] for h in hybrid] == [h["chunk_id"] for h in vector_hits]
+
+
+async def test_a_query_holding_a_nul_byte_is_searched_not_refused_by_postgres(
+    stages: Stages,
+) -> None:
+    """Found by schemathesis: text with NUL reached Postgres' full-text query and gave a 500."""
+    pool = stages.pool
+    me = uuid.uuid4()
+    await add_document(pool, me, FILLER)
+    query = "waiting\x00period"
+    vector = mock_vector(query, MODEL).tolist()
+    async with user_transaction(pool, me) as conn:
+        hits = await search(conn, query, {MODEL: vector}, 3, "hybrid")
+    assert len(hits) == 3
