@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -104,6 +105,23 @@ def secure_cluster(infra: Settings) -> Iterator[Settings]:
     yield settings
     if started and os.environ.get("ACCESSA_TEST_KEEP_INFRA") != "1":
         kafka.down()
+
+
+@pytest.fixture
+def exporter() -> Iterator[Any]:
+    """Spans of this process, kept in memory (an InMemorySpanExporter) while the test runs."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from accessa import tracing
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracing.use_provider(provider)
+    yield spans
+    tracing.use_provider(None)
 
 
 @pytest.fixture

@@ -8,16 +8,20 @@ import logging
 import sys
 from collections.abc import Callable
 
+import asyncpg
 import httpx
 from aiokafka.errors import KafkaError
 
 from accessa.cli.output import Exit, emit_json, err_console
 from accessa.errors import ConfigurationError
 
-# asyncpg's own connection errors are OSError/ConnectionError subclasses or PostgresError;
-# only the ones that mean "cannot talk to the server" are caught here.
-_POSTGRES_UNREACHABLE = ("CannotConnectNowError", "InvalidAuthorizationSpecificationError",
-                         "InvalidPasswordError", "ConnectionDoesNotExistError")  # fmt: skip
+# The errors that mean "cannot talk to Postgres" (its other errors are the command's own).
+_POSTGRES_UNREACHABLE = (
+    ConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.ConnectionDoesNotExistError,
+)
 
 
 def describe(exc: BaseException) -> str | None:
@@ -34,7 +38,7 @@ def describe(exc: BaseException) -> str | None:
     if isinstance(exc, httpx.TransportError):
         url = get_settings().api_url
         return f"the API at {url} is not reachable ({type(exc).__name__}) — is `make run` up?"
-    if type(exc).__name__ in _POSTGRES_UNREACHABLE or isinstance(exc, ConnectionError):
+    if isinstance(exc, _POSTGRES_UNREACHABLE):
         from accessa.db import describe_error
 
         return f"postgres: {describe_error(exc)}"

@@ -68,6 +68,11 @@ def kafka_version() -> str | None:
     return jars[0].stem.removeprefix("kafka_2.13-") if jars else None
 
 
+def _java() -> list[str]:
+    """`java -cp <the broker jars>`, resolving the jars first."""
+    return [shutil.which("java") or "java", "-cp", f"{ensure_jars()}/*"]
+
+
 def new_cluster_id() -> str:
     """A random KRaft cluster id, as Kafka's own ``Uuid.randomUuid()`` makes it.
 
@@ -252,8 +257,7 @@ class LocalKafka:
         if not todo:
             return False
         self._check_shape()
-        lib = ensure_jars()
-        java = [shutil.which("java") or "java", "-cp", f"{lib}/*"]
+        java = _java()
         if self.settings.kafka_secure:
             self._tls_material()
         cluster_file = self.dir / "cluster.id"
@@ -294,7 +298,7 @@ class LocalKafka:
 
     def start_node(self, node: KafkaNode, timeout_s: float = 90.0) -> None:
         """Start one stopped node again (failover tests)."""
-        java = [shutil.which("java") or "java", "-cp", f"{ensure_jars()}/*"]
+        java = _java()
         self._wait_ready({node.node_id: self._start(node, java)}, timeout_s, [node])
 
     def _start(self, node: KafkaNode, java: list[str]) -> subprocess.Popen[bytes]:
@@ -437,11 +441,6 @@ async def replication_state(settings: Settings) -> dict[str, int]:
         "under_replicated": sum(len(p["isr"]) < len(p["replicas"]) for p in partitions),
         "offline": sum(p["leader"] < 0 for p in partitions),
     }
-
-
-async def broker_reachable(settings: Settings, timeout_s: float = 5.0) -> bool:
-    """True when a real client can fetch cluster metadata from the broker."""
-    return await broker_check(settings, timeout_s) is None
 
 
 async def external_status(settings: Settings) -> ComponentStatus:

@@ -108,7 +108,7 @@ def grids(lines: list[Line]) -> dict[int, tuple[int, list[list[str]]]]:
     for start, end in spans:
         if regions and start <= regions[-1][1] + 1:
             start = regions.pop()[0]
-        columns = _columns([c for line in lines[start : end + 1] for c in line.cells])
+        columns = column_spans([c for line in lines[start : end + 1] for c in line.cells])
         while end + 1 < len(lines) and _row_like(lines[end], lines[end + 1], columns, multi=False):
             end += 1  # the rest of the row's last cell, and rows drawn line by line
         regions.append([start, end])
@@ -134,7 +134,7 @@ def _beside(lines: list[Line], j: int) -> int | None:
 
 def _grid(lines: list[Line], start: int, end: int) -> tuple[int, int, list[list[str]]] | None:
     region = lines[start : end + 1]
-    columns = _columns([c for line in region for c in line.cells])
+    columns = column_spans([c for line in region for c in line.cells])
     if len(columns) < 2:
         return None
     first, last = columns[0], columns[-1]
@@ -162,7 +162,8 @@ def _row_like(above: Line, below: Line, columns: list[tuple[float, float]], *, m
     return not any(x0 < g1 and x1 > g0 for x0, x1, _ in line.cells for g0, g1 in gaps)
 
 
-def _columns(cells: list[tuple[float, float, str]]) -> list[tuple[float, float]]:
+def column_spans(cells: list[tuple[float, float, str]]) -> list[tuple[float, float]]:
+    """Merge the cells' x-ranges: each remaining interval is one column."""
     merged: list[tuple[float, float]] = []
     for x0, x1, _ in sorted(cells):
         if merged and x0 <= merged[-1][1] + 1.0:

@@ -496,7 +496,7 @@ def _table_at(lines: list[_Line], start: int) -> tuple[str | None, int]:
     cells = [cell for row in rows for cell in row.cells]
     if sum(len(c[2]) for c in cells) / len(cells) > 60:
         return None, start  # long "cells" are prose columns, not a table
-    columns = _columns(cells)
+    columns = layout.column_spans(cells)
     if len(columns) < 2:
         return None, start
     table = []
@@ -517,17 +517,6 @@ def _table_markdown(rows: list[list[str]]) -> str:
     table = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     table.insert(1, "|" + " --- |" * len(rows[0]))
     return "\n".join(table)
-
-
-def _columns(cells: list[tuple[float, float, str]]) -> list[tuple[float, float]]:
-    """Merge the cells' x-ranges: each remaining interval is one column."""
-    merged: list[tuple[float, float]] = []
-    for x0, x1, _ in sorted(cells):
-        if merged and x0 <= merged[-1][1] + 1.0:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], x1))
-        else:
-            merged.append((x0, x1))
-    return merged
 
 
 def _cell(text: str) -> str:

@@ -5,12 +5,10 @@ hops of a document (and of its retry) are one trace, linked parent to child by t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -23,16 +21,6 @@ from tests.integration.stages import echo, sink
 from tests.utils import header_map, produce, read_topic, uploaded_event, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracing.use_provider(provider)
-    yield spans
-    tracing.use_provider(None)
 
 
 async def upload(settings: Settings, event: DocumentUploaded) -> int:

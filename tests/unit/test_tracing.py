@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 from opentelemetry.trace import SpanKind
@@ -17,16 +14,6 @@ from accessa import tracing
 from accessa.config import Settings
 from accessa.logs import JsonFormatter
 from schemas.headers import Headers
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracing.use_provider(provider)
-    yield spans
-    tracing.use_provider(None)
 
 
 def test_off_by_default_and_on_with_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
