@@ -45,6 +45,7 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
         bench_pipeline,
         bench_runtime,
         bench_scaling,
+        bench_tracing,
         parser_compare,
     )
 
@@ -77,6 +78,9 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
             save(results)
         if (not only or "security" in only) and settings.embedded_kafka:
             results["pipeline_sasl_ssl"] = await _security(settings)
+            save(results)
+        if not only or "tracing" in only:
+            results["tracing_e2e"] = await bench_tracing.end_to_end(settings)
             save(results)
         if not only or "scaling" in only:
             with tempfile.TemporaryDirectory() as home:
