@@ -58,7 +58,12 @@ test: setup $(KUSTOMIZE) ## unit, integration and e2e tests on a real broker and
 test-fast: setup ## unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-bench: setup ## benchmarks -> bench/results.json
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[bench]'
+	@touch $@
+
+bench: setup $(BENCH_STAMP) ## benchmarks (the LlamaIndex peer included) -> bench/results.json
 	$(BIN)/python -m bench.run
 
 RELIABILITY_TESTS := tests/integration/test_poison_catalogue.py tests/e2e/test_crash_matrix.py \

@@ -10,6 +10,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from accessa.localrun import LocalPipeline
 from accessa.storage import raw_key
 from bench.poll import until
 from consumers.chunker.app import buffer_chunks
-from consumers.chunker.chunking import chunk_markdown
+from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
 from consumers.embedder.providers import make_provider
 from consumers.parser.local import parse_pdf
 from consumers.parser.normalize import normalize_markdown
@@ -45,6 +46,22 @@ def corpus_files() -> list[Path]:
 
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def steady_state(started: float, completions: Sequence[float], trim: float = 0.1) -> dict:
+    """Ramp-up apart from steady state, from completion timestamps (seconds): the time from
+    `started` to the first completed document, and the rate over the middle of the run (the
+    first and last `trim` of completions left out: warm-up and the drain of the last ones)."""
+    done = sorted(completions)
+    if not done:
+        return {"first_complete_s": None, "steady_docs_per_s": None}
+    lo, hi = int(len(done) * trim), len(done) - 1 - int(len(done) * trim)
+    window = done[hi] - done[lo]
+    return {
+        "first_complete_s": round(done[0] - started, 2),
+        "steady_docs_per_s": round((hi - lo) / window, 2) if hi > lo and window > 0 else None,
+        "steady_window_s": round(window, 1),
+    }
 
 
 async def _upload_all(pipe: LocalPipeline, files: list[Path], users: int) -> list[str]:
@@ -120,11 +137,14 @@ class CpuMeter:
     the postmaster's reaped children count too) between two snapshots: shows what saturates
     the machine's cores."""
 
-    def __init__(self, pipe: LocalPipeline, settings: Settings) -> None:
+    def __init__(self, pipe: LocalPipeline, settings: Settings, own: str | None = None) -> None:
         from accessa.infra.kafka import LocalKafka
         from accessa.infra.postgres import LocalPostgres
 
         pids = {n: p.pid for n, p in pipe.procs.items()}
+        # This process as `own` (an in-process side): its own time only, not its children's
+        # (the pipeline's processes, and the broker and Postgres when it started them).
+        self.own = {own: psutil.Process()} if own else {}
         if settings.embedded_kafka and (pid := LocalKafka(settings).pid()):
             pids["kafka"] = pid
         if settings.embedded_postgres and (pid := LocalPostgres(settings).pid()):
@@ -138,6 +158,9 @@ class CpuMeter:
                 t = proc.cpu_times()
                 live = sum(sum(c.cpu_times()[:2]) for c in proc.children(recursive=True))
                 seconds[name] = t.user + t.system + t.children_user + t.children_system + live
+        for name, proc in self.own.items():
+            t = proc.cpu_times()
+            seconds[name] = t.user + t.system
         return seconds
 
     @staticmethod
@@ -162,6 +185,7 @@ async def end_to_end(
     # Every round pays for its embeddings as the first did: no texts cached by earlier rounds
     # (within a round, the cache still serves the other users' copies of a text).
     await pool.execute("TRUNCATE embedding_cache")
+    rows_before = await pool.fetchval("SELECT count(*) FROM document_chunks")
     meter = CpuMeter(pipe, settings)
     try:
         started = time.time()
@@ -169,18 +193,23 @@ async def end_to_end(
         jobs = await _upload_all(pipe, files, users)
         rows = await _wait_finished(pool, jobs)
         cpu = meter.spent(cpu_before, meter.snapshot())
+        chunks = await pool.fetchval("SELECT count(*) FROM document_chunks") - rows_before
         done = [r for r in rows if r["status"] == "complete"]
         span = max(r["completed_at"] for r in done) - min(r["created_at"] for r in rows)
         latencies = [(r["completed_at"] - r["created_at"]).total_seconds() for r in done]
+        first = min(r["created_at"] for r in rows).timestamp()
         result = {
             "documents": len(rows),
             "completed": len(done),
+            "chunks": chunks,
             "docs_per_s": round(len(done) / span.total_seconds(), 2),
+            **steady_state(first, [r["completed_at"].timestamp() for r in done]),
             "pages_per_s": round(sum(r["pages"] or 0 for r in done) / span.total_seconds(), 1),
             "latency_p50_s": round(percentile(latencies, 50), 2),
             "latency_p95_s": round(percentile(latencies, 95), 2),
             "wall_s": round(time.time() - started, 1),
             "parser_replicas": parsers,
+            "index_rows_before": rows_before,
             "cpu_s": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
             "cores_busy": round(sum(cpu.values()) / span.total_seconds(), 2),
         }
@@ -213,24 +242,57 @@ async def big_pdf(pipe: LocalPipeline, pool: Any) -> dict[str, Any]:
     }
 
 
+async def embed_cached(pool: Any, provider: Any, s: Settings, chunks: list[Chunk]) -> list[Any]:
+    """The embedder's cache semantics: a text (the @2 header + chunk, keyed by its SHA-256) is
+    read from `embedding_cache` when there, else embedded and written to it."""
+    keys = [c.embed_sha256 or c.content_sha256 for c in chunks]
+    rows = await pool.fetch(
+        "SELECT content_sha256, embedding FROM embedding_cache "
+        "WHERE content_sha256 = ANY($1::text[]) AND embed_model = $2 AND dimensions = $3",
+        list(set(keys)), s.embed_model, s.embed_dimensions,
+    )  # fmt: skip
+    known = {r["content_sha256"]: r["embedding"] for r in rows}
+    missing = {k: c.embed_header + c.content for k, c in zip(keys, chunks, strict=True)
+               if k not in known}  # fmt: skip
+    if missing:
+        result = await provider.embed(list(missing.values()))
+        fresh = dict(zip(missing, result.vectors, strict=True))
+        await pool.executemany(
+            "INSERT INTO embedding_cache (content_sha256, embed_model, dimensions, embedding) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            [(k, s.embed_model, s.embed_dimensions, v) for k, v in fresh.items()],
+        )  # fmt: skip
+        known.update(fresh)
+    return [known[k] for k in keys]
+
+
 async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, Any]:
-    """The same parse → normalise → chunk → embed (real client, mock server in its own
-    process) in one process, straight into document_chunks: no Kafka, no buffers."""
+    """The same parse → normalise → chunk (the configured chunker) → embed (real client, mock
+    server in its own process, the embedder's cache semantics) in one process, straight into
+    document_chunks: no Kafka, no buffers. Like the end-to-end run, it starts with an empty
+    embedding cache, so both embed each distinct text once per round."""
     files = [(p.name, p.read_bytes()) for p in corpus_files()]
     pipe = await asyncio.to_thread(LocalPipeline.create, settings, home)
     await asyncio.to_thread(pipe.start_all, ("mocks",))
     s = pipe.settings.model_copy(update={"openai_base_url": f"{pipe.openai_url}/v1"})
+    spec = resolve_version(s.chunker_version, target_tokens=s.chunk_target_tokens,
+                           overlap_tokens=s.chunk_overlap_tokens)  # fmt: skip
     provider = make_provider(s)
     pool = await create_pool(settings, max_size=8)
+    await pool.execute("TRUNCATE embedding_cache")
+    rows_before = await pool.fetchval("SELECT count(*) FROM document_chunks")
     sem = asyncio.Semaphore(4)
+    completions: list[float] = []
 
     async def one(user: uuid.UUID, name: str, pdf: bytes) -> None:
         async with sem:
             doc = uuid.uuid4()
             parsed = await asyncio.to_thread(parse_pdf, pdf)
             markdown = normalize_markdown(parsed.markdown)
-            chunks = chunk_markdown(markdown, document_id=doc)
-            result = await provider.embed([c.content for c in chunks])
+            chunks = chunk_markdown(markdown, document_id=doc, version=spec.version,
+                                    target_tokens=spec.target_tokens,
+                                    overlap_tokens=spec.overlap_tokens)  # fmt: skip
+            vectors = await embed_cached(pool, provider, s, chunks)
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO documents (document_id, user_id, sha256, size, filename, "
@@ -245,17 +307,28 @@ async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, 
                     "$7, $8, $9)",
                     [(c.chunk_id, doc, user, s.embed_model, c.ordinal, c.content,
                       c.content_sha256, c.token_count, v)
-                     for c, v in zip(chunks, result.vectors, strict=True)],
+                     for c, v in zip(chunks, vectors, strict=True)],
                 )  # fmt: skip
+            completions.append(time.time())
 
+    meter = CpuMeter(pipe, settings, own="baseline")
     try:
-        started = time.perf_counter()
+        cpu_before = meter.snapshot()
+        started = time.time()
         await asyncio.gather(*(one(u, n, b) for u in (uuid.uuid4() for _ in range(users))
                                for n, b in files))  # fmt: skip
-        elapsed = time.perf_counter() - started
+        elapsed = time.time() - started
+        cpu = meter.spent(cpu_before, meter.snapshot())
+        chunks = await pool.fetchval("SELECT count(*) FROM document_chunks") - rows_before
         return {
             "documents": users * len(files),
+            "chunks": chunks,
             "docs_per_s": round(users * len(files) / elapsed, 2),
+            **steady_state(started, completions),
+            "wall_s": round(elapsed, 1),
+            "index_rows_before": rows_before,
+            "cpu_s": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
+            "cores_busy": round(sum(cpu.values()) / elapsed, 2),
         }
     finally:
         await pool.close()
