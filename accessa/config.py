@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     rate_requests_per_hour: int = Field(1000, description="Requests per endpoint per hour.")
     rate_limits_enabled: bool = Field(True, description="Turn rate limiting off (benchmarks).")
     outbox_poll_s: float = Field(0.5, description="Outbox relay idle poll interval.")
+    outbox_notify: bool = Field(
+        True, description="Wake the outbox relay when a row commits: in its own process directly, "
+        "from other processes by Postgres NOTIFY. Off: it only polls every ACCESSA_OUTBOX_POLL_S.",
+    )  # fmt: skip
 
     # --- parser
     parser_backend: Literal["local", "llamaparse"] = Field("local", description="PDF parser.")

@@ -8,8 +8,8 @@ import json
 import logging
 import ssl
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -84,6 +84,81 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
     }
     kwargs.update(overrides)
     return await asyncpg.create_pool(settings.dsn, **kwargs)
+
+
+class Listener:
+    """One LISTEN connection outside the pool: `on_notify(payload)` for each notification on
+    `channel`; `on_gap()` whenever some may have been missed (on connecting, and on losing it).
+
+    `lost` is set when the connection drops; `ensure()` opens it again. The notifying side is a
+    trigger (migrations 0011, 0016), so every writer of the table wakes the listeners.
+    """
+
+    def __init__(
+        self, dsn: str, channel: str, on_notify: Callable[[str], None], on_gap: Callable[[], None]
+    ) -> None:
+        self._dsn, self.channel = dsn, channel
+        self._on_notify, self._on_gap = on_notify, on_gap
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+        self.lost = asyncio.Event()
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def ensure(self) -> None:
+        """Open the connection and LISTEN, unless that is done already."""
+        if self.listening:
+            return
+        async with self._lock:
+            if self.listening:
+                return
+            # Named, so an operator (or a test) can tell it in pg_stat_activity.
+            name = {"application_name": f"accessa listen {self.channel}"}
+            conn = await connect(self._dsn, timeout=10, server_settings=name)
+            try:
+                await conn.add_listener(self.channel, self._notified)
+            except BaseException:
+                await conn.close(timeout=5)
+                raise
+            conn.add_termination_listener(self._terminated)
+            self._conn = conn
+            self.lost.clear()
+            self._on_gap()  # what was notified while nobody listened is in the table
+
+    async def check(self, timeout_s: float = 10.0) -> None:
+        """Raise unless the connection answers (a half-open TCP connection never says it is
+        gone); a connection that does not answer is dropped and counts as lost."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            raise ConnectionError(f"not listening on {self.channel}")
+        try:
+            await conn.fetchval("SELECT 1", timeout=timeout_s)
+        except BaseException:
+            self._drop(conn)
+            conn.terminate()
+            raise
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self._on_notify(payload)
+
+    def _terminated(self, conn: object) -> None:
+        if conn is self._conn:  # not one we closed ourselves
+            log.warning("postgres: the LISTEN connection on %s was lost", self.channel)
+            self._drop(conn)
+
+    def _drop(self, conn: object) -> None:
+        if conn is self._conn:
+            self._conn = None
+            self.lost.set()
+            self._on_gap()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(Exception):
+                await conn.close(timeout=5)
 
 
 class NotReady(Exception):

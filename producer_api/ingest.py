@@ -20,7 +20,7 @@ from accessa.config import Settings
 from accessa.db import user_transaction
 from accessa.infra.topics import topics_for
 from accessa.storage import ObjectNotFound, Storage, raw_key
-from producer_api import crud, ratelimit
+from producer_api import crud, outbox, ratelimit
 from producer_api.core.config import Db
 from producer_api.core.errors import ApiError, not_found
 from producer_api.validation import check_size, validate_pdf
@@ -66,7 +66,9 @@ async def create(
             if data is not None:
                 await storage.put(path, data)
                 await _emit(conn, settings, job, "parser")
-            return Accepted(job, duplicate=False)
+        if data is not None:
+            outbox.committed()
+        return Accepted(job, duplicate=False)
     except _Duplicate:
         async with db.tx() as conn:
             existing = await crud.document_by_sha(conn=conn, user_id=doc.user_id, sha256=doc.sha256)
@@ -103,7 +105,9 @@ async def _renew(
                                "WHERE document_id = $1", document_id, pages)  # fmt: skip
             await storage.put(job["raw_path"], data)
             await _emit(conn, settings, job, "parser")
-        return Accepted(job, duplicate=False)
+    if data is not None:
+        outbox.committed()
+    return Accepted(job, duplicate=False)
 
 
 async def upload_bytes(
@@ -150,6 +154,7 @@ async def receive(
         fresh = await crud.get_job(conn=conn, job_id=job["job_id"])
         assert fresh is not None
         await _emit(conn, settings, fresh, "parser")
+    outbox.committed()
     return fresh
 
 
@@ -256,6 +261,7 @@ async def retry(*, db: Db, settings: Settings, job_id: uuid.UUID) -> asyncpg.Rec
             raise ApiError(409, "job_not_retryable", "the job changed; not failed any more")
         await crud.enqueue(conn=conn, topic=topics_for(settings).name(event.topic), event=event)
         fresh = await crud.get_job(conn=conn, job_id=job_id)
+    outbox.committed()
     assert fresh is not None
     return fresh
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -20,24 +19,21 @@ from typing import Any
 import asyncpg
 
 from accessa import jobs
-from accessa.db import connect
+from accessa.db import Listener
 from producer_api.core.config import Db
 from producer_api.models import job_public
 
 CHANNEL = "job_events"
 HEARTBEAT_S = 15.0
 TERMINAL_STATES = ("done", "deadletter")
-log = logging.getLogger("accessa.api.job_events")
 
 
 class JobEventHub:
     """Wakes the subscribers of a job when one of its events commits."""
 
     def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
-        self._conn: asyncpg.Connection | None = None
-        self._lock = asyncio.Lock()
         self._subscribers: dict[str, set[asyncio.Queue[int]]] = defaultdict(set)
+        self._listener = Listener(dsn, CHANNEL, self._on_notify, self._wake_all)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, job_id: uuid.UUID) -> AsyncIterator[asyncio.Queue[int]]:
@@ -55,30 +51,16 @@ class JobEventHub:
 
     @property
     def listening(self) -> bool:
-        return self._conn is not None and not self._conn.is_closed()
+        return self._listener.listening
 
     async def ensure_listening(self) -> None:
         """(Re)open the LISTEN connection; after a gap every subscriber re-reads."""
-        if self.listening:
-            return
-        async with self._lock:
-            if self.listening:
-                return
-            conn = await connect(self._dsn, timeout=10)
-            await conn.add_listener(CHANNEL, self._on_notify)
-            conn.add_termination_listener(self._on_lost)
-            self._conn = conn
-            self._wake_all()  # notifications sent while nobody listened are in the table
+        await self._listener.ensure()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         job_id, _, event_id = payload.partition(":")
         for queue in self._subscribers.get(job_id, ()):
             queue.put_nowait(int(event_id or 0))
-
-    def _on_lost(self, _conn: object) -> None:
-        log.warning("job events: the LISTEN connection was lost; reconnecting on next wait")
-        self._conn = None
-        self._wake_all()
 
     def _wake_all(self) -> None:
         for queues in self._subscribers.values():
@@ -86,10 +68,7 @@ class JobEventHub:
                 queue.put_nowait(0)
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=5)
+        await self._listener.close()
 
 
 def _sse(data: dict[str, Any], *, event: str, event_id: int | None = None) -> bytes:

@@ -9,6 +9,11 @@ deterministic event id makes it harmless downstream.
 A row the broker can never take (its topic is missing, not ours to write, or it is too
 large) is marked failed with the reason, per row: the rows behind it go out, and its job fails
 with that reason (`accessa dlq list` shows the row, `POST /api/v2/jobs/{id}/retry` re-emits it).
+
+Latency: a relay claims rows as soon as they commit, not at its next poll. The API wakes the
+relays of its own process when it commits a row (`committed()`); every INSERT also NOTIFYs
+channel `outbox` (migration 0016), which each relay LISTENs to on a connection of its own, so
+the relays of other processes wake too. The poll stays, for what a lost connection missed.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from aiokafka.errors import (
 
 from accessa import jobs, kafka_clients, tracing
 from accessa.config import Settings
-from accessa.db import create_pool
+from accessa.db import Listener, create_pool
 from accessa.infra.topics import topics_for
 from accessa.logs import setup_logging
 from producer_api import metrics
@@ -48,6 +53,11 @@ from schemas.topics import STAGES
 log = logging.getLogger("accessa.outbox")
 BATCH = 200
 MAX_BACKOFF_S = 5.0
+CHANNEL = "outbox"
+LISTEN_CHECK_S = 30.0  # how often an idle LISTEN connection is checked to answer
+MAX_RELISTEN_S = 30.0
+# The wakeup events of the relays running in this process, with their event loops.
+_LOCAL_RELAYS: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
 
 # Only this deployment's topics: rows written for another topic namespace sharing the
 # database (a test run, another environment) are never this relay's to send.
@@ -232,6 +242,46 @@ async def relay_once(settings: Settings, pool: asyncpg.Pool, publisher: KafkaPub
     return len(sent.delivered) + len(sent.failed)
 
 
+def committed() -> None:
+    """Outbox rows were just committed by this process: wake its relays now. (A relay on
+    another event loop of the process, e.g. a server thread in a test, is woken through it.)"""
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    for wakeup, loop in list(_LOCAL_RELAYS.items()):
+        if loop is here:
+            wakeup.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
+                loop.call_soon_threadsafe(wakeup.set)
+
+
+async def listen(
+    settings: Settings, wakeup: asyncio.Event, stop: asyncio.Event, check_s: float = LISTEN_CHECK_S
+) -> None:
+    """Until `stop`: LISTEN on `outbox` and set `wakeup` on every notification, and on every
+    (re)connection (rows may have committed unheard). A lost or silent connection is opened
+    again, with a backoff while Postgres refuses; meanwhile the relay's poll carries on."""
+    listener = Listener(settings.dsn, CHANNEL, lambda _payload: wakeup.set(), wakeup.set)
+    failures = 0
+    try:
+        while not stop.is_set():
+            try:
+                await listener.ensure()
+                await listener.check()
+                failures, delay = 0, check_s
+            except Exception as exc:  # the relay polls on without it
+                failures += 1
+                delay = min(settings.outbox_poll_s * 2**failures, MAX_RELISTEN_S)
+                if failures == 1:
+                    log.warning("outbox relay: cannot LISTEN (%r); polling every %.1fs until "
+                                "it can", exc, settings.outbox_poll_s)  # fmt: skip
+            await _wait(stop, listener.lost, delay)
+    finally:
+        await listener.close()
+
+
 async def relay(
     settings: Settings,
     pool: asyncpg.Pool,
@@ -239,8 +289,29 @@ async def relay(
     stop: asyncio.Event,
     wakeup: asyncio.Event | None = None,
 ) -> None:
-    """Publish outbox rows until `stop` is set; back off while Kafka or Postgres is down."""
+    """Publish outbox rows until `stop` is set; back off while Kafka or Postgres is down.
+
+    Between batches it waits `outbox_poll_s`, or less when `wakeup` is set: by `committed()`
+    and by the `outbox` NOTIFY (both only with `outbox_notify`)."""
     wakeup = wakeup or asyncio.Event()
+    listening = None
+    if settings.outbox_notify:
+        _LOCAL_RELAYS[wakeup] = asyncio.get_running_loop()
+        listening = asyncio.create_task(listen(settings, wakeup, stop))
+    try:
+        await _publish_until(settings, pool, publisher, stop, wakeup)
+    finally:
+        _LOCAL_RELAYS.pop(wakeup, None)
+        if listening is not None:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+        await publisher.close()
+
+
+async def _publish_until(
+    settings: Settings, pool: asyncpg.Pool, publisher: KafkaPublisher, stop: asyncio.Event,
+    wakeup: asyncio.Event,
+) -> None:  # fmt: skip
     failures = 0
     said: tuple[str, float] = ("", 0.0)  # the last reason logged, and when
     while not stop.is_set():
@@ -264,7 +335,6 @@ async def relay(
             continue
         if published < BATCH:
             await _wait(stop, wakeup, settings.outbox_poll_s)
-    await publisher.close()
 
 
 async def _wait(stop: asyncio.Event, wakeup: asyncio.Event | None, delay_s: float) -> None:
