@@ -31,6 +31,8 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
+import itertools
 import logging
 import time
 import traceback
@@ -69,10 +71,12 @@ log = logging.getLogger("accessa.runtime")
 
 Handler = Callable[[Any, StageContext], Awaitable[Event | None]]
 # Idempotent, fully acknowledged; batches big enough that producers rarely wait to drain.
+# A short linger: each ms is added to every hop of an idle document, and under load records
+# batch up anyway while the previous request to the broker is in flight.
 PRODUCER_CONFIG: dict[str, Any] = {
     "enable_idempotence": True,
     "acks": "all",
-    "linger_ms": 5,
+    "linger_ms": 1,
     "max_batch_size": 256 * 1024,
 }
 
@@ -140,6 +144,16 @@ def _headers(record: ConsumerRecord) -> dict[str, str]:
         except UnicodeDecodeError:
             continue  # a garbled header is dropped, never fatal
     return out
+
+
+async def _poll_batch(subscriber: Any, consumer: Any) -> tuple[ConsumerRecord, ...]:
+    """FastStream's batch poll without its pause after an empty poll: `getmany` has waited
+    `batch_timeout_ms` for records already, and the pause (as long again) held back a record
+    that arrived during it, on every hop of an idle pipeline."""
+    batches = await consumer.getmany(
+        timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records
+    )
+    return tuple(itertools.chain.from_iterable(batches.values()))
 
 
 def _record_size(key: bytes | None, value: bytes, headers: dict[str, str]) -> int:
@@ -226,6 +240,7 @@ class StageRuntime:
             "parser": _parse_readable,
         }
         main = self.broker.subscriber(self.input_topic, group_id=self.group, **common)
+        main.get_msg = functools.partial(_poll_batch, main)
         main(self._on_main_batch)
         if self.settings.retry_max_attempts:
             retry_topics = [
@@ -233,6 +248,7 @@ class StageRuntime:
                 for n in range(1, self.settings.retry_max_attempts + 1)
             ]
             retry = self.broker.subscriber(*retry_topics, group_id=f"{self.group}-retry", **common)
+            retry.get_msg = functools.partial(_poll_batch, retry)
             retry(self._on_retry_batch)
 
     async def access_problem(self) -> str | None:

@@ -47,7 +47,7 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext) -> ChunksEmbedded:
         if len(chunks) != event.chunk_count:
             raise PermanentError(f"{len(chunks)} buffered chunks, event says {event.chunk_count}",
                                  code="chunk_count_mismatch")  # fmt: skip
-        async with ctx.pool.acquire() as c:
+        async with ctx.pool.acquire() as c, c.transaction():  # one commit: status and event
             await jobs.advance(c, job_id=event.job_id, status="embedding_in_progress",
                                actor="embedder", embed_model=model)  # fmt: skip
         await embed_missing(ctx, event, chunks, provider)

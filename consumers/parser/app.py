@@ -23,7 +23,7 @@ async def load_backend(res: StageResources) -> None:
 @stage.handle
 async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentParsed:
     await ctx.job()
-    async with ctx.pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn, conn.transaction():  # one commit: status and event
         await jobs.advance(conn, job_id=event.job_id, status="parse_queued", actor="parser")
     try:
         pdf = await ctx.storage.get(event.storage_path)
