@@ -40,6 +40,7 @@ def save(results: dict[str, Any]) -> None:
 async def _main(only: set[str] | None) -> dict[str, Any]:
     from bench import (
         bench_api,
+        bench_capacity,
         bench_hnsw,
         bench_hotpaths,
         bench_pipeline,
@@ -81,6 +82,9 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
             save(results)
         if not only or "tracing" in only:
             results["tracing_e2e"] = await bench_tracing.end_to_end(settings)
+            save(results)
+        if not only or "capacity" in only:
+            results["capacity"] = await bench_capacity.run(settings)
             save(results)
         if not only or "scaling" in only:
             with tempfile.TemporaryDirectory() as home:
