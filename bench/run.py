@@ -86,6 +86,11 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
         if not only or "capacity" in only:
             results["capacity"] = await bench_capacity.run(settings)
             save(results)
+        if not only or "latency" in only:
+            from bench import bench_latency
+
+            results["idle_latency"] = await bench_latency.run(settings)
+            save(results)
         if not only or "scaling" in only:
             with tempfile.TemporaryDirectory() as home:
                 results["embedder_scaling"] = await bench_scaling.run(settings, Path(home))

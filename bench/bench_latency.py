@@ -1,0 +1,131 @@
+"""One document at a time on an idle pipeline (`--only latency`): upload → complete, and
+where the time goes, from each job's own `stage_times`.
+
+The same small policies (1 to 3 pages) go through two fresh pipelines in the same run: the
+outbox relay woken when a row commits (the default), and polling only
+(`ACCESSA_OUTBOX_NOTIFY=false`), so the two can be compared. Each upload waits for its job's
+live event stream to end before the next starts, after a random pause so that uploads land
+at every phase of the relay's poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from accessa import jobs
+from accessa.config import Settings
+from accessa.db import create_pool
+from accessa.localrun import LocalPipeline
+from mocks.policy_pdf import make_policy_pdf
+
+GOAL = "p50 < 150 ms"
+MAX_PAUSE_S = 0.5  # one whole default poll interval
+
+
+def _pct(values: list[float], q: int) -> float:
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
+
+
+def phases(stage_times: dict[str, str]) -> dict[str, float]:
+    """Milliseconds between consecutive stage stamps, named `from->to`, in pipeline order.
+    (A stamp is its transaction's start: `parsed` and `parse_validated` share one.)"""
+    order = ["queued", *dict.fromkeys(label for label, _ in jobs.PROGRESS.values())]
+    stamps = [(k, datetime.fromisoformat(stage_times[k])) for k in order if k in stage_times]
+    return {
+        f"{a}->{b}": (tb - ta).total_seconds() * 1000
+        for (a, ta), (b, tb) in itertools.pairwise(stamps)
+    }
+
+
+async def _until_done(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """The job once its live event stream ends (the stream's last event carries it)."""
+    async with client.stream("GET", f"/api/v2/jobs/{job_id}/events") as response:
+        response.raise_for_status()
+        event = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == "end":
+                return json.loads(line.removeprefix("data: "))
+    raise RuntimeError(f"the event stream of job {job_id} ended without its end event")
+
+
+async def _side(
+    settings: Settings, home: Path, pdfs: list[bytes], pauses: list[float], notify: bool
+) -> dict[str, Any]:
+    """Upload each PDF after its pause, once the previous one completed; the figures."""
+    env = {"ACCESSA_OUTBOX_NOTIFY": str(notify).lower()}
+    pipe = await asyncio.to_thread(LocalPipeline.create, settings, home, **env)
+    await asyncio.to_thread(pipe.start_all)
+    pool = await create_pool(settings, max_size=2)
+    await pool.execute("TRUNCATE embedding_cache")  # both sides embed the same texts
+    totals: list[float] = []
+    clients: list[float] = []
+    per_phase: dict[str, list[float]] = {}
+    try:
+        async with pipe.client(uuid.uuid4()) as client:
+            for n, (pdf, pause) in enumerate(zip(pdfs, pauses, strict=True)):
+                await asyncio.sleep(pause)  # idle between documents, a random poll phase
+                started = time.perf_counter()
+                upload = {"file": (f"p{n}.pdf", pdf, "application/pdf")}
+                r = await client.post("/api/v2/documents", files=upload)
+                r.raise_for_status()
+                job = await _until_done(client, r.json()["job_id"])
+                elapsed = (time.perf_counter() - started) * 1000
+                if job["status"] != "complete":
+                    raise RuntimeError(f"job {job['job_id']} ended {job['status']}")
+                if n == 0:
+                    continue  # warm-up: first connections, imports and caches
+                steps = phases(job["stage_times"])
+                clients.append(elapsed)
+                totals.append(sum(steps.values()))
+                for name, ms in steps.items():
+                    per_phase.setdefault(name, []).append(ms)
+    finally:
+        await pool.close()
+        await asyncio.to_thread(pipe.stop_all)
+    return {
+        "upload_to_complete_p50_ms": _pct(totals, 50),
+        "upload_to_complete_p95_ms": _pct(totals, 95),
+        "upload_to_complete_max_ms": round(max(totals), 1),
+        "client_p50_ms": _pct(clients, 50),
+        "client_p95_ms": _pct(clients, 95),
+        "phases_p50_ms": {k: _pct(v, 50) for k, v in per_phase.items()},
+        "phases_p95_ms": {k: _pct(v, 95) for k, v in per_phase.items()},
+    }
+
+
+async def run(settings: Settings, documents: int = 20, seed: int = 14) -> dict[str, Any]:
+    """`documents` uploads (after one warm-up) on each side, relay woken and poll only."""
+    rng = random.Random(seed)
+    pages = [rng.randint(1, 3) for _ in range(documents + 1)]
+    pdfs = [make_policy_pdf(seed=seed * 1000 + n, pages=p) for n, p in enumerate(pages)]
+    pauses = [rng.uniform(0, MAX_PAUSE_S) for _ in pdfs]
+    sides: dict[str, dict[str, Any]] = {}
+    for name, notify in (("woken", True), ("poll_only", False)):
+        with tempfile.TemporaryDirectory() as home:
+            sides[name] = await _side(settings, Path(home), pdfs, pauses, notify)
+    woken, poll = sides["woken"], sides["poll_only"]
+    return {
+        "documents": documents,
+        "pages": f"{min(pages)}-{max(pages)}",
+        "measured": "stage_times queued -> complete (server side); client: POST -> end event",
+        **sides,
+        "p50_poll_only_over_woken": round(
+            poll["upload_to_complete_p50_ms"] / woken["upload_to_complete_p50_ms"], 2
+        ),
+        "goal": GOAL,
+        "met": woken["upload_to_complete_p50_ms"] < 150,
+    }
