@@ -37,12 +37,13 @@ def save(results: dict[str, Any]) -> None:
     RESULTS.write_text(json.dumps(previous, indent=2) + "\n")
 
 
-async def _main(only: set[str] | None) -> dict[str, Any]:
+async def _main(only: set[str] | None, pgcost_rows: int = 20_000) -> dict[str, Any]:
     from bench import (
         bench_api,
         bench_capacity,
         bench_hnsw,
         bench_hotpaths,
+        bench_pgcost,
         bench_pipeline,
         bench_runtime,
         bench_scaling,
@@ -60,6 +61,9 @@ async def _main(only: set[str] | None) -> dict[str, Any]:
             save(results)
         if not only or "hnsw" in only:
             results["hnsw_commit"] = await bench_hnsw.run(pool)
+            save(results)
+        if not only or "pgcost" in only:
+            results.update(await bench_pgcost.run(settings, rows=pgcost_rows))
             save(results)
         if not only or "api" in only:
             results["api_upload"] = await asyncio.to_thread(bench_api.run, settings)
@@ -208,6 +212,10 @@ async def _security(settings: Settings, rounds: int = 3) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", help="benchmark names to run (default: all)")
+    parser.add_argument(
+        "--pgcost-rows", type=int, default=20_000,
+        help="pgcost: rows of the larger recall and search-latency set (e.g. 100000)",
+    )  # fmt: skip
     args = parser.parse_args()
     settings = get_settings()
     started: list[LocalPostgres | LocalKafka] = []
@@ -216,7 +224,7 @@ def main() -> None:
         if embedded and component.up():
             started.append(component)
     try:
-        results = asyncio.run(_main(set(args.only) if args.only else None))
+        results = asyncio.run(_main(set(args.only) if args.only else None, args.pgcost_rows))
     finally:
         for component in reversed(started):  # leave the ports as we found them
             component.down()
