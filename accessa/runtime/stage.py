@@ -6,8 +6,11 @@ commits through `ctx.commit(output)`. Per record the runtime runs
     decode → (already committed? re-emit the stored output) → handler → produce → ...
 
 and, once every record of the polled batch has produced its output (or its retry / DLQ record),
-commits the offsets. Records of one document (the message key) run in order; different
-documents run concurrently up to `stage_concurrency`.
+commits the offsets. Database round trips per poll, not per record, where the guarantees allow:
+one statement counts the batch's deliveries, one (at the same time) looks up which of its events
+are committed already, one forgets the finished records; what remains per record is the
+handler's own `ctx.commit()` transaction. Records of one document (the message key) run in
+order; different documents run concurrently up to `stage_concurrency`.
 
 Failures, by type (accessa.errors):
 - TransientError: to `<topic>.retry.<n>` due in `retry_base_delay_s * 2^(n-1)`; after the last
@@ -86,6 +89,19 @@ class Outcome:
     """What to produce for one record: (topic, key, value, headers) or nothing."""
 
     produce: list[tuple[str, bytes | None, bytes, dict[str, str]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """A record decoded before the batch runs, with its stored output when it is committed
+    already (the dedup lookup, done for the whole batch in one statement)."""
+
+    event: Event
+    stored: tuple[bytes | None, bytes] | None
+
+
+_STORED = """SELECT event_id, output_key, output_value FROM processed_events
+WHERE consumer = $1 AND event_id = ANY($2::uuid[])"""
 
 
 @dataclass
@@ -331,7 +347,11 @@ class StageRuntime:
             by_document[(record.topic, record.partition, record.key)].append(record)
         futures: list[asyncio.Future[Any]] = []
         try:
-            counted = await self._infra(lambda: self.deliveries.delivered(records), "count")
+            # Both before any handler starts; on two connections, so one round trip's wait.
+            counted, known = await asyncio.gather(
+                self._infra(lambda: self.deliveries.delivered(records), "count"),
+                self._infra(lambda: self._prefetch(records), "dedup lookup"),
+            )
             groups: list[list[ConsumerRecord]] = []
             suspects: list[list[ConsumerRecord]] = []  # documents with a record seen before
             for group in by_document.values():
@@ -341,7 +361,7 @@ class StageRuntime:
             workers = min(self.settings.stage_concurrency, len(groups))
             # A fixed pool of workers over the groups: bounded concurrency without a task
             # per document, which costs more than a fast handler does.
-            await asyncio.gather(*(self._worker(groups, futures) for _ in range(workers)))
+            await asyncio.gather(*(self._worker(groups, futures, known) for _ in range(workers)))
             forget = asyncio.ensure_future(
                 self._infra(lambda: self.deliveries.finished(finished), "forget deliveries")
             )  # while the producer waits for acks
@@ -351,7 +371,7 @@ class StageRuntime:
             for group in suspects:
                 for record in group:
                     futures += await self._run_alone(record, counted[deliveries.key(record)],
-                                                     crashed)  # fmt: skip
+                                                     crashed, known)  # fmt: skip
             await self._confirm(futures)
             await forget
             # Forgotten only once its DLQ copy is acknowledged: never started again meanwhile.
@@ -362,15 +382,46 @@ class StageRuntime:
             await msg.nack()  # rewind every partition of the batch: nothing is skipped
             raise
 
-    async def _worker(self, groups: list[list[ConsumerRecord]], futures: list[Any]) -> None:
+    async def _prefetch(
+        self, records: Sequence[ConsumerRecord]
+    ) -> dict[deliveries.Key, Prefetched]:
+        """Decode the batch's records and look up, in one statement, which of their events
+        this consumer has committed already. A record that does not decode is left out: `_handle`
+        decodes it again and dead-letters it with the reason."""
+        events: dict[deliveries.Key, Event] = {}
+        for record in records:
+            if len(record.value or b"") > self.settings.max_message_bytes:
+                continue
+            with contextlib.suppress(Exception):
+                events[deliveries.key(record)] = decode_event(self.app.input_model, record.value)
+        stored: dict[uuid.UUID, tuple[bytes | None, bytes]] = {}
+        if events and not self.app.stateless:
+            ids = list({e.event_id for e in events.values()})
+            for row in await self.res.pool.fetch(_STORED, self.group, ids):
+                value = row["output_value"]
+                stored[row["event_id"]] = (row["output_key"], value) if value else (None, b"")
+        return {k: Prefetched(e, stored.get(e.event_id)) for k, e in events.items()}
+
+    async def _worker(
+        self,
+        groups: list[list[ConsumerRecord]],
+        futures: list[Any],
+        known: dict[deliveries.Key, Prefetched],
+    ) -> None:
         while groups:
             for record in groups.pop():  # one document's records, in offset order
-                outcome = await self._handle_with_infra_retry(record)
+                outcome = await self._handle_with_infra_retry(
+                    record, known.get(deliveries.key(record))
+                )
                 for topic, key, value, headers in outcome.produce:
                     futures.append(await self._send(topic, key, value, headers))
 
     async def _run_alone(
-        self, record: ConsumerRecord, delivery: deliveries.Delivery, crashed: list[Any]
+        self,
+        record: ConsumerRecord,
+        delivery: deliveries.Delivery,
+        crashed: list[Any],
+        known: dict[deliveries.Key, Prefetched],
     ) -> list[Any]:
         """A record of a document delivered before without finishing: its start is counted
         durably, and it runs alone, so that a crash now is blamed on it. One that has started
@@ -382,7 +433,7 @@ class StageRuntime:
         else:
             if delivery.suspect:  # a first delivery's start is counted already
                 await self._infra(lambda: self.deliveries.starting(record), "count start")
-            outcome = await self._handle_with_infra_retry(record)
+            outcome = await self._handle_with_infra_retry(record, known.get(key))
             await self._infra(lambda: self.deliveries.finished([key]), "forget delivery")
         return [await self._send(*produce) for produce in outcome.produce]
 
@@ -418,23 +469,36 @@ class StageRuntime:
 
     # --- one record
 
-    async def _handle_with_infra_retry(self, record: ConsumerRecord) -> Outcome:
-        return await self._infra(lambda: self._traced(record), "record")
+    async def _handle_with_infra_retry(
+        self, record: ConsumerRecord, prefetched: Prefetched | None = None
+    ) -> Outcome:
+        first = [prefetched]
+
+        def attempt() -> Awaitable[Outcome]:
+            # Only the first attempt trusts the batch's lookup: after an infrastructure error
+            # the record's own transaction may have committed (its reply lost).
+            pre, first[0] = first[0], None
+            return self._traced(record, pre)
+
+        return await self._infra(attempt, "record")
 
     async def _infra(self, op: Callable[[], Awaitable[Any]], what: str) -> Any:
         return await retry_infra(op, what, stage=self.app.name)
 
-    async def _traced(self, record: ConsumerRecord) -> Outcome:
+    async def _traced(self, record: ConsumerRecord, prefetched: Prefetched | None) -> Outcome:
         """`_handle` in a `process <topic>` span; what it produces continues the trace."""
         if not tracing.enabled():
-            return await self._handle(record)
+            return await self._handle(record, prefetched)
         with tracing.processing(record, _headers(record), stage=self.app.name, group=self.group):
-            outcome = await self._handle(record)
+            outcome = await self._handle(record, prefetched)
             for *_, headers in outcome.produce:  # retry and DLQ copies included
                 tracing.inject(headers)
             return outcome
 
-    async def _handle(self, record: ConsumerRecord) -> Outcome:
+    async def _handle(
+        self, record: ConsumerRecord, prefetched: Prefetched | None = None
+    ) -> Outcome:
+        """One record; `prefetched` is its decoded event and dedup lookup, when the batch's."""
         headers = _headers(record)
         cid_missing = not headers.get(Headers.CORRELATION_ID)
         cid = headers.get(Headers.CORRELATION_ID) or str(uuid.uuid4())
@@ -449,11 +513,15 @@ class StageRuntime:
                 raise PoisonMessage(
                     f"message of {len(record.value)} bytes exceeds the limit", code="oversized"
                 )
-            event = decode_event(self.app.input_model, record.value)
+            event = prefetched.event if prefetched else decode_event(self.app.input_model,
+                                                                      record.value)  # fmt: skip
             if cid_missing:  # the event carries its own: better than the one made up above
                 headers[Headers.CORRELATION_ID] = event.correlation_id
                 correlation_id.set(event.correlation_id)
-            stored = None if self.app.stateless else await self._stored_output(event.event_id)
+            if prefetched is not None or self.app.stateless:
+                stored = prefetched.stored if prefetched else None
+            else:
+                stored = await self._stored_output(event.event_id)
             if stored is not None:
                 self.m_outcome["duplicate"].inc()
                 return self._emit(stored, headers, event)

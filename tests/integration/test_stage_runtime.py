@@ -78,6 +78,37 @@ async def test_stage_writes_one_row_per_event_and_emits_with_correlation_headers
         assert headers[Headers.JOB_ID] == str(event.job_id)
 
 
+async def test_an_event_delivered_again_re_emits_its_stored_output_and_runs_once(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    """Copies of committed events (looked up per poll) and copies sent together before either
+    ran (the second loses at ctx.commit()): one handler run each, one output per copy."""
+    done = [uploaded_event(f"done-{i}.pdf") for i in range(3)]
+    fresh = [uploaded_event(f"fresh-{i}.pdf") for i in range(3)]
+    await start_stage(echo)
+    parsed = f"{topics.topic_prefix}parsed"
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", done)
+
+    async def outputs(n: int) -> list:
+        out = await read_topic(topics, parsed)
+        return out if len(out) >= n else []
+
+    await wait_for(lambda: outputs(3), what="3 output events")
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", done + fresh + fresh)
+    await wait_for(lambda: outputs(12), what="12 output events")
+    await wait_quiet(topics, _groups(topics, "echo"), [parsed])
+    out = await read_topic(topics, parsed)
+    assert len(out) == 12
+    assert sorted(r["event_id"] for r in await rows(pool, topics.topic_prefix)) == sorted(
+        e.event_id for e in done + fresh
+    )
+    values: dict[bytes | None, set[bytes]] = {}
+    for record in out:
+        values.setdefault(record.key, set()).add(record.value)
+    assert {e.key() for e in done + fresh} == set(values)
+    assert all(len(v) == 1 for v in values.values())  # a copy re-emits the same output
+
+
 async def test_transient_error_comes_back_after_its_backoff_via_the_retry_topic(
     start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
 ) -> None:
