@@ -16,25 +16,15 @@ from typing import Any, Literal
 
 import asyncpg
 
-# The index (migration 0015) orders chunks by the Hamming distance of their binary quantization
-# (one bit per dimension): coarse, so it yields `$4` candidates, more than asked for, which are
-# re-ranked by the exact cosine distance of the stored vectors. RLS filters rows after the index
-# scan; iterative scans keep going until `$4` rows of this user are found (pgvector >= 0.8), so
-# a user with few documents still gets k results. For a user with few chunks the planner sorts
-# them all by Hamming distance instead (cheaper than the index, and exact in that distance).
+# RLS filters rows after the index scan; iterative scans keep going until `k` rows of this
+# user are found (pgvector >= 0.8), so a user with few documents still gets k results.
 SEARCH = """
-SELECT chunk_id, document_id, filename, ordinal, content, metadata, chunker_version,
-       embed_model, 1 - distance AS score
-FROM (
-  SELECT c.chunk_id, c.document_id, d.filename, c.ordinal, c.content, c.metadata,
-         c.chunker_version, c.embed_model, c.embedding <=> $1 AS distance
-  FROM document_chunks c JOIN documents d USING (document_id)
-  WHERE c.chunker_version = d.active_chunker_version AND c.embed_model = d.active_embed_model
-    AND ($3::text IS NULL OR c.embed_model = $3)
-  ORDER BY binary_quantize(c.embedding)::bit(1536) <~> binary_quantize($1::vector)::bit(1536)
-  LIMIT $4
-) candidates
-ORDER BY distance, chunk_id
+SELECT c.chunk_id, c.document_id, d.filename, c.ordinal, c.content, c.metadata,
+       c.chunker_version, c.embed_model, 1 - (c.embedding <=> $1) AS score
+FROM document_chunks c JOIN documents d USING (document_id)
+WHERE c.chunker_version = d.active_chunker_version AND c.embed_model = d.active_embed_model
+  AND ($3::text IS NULL OR c.embed_model = $3)
+ORDER BY c.embedding <=> $1
 LIMIT $2
 """
 # BM25 (k1 1.2, b 0.75) over the active chunks of the caller's scope: a chunk matches any
@@ -86,10 +76,6 @@ async def active_models(conn: asyncpg.Connection) -> list[str]:
 Mode = Literal["hybrid", "vector"]
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 CANDIDATES = 50  # each ranking's depth that hybrid fuses
-# Binary candidates re-ranked exactly per query: at least this many, and 4x k beyond it.
-# bench/bench_pgcost.py (vector_recall): on clustered vectors recall@10 against exact search is
-# ~0.7 re-ranking 40 and >= 0.95 re-ranking 200.
-RERANK_MIN, RERANK_FACTOR = 200, 4
 
 
 async def search(
@@ -143,12 +129,9 @@ async def search_chunks(
 ) -> list[dict[str, Any]]:
     """The `k` chunks nearest to `vector`, best first (score = cosine similarity), among
     documents embedded with `model` (None: all). Runs in the caller's transaction."""
-    candidates = max(RERANK_MIN, RERANK_FACTOR * k)
-    # ef_search bounds what one scan pass returns: the candidates wanted (pgvector's maximum
-    # is 1000; iterative scans go on past it).
-    await conn.execute(f"SET LOCAL hnsw.ef_search = {min(candidates, 1000)}")
+    await conn.execute("SET LOCAL hnsw.ef_search = 100")
     await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    rows = await conn.fetch(SEARCH, list(vector), k, model, candidates)
+    rows = await conn.fetch(SEARCH, list(vector), k, model)
     return [_hit(r, round(float(r["score"]), 4)) for r in rows]
 
 
