@@ -56,6 +56,7 @@ MAX_BACKOFF_S = 5.0
 CHANNEL = "outbox"
 LISTEN_CHECK_S = 30.0  # how often an idle LISTEN connection is checked to answer
 MAX_RELISTEN_S = 30.0
+WAKE_MIN_INTERVAL_S = 0.1  # claims a wakeup starts are at least this far apart
 # The wakeup events of the relays running in this process, with their event loops.
 _LOCAL_RELAYS: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
 
@@ -314,8 +315,10 @@ async def _publish_until(
 ) -> None:  # fmt: skip
     failures = 0
     said: tuple[str, float] = ("", 0.0)  # the last reason logged, and when
+    claimed = 0.0  # when the last claim started
     while not stop.is_set():
         try:
+            claimed = time.monotonic()
             published = await relay_once(settings, pool, publisher)
             failures = 0
         except Exception as exc:  # the relay must outlive any one failure
@@ -335,6 +338,10 @@ async def _publish_until(
             continue
         if published < BATCH:
             await _wait(stop, wakeup, settings.outbox_poll_s)
+            # Woken soon after the last claim: rows committing meanwhile go in the next one, so
+            # that a busy API does not pay a claim (and a broker round trip) per upload.
+            if (rest := WAKE_MIN_INTERVAL_S - (time.monotonic() - claimed)) > 0:
+                await _wait(stop, None, rest)
 
 
 async def _wait(stop: asyncio.Event, wakeup: asyncio.Event | None, delay_s: float) -> None:
