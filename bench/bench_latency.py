@@ -1,7 +1,7 @@
 """One document at a time on an idle pipeline (`--only latency`): upload → complete, and
 where the time goes, from each job's own `stage_times`.
 
-The same small policies (1 to 3 pages) go through two fresh pipelines in the same run: the
+Small policies (1 to 3 pages) go through two fresh pipelines in the same run, side by side: the
 outbox relay woken when a row commits (the default), and polling only
 (`ACCESSA_OUTBOX_NOTIFY=false`), so the two can be compared. Each upload waits for its job's
 live event stream to end before the next starts, after a random pause so that uploads land
@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,67 +63,94 @@ async def _until_done(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     raise RuntimeError(f"the event stream of job {job_id} ended without its end event")
 
 
-async def _side(
-    settings: Settings, home: Path, pdfs: list[bytes], pauses: list[float], notify: bool
-) -> dict[str, Any]:
-    """Upload each PDF after its pause, once the previous one completed; the figures."""
-    env = {"ACCESSA_OUTBOX_NOTIFY": str(notify).lower()}
-    pipe = await asyncio.to_thread(LocalPipeline.create, settings, home, **env)
-    await asyncio.to_thread(pipe.start_all)
-    pool = await create_pool(settings, max_size=2)
-    await pool.execute("TRUNCATE embedding_cache")  # both sides embed the same texts
-    totals: list[float] = []
-    clients: list[float] = []
-    per_phase: dict[str, list[float]] = {}
-    try:
-        async with pipe.client(uuid.uuid4()) as client:
-            for n, (pdf, pause) in enumerate(zip(pdfs, pauses, strict=True)):
-                await asyncio.sleep(pause)  # idle between documents, a random poll phase
-                started = time.perf_counter()
-                upload = {"file": (f"p{n}.pdf", pdf, "application/pdf")}
-                r = await client.post("/api/v2/documents", files=upload)
-                r.raise_for_status()
-                job = await _until_done(client, r.json()["job_id"])
-                elapsed = (time.perf_counter() - started) * 1000
-                if job["status"] != "complete":
-                    raise RuntimeError(f"job {job['job_id']} ended {job['status']}")
-                if n == 0:
-                    continue  # warm-up: first connections, imports and caches
-                steps = phases(job["stage_times"])
-                clients.append(elapsed)
-                totals.append(sum(steps.values()))
-                for name, ms in steps.items():
-                    per_phase.setdefault(name, []).append(ms)
-    finally:
-        await pool.close()
-        await asyncio.to_thread(pipe.stop_all)
-    return {
-        "upload_to_complete_p50_ms": _pct(totals, 50),
-        "upload_to_complete_p95_ms": _pct(totals, 95),
-        "upload_to_complete_max_ms": round(max(totals), 1),
-        "client_p50_ms": _pct(clients, 50),
-        "client_p95_ms": _pct(clients, 95),
-        "phases_p50_ms": {k: _pct(v, 50) for k, v in per_phase.items()},
-        "phases_p95_ms": {k: _pct(v, 95) for k, v in per_phase.items()},
-    }
+@dataclass
+class _Side:
+    """One pipeline of the comparison, and what its documents took."""
+
+    pipe: LocalPipeline
+    client: httpx.AsyncClient
+    totals: list[float] = field(default_factory=list)
+    clients: list[float] = field(default_factory=list)
+    per_phase: dict[str, list[float]] = field(default_factory=dict)
+
+    async def one(self, pdf: bytes, n: int) -> None:
+        """Upload `pdf` and wait until its job completed; the first one is a warm-up (first
+        connections, imports and caches) and not counted."""
+        started = time.perf_counter()
+        upload = {"file": (f"p{n}.pdf", pdf, "application/pdf")}
+        r = await self.client.post("/api/v2/documents", files=upload)
+        r.raise_for_status()
+        job = await _until_done(self.client, r.json()["job_id"])
+        elapsed = (time.perf_counter() - started) * 1000
+        if job["status"] != "complete":
+            raise RuntimeError(f"job {job['job_id']} ended {job['status']}")
+        if n == 0:
+            return
+        steps = phases(job["stage_times"])
+        self.clients.append(elapsed)
+        self.totals.append(sum(steps.values()))
+        for name, ms in steps.items():
+            self.per_phase.setdefault(name, []).append(ms)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "upload_to_complete_p50_ms": _pct(self.totals, 50),
+            "upload_to_complete_p95_ms": _pct(self.totals, 95),
+            "upload_to_complete_max_ms": round(max(self.totals), 1),
+            "client_p50_ms": _pct(self.clients, 50),
+            "client_p95_ms": _pct(self.clients, 95),
+            "phases_p50_ms": {k: _pct(v, 50) for k, v in self.per_phase.items()},
+            "phases_p95_ms": {k: _pct(v, 95) for k, v in self.per_phase.items()},
+        }
 
 
 async def run(settings: Settings, documents: int = 20, seed: int = 14) -> dict[str, Any]:
-    """`documents` uploads (after one warm-up) on each side, relay woken and poll only."""
+    """`documents` uploads (after one warm-up) on each side, relay woken and poll only.
+
+    Both pipelines run side by side (idle but for the one document in flight) and take turns,
+    the first of each turn alternating, so that the machine's load drifts over both alike.
+    Each side gets its own policies of the same page counts (they share the database, and so
+    the embedding cache)."""
     rng = random.Random(seed)
     pages = [rng.randint(1, 3) for _ in range(documents + 1)]
-    pdfs = [make_policy_pdf(seed=seed * 1000 + n, pages=p) for n, p in enumerate(pages)]
-    pauses = [rng.uniform(0, MAX_PAUSE_S) for _ in pdfs]
-    sides: dict[str, dict[str, Any]] = {}
-    for name, notify in (("woken", True), ("poll_only", False)):
-        with tempfile.TemporaryDirectory() as home:
-            sides[name] = await _side(settings, Path(home), pdfs, pauses, notify)
-    woken, poll = sides["woken"], sides["poll_only"]
+    pdfs = {
+        side: [make_policy_pdf(seed=seed * 1000 + k * 100 + n, pages=p)
+               for n, p in enumerate(pages)]
+        for k, side in enumerate(("woken", "poll_only"))
+    }  # fmt: skip
+    pauses = [rng.uniform(0, MAX_PAUSE_S) for _ in range(2 * len(pages))]
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        pipes = {
+            "woken": await asyncio.to_thread(LocalPipeline.create, settings, Path(a)),
+            "poll_only": await asyncio.to_thread(LocalPipeline.create, settings, Path(b),
+                                                 ACCESSA_OUTBOX_NOTIFY="false"),
+        }  # fmt: skip
+        pool = await create_pool(settings, max_size=1)
+        sides: dict[str, _Side] = {}
+        try:
+            await pool.execute("TRUNCATE embedding_cache")
+            for pipe in pipes.values():
+                await asyncio.to_thread(pipe.start_all)
+            sides = {name: _Side(pipe, pipe.client(uuid.uuid4())) for name, pipe in pipes.items()}
+            for n in range(len(pages)):
+                turn = list(sides) if n % 2 == 0 else list(reversed(sides))
+                for k, name in enumerate(turn):
+                    await asyncio.sleep(pauses[2 * n + k])  # idle: a random phase of the poll
+                    await sides[name].one(pdfs[name][n], n)
+        finally:
+            for side in sides.values():
+                await side.client.aclose()
+            await pool.close()
+            for pipe in pipes.values():
+                await asyncio.to_thread(pipe.stop_all)
+    woken, poll = sides["woken"].figures(), sides["poll_only"].figures()
     return {
         "documents": documents,
         "pages": f"{min(pages)}-{max(pages)}",
-        "measured": "stage_times queued -> complete (server side); client: POST -> end event",
-        **sides,
+        "measured": "stage_times queued -> complete (server side); client: POST -> end event; "
+        "both pipelines side by side, taking turns",
+        "woken": woken,
+        "poll_only": poll,
         "p50_poll_only_over_woken": round(
             poll["upload_to_complete_p50_ms"] / woken["upload_to_complete_p50_ms"], 2
         ),
