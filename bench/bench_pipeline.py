@@ -169,13 +169,17 @@ class CpuMeter:
 
 
 async def end_to_end(
-    settings: Settings, home: Path, users: int = 8, parsers: int = 1, big: bool = True
-) -> dict[str, Any]:
+    settings: Settings, home: Path, users: int = 8, parsers: int = 1, big: bool = True,
+    ocr: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Every corpus file uploaded by each of `users` users, through the API and every stage
     process; `parsers` parser replicas (parsing is the CPU-heavy stage, and pdfium reads one
-    page at a time per process)."""
+    page at a time per process). OCR is off unless asked: the baseline and the peer read text
+    layers only, and one scanned page (inline-image.pdf) took 70 % of the parser's worker."""
     files = corpus_files()
-    pipe = await asyncio.to_thread(LocalPipeline.create, settings, home)
+    pipe = await asyncio.to_thread(
+        LocalPipeline.create, settings, home, ACCESSA_OCR="on" if ocr else "off"
+    )
     await asyncio.to_thread(pipe.start_all)
     extra = tuple(f"parser#{n}" for n in range(2, parsers + 1))
     for name in extra:
