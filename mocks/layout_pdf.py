@@ -73,6 +73,32 @@ RIGHT_COLUMN = (
 ) * 4
 
 
+SCHEDULE_HEADER = ("Benefit", "Limit", "Excess", "Waiting period")
+SCHEDULE_ROWS = [
+    ("Emergency medical expenses", "$5,000,000", "", ""),
+    ("Dental emergency", "", "$100", ""),
+    ("Maternity cover", "", "", "10 months"),
+    ("Lost baggage", "$2,500", "$50", ""),
+]  # fmt: skip
+
+
+def make_schedule_pdf() -> bytes:
+    """A benefit schedule as a borderless grid whose rows fill different columns."""
+    styles = _styles()
+    buffer = io.BytesIO()
+    document = BaseDocTemplate(buffer, pagesize=LETTER, invariant=True, title="Schedule")
+    document.addPageTemplates([PageTemplate("one", [Frame(
+        document.leftMargin, document.bottomMargin, document.width, document.height
+    )])])  # fmt: skip
+    document.build([
+        Paragraph("Schedule of Benefits", styles["h2"]),
+        _grid([SCHEDULE_HEADER, *SCHEDULE_ROWS], styles,
+              widths=[2.2 * inch, 1.4 * inch, 1.1 * inch, 1.4 * inch]),
+        Paragraph("Limits apply per insured person and per trip.", styles["body"]),
+    ])  # fmt: skip
+    return buffer.getvalue()
+
+
 def make_layout_pdf(pages: int = 3) -> bytes:
     """The SBC-like PDF described above; `pages` (>= 3) repeats the closing page."""
     styles = _styles()
@@ -158,14 +184,17 @@ def _decorator(pages: int):
     return decorate
 
 
-def _grid(rows: list[tuple[str, ...]], styles: dict[str, ParagraphStyle]) -> Table:
+def _grid(
+    rows: list[tuple[str, ...]], styles: dict[str, ParagraphStyle],
+    widths: list[float] | None = None,
+) -> Table:  # fmt: skip
     """A borderless grid: no rules, cells top-aligned, the first column and header bold."""
     cells = [
         [Paragraph(text, styles["cell_bold" if r == 0 or c == 0 else "cell"])
          for c, text in enumerate(row)]
         for r, row in enumerate(rows)
     ]  # fmt: skip
-    table = Table(cells, colWidths=[2.1 * inch, 2.0 * inch, 2.8 * inch])
+    table = Table(cells, colWidths=widths or [2.1 * inch, 2.0 * inch, 2.8 * inch])
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
                                ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))  # fmt: skip
     return table

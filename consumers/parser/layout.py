@@ -10,7 +10,9 @@
   for each cell. Where it does, the lines around are re-read by position: columns from the
   x-ranges no text crosses, rows from the white space between lines, and the grid comes out
   as rows of cells. Columns of prose go back up only once per column and keep their stream
-  (reading) order.
+  (reading) order. A grid too irregular for a table (a third of its body cells or more
+  empty: a schedule whose rows fill different columns) comes out as one `label: value` block
+  per row instead, so each value stays beside the column it belongs to.
 """
 
 from __future__ import annotations
@@ -202,6 +204,28 @@ def _rows(lines: list[Line], columns: list[tuple[float, float]]) -> list[list[st
             )
             row[column] = _join(row[column], text)
     return rows
+
+
+def irregular(rows: list[list[str]]) -> bool:
+    """Too many empty body cells for a markdown table to read right."""
+    body = [cell for row in rows[1:] for cell in row]
+    return bool(body) and sum(not cell for cell in body) * 3 >= len(body)
+
+
+def label_value(rows: list[list[str]]) -> str:
+    """One block per body row: `header: cell` for each filled cell. Without a header row to
+    label every column that has a value (a header cell whose column is empty below would be
+    lost), each row is one line of its filled cells, `; `-joined: nothing is dropped."""
+    header = rows[0]
+    used = [any(row[k] for row in rows[1:]) for k in range(len(header))]
+    if not all(header) or not all(used):
+        return "\n".join("; ".join(c for c in row if c) for row in rows if any(row))
+    blocks = []
+    for row in rows[1:]:
+        lines = [f"{label}: {cell}" for label, cell in zip(header, row, strict=True) if cell]
+        if lines:
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def _join(text: str, more: str) -> str:

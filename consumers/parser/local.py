@@ -513,7 +513,11 @@ def _table_at(lines: list[_Line], start: int) -> tuple[str | None, int]:
 
 
 def _table_markdown(rows: list[list[str]]) -> str:
-    """Rows of cell texts as a markdown table; the first row is its header."""
+    """Rows of cell texts as a markdown table; the first row is its header. A grid too sparse
+    for one (see `layout.irregular`) comes out as `label: value` blocks instead."""
+    if layout.irregular(rows):
+        blocks = layout.label_value([[_clean(cell) for cell in row] for row in rows])
+        return "\n".join(_escape(line) for line in blocks.split("\n"))
     table = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     table.insert(1, "|" + " --- |" * len(rows[0]))
     return "\n".join(table)

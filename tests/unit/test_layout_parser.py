@@ -1,5 +1,6 @@
-"""Layout on generated PDFs: borderless grids, running headers/footers, watermarks, bold
-sentences inside paragraphs, two columns (issue 12)."""
+"""Layout on generated PDFs: borderless grids (as tables, or `label: value` blocks when too
+sparse), running headers/footers, watermarks, bold sentences inside paragraphs, two columns
+(issue 12)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 
 import pytest
 
+from consumers.parser import layout
 from consumers.parser.local import parse_pdf
 from mocks.layout_pdf import (
     BOLD_SENTENCE,
@@ -14,9 +16,12 @@ from mocks.layout_pdf import (
     GRID_ROWS,
     HEADING,
     MORE_ROWS,
+    SCHEDULE_HEADER,
+    SCHEDULE_ROWS,
     UIN_LINE,
     WATERMARK,
     make_layout_pdf,
+    make_schedule_pdf,
 )
 
 
@@ -65,3 +70,30 @@ def test_two_columns_are_read_left_then_right_into_paragraphs(markdown):
     assert blocks[0] == "## Coverage Abroad"
     assert blocks[1].startswith("Left column.") and "Right column" not in blocks[1]
     assert blocks[2].startswith("Right column.") and "Left column" not in blocks[2]
+
+
+def test_a_grid_whose_rows_fill_different_columns_becomes_label_value_blocks():
+    markdown = parse_pdf(make_schedule_pdf()).markdown
+    assert "| --- |" not in markdown
+    blocks = markdown.split("\n\n")
+    for row in SCHEDULE_ROWS:
+        expected = "\n".join(
+            f"{label}: {cell}" for label, cell in zip(SCHEDULE_HEADER, row, strict=True) if cell
+        )
+        assert expected in blocks
+    assert "Limits apply per insured person" in markdown
+
+
+def test_only_a_sparse_grid_is_too_irregular_for_a_table():
+    full = [["Benefit", "Limit"], ["Dental", "$100"], ["Optical", "$200"]]
+    sparse = [["Benefit", "Limit", "Excess"], ["Dental", "", "$50"], ["Optical", "$200", ""]]
+    assert not layout.irregular(full)
+    assert layout.irregular(sparse)
+    assert (
+        layout.label_value(sparse)
+        == "Benefit: Dental\nExcess: $50\n\nBenefit: Optical\nLimit: $200"
+    )
+    headless = [["18", "", "1.6 Paths"], ["", "V", "[n"]]  # a page header taken in
+    assert layout.label_value(headless) == "18; 1.6 Paths\nV; [n"
+    unused = [["Cover", "Limit", "Notes"], ["Dental", "", ""], ["Optical", "$200", ""]]
+    assert layout.label_value(unused) == "Cover; Limit; Notes\nDental\nOptical; $200"
