@@ -279,7 +279,9 @@ class StageRuntime:
         admin = kafka_clients.admin(self.settings, self.app.name, request_timeout_ms=10_000)
         try:
             await admin.start()
-            for topic in await admin.describe_topics(topics):
+            # The broker answers in its own order: report the first problem in ours (input first).
+            described = {t["topic"]: t for t in await admin.describe_topics(topics)}
+            for topic in (described[name] for name in topics if name in described):
                 if topic["error_code"] == TopicAuthorizationFailedError.errno:
                     return f"Kafka denied topic {topic['topic']} (TopicAuthorizationFailed)"
                 if topic["error_code"]:  # e.g. not created yet: `accessa infra topics`
