@@ -41,7 +41,7 @@ import time
 import traceback
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -398,10 +398,7 @@ class StageRuntime:
                 events[deliveries.key(record)] = decode_event(self.app.input_model, record.value)
         stored: dict[uuid.UUID, tuple[bytes | None, bytes]] = {}
         if events and not self.app.stateless:
-            ids = list({e.event_id for e in events.values()})
-            for row in await self.res.pool.fetch(_STORED, self.group, ids):
-                value = row["output_value"]
-                stored[row["event_id"]] = (row["output_key"], value) if value else (None, b"")
+            stored = await self._stored_outputs({e.event_id for e in events.values()})
         return {k: Prefetched(e, stored.get(e.event_id)) for k, e in events.items()}
 
     async def _worker(
@@ -557,16 +554,16 @@ class StageRuntime:
             self.m_duration.observe(time.perf_counter() - started)
             correlation_id.reset(token)
 
+    async def _stored_outputs(
+        self, event_ids: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[bytes | None, bytes]]:
+        """The outputs this consumer committed for those of `event_ids` it has committed."""
+        rows = await self.res.pool.fetch(_STORED, self.group, list(event_ids))
+        return {r["event_id"]: (r["output_key"], r["output_value"]) if r["output_value"]
+                else (None, b"") for r in rows}  # fmt: skip
+
     async def _stored_output(self, event_id: uuid.UUID) -> tuple[bytes | None, bytes] | None:
-        row = await self.res.pool.fetchrow(
-            "SELECT output_key, output_value FROM processed_events "
-            "WHERE consumer = $1 AND event_id = $2",
-            self.group,
-            event_id,
-        )
-        if row is None:
-            return None
-        return (row["output_key"], row["output_value"]) if row["output_value"] else (None, b"")
+        return (await self._stored_outputs([event_id])).get(event_id)
 
     def _emit(
         self, stored: tuple[bytes | None, bytes] | None, headers: dict[str, str], event: Event
