@@ -72,12 +72,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's reset query (`RESET ALL; UNLISTEN *; CLOSE ALL;
+    pg_advisory_unlock_all()`), one round trip per checkout: no pooled connection is given
+    session state (every SET is LOCAL, LISTEN and the migration lock use their own
+    connections; tests/unit/test_session_state.py holds us to it). asyncpg still rolls back
+    an open transaction before this runs."""
+
+
 async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
     """A pool whose connections know the schema, pgvector and JSON codecs."""
     kwargs: dict[str, Any] = {
         "min_size": settings.db_pool_min,
         "max_size": settings.db_pool_max,
         "init": _init_connection,
+        "reset": _keep_session,
         "command_timeout": 60,
         # A startup parameter, not a SET: the pool's RESET ALL on release keeps it.
         "server_settings": {"search_path": f"{SCHEMA}, public"},

@@ -8,8 +8,9 @@ import logging
 import socket
 import ssl
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -202,21 +203,47 @@ class StageContext:
         """The stage's one transaction: its writes, the dedup row and the output to emit.
 
         Raises AlreadyCommitted if a concurrent delivery of the same event won the race.
+        Handlers must not open `conn.transaction()` inside it (the transaction is begun by
+        hand, see `_begin_with_dedup_row`).
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            first = await conn.fetchval(
-                """INSERT INTO processed_events
-                     (consumer, event_id, output_topic, output_key, output_value)
-                   VALUES ($1, $2, $3, $4, $5)
-                   ON CONFLICT DO NOTHING RETURNING true""",
-                self.consumer,
-                self.event.event_id,
-                self.output_topic if output else None,
-                output.key() if output else None,
-                output.to_bytes() if output else None,
-            )
-            if not first:
-                raise AlreadyCommitted
-            yield conn
-            self.fault("before_db_commit")
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(self._begin_with_dedup_row(output))
+            try:
+                if status != "INSERT 0 1":
+                    raise AlreadyCommitted
+                yield conn
+                self.fault("before_db_commit")
+                await conn.execute("COMMIT")
+            except BaseException:
+                with suppress(Exception):  # a lost connection: the pool discards it
+                    await conn.execute("ROLLBACK")
+                raise
         self.committed = True
+
+    def _begin_with_dedup_row(self, output: Event | None) -> str:
+        """`BEGIN` and the dedup row as one simple-protocol query: one round trip where
+        asyncpg's `conn.transaction()` and a parameterised INSERT take two (the extended
+        protocol cannot carry BEGIN along), on every record of every stage. Every value is a
+        literal quoted here: ids and names from our settings and event, bytes as hex."""
+        values = ", ".join((
+            _text(self.consumer), f"'{uuid.UUID(str(self.event.event_id))}'",
+            _text(self.output_topic) if output else "NULL",
+            _bytea(output.key()) if output else "NULL",
+            _bytea(output.to_bytes()) if output else "NULL",
+        ))  # fmt: skip
+        return (
+            "BEGIN; INSERT INTO processed_events"
+            " (consumer, event_id, output_topic, output_key, output_value)"
+            f" VALUES ({values}) ON CONFLICT DO NOTHING"
+        )
+
+
+def _text(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("text with a NUL byte")
+    # E'' reads backslashes the same whatever the server's standard_conforming_strings.
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _bytea(value: bytes | None) -> str:
+    return "NULL" if value is None else f"E'\\\\x{value.hex()}'::bytea"
