@@ -53,7 +53,13 @@ async def document_lock(pool: asyncpg.Pool, document_id: uuid.UUID) -> AsyncIter
         try:
             yield conn
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1::text))", key)
+            try:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1::text))", key)
+            except BaseException:
+                # Never back to the pool holding the lock (its release does not reset
+                # sessions): closing the session frees the lock.
+                conn.terminate()
+                raise
 
 
 async def embed_missing(
