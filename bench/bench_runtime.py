@@ -20,6 +20,7 @@ running infrastructure (`accessa infra up`), e.g. under `py-spy record`.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -68,17 +69,23 @@ async def on_uploaded_stateless(event: DocumentUploaded, ctx: StageContext) -> D
     return to_parsed(event)
 
 
+def _uploads(n: int) -> list[DocumentUploaded]:
+    uploads = []
+    for _ in range(n):
+        job = uuid.uuid4()
+        uploads.append(DocumentUploaded(
+            event_id=DocumentUploaded.make_id(job), job_id=job, document_id=uuid.uuid4(),
+            user_id=uuid.uuid4(), correlation_id=str(uuid.uuid4()), storage_path="raw/x.pdf",
+            sha256="a" * 64, size=1, filename="x.pdf",
+        ))  # fmt: skip
+    return uploads
+
+
 async def fill(settings: Settings, topic: str, n: int) -> None:
     producer = kafka_clients.producer(settings, linger_ms=20)
     await producer.start()
     futures = []
-    for _ in range(n):
-        job = uuid.uuid4()
-        event = DocumentUploaded(
-            event_id=DocumentUploaded.make_id(job), job_id=job, document_id=uuid.uuid4(),
-            user_id=uuid.uuid4(), correlation_id=str(uuid.uuid4()), storage_path="raw/x.pdf",
-            sha256="a" * 64, size=1, filename="x.pdf",
-        )  # fmt: skip
+    for event in _uploads(n):
         headers = [
             (Headers.CORRELATION_ID, event.correlation_id.encode()),
             (Headers.JOB_ID, str(event.job_id).encode()),
@@ -167,6 +174,64 @@ async def runtime_loop(settings: Settings, pool: Any, n: int, app: StageApp = no
     return await output_rate(settings, topic, n)
 
 
+async def commit_strategies(
+    settings: Settings, pool: Any, n: int = 4096, poll: int = 256
+) -> dict[str, float]:
+    """Dedup rows committed per second, Postgres only, three ways: a transaction per record
+    (`ctx.commit()` as the stages run it, `stage_concurrency` at once); one transaction per
+    poll with a savepoint per record (a handler's failure undone alone), on its one
+    connection; one multi-row INSERT per poll. What a per-poll commit could win, measured."""
+    res = StageResources(settings, pool, make_storage(settings), FaultInjector(settings, "noop"))
+    events = [to_parsed(e) for e in _uploads(n)]
+    insert = """INSERT INTO processed_events
+      (consumer, event_id, output_topic, output_key, output_value) VALUES ($1, $2, $3, $4, $5)
+      ON CONFLICT DO NOTHING"""
+    rates: dict[str, float] = {}
+
+    async def per_record(group: str) -> None:
+        gate = asyncio.Semaphore(settings.stage_concurrency)
+
+        async def one(event: DocumentParsed) -> None:
+            async with gate:
+                ctx = StageContext(stage="noop", consumer=group, event=event, attempt=0,
+                                   res=res, output_topic="t")  # fmt: skip
+                async with ctx.commit(event):
+                    pass
+
+        await asyncio.gather(*map(one, events))
+
+    async def savepoints(group: str) -> None:
+        async with pool.acquire() as conn:
+            for i in range(0, n, poll):
+                async with conn.transaction():
+                    for e in events[i : i + poll]:
+                        async with conn.transaction():
+                            await conn.execute(insert, group, e.event_id, "t", e.key(),
+                                               e.to_bytes())  # fmt: skip
+
+    async def multi_row(group: str) -> None:
+        async with pool.acquire() as conn:
+            for i in range(0, n, poll):
+                part = events[i : i + poll]
+                await conn.execute(
+                    """INSERT INTO processed_events
+                         (consumer, event_id, output_topic, output_key, output_value)
+                       SELECT $1, e, 't', k, v FROM unnest($2::uuid[], $3::bytea[], $4::bytea[])
+                         AS u(e, k, v) ON CONFLICT DO NOTHING""",
+                    group, [e.event_id for e in part], [e.key() for e in part],
+                    [e.to_bytes() for e in part],
+                )  # fmt: skip
+
+    for name, way in (("per_record_tx", per_record), ("savepoint_per_record_in_poll_tx",
+                      savepoints), ("multi_row_insert_per_poll", multi_row)):  # fmt: skip
+        group = f"bench-commit-{uuid.uuid4().hex[:8]}"
+        started = time.perf_counter()
+        await way(group)
+        rates[name] = round(n / (time.perf_counter() - started), 1)
+        await pool.execute("DELETE FROM processed_events WHERE consumer = $1", group)
+    return rates
+
+
 async def one_round(settings: Settings, pool: Any, side: str, n: int) -> float:
     """Fill fresh topics with n records and measure one side on them; msgs/s."""
     settings = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}-"})
@@ -188,6 +253,7 @@ async def run(settings: Settings, pool: Any, n: int = 20000, rounds: int = 3) ->
         for side in SIDES:
             rates[side].append(round(await one_round(settings, pool, side, n), 1))
     best = {side: max(r) for side, r in rates.items()}
+    commits = await commit_strategies(settings, pool)
     return {
         "messages": n,
         "rounds": rounds,
@@ -201,6 +267,10 @@ async def run(settings: Settings, pool: Any, n: int = 20000, rounds: int = 3) ->
         "stateless_over_raw": round(best["stateless"] / best["raw"], 3),
         "msgs_per_s_rounds": rates,
         "stage": "stateful no-op: dedup lookup, ctx.commit() transaction, delivery counting",
+        "dedup_rows_per_s_by_commit": commits,
+        "dedup_rows_multi_row_over_per_record_tx": round(
+            commits["multi_row_insert_per_poll"] / commits["per_record_tx"], 1
+        ),
         "goal": ">= 0.9",
     }
 
@@ -213,6 +283,9 @@ async def _one_side(side: str, n: int) -> None:
     await migrate(settings)
     pool = await create_pool(settings, max_size=8)
     try:
+        if side == "commits":
+            print(await commit_strategies(settings, pool))
+            return
         print(f"{side}: {await one_round(settings, pool, side, n):.1f} msgs/s")
     finally:
         await pool.close()
@@ -222,7 +295,7 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--side", choices=SIDES, default="runtime")
+    parser.add_argument("--side", choices=(*SIDES, "commits"), default="runtime")
     parser.add_argument("--messages", type=int, default=100000)
     args = parser.parse_args()
     asyncio.run(_one_side(args.side, args.messages))
