@@ -24,10 +24,60 @@ from accessa.infra.postgres import LocalPostgres
 RESULTS = Path(__file__).with_name("results.json")
 
 
+# The figures the performance issue (#14) started from, measured another day: shown beside
+# today's, never divided by them.
+BEFORE = {
+    "pipeline_over_peer": "0.71 (corpus x8)",
+    "pipeline_over_baseline": "0.71 (the baseline embedded ~8x more texts)",
+    "runtime_over_raw": "0.64-0.81 (stateless no-op: no dedup)",
+    "postgres_cpu_per_1000_chunks": "the vector-index path (measured below as 1.0x)",
+    "idle_latency_p50_ms": "197-677 (stage_times, 7 uploads)",
+}
+
+
+def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The five goals of the performance issue, each from its benchmark in `results`."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def goal(name: str, now: Any, target: str, met: bool | None, source: str) -> None:
+        out[name] = {"before": BEFORE[name], "now": now, "goal": target, "met": met,
+                     "from": source}  # fmt: skip
+
+    for side, target, floor in (("peer", ">= 1.0 (stretch 1.3)", 1.0),
+                                ("baseline", ">= 0.9", 0.9)):  # fmt: skip
+        ratio = (results.get(f"pipeline_over_{side}") or {}).get("ratio")
+        goal(f"pipeline_over_{side}", ratio, target,
+             None if ratio is None else ratio >= floor, f"pipeline_over_{side}")  # fmt: skip
+    runtime = results.get("runtime_noop") or {}
+    ratio = runtime.get("runtime_over_raw")
+    goal("runtime_over_raw", ratio, ">= 0.9", None if ratio is None else ratio >= 0.9,
+         "runtime_noop (stateful no-op)")  # fmt: skip
+    cost = results.get("postgres_cost_per_1000_chunks") or {}
+    recall = results.get("vector_recall") or {}
+    sets = sorted((k for k in recall if k.startswith("clustered_")),
+                  key=lambda k: int(k.split("_")[1]))  # fmt: skip
+    largest = recall[sets[-1]] if sets else {}
+    if cost:
+        goal("postgres_cpu_per_1000_chunks", {
+            "server_cpu_s": cost["vector_index"]["server_cpu_s"],
+            "adopted_over_before": 1.0,
+            "best_candidate": "binary_index",
+            "candidate_over_before": cost["binary_over_vector"]["server_cpu_s"],
+            "candidate_recall_at_10": (largest.get("binary_rerank") or {}).get("recall_at_10"),
+            "recall_set": sets[-1] if sets else None,
+        }, "<= 0.5x with recall@10 >= 0.95", False,
+            "postgres_cost_per_1000_chunks, vector_recall")  # fmt: skip
+    p50 = ((results.get("idle_latency") or {}).get("woken") or {}).get("upload_to_complete_p50_ms")
+    goal("idle_latency_p50_ms", p50, "< 150", None if p50 is None else p50 < 150,
+         "idle_latency.woken")  # fmt: skip
+    return out
+
+
 def save(results: dict[str, Any]) -> None:
     """Merge into bench/results.json (after every benchmark, so a failure loses nothing)."""
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     previous.update(results)
+    previous["goals"] = goals(previous)
     previous["_meta"] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} cores={os.cpu_count()}",
@@ -229,6 +279,10 @@ def main() -> None:
         for component in reversed(started):  # leave the ports as we found them
             component.down()
     print(json.dumps(results, indent=2))
+    print('\ngoals (bench/results.json "goals"):')
+    for name, g in json.loads(RESULTS.read_text())["goals"].items():
+        met = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+        print(f"  {name}: now {g['now']}, goal {g['goal']}, {met} (before: {g['before']})")
 
 
 if __name__ == "__main__":

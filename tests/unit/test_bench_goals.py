@@ -1,0 +1,37 @@
+"""`make bench` reports the performance issue's goals from the benchmarks' own results."""
+
+from __future__ import annotations
+
+from bench.run import goals
+
+
+def test_each_goal_is_judged_from_its_benchmark_and_an_unmeasured_one_says_so() -> None:
+    results = {
+        "pipeline_over_peer": {"ratio": 1.05},
+        "pipeline_over_baseline": {"ratio": 0.5},
+        "runtime_noop": {"runtime_over_raw": 0.2},
+        "idle_latency": {"woken": {"upload_to_complete_p50_ms": 151.0}},
+    }
+    g = goals(results)
+    assert (g["pipeline_over_peer"]["now"], g["pipeline_over_peer"]["met"]) == (1.05, True)
+    assert g["pipeline_over_baseline"]["met"] is False
+    assert g["runtime_over_raw"]["met"] is False
+    assert g["idle_latency_p50_ms"]["met"] is False
+    assert "postgres_cpu_per_1000_chunks" not in g  # pgcost did not run
+    assert goals({})["pipeline_over_peer"]["met"] is None
+
+
+def test_the_postgres_goal_names_the_candidate_and_its_recall_on_the_largest_set() -> None:
+    results = {
+        "postgres_cost_per_1000_chunks": {
+            "vector_index": {"server_cpu_s": 2.0},
+            "binary_over_vector": {"server_cpu_s": 0.5},
+        },
+        "vector_recall": {
+            "clustered_10000": {"binary_rerank": {"recall_at_10": 0.99}},
+            "clustered_100000": {"binary_rerank": {"recall_at_10": 0.6}},
+        },
+    }
+    now = goals(results)["postgres_cpu_per_1000_chunks"]["now"]
+    assert (now["recall_set"], now["candidate_recall_at_10"]) == ("clustered_100000", 0.6)
+    assert now["candidate_over_before"] == 0.5
