@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from accessa.db import user_transaction
-from accessa.search import SEARCH, search_chunks
+from accessa.search import EXACT_UP_TO, SEARCH, SEARCH_SETTINGS, search_chunks
 from tests.integration.test_search_hybrid import CHUNKER, MODEL
 
 pytestmark = pytest.mark.integration
@@ -31,13 +31,14 @@ def vectors(n: int, seed: int) -> np.ndarray:
 
 
 async def add_documents(
-    pool: asyncpg.Pool, user: uuid.UUID, docs: int, per_doc: int, seed: int
-) -> dict[uuid.UUID, np.ndarray]:
-    """`docs` completed documents of `user` of `per_doc` chunks each, by COPY; returns the
-    chunks' vectors as stored (float32)."""
+    pool: asyncpg.Pool, user: uuid.UUID, docs: int, per_doc: int, seed: int,
+    dense: np.ndarray | None = None,
+) -> dict[uuid.UUID, np.ndarray]:  # fmt: skip
+    """`docs` completed documents of `user` of `per_doc` chunks each (`dense`, else `vectors`),
+    by COPY; returns the chunks' vectors as stored (float32)."""
     rng = random.Random(seed)
     chunks, stored = [], {}
-    dense = iter(vectors(docs * per_doc, seed))
+    dense = iter(vectors(docs * per_doc, seed) if dense is None else dense)
     for _ in range(docs):
         doc = uuid.uuid4()
         await pool.execute(
@@ -91,3 +92,53 @@ async def test_vector_search_can_use_the_hnsw_index_and_returns_exact_hits_on_a_
         assert [h["chunk_id"] for h in got] == exact
         for h in got:
             assert h["score"] == pytest.approx(cosine(mine[h["chunk_id"]], query), abs=1e-4)
+
+
+async def _plan(pool: asyncpg.Pool, user: uuid.UUID, query: np.ndarray) -> str:
+    async with user_transaction(pool, user) as conn:
+        await conn.fetchval(SEARCH_SETTINGS, EXACT_UP_TO + 1)
+        return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, query.tolist(), 10,
+                                                        MODEL))  # fmt: skip
+
+
+async def test_a_user_with_many_chunks_is_searched_through_the_index_and_one_with_few_exactly(
+    pool: asyncpg.Pool,
+) -> None:
+    many, few = uuid.uuid4(), uuid.uuid4()
+    await add_documents(pool, many, docs=20, per_doc=250, seed=11)  # 5000 chunks
+    mine = await add_documents(pool, few, docs=1, per_doc=40, seed=12)
+    await pool.execute("ANALYZE documents; ANALYZE document_chunks")
+    query = vectors(1, seed=13)[0]
+    # Left to itself the planner sorted these 5000 chunks too: 35-50 ms where the index takes 3.
+    assert "Index Scan using document_chunks_embedding_hnsw" in await _plan(pool, many, query)
+    async with user_transaction(pool, many) as conn:
+        assert len(await search_chunks(conn, query.tolist(), 10, model=MODEL)) == 10
+        assert await conn.fetchval("SHOW enable_sort") == "on"  # for the rest of the transaction
+    plan = await _plan(pool, few, query)
+    assert "Sort" in plan and "document_chunks_embedding_hnsw" not in plan, plan
+    async with user_transaction(pool, few) as conn:
+        hits = await search_chunks(conn, query.tolist(), 10, model=MODEL)
+    exact = sorted(mine, key=lambda cid: -cosine(mine[cid], query))[:10]
+    assert [h["chunk_id"] for h in hits] == exact
+
+
+def around(center: np.ndarray, n: int, seed: int) -> np.ndarray:
+    points = 4 * center + np.random.default_rng(seed).standard_normal((n, len(center)))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+async def test_a_large_callers_search_sorts_exactly_when_the_index_scan_gives_up(
+    pool: asyncpg.Pool,
+) -> None:
+    crowd_center, my_center = np.random.default_rng(23).standard_normal((2, 1536))
+    # Another user's chunks crowd the query's neighbourhood; mine lie elsewhere.
+    await add_documents(pool, uuid.uuid4(), 10, 300, seed=24, dense=around(crowd_center, 3000, 25))
+    many = uuid.uuid4()
+    mine = await add_documents(pool, many, 10, 250, seed=26, dense=around(my_center, 2500, 27))
+    await pool.execute("ANALYZE documents; ANALYZE document_chunks")
+    query = crowd_center / np.linalg.norm(crowd_center)
+    async with user_transaction(pool, many) as conn:
+        await conn.execute("SET LOCAL hnsw.max_scan_tuples = 1")  # no iterating past ef_search
+        hits = await search_chunks(conn, query.tolist(), 10, model=MODEL)
+    exact = sorted(mine, key=lambda cid: -cosine(mine[cid], query))[:10]
+    assert [h["chunk_id"] for h in hits] == exact
