@@ -28,11 +28,15 @@ ORDER BY c.embedding <=> $1
 LIMIT $2
 """
 # Up to this many chunks of the caller, search sorts them all by distance (exact; about 18 ms
-# for 2000 here); beyond, it reads the HNSW index first (3 ms for 4600 of 20k chunks, recall@10
-# 0.93). The planner does not choose so itself: it charges a 1536-d distance like one integer
-# comparison and underestimates the join with the active versions, so it sorted every chunk of
-# a user with 24k of 100k chunks: 970 ms p50 (bench/bench_pgcost.py, vector_search_latency).
+# for 2000 here); beyond, it reads the HNSW index first (about 10 ms, see EF_SEARCH). The
+# planner does not choose so itself: it charges a 1536-d distance like one integer comparison
+# and underestimates the join with the active versions, so it sorted every chunk of a user with
+# 24k of 100k chunks: 970 ms p50 (bench/bench_pgcost.py, vector_search_latency).
 EXACT_UP_TO = 2000
+# The index's candidate list for those callers: recall@10 against exact search for a user with
+# 24k of 100k clustered chunks was 0.85 / 0.91 / 0.95 / 0.96 at 100 / 200 / 400 / 800, p50
+# 7 / 5 / 8 / 10 ms (bench_pgcost.search_latency, "ef_search_sweep"; 0.78-0.94 in another run).
+EF_SEARCH = 800
 # One round trip, for the transaction: whether the caller has few enough chunks to sort; the
 # index's settings; a custom plan for every search (a generic plan of the prepared statement,
 # which Postgres switches to after five runs, cannot see `k` and assumes a tenth of the rows
@@ -42,7 +46,7 @@ WITH small AS (
   SELECT count(*) < $1 AS yes FROM (
     SELECT FROM document_chunks WHERE user_id = upload_pipeline.current_user_id() LIMIT $1) s
 )
-SELECT yes, set_config('hnsw.ef_search', '100', true),
+SELECT yes, set_config('hnsw.ef_search', $2::int::text, true),
        set_config('hnsw.iterative_scan', 'relaxed_order', true),
        set_config('plan_cache_mode', 'force_custom_plan', true),
        set_config('enable_sort', CASE WHEN yes THEN 'on' ELSE 'off' END, true)
@@ -152,7 +156,7 @@ async def search_chunks(
 ) -> list[dict[str, Any]]:
     """The `k` chunks nearest to `vector`, best first (score = cosine similarity), among
     documents embedded with `model` (None: all). Runs in the caller's transaction."""
-    small = await conn.fetchval(SEARCH_SETTINGS, EXACT_UP_TO + 1)
+    small = await conn.fetchval(SEARCH_SETTINGS, EXACT_UP_TO + 1, EF_SEARCH)
     rows = await conn.fetch(SEARCH, list(vector), k, model)
     if not small:  # the rest of the transaction (hybrid's full-text ranking) sorts as usual
         await conn.execute("SET LOCAL enable_sort = on")

@@ -497,6 +497,29 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
                     "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1),
                 }
             result[label] = one
+        # The large user's vector search through the index at other candidate-list lengths.
+        heavy_rows = vectors[owned[heavy]]
+        sweep: dict[str, dict[str, float]] = {}
+        default = accessa.search.EF_SEARCH
+        try:
+            for ef in (100, 200, 400, 800):
+                accessa.search.EF_SEARCH = ef
+                times, found_ = [], 0
+                for _, vector in asks:
+                    truth = {ids[owned[heavy][i]] for i in np.argsort(-(heavy_rows @ vector))[:10]}
+                    async with user_transaction(pool, heavy) as conn:
+                        started = time.perf_counter()
+                        hits = await accessa.search.search(conn, "", {MODEL: vector.tolist()}, 10,
+                                                           "vector")  # fmt: skip
+                        times.append(1000 * (time.perf_counter() - started))
+                    found_ += len({h["chunk_id"] for h in hits} & truth)
+                ms = sorted(times)
+                sweep[str(ef)] = {"recall_at_10": round(found_ / (10 * queries), 3),
+                                  "p50_ms": round(statistics.median(ms), 1),
+                                  "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1)}  # fmt: skip
+        finally:
+            accessa.search.EF_SEARCH = default
+        result["user_25pct"]["ef_search_sweep"] = sweep
     return result
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from accessa.db import user_transaction
-from accessa.search import EXACT_UP_TO, SEARCH, SEARCH_SETTINGS, search_chunks
+from accessa.search import EF_SEARCH, EXACT_UP_TO, SEARCH, SEARCH_SETTINGS, search_chunks
 from tests.integration.test_search_hybrid import CHUNKER, MODEL
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ async def test_vector_search_can_use_the_hnsw_index_and_returns_exact_hits_on_a_
 
 async def _plan(pool: asyncpg.Pool, user: uuid.UUID, query: np.ndarray) -> str:
     async with user_transaction(pool, user) as conn:
-        await conn.fetchval(SEARCH_SETTINGS, EXACT_UP_TO + 1)
+        await conn.fetchval(SEARCH_SETTINGS, EXACT_UP_TO + 1, EF_SEARCH)
         return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, query.tolist(), 10,
                                                         MODEL))  # fmt: skip
 
