@@ -104,11 +104,14 @@ async def _wait_finished(pool: Any, jobs: list[str], timeout: float = 900) -> li
 
 
 class RssWatch:
-    """Peak resident memory of each pipeline process, sampled every 50 ms in a thread."""
+    """Peak memory of each pipeline process with its children, sampled every 50 ms in a
+    thread: resident (RSS, pages shared between them counted in each) and proportional (PSS,
+    each shared page split among its sharers: what the tree costs the machine)."""
 
     def __init__(self, pipe: LocalPipeline) -> None:
         self.procs = {n: psutil.Process(p.pid) for n, p in pipe.procs.items()}
         self.peak = dict.fromkeys(self.procs, 0)
+        self.peak_pss = dict.fromkeys(self.procs, 0)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -116,12 +119,12 @@ class RssWatch:
         while not self.stop.wait(0.05):
             for name, proc in self.procs.items():
                 try:
-                    rss = proc.memory_info().rss + sum(
-                        c.memory_info().rss for c in proc.children(recursive=True)
-                    )
+                    tree = [proc, *proc.children(recursive=True)]
+                    memory = [p.memory_full_info() for p in tree]
                 except psutil.Error:
                     continue
-                self.peak[name] = max(self.peak[name], rss)
+                self.peak[name] = max(self.peak[name], sum(m.rss for m in memory))
+                self.peak_pss[name] = max(self.peak_pss[name], sum(m.pss for m in memory))
 
     def __enter__(self) -> RssWatch:
         self.thread.start()
@@ -242,6 +245,7 @@ async def big_pdf(pipe: LocalPipeline, pool: Any) -> dict[str, Any]:
         "status": row["status"],
         "upload_to_complete_s": round(elapsed, 2),
         "peak_rss_mb": {n: round(v / 2**20) for n, v in watch.peak.items()},
+        "peak_pss_mb": {n: round(v / 2**20) for n, v in watch.peak_pss.items()},
         "goal": "< 60 s; consumers < 300 MB",
     }
 
