@@ -18,6 +18,8 @@ import yaml
 from accessa.config import STAGE_PORTS, Settings
 from schemas.topics import STAGES
 
+pytestmark = pytest.mark.usefixtures("without_runner_settings")
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

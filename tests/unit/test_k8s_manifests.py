@@ -23,6 +23,8 @@ from pydantic import SecretStr
 from accessa.config import STAGE_PORTS, Settings
 from schemas.topics import STAGES
 
+pytestmark = pytest.mark.usefixtures("without_runner_settings")
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "infra" / "k8s"
 BUILDS = {
