@@ -88,7 +88,7 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
         "init": _init_connection,
         "reset": _keep_session,
         "command_timeout": 60,
-        # A startup parameter, not a SET: the pool's RESET ALL on release keeps it.
+        # A startup parameter, not a SET: it holds for the connection's life.
         "server_settings": {"search_path": f"{SCHEMA}, public"},
     }
     kwargs.update(overrides)

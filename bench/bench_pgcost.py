@@ -441,6 +441,17 @@ def _searching_binary(binary: bool) -> Any:
         accessa.search.search_chunks = current  # type: ignore[assignment]
 
 
+def _p50_p95(ms: list[float]) -> dict[str, float]:
+    ms = sorted(ms)
+    return {"p50_ms": round(statistics.median(ms), 1),
+            "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1)}  # fmt: skip
+
+
+def _top10(rows: np.ndarray, ids: list[uuid.UUID], where: list[int], query: np.ndarray) -> set:
+    """Exact search's 10 nearest among `rows` (whose row numbers in the table are `where`)."""
+    return {ids[where[i]] for i in np.argsort(-(rows @ query))[:10]}
+
+
 async def search_latency(settings: Settings, rows: int, users: int, queries: int = 30) -> dict:
     """p50/p95 ms of search (k 10) at `rows` chunks for one user among `users` (1 % of the
     chunks; vector and hybrid) and for one holding a quarter of them (vector), vector and binary
@@ -472,7 +483,7 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
             latency: dict[str, list[float]] = {}
             found = {"vector": 0, "binary": 0}
             for words_, vector in asks:
-                truth = {ids[owned[user][i]] for i in np.argsort(-(mine @ vector))[:10]}
+                truth = _top10(mine, ids, owned[user], vector)
                 for side in ("vector", "binary"):
                     for mode in modes:
                         with _searching_binary(side == "binary"):
@@ -491,11 +502,7 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
                 one[f"{side}_index"] = {"recall_at_10": round(n / (10 * queries), 3)}
             for key, values in latency.items():
                 side, mode = key.split("_")
-                ms = sorted(1000 * v for v in values)
-                one[f"{side}_index"][f"{mode}_mode"] = {
-                    "p50_ms": round(statistics.median(ms), 1),
-                    "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1),
-                }
+                one[f"{side}_index"][f"{mode}_mode"] = _p50_p95([1000 * v for v in values])
             result[label] = one
         # The large user's vector search through the index at other candidate-list lengths.
         heavy_rows = vectors[owned[heavy]]
@@ -506,17 +513,15 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
                 accessa.search.EF_SEARCH = ef
                 times, found_ = [], 0
                 for _, vector in asks:
-                    truth = {ids[owned[heavy][i]] for i in np.argsort(-(heavy_rows @ vector))[:10]}
+                    truth = _top10(heavy_rows, ids, owned[heavy], vector)
                     async with user_transaction(pool, heavy) as conn:
                         started = time.perf_counter()
                         hits = await accessa.search.search(conn, "", {MODEL: vector.tolist()}, 10,
                                                            "vector")  # fmt: skip
                         times.append(1000 * (time.perf_counter() - started))
                     found_ += len({h["chunk_id"] for h in hits} & truth)
-                ms = sorted(times)
                 sweep[str(ef)] = {"recall_at_10": round(found_ / (10 * queries), 3),
-                                  "p50_ms": round(statistics.median(ms), 1),
-                                  "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1)}  # fmt: skip
+                                  **_p50_p95(times)}  # fmt: skip
         finally:
             accessa.search.EF_SEARCH = default
         result["user_25pct"]["ef_search_sweep"] = sweep

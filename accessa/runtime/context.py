@@ -8,7 +8,6 @@ import logging
 import socket
 import ssl
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -226,7 +225,7 @@ class StageContext:
         protocol cannot carry BEGIN along), on every record of every stage. Every value is a
         literal quoted here: ids and names from our settings and event, bytes as hex."""
         values = ", ".join((
-            _text(self.consumer), f"'{uuid.UUID(str(self.event.event_id))}'",
+            _text(self.consumer), f"'{self.event.event_id}'",  # a uuid.UUID (the model)
             _text(self.output_topic) if output else "NULL",
             _bytea(output.key()) if output else "NULL",
             _bytea(output.to_bytes()) if output else "NULL",
@@ -245,5 +244,5 @@ def _text(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _bytea(value: bytes | None) -> str:
-    return "NULL" if value is None else f"E'\\\\x{value.hex()}'::bytea"
+def _bytea(value: bytes) -> str:
+    return f"E'\\\\x{value.hex()}'::bytea"
