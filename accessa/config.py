@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         "on", description="Local parser: OCR pages without a text layer (Tesseract)."
     )
     ocr_dpi: int = Field(300, ge=100, le=600, description="Local parser: OCR page resolution.")
+    parser_document_timeout_s: float | None = Field(
+        None, gt=0, description="Local parser: a document's whole parse (text and OCR) may take "
+        "this long, then its worker is killed and the job fails `parse_timeout`; unset = 60 s + "
+        "1.5 s per page of the page cap (3060 s).",
+    )  # fmt: skip
     llamaparse_base_url: str = Field("http://127.0.0.1:8091", description="LlamaParse API.")
     llamaparse_api_key: SecretStr = Field(SecretStr("llx-mock"), description="LlamaParse key.")
     llamaparse_mode: Literal["poll", "webhook"] = Field(

@@ -116,6 +116,9 @@ class StageApp:
     # A pure transform (no database writes): no dedup row and no ctx.commit() needed, since
     # its output is a function of the input with a deterministic id the next stage dedups.
     stateless: bool = False
+    # The longest one record's handling may take (a stage that bounds its own work, e.g. the
+    # parser's document timeout): the consumer's max.poll.interval is sized to a batch of them.
+    record_time_limit_s: Callable[[Settings], float] | None = None
     startup: list[Callable[[StageResources], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -241,6 +244,16 @@ class StageRuntime:
         with contextlib.suppress(Exception):
             await old.stop()
 
+    def max_poll_interval_ms(self) -> int:
+        """10 minutes, or longer for a stage whose records may each take long: a whole batch
+        of them, run one after the other, plus a minute, so the consumer never leaves its
+        group (and has the batch redone by another) while it works within its limits."""
+        limit = self.app.record_time_limit_s
+        max_records = self.app.max_records or self.settings.batch_max_records
+        if limit is None:
+            return 600_000
+        return max(600_000, int((max_records * limit(self.settings) + 60) * 1000))
+
     def _register(self) -> None:
         common: dict[str, Any] = {
             "batch": True,
@@ -248,7 +261,7 @@ class StageRuntime:
             "auto_offset_reset": "earliest",
             "max_records": self.app.max_records or self.settings.batch_max_records,
             "batch_timeout_ms": 100,
-            "max_poll_interval_ms": 600_000,
+            "max_poll_interval_ms": self.max_poll_interval_ms(),
             "max_partition_fetch_bytes": self.settings.max_message_bytes * 2,
             # The runtime decodes each record itself, into its typed event: skip FastStream's
             # JSON decoding of the whole batch.

@@ -7,12 +7,13 @@ from accessa.errors import PermanentError
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
 from accessa.storage import ObjectNotFound, parsed_key
-from consumers.parser.backends import make_backend
+from consumers.parser.backends import document_timeout_s, make_backend
 from consumers.parser.normalize import has_text, normalize_markdown, sha256_text
 from schemas.events import DocumentParsed, DocumentUploaded
 
-# Parsing is CPU-heavy: a small poll keeps the batch (and its offset commit) short.
-stage = StageApp("parser", DocumentUploaded, max_records=16)
+# Parsing is CPU-heavy: a small poll keeps the batch (and its offset commit) short. Each
+# document's parse is bounded (`parse_timeout`), and the poll interval sized to 16 of them.
+stage = StageApp("parser", DocumentUploaded, max_records=16, record_time_limit_s=document_timeout_s)
 
 
 @stage.on_startup

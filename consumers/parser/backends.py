@@ -16,14 +16,27 @@ from accessa.config import Settings
 from accessa.errors import PermanentError, TransientError
 from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED
 from consumers.parser import llamaparse_jobs, ocr
-from consumers.parser.local import ParsedPdf, parse_pdf
+from consumers.parser.local import DEFAULT_MAX_PAGES, ParsedPdf, parse_pdf
 from consumers.parser.sandbox import DEFAULT_MEMORY_LIMIT_MB, MemoryCappedWorker
 
 _PAGE_MARKER = "<!-- page "
 OCR_BATCH_PAGES = 4  # pages per worker call: progress this often, the PDF pickled this rarely
+# The default whole-document budget: a minute, then 1.5 s a page of the page cap. OCR at the
+# default 300 dpi measured 1.34 s a page (README, OCR engine) and text pages ~300 a second, so
+# a legitimate document at the cap, scanned throughout, fits.
+TIMEOUT_BASE_S = 60.0
+TIMEOUT_PER_PAGE_S = 1.5
 
 # Told (pages done, pages to do) as OCR proceeds.
 Progress = Callable[[int, int], Awaitable[None]]
+
+
+def document_timeout_s(settings: Settings) -> float:
+    """How long one document's parse may take: ACCESSA_PARSER_DOCUMENT_TIMEOUT_S, or sized
+    from the page cap (60 s + 1.5 s x 2000 pages = 3060 s)."""
+    if settings.parser_document_timeout_s is not None:
+        return settings.parser_document_timeout_s
+    return TIMEOUT_BASE_S + TIMEOUT_PER_PAGE_S * DEFAULT_MAX_PAGES
 
 
 class ParserBackend(Protocol):
@@ -35,7 +48,9 @@ class ParserBackend(Protocol):
 class LocalBackend:
     """PDF → markdown in a memory-capped worker process (the bomb guard runs there too): the
     event loop keeps serving, and a PDF that needs too much memory fails as `pdf_bomb`.
-    Pages without a usable text layer are then OCR'd in the same worker, a few at a time."""
+    Pages without a usable text layer are then OCR'd in the same worker, a few at a time.
+    The whole of it has `document_timeout_s`: past that the worker is killed and the document
+    fails `parse_timeout` (permanent: the same PDF would take as long again)."""
 
     def __init__(
         self,
@@ -44,18 +59,22 @@ class LocalBackend:
         *,
         ocr_enabled: bool = True,
         ocr_dpi: int = ocr.DEFAULT_DPI,
+        document_timeout_s: float = TIMEOUT_BASE_S + TIMEOUT_PER_PAGE_S * DEFAULT_MAX_PAGES,
     ) -> None:
         self.max_expanded_bytes = max_expanded_bytes
         self.worker = MemoryCappedWorker(memory_limit_mb)
         self.ocr_enabled = ocr_enabled
         self.ocr_dpi = ocr_dpi
+        self.document_timeout_s = document_timeout_s
 
     async def parse(
         self, pdf: bytes, filename: str, *, document_id: uuid.UUID, progress: Progress | None = None
     ) -> ParsedPdf:
+        deadline = time.monotonic() + self.document_timeout_s
         parsed: ParsedPdf = await self.worker.run(
-            parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes, ocr=self.ocr_enabled
-        )
+            parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes, ocr=self.ocr_enabled,
+            timeout_s=self.document_timeout_s,
+        )  # fmt: skip
         if not self.ocr_enabled or not parsed.textless_pages:
             return parsed
         pending = list(parsed.textless_pages)
@@ -64,7 +83,10 @@ class LocalBackend:
             if progress is not None:
                 await progress(start, len(pending))
             batch = pending[start : start + OCR_BATCH_PAGES]
-            results |= await self.worker.run(ocr.ocr_pages, pdf, batch, dpi=self.ocr_dpi)
+            left = max(deadline - time.monotonic(), 0.0)  # 0: times out at once, same error
+            results |= await self.worker.run(
+                ocr.ocr_pages, pdf, batch, dpi=self.ocr_dpi, timeout_s=left
+            )
         if progress is not None:
             await progress(len(pending), len(pending))
         markdown = ocr.merge(parsed.markdown, results)
@@ -165,6 +187,7 @@ def make_backend(settings: Settings, pool: asyncpg.Pool) -> ParserBackend:
         return LocalBackend(
             settings.pdf_max_expanded_bytes, settings.parser_memory_limit_mb,
             ocr_enabled=settings.ocr == "on", ocr_dpi=settings.ocr_dpi,
+            document_timeout_s=document_timeout_s(settings),
         )  # fmt: skip
     if settings.llamaparse_callback_url:
         return LlamaParseWebhookBackend(settings, pool)

@@ -3,7 +3,8 @@
 The bomb guard knows the tricks we know; this bounds the ones we don't. The worker may grow
 its address space by `memory_limit_mb` beyond what it had once pdfium was loaded; past that an
 allocation fails, pdfium usually dies with it, and the document fails as `pdf_bomb` while the
-consumer and its event loop carry on. A dead worker is replaced on the next call.
+consumer and its event loop carry on. A call given a `timeout_s` that runs past it has its
+worker killed (`parse_timeout`). A dead worker is replaced on the next call.
 """
 
 from __future__ import annotations
@@ -59,15 +60,23 @@ class MemoryCappedWorker:
             )  # fmt: skip
         return self._executor
 
-    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def run(
+        self, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None, **kwargs: Any
+    ) -> Any:
         """`fn(*args, **kwargs)` in the worker; PermanentError `pdf_bomb` if it runs out of
-        memory or dies."""
+        memory or dies, `parse_timeout` (the worker killed) if it runs past `timeout_s`."""
         async with self._turn:
             pool = self._pool()
             try:
-                status, value, message = await asyncio.wrap_future(
-                    pool.submit(_call, fn, args, kwargs)
+                status, value, message = await asyncio.wait_for(
+                    asyncio.wrap_future(pool.submit(_call, fn, args, kwargs)), timeout_s
                 )
+            except TimeoutError as exc:
+                self._kill()
+                raise PermanentError(
+                    f"parsing the PDF took longer than its {timeout_s:.1f}s budget",
+                    code="parse_timeout",
+                ) from exc
             except BrokenProcessPool as exc:
                 self._executor = None
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -78,6 +87,22 @@ class MemoryCappedWorker:
         if status == "error":
             raise PermanentError(message, code=value)
         return value
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker's process id (none before the first call or after a kill)."""
+        return list(getattr(self._executor, "_processes", None) or ())
+
+    def _kill(self) -> None:
+        """SIGKILL the worker: pdfium and Tesseract cannot be interrupted from outside, and a
+        thread left running would hold the pool's one slot. The next call starts a new one."""
+        pool, self._executor = self._executor, None
+        if pool is None:
+            return
+        # concurrent.futures has no public way to reach its processes (Python 3.11).
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         if self._executor is not None:
