@@ -83,10 +83,72 @@ def test_app_services_reach_kafka_and_postgres_in_containers(
 ) -> None:
     env = services[name]["environment"]
     assert env["ACCESSA_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-    assert env["ACCESSA_DATABASE_URL"].startswith("postgresql://")
-    assert "@postgres:5432/" in env["ACCESSA_DATABASE_URL"]
+    if name == "mocks":
+        assert "ACCESSA_DATABASE_URL" not in env, "the mocks need no database"
+    else:
+        assert env["ACCESSA_DATABASE_URL"].startswith("postgresql://")
+        assert "@postgres:5432/" in env["ACCESSA_DATABASE_URL"]
     assert env["ACCESSA_HEALTH_HOST"] == "0.0.0.0"
     Settings(**{k.removeprefix("ACCESSA_").lower(): v for k, v in env.items()})  # values parse
+
+
+# Each service's own Postgres login (compose/postgres-logins.sh creates them).
+LOGINS = {**{n: f"accessa_{n}" for n in APP_SERVICES}, "migrate": "accessa_migrator"}
+LOGINS_SCRIPT = ROOT / "infra" / "compose" / "postgres-logins.sh"
+_URL = re.compile(
+    r"postgresql://(?P<user>[a-z_]+):\$\{(?P<var>PG_PASSWORD_[A-Z]+):-[^}]*\}@postgres:5432/"
+)
+
+
+def test_every_port_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    published = {
+        name: [str(p) for p in s.get("ports", [])] for name, s in services.items() if s.get("ports")
+    }
+    assert {"kafka", "postgres", "api"} <= set(published)
+    for name, ports in published.items():
+        for port in ports:
+            assert port.startswith("127.0.0.1:") and port.count(":") == 2, (name, port)
+
+
+@pytest.mark.parametrize("name", sorted(LOGINS))
+def test_each_service_logs_in_to_postgres_as_its_own_role(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    superuser = services["postgres"]["environment"]["POSTGRES_USER"]
+    url = services[name]["environment"]["ACCESSA_DATABASE_URL"]
+    match = _URL.match(url)
+    assert match, f"{name}: {url!r} is not postgresql://<login>:${{PG_PASSWORD_...}}@postgres"
+    assert match["user"] == LOGINS[name]
+    assert match["user"] != superuser
+    # The postgres service hands the same variable to the script that sets the password.
+    assert (
+        services["postgres"]["environment"][match["var"]] == f"${{{match['var']}:-{match['user']}}}"
+    )
+    assert f'-v {match["var"].removeprefix("PG_PASSWORD_").lower()}="${match["var"]}"' in (
+        LOGINS_SCRIPT.read_text()
+    )
+
+
+def test_no_service_uses_the_postgres_superuser(services: dict[str, dict[str, Any]]) -> None:
+    superuser = services["postgres"]["environment"]["POSTGRES_USER"]
+    for name, service in services.items():
+        url = (service.get("environment") or {}).get("ACCESSA_DATABASE_URL")
+        if url:
+            assert not url.startswith(f"postgresql://{superuser}:"), name
+    assert f"postgresql://{superuser}:" not in COMPOSE.read_text()
+
+
+def test_postgres_creates_the_logins_on_first_start(services: dict[str, dict[str, Any]]) -> None:
+    mounts = services["postgres"]["volumes"]
+    script = next(m for m in mounts if "/docker-entrypoint-initdb.d/" in m)
+    source, target = script.split(":")[:2]
+    assert (COMPOSE.parent / source).resolve() == LOGINS_SCRIPT
+    assert target.endswith(".sh") and LOGINS_SCRIPT.stat().st_mode & 0o111
+    created = set(re.findall(r"CREATE ROLE (\w+) LOGIN", LOGINS_SCRIPT.read_text()))
+    assert created == set(LOGINS.values()) | {"accessa_ops"}
+    assert re.search(
+        r"CREATE ROLE accessa_migrator LOGIN .*IN ROLE accessa_owner", (LOGINS_SCRIPT.read_text())
+    )
 
 
 def test_third_parties_point_at_the_mocks_service(services: dict[str, dict[str, Any]]) -> None:

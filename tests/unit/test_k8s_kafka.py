@@ -19,11 +19,14 @@ GENERATOR = ROOT / "infra" / "k8s" / "overlays" / "prod" / "generate_kafka.py"
 KAFKA_TLS = Path("/etc/accessa/kafka-tls")
 PG_TLS = Path("/etc/accessa/pg-tls")
 # Workload -> the Kafka principal (Secret accessa-kafka-<principal>) its pods log in as.
+# The maintenance CronJobs and the migrate Job's `migrate` step talk to Postgres only:
+# test_k8s_secrets.py checks they hold no Kafka credential.
 WORKLOADS = {
     **{("Deployment", f"accessa-{p}"): p for p in ("api", *STAGES)},
     ("Job", "accessa-migrate"): "ops",
-    ("CronJob", "accessa-reprocess-gc"): "ops",
 }
+# Containers of a workload that do not talk to Kafka (or, `bucket`, to Postgres).
+NOT_KAFKA = {"migrate", "bucket"}
 # KEDA's `sasl` trigger parameter for each ACCESSA_KAFKA_SASL_MECHANISM.
 KEDA_SASL = {
     "PLAIN": "plaintext",
@@ -47,10 +50,17 @@ def _pod(build: Build, kind: str, name: str) -> dict[str, Any]:
     return obj["spec"]["template"]["spec"]
 
 
-def _accessa_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
-    """Containers that run an Accessa process against Kafka/Postgres (not the local overlay's
-    bucket-creating init container, which only talks to S3)."""
-    return [c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] != "bucket"]
+def _kafka_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """Containers that run an Accessa process against Kafka (not the migrate Job's SQL step,
+    nor the local overlay's bucket-creating init container, which only talks to S3)."""
+    containers = pod.get("initContainers", []) + pod["containers"]
+    return [c for c in containers if c["name"] not in NOT_KAFKA]
+
+
+def _postgres_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """Containers that log in to Postgres (not the migrate Job's `topics` step, nor `bucket`)."""
+    containers = pod.get("initContainers", []) + pod["containers"]
+    return [c for c in containers if c["name"] not in {"topics", "bucket"}]
 
 
 # --- pods: credentials and TLS material
@@ -59,8 +69,12 @@ def _accessa_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(("kind", "name"), sorted(WORKLOADS))
 def test_each_process_logs_in_with_its_own_kafka_secret(build: Build, kind: str, name: str) -> None:
     secret = f"accessa-kafka-{WORKLOADS[kind, name]}"
-    for c in _accessa_containers(_pod(build, kind, name)):
-        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c.get("env", [])}
+    containers = _kafka_containers(_pod(build, kind, name))
+    assert containers
+    for c in containers:
+        refs = {
+            e["name"]: e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if "valueFrom" in e
+        }
         assert refs["ACCESSA_KAFKA_SASL_USERNAME"] == {"name": secret, "key": "username"}
         assert refs["ACCESSA_KAFKA_SASL_PASSWORD"] == {"name": secret, "key": "password"}
 
@@ -79,11 +93,14 @@ def test_tls_material_is_mounted_where_the_settings_point(
     assert client["optional"] is True
     assert {i["path"] for i in client["items"]} == {"user.crt", "user.key"}
     assert volumes["pg-tls"]["secret"]["secretName"] == "accessa-pg-tls"
-    for c in _accessa_containers(pod):
+    for c in _kafka_containers(pod):
         mounts = {m["name"]: m for m in c["volumeMounts"]}
         assert mounts["kafka-tls"]["mountPath"] == str(KAFKA_TLS)
+        assert mounts["kafka-tls"]["readOnly"]
+    for c in _postgres_containers(pod):
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
         assert mounts["pg-tls"]["mountPath"] == str(PG_TLS)
-        assert mounts["kafka-tls"]["readOnly"] and mounts["pg-tls"]["readOnly"]
+        assert mounts["pg-tls"]["readOnly"]
     settings = build.settings
     if settings.kafka_ssl_cafile is not None:
         assert settings.kafka_ssl_cafile == KAFKA_TLS / "ca.crt"
@@ -104,9 +121,12 @@ def test_base_and_prod_talk_sasl_ssl_local_plaintext(build: Build) -> None:
 
 
 def test_database_url_verifies_the_mounted_ca() -> None:
-    url = _build("base").secret["ACCESSA_DATABASE_URL"]  # type: ignore[index]
-    assert "sslmode=verify-full" in url
-    assert f"sslrootcert={PG_TLS / 'ca.crt'}" in url
+    secrets = _build("base").secrets
+    assert secrets
+    for name, secret in secrets.items():
+        url = secret["ACCESSA_DATABASE_URL"]
+        assert "sslmode=verify-full" in url, name
+        assert f"sslrootcert={PG_TLS / 'ca.crt'}" in url, name
 
 
 def test_local_overlay_ships_placeholder_secrets_prod_none() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -87,14 +88,19 @@ class Build:
         return maps[0]["data"]
 
     @property
-    def secret(self) -> dict[str, str] | None:
-        found = [o for o in self.kind("Secret") if o["metadata"]["name"] == "accessa-secrets"]
-        return found[0].get("stringData", {}) if found else None
+    def secrets(self) -> dict[str, dict[str, str]]:
+        """The per-process settings Secrets (accessa-<process>-secrets) the build ships."""
+        return {
+            o["metadata"]["name"]: o.get("stringData", {})
+            for o in self.kind("Secret")
+            if re.fullmatch(r"accessa-[a-z]+-secrets", o["metadata"]["name"])
+        }
 
     @property
     def settings(self) -> Settings:
-        """The Settings the pods would get (placeholder secret where the overlay has none)."""
-        env = {"ACCESSA_JWT_SECRET": "x" * 40, **(self.secret or {}), **self.config}
+        """The Settings the API pod would get (placeholder secret where the overlay has none)."""
+        secret = self.secrets.get("accessa-api-secrets", {})
+        env = {**{k: "x" * 40 for k in SECRET_FIELDS}, **secret, **self.config}
         known = {SETTINGS_ENV[k]: v for k, v in env.items() if k in SETTINGS_ENV}
         return Settings(**known)  # unknown keys fail test_config_and_secret_keys_are_settings
 
@@ -168,10 +174,13 @@ def test_config_and_secret_keys_are_settings(build: Build) -> None:
     assert set(config) <= set(SETTINGS_ENV), sorted(set(config) - set(SETTINGS_ENV))
     assert not set(config) & SECRET_FIELDS, "secrets belong in the Secret"
     assert "ACCESSA_DATABASE_URL" not in config, "the database URL carries a password"
-    secret = build.secret
-    if secret is not None:
-        assert set(secret) <= set(SETTINGS_ENV), sorted(set(secret) - set(SETTINGS_ENV))
-        assert {*SECRET_FIELDS, "ACCESSA_DATABASE_URL"} <= set(secret)
+    shipped: set[str] = set()
+    for name, secret in build.secrets.items():
+        assert set(secret) <= set(SETTINGS_ENV), (name, sorted(set(secret) - set(SETTINGS_ENV)))
+        assert not set(secret) & set(config), f"{name} and the ConfigMap both set a key"
+        shipped |= set(secret)
+    if build.name != "prod":
+        assert {*SECRET_FIELDS, "ACCESSA_DATABASE_URL"} <= shipped
     settings = build.settings  # every value parses
     assert settings.health_host == "0.0.0.0"
     assert settings.api_host == "0.0.0.0"
@@ -179,7 +188,8 @@ def test_config_and_secret_keys_are_settings(build: Build) -> None:
     assert settings.storage_backend == "s3"
 
 
-def test_pods_reference_the_config_and_secret(build: Build) -> None:
+def test_pods_reference_the_config(build: Build) -> None:
+    """Every Accessa container reads the ConfigMap; test_k8s_secrets.py checks its Secrets."""
     config_name = next(
         o["metadata"]["name"]
         for o in build.kind("ConfigMap")
@@ -191,7 +201,6 @@ def test_pods_reference_the_config_and_secret(build: Build) -> None:
             if not refs:
                 continue  # a dependency (Kafka, Postgres), not an Accessa process
             assert {"configMapRef": {"name": config_name}} in refs, where
-            assert {"secretRef": {"name": "accessa-secrets"}} in refs, where
 
 
 def test_every_container_has_requests_and_limits(build: Build) -> None:
@@ -399,7 +408,7 @@ def test_prod_overlay() -> None:
     build = _build("prod")
     settings = build.settings
     assert settings.env == "production"
-    assert build.secret is None, "production secrets come from the cluster, not the repo"
+    assert not build.secrets, "production secrets come from the cluster, not the repo"
     image = _container(build.named("Deployment", "accessa-api"))["image"]
     assert ":" in image and not image.endswith(":latest")
     assert max(so["spec"]["maxReplicaCount"] for so in build.kind("ScaledObject")) > 6
