@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = Field(SecretStr(LOCAL_JWT_SECRET), description="HS256 secret.")
     jwt_audience: str = Field("authenticated", description="Required `aud` claim.")
     jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 tokens.")
+    console_token_ttl_s: int = Field(
+        300, gt=0, description="Lifetime of a one-time console login link (`accessa console`)."
+    )
+    console_session_ttl_s: int = Field(
+        43200, gt=0, description="Lifetime of a console session after its link was opened."
+    )
     signed_url_ttl_s: int = Field(900, description="Lifetime of upload URLs.")
     upload_expiry_grace_s: int = Field(
         3600, ge=0, description="A declared upload whose bytes never came expires this long "

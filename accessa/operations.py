@@ -132,10 +132,11 @@ async def original_value(settings: Settings, record: Record) -> bytes | None:
 
 
 async def redrive(
-    settings: Settings, pool: asyncpg.Pool, records: list[Record], *, dry_run: bool = False
-) -> list[Redrive]:
+    settings: Settings, pool: asyncpg.Pool, records: list[Record], *, dry_run: bool = False,
+    actor: str = "operator",
+) -> list[Redrive]:  # fmt: skip
     """Send each DLQ record back to its stage's input topic with fresh attempts; a record is
-    redriven once, and its job is reopened in front of that stage."""
+    redriven once, and its job is reopened in front of that stage (by `actor`, for the audit)."""
     names = topics_for(settings)
     results: list[Redrive] = []
     tracing.setup(settings, "ops")
@@ -163,7 +164,7 @@ async def redrive(
                     results.append(Redrive(record.id, target, "already_redriven"))
                     continue
                 if job_id:
-                    await jobs.reopen(conn, job_id=job_id, stage=stage, actor="operator")
+                    await jobs.reopen(conn, job_id=job_id, stage=stage, actor=actor)
                 headers = {k: v for k, v in record.headers.items()
                            if k not in _ERROR_HEADERS and k != Headers.VALUE_OMITTED}  # fmt: skip
                 headers[Headers.REDRIVEN] = record.id

@@ -71,7 +71,8 @@ async def database_status(pool: asyncpg.Pool) -> dict[str, Any]:
                   count(DISTINCT document_id) FILTER (WHERE kind = 'advanced'
                                    AND created_at > now() - interval '1 minute')
                     AS documents_last_minute,
-                  count(*) FILTER (WHERE kind IN ('failed', 'retrying')) AS errors_last_hour
+                  count(*) FILTER (WHERE kind IN ('failed', 'retrying')) AS errors_last_hour,
+                  count(*) FILTER (WHERE kind = 'retrying') AS retries_last_hour
            FROM events WHERE created_at > now() - interval '1 hour' GROUP BY stage"""
     )
     holding = await pool.fetch(
@@ -107,6 +108,7 @@ async def pipeline_status(settings: Settings, pool: asyncpg.Pool) -> dict[str, A
         act = db["activity"].get(name, {})
         stage["documents_last_minute"] = act.get("documents_last_minute", 0)
         stage["errors_last_hour"] = act.get("errors_last_hour", 0)
+        stage["retries_last_hour"] = act.get("retries_last_hour", 0)
         stage["in_flight"] = db["in_flight"][name]
     return {"stages": kafka, "jobs": db["jobs"], "oldest_unfinished": db["oldest_unfinished"],
             "outbox_failed": db["outbox_failed"]}  # fmt: skip

@@ -245,8 +245,11 @@ def rebuild_event(job: asyncpg.Record, stage: str, settings: Settings) -> Event:
 _STAGE_OF_EVENT = {s.input: s.name for s in STAGES.values()}
 
 
-async def retry(*, db: Db, settings: Settings, job_id: uuid.UUID) -> asyncpg.Record:
-    """Reopen a failed job and re-emit its failed stage's input, in one transaction."""
+async def retry(
+    *, db: Db, settings: Settings, job_id: uuid.UUID, actor: str = "api"
+) -> asyncpg.Record:
+    """Reopen a failed job and re-emit its failed stage's input, in one transaction; `actor`
+    names who asked in the audit trail."""
     async with db.tx() as conn:
         job = await crud.get_job(conn=conn, job_id=job_id, for_update=True)
         if job is None:
@@ -257,7 +260,7 @@ async def retry(*, db: Db, settings: Settings, job_id: uuid.UUID) -> asyncpg.Rec
             )
         event = rebuild_event(job, failed_stage(job), settings)
         stage = _STAGE_OF_EVENT[event.topic]
-        if not await jobs.reopen(conn, job_id=job_id, stage=stage, actor="api"):
+        if not await jobs.reopen(conn, job_id=job_id, stage=stage, actor=actor):
             raise ApiError(409, "job_not_retryable", "the job changed; not failed any more")
         await crud.enqueue(conn=conn, topic=topics_for(settings).name(event.topic), event=event)
         fresh = await crud.get_job(conn=conn, job_id=job_id)

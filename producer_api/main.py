@@ -18,7 +18,7 @@ from accessa.db import PoolOpener
 from accessa.logs import setup_logging
 from accessa.runtime.server import serve_asgi
 from accessa.storage import S3Storage, make_storage
-from producer_api import crud, outbox, ratelimit
+from producer_api import console, crud, outbox, ratelimit
 from producer_api.core.body import BodyLimitMiddleware
 from producer_api.core.correlation import CorrelationMiddleware
 from producer_api.core.errors import install_error_handlers
@@ -111,6 +111,7 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(health.router)
+    console.mount(app)  # the operator's pages under /console (own session, not user tokens)
     max_bytes = int(settings.max_upload_mb * 1024 * 1024)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
     app.add_middleware(MetricsMiddleware)

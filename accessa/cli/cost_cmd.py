@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from accessa import cost as spend
 from accessa.cli.output import console, emit_json
 from accessa.config import get_settings
 from accessa.db import create_pool
@@ -19,39 +20,9 @@ async def cost_report(user: uuid.UUID | None, since: datetime | None) -> dict[st
     settings = get_settings()
     pool = await create_pool(settings, min_size=1, max_size=2)
     try:
-        rows = await pool.fetch(
-            """SELECT user_id, count(*) AS jobs, sum(embed_tokens) AS tokens,
-                      sum(cost_usd) AS usd
-               FROM upload_jobs
-               WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::timestamptz IS NULL
-                     OR created_at >= $2)
-               GROUP BY user_id ORDER BY usd DESC""",
-            user, since,
-        )  # fmt: skip
-        today = await pool.fetch(
-            "SELECT user_id, usd FROM embedding_spend WHERE day = current_date"
-        )
+        return await spend.cost_report(pool, settings, user=user, since=since)
     finally:
         await pool.close()
-    spent_today = {r["user_id"]: float(r["usd"]) for r in today}
-    return {
-        "users": [
-            {
-                "user_id": str(r["user_id"]),
-                "jobs": r["jobs"],
-                "tokens": int(r["tokens"] or 0),
-                "usd": float(r["usd"] or 0),
-                "usd_today": spent_today.get(r["user_id"], 0.0),
-            }
-            for r in rows
-        ],
-        "total_usd": sum(float(r["usd"] or 0) for r in rows),
-        "today_global_usd": spent_today.get(uuid.UUID(int=0), 0.0),
-        "budgets": {
-            "user_daily_usd": settings.budget_user_daily_usd,
-            "global_daily_usd": settings.budget_global_daily_usd,
-        },
-    }
 
 
 def cost(

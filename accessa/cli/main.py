@@ -10,6 +10,7 @@ import typer
 
 from accessa.cli import client, infra, ops, reprocess_cmd
 from accessa.cli.config_cmd import asyncapi, config
+from accessa.cli.console_cmd import console_command
 from accessa.cli.cost_cmd import cost
 from accessa.cli.output import console, emit_json
 from accessa.cli.run import run
@@ -34,6 +35,7 @@ app.command("replay")(ops.replay)
 app.add_typer(reprocess_cmd.app, name="reprocess")
 app.command("status")(status)
 app.command("cost")(cost)
+app.command("console")(console_command)
 app.command("upload")(client.upload)
 app.command("jobs")(client.jobs)
 app.command("search")(client.search)
