@@ -43,9 +43,11 @@ CHUNK_NAMESPACE = uuid.UUID("1c5e4fe8-2d33-502f-a7e6-02b674896f5d")  # fixed for
 _PAGE_MARKER = re.compile(
     r"^\s*<!--\s*page\s+(\d+)(?:\s+ocr\s+confidence=(\d+(?:\.\d+)?))?\s*-->\s*$", re.IGNORECASE
 )
-_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+# Headings and table separators are read by code around a bounded regex: as one pattern
+# each, adjacent runs of the same characters backtracked quadratically on a long line.
+_HEADING_OPEN = re.compile(r"^ {0,3}(#{1,6})[ \t]+")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_SEPARATOR_CELL = re.compile(r":?-{3,}:?")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
 _Kind = Literal["heading", "text", "table", "code"]
@@ -257,9 +259,9 @@ def _blocks(markdown: str, ocr_pages: dict[int, float] | None = None) -> list[_P
             flush()
         if not stripped:
             continue
-        if heading := _HEADING.match(line):
+        if heading := _heading(line):
             flush()
-            blocks.append(_Piece("heading", line.strip(), page, page, level=len(heading.group(1))))
+            blocks.append(_Piece("heading", line.strip(), page, page, level=heading[0]))
             continue
         if opening := _FENCE.match(line):
             flush()
@@ -271,6 +273,26 @@ def _blocks(markdown: str, ocr_pages: dict[int, float] | None = None) -> list[_P
         lines.append(line)
     flush()
     return blocks
+
+
+def _heading(line: str) -> tuple[int, str] | None:
+    """An ATX heading's level and text, without a closing run of `#` (CommonMark), or None."""
+    opening = _HEADING_OPEN.match(line)
+    if opening is None:
+        return None
+    text = line[opening.end() :].rstrip(" \t")
+    body = text.rstrip("#")
+    if body != text and body.endswith((" ", "\t")):
+        text = body.rstrip(" \t")  # "## Title ##": the closing run goes
+    return len(opening.group(1)), text
+
+
+def _is_table_separator(line: str) -> bool:
+    """A markdown table's delimiter row: `| --- | :---: |`, outer pipes optional."""
+    row = line.strip()
+    row = row[1:] if row.startswith("|") else row
+    row = row[:-1] if row.endswith("|") else row
+    return all(_SEPARATOR_CELL.fullmatch(cell.strip()) for cell in row.split("|"))
 
 
 def _sections(blocks: list[_Piece]) -> list[tuple[list[str], list[_Piece]]]:
@@ -285,7 +307,7 @@ def _sections(blocks: list[_Piece]) -> list[tuple[list[str], list[_Piece]]]:
                 current = []
             while stack and stack[-1][0] >= block.level:
                 stack.pop()
-            stack.append((block.level, _HEADING.match(block.text).group(2)))
+            stack.append((block.level, _heading(block.text)[1]))
         current.append(block)
     if current:
         sections.append(([text for _, text in stack], current))
@@ -332,7 +354,7 @@ def _fit(block: _Piece, index: int, target: int, room: int) -> list[_Piece]:
 
 def _split_table(block: _Piece, target: int) -> list[_Piece]:
     lines = block.text.split("\n")
-    size = 2 if len(lines) > 1 and _TABLE_SEPARATOR.match(lines[1]) else 1
+    size = 2 if len(lines) > 1 and _is_table_separator(lines[1]) else 1
     header = "\n".join(lines[:size])
     budget = target - count_tokens(header) - 1
     if budget < target // 4:  # a header that eats the budget is not worth repeating

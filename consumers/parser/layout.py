@@ -23,7 +23,11 @@ import re
 from collections import Counter
 from typing import Protocol
 
-_PAGE_NUMBER = re.compile(r"(?:[/|\s-]*\bpage\s*\d+(?:\s*(?:of|/)\s*\d+)?\b|^\s*\d+\s*$)", re.I)
+# The separators before "page" are taken only from where their run starts, and never given
+# back (possessive): searched from every position of a long run, they took quadratic time.
+_PAGE_NUMBER = re.compile(
+    r"(?:(?<![/|\s-])[/|\s-]*+\bpage\s*\d+(?:\s*(?:of|/)\s*\d+)?\b|^\s*\d+\s*$)", re.I
+)
 _DIGITS = re.compile(r"\d+")
 _EDGE_LINES = 3  # lines from the top and from the bottom of a page that may be furniture
 _LOOKBACK = 120  # lines searched back for the cell a stream jump returns beside

@@ -9,10 +9,13 @@ import unicodedata
 _LINE_ENDINGS = re.compile(r"\r\n?")
 # C0/C1 controls except \t and \n, DEL, lone surrogates and the U+FFFE/U+FFFF non-characters.
 _UNWANTED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-_TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
+# Each pattern below is tried at every position: a leading run starts only where its run does
+# (lookbehind) or stays on its own line, or a long run is rescanned from each of its characters.
+_TRAILING_SPACE = re.compile(r"(?<![ \t\u00a0])[ \t\u00a0]+$", re.MULTILINE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _PAGE_MARKERS = re.compile(
-    r"^\s*<!--\s*page\s+\d+(?:\s+ocr\s+confidence=[\d.]+)?\s*-->\s*$", re.MULTILINE | re.IGNORECASE
+    r"^[^\S\n]*<!--\s*page\s+\d+(?:\s+ocr\s+confidence=[\d.]+)?\s*-->\s*$",
+    re.MULTILINE | re.IGNORECASE,
 )
 
 
