@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     s3_region: str = Field("us-east-1", description="S3 region.")
     s3_access_key_id: SecretStr = Field(SecretStr("test"), description="S3 access key id.")
     s3_secret_access_key: SecretStr = Field(SecretStr("test"), description="S3 secret key.")
+    storage_gc_grace_s: int = Field(
+        86400, ge=0, description="`accessa storage gc` deletes a raw object no live upload needs "
+        "(orphaned, expired or abandoned) only once it is at least this old.",
+    )  # fmt: skip
+
 
     # --- stage runtime
     stage_concurrency: int = Field(16, ge=1, description="Documents in flight per process.")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -23,13 +26,33 @@ def raw_key(user_id: uuid.UUID, document_id: uuid.UUID) -> str:
     return f"raw/{user_id}/{document_id}.pdf"
 
 
+def verified_raw_key(user_id: uuid.UUID, document_id: uuid.UUID, sha256: str) -> str:
+    """Where verified bytes of a presigned upload go: a key no URL was ever signed for, so a
+    later PUT to the upload's URL cannot change what the parser reads."""
+    return f"raw/{user_id}/{document_id}/{sha256}.pdf"
+
+
 def parsed_key(user_id: uuid.UUID, document_id: uuid.UUID) -> str:
     return f"parsed/{user_id}/{document_id}.md"
 
 
+RAW_PREFIX = "raw/"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object's key, size and last write, without its bytes."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
 class Storage(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
-    async def get(self, key: str) -> bytes: ...
+    async def get(self, key: str, *, limit: int | None = None) -> bytes: ...
+    async def head(self, key: str) -> ObjectInfo: ...
+    def scan(self, prefix: str) -> AsyncIterator[list[ObjectInfo]]: ...
     async def exists(self, key: str) -> bool: ...
     async def delete(self, key: str) -> None: ...
 
@@ -53,17 +76,49 @@ class LocalStorage:
         tmp.write_bytes(data)
         os.replace(tmp, path)
 
-    def _get(self, key: str) -> bytes:
+    def _get(self, key: str, limit: int | None) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with self._path(key).open("rb") as f:
+                return f.read(-1 if limit is None else limit)
         except FileNotFoundError as exc:
             raise ObjectNotFound(key) from exc
+
+    def _info(self, key: str, path: Path) -> ObjectInfo:
+        st = path.stat()
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def _head(self, key: str) -> ObjectInfo:
+        try:
+            return self._info(key, self._path(key))
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+
+    def _list(self, prefix: str) -> list[ObjectInfo]:
+        found = []
+        for folder, _, names in os.walk(self._path(prefix)):
+            for name in names:
+                path = Path(folder) / name
+                try:
+                    found.append(self._info(path.relative_to(self.root).as_posix(), path))
+                except FileNotFoundError:  # removed while we walked
+                    continue
+        return sorted(found, key=lambda o: o.key)
+
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, key, data)
 
-    async def get(self, key: str) -> bytes:
-        return await asyncio.to_thread(self._get, key)
+    async def get(self, key: str, *, limit: int | None = None) -> bytes:
+        """The object's bytes (its first `limit` bytes with a limit)."""
+        return await asyncio.to_thread(self._get, key, limit)
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await asyncio.to_thread(self._head, key)
+
+    async def scan(self, prefix: str) -> AsyncIterator[list[ObjectInfo]]:
+        """Every object under `prefix` (a folder), as one page."""
+        yield await asyncio.to_thread(self._list, prefix)
+
 
     async def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -77,6 +132,7 @@ class S3Storage:
 
     def __init__(self, settings: Settings) -> None:
         import boto3
+        from botocore.config import Config
 
         self.bucket = settings.s3_bucket
         self.client = boto3.client(
@@ -85,6 +141,8 @@ class S3Storage:
             region_name=settings.s3_region,
             aws_access_key_id=settings.s3_access_key_id.get_secret_value(),
             aws_secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+            # SigV4 signs a presigned PUT's Content-Length (SigV2 cannot): S3 refuses other sizes.
+            config=Config(signature_version="s3v4"),
         )
 
     def ensure_bucket(self) -> None:
@@ -95,14 +153,39 @@ class S3Storage:
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
 
-    async def get(self, key: str) -> bytes:
+    async def get(self, key: str, *, limit: int | None = None) -> bytes:
+        """The object's bytes; with `limit`, a ranged GET of its first `limit` bytes at most
+        (an object replaced by a larger one between a HEAD and this GET is never read whole)."""
+        extra = {"Range": f"bytes=0-{limit - 1}"} if limit else {}
+
         def _get() -> bytes:
             try:
-                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                return self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"].read()
             except self.client.exceptions.NoSuchKey as exc:
                 raise ObjectNotFound(key) from exc
 
         return await asyncio.to_thread(_get)
+
+    async def head(self, key: str) -> ObjectInfo:
+        def _head() -> ObjectInfo:
+            try:
+                meta = self.client.head_object(Bucket=self.bucket, Key=key)
+            except self.client.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    raise ObjectNotFound(key) from exc
+                raise
+            return ObjectInfo(key, meta["ContentLength"], meta["LastModified"])
+
+        return await asyncio.to_thread(_head)
+
+    async def scan(self, prefix: str) -> AsyncIterator[list[ObjectInfo]]:
+        """Every object under `prefix`, a page (up to 1000) at a time."""
+        pages = iter(self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix))  # fmt: skip
+        while (page := await asyncio.to_thread(next, pages, None)) is not None:
+            yield [ObjectInfo(o["Key"], o["Size"], o["LastModified"])
+                   for o in page.get("Contents", [])]  # fmt: skip
+
 
     async def exists(self, key: str) -> bool:
         def _head() -> bool:
@@ -117,10 +200,12 @@ class S3Storage:
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=key)
 
-    def presigned_put_url(self, key: str, ttl_s: int) -> str:
+    def presigned_put_url(self, key: str, ttl_s: int, size: int) -> str:
+        """A PUT URL for exactly `size` bytes (Content-Length is a signed header)."""
         return self.client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s
-        )
+            "put_object", Params={"Bucket": self.bucket, "Key": key, "ContentLength": size},
+            ExpiresIn=ttl_s,
+        )  # fmt: skip
 
 
 def make_storage(settings: Settings) -> Storage:

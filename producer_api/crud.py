@@ -194,6 +194,12 @@ async def list_jobs(
     )
 
 
+async def set_raw_path(*, conn: asyncpg.Connection, document_id: uuid.UUID, raw_path: str) -> None:
+    """Point the document at its verified bytes (what the parser reads)."""
+    await conn.execute("UPDATE documents SET raw_path = $2, updated_at = now() "
+                       "WHERE document_id = $1", document_id, raw_path)  # fmt: skip
+
+
 async def delete_document(*, conn: asyncpg.Connection, document_id: uuid.UUID) -> None:
     """Remove a rejected upload (its jobs go with it). Needs an unscoped connection."""
     await conn.execute("DELETE FROM documents WHERE document_id = $1", document_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -19,13 +20,15 @@ from accessa import jobs
 from accessa.config import Settings
 from accessa.db import user_transaction
 from accessa.infra.topics import topics_for
-from accessa.storage import ObjectNotFound, Storage, raw_key
+from accessa.storage import ObjectNotFound, Storage, raw_key, verified_raw_key
 from producer_api import crud, outbox, ratelimit
 from producer_api.core.config import Db
 from producer_api.core.errors import ApiError, not_found
 from producer_api.validation import check_size, validate_pdf
 from schemas.events import ChunksCreated, ChunksEmbedded, DocumentParsed, DocumentUploaded, Event
 from schemas.topics import STAGES
+
+log = logging.getLogger("accessa.api")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,23 @@ async def create(
             if renewed is not None:
                 return renewed
         return Accepted(latest, duplicate=True)
+    except Exception:
+        if data is not None:
+            await _forget_orphan(db, storage, path)
+        raise
+
+
+async def _forget_orphan(db: Db, storage: Storage, key: str) -> None:
+    """After a failed upload transaction: delete its new raw object unless a row names it (a
+    commit whose answer was lost may have landed). Best effort: `accessa storage gc` reclaims
+    what this cannot (Postgres or storage down)."""
+    try:
+        async with db.tx() as conn:
+            named = await conn.fetchval("SELECT 1 FROM documents WHERE raw_path = $1", key)
+        if not named:
+            await storage.delete(key)
+    except Exception:  # the caller's error is the one to report
+        log.warning("could not remove the orphan raw object %s; storage gc will", key)
 
 
 async def _renew(
@@ -145,17 +165,29 @@ async def receive(
         if not store:
             await storage.delete(job["raw_path"])
         raise
-    if store:
-        await storage.put(job["raw_path"], data)
+    path = job["raw_path"]
+    if not store:  # S3: the presigned URL can overwrite its key until it expires, so the
+        # verified bytes get a key of their own, named by their sha256 (a rerun writes the same)
+        path = verified_raw_key(job["user_id"], job["document_id"], job["sha256"])
+    if store or path != job["raw_path"]:
+        await storage.put(path, data)
     async with user_transaction(pool, job["user_id"]) as conn:
         if await crud.mark_validated(conn=conn, job_id=job["job_id"], pages=info.pages) is None:
             check_waiting(await crud.get_job(conn=conn, job_id=job["job_id"]) or job)
             raise ApiError(409, "upload_already_completed", "this job already has its bytes")
+        if path != job["raw_path"]:
+            await crud.set_raw_path(conn=conn, document_id=job["document_id"], raw_path=path)
         fresh = await crud.get_job(conn=conn, job_id=job["job_id"])
         assert fresh is not None
         await _emit(conn, settings, fresh, "parser")
     outbox.committed()
+    if path != job["raw_path"]:
+        try:  # what the client PUT is no longer read; gc removes it if this fails
+            await storage.delete(job["raw_path"])
+        except Exception:
+            log.warning("could not remove the upload object %s (storage gc will)", job["raw_path"])
     return fresh
+
 
 
 def check_waiting(job: asyncpg.Record) -> None:
@@ -167,10 +199,16 @@ def check_waiting(job: asyncpg.Record) -> None:
         raise ApiError(409, "upload_already_completed", "this job already has its bytes")
 
 
-async def read_stored(storage: Storage, job: asyncpg.Record) -> bytes:
-    """The object a client PUT to a presigned URL (S3 backend)."""
+async def read_stored(storage: Storage, job: asyncpg.Record, settings: Settings) -> bytes:
+    """The object a client PUT to a presigned URL (S3 backend). Its size comes from a HEAD
+    first: an oversize or wrong-size object is refused (413 / 400) without being read. Then
+    at most the declared size is read, should the object be replaced in between."""
     try:
-        return await storage.get(job["raw_path"])
+        info = await storage.head(job["raw_path"])
+        check_size(info.size, settings.max_upload_mb)
+        if info.size != job["size"]:
+            raise ApiError(400, "size_mismatch", f"got {info.size} bytes, declared {job['size']}")
+        return await storage.get(job["raw_path"], limit=job["size"])
     except ObjectNotFound as exc:
         raise ApiError(409, "upload_missing", "no bytes were uploaded for this job yet") from exc
 

@@ -177,7 +177,8 @@ class StageContext:
     async def job(self) -> asyncpg.Record:
         """The event's job joined with its document, or PermanentError if either is gone."""
         row = await self.pool.fetchrow(
-            """SELECT j.*, d.raw_path, d.sha256 AS document_sha256, d.filename
+            """SELECT j.*, d.raw_path, d.sha256 AS document_sha256, d.size AS document_size,
+                      d.filename
                FROM upload_jobs j JOIN documents d USING (document_id)
                WHERE j.job_id = $1""",
             self.event.job_id,

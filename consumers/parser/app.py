@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+
+import asyncpg
+
 from accessa import jobs
 from accessa.errors import PermanentError
 from accessa.runtime.context import StageContext, StageResources
@@ -21,17 +26,31 @@ async def load_backend(res: StageResources) -> None:
     res.extra["backend"] = make_backend(res.settings, res.pool)
 
 
+async def read_raw(ctx: StageContext, job: asyncpg.Record) -> bytes:
+    """The PDF at the document row's `raw_path` (not the event's path), refused unless its
+    size and sha256 are the row's: bytes replaced or damaged in storage are never parsed."""
+    path, size, sha256 = job["raw_path"], job["document_size"], job["document_sha256"]
+    try:
+        found = (await ctx.storage.head(path)).size
+        if found != size:  # refused unread
+            raise PermanentError(f"raw file {path} has {found} bytes, the upload had {size}",
+                                 code="raw_sha_mismatch")  # fmt: skip
+        pdf = await ctx.storage.get(path, limit=size)
+    except ObjectNotFound as exc:
+        raise PermanentError(f"raw file {path} is missing", code="raw_file_missing") from exc
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(pdf).hexdigest())
+    if digest != sha256:
+        raise PermanentError(f"raw file {path} is not the uploaded document (sha256 {digest}, "
+                             f"uploaded {sha256})", code="raw_sha_mismatch")  # fmt: skip
+    return pdf
+
+
 @stage.handle
 async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentParsed:
-    await ctx.job()
+    job = await ctx.job()
     async with ctx.pool.acquire() as conn, conn.transaction():  # one commit: status and event
         await jobs.advance(conn, job_id=event.job_id, status="parse_queued", actor="parser")
-    try:
-        pdf = await ctx.storage.get(event.storage_path)
-    except ObjectNotFound as exc:
-        raise PermanentError(
-            f"raw file {event.storage_path} is missing", code="raw_file_missing"
-        ) from exc
+    pdf = await read_raw(ctx, job)
 
     async def ocr_progress(done: int, total: int) -> None:
         async with ctx.pool.acquire() as conn:

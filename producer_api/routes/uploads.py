@@ -34,7 +34,7 @@ def _signed_url(
         return None, None
     expires = int(time.time()) + settings.signed_url_ttl_s
     if isinstance(storage, S3Storage):
-        url = storage.presigned_put_url(job["raw_path"], settings.signed_url_ttl_s)
+        url = storage.presigned_put_url(job["raw_path"], settings.signed_url_ttl_s, job["size"])
     else:
         signature = sign_upload(settings, job["job_id"], expires)
         base = request.url_for("put_upload_content", job_id=str(job["job_id"]))
@@ -107,13 +107,14 @@ async def complete_upload(
     job_id: uuid.UUID, user: CurrentUser, db: DbDep, pool: PoolDep, settings: SettingsDep,
     storage: StorageDep,
 ) -> DocumentAccepted:  # fmt: skip
-    """After a PUT to an S3 presigned URL: verify the object's size and sha256, then emit."""
+    """After a PUT to an S3 presigned URL: verify the object's size (before reading it) and
+    sha256, keep the verified bytes where the URL cannot reach, then emit."""
     async with db.tx() as conn:
         job = await crud.get_job(conn=conn, job_id=job_id)
     if job is None:
         raise not_found("job")
     ingest.check_waiting(job)
-    data = await ingest.read_stored(storage, job)
+    data = await ingest.read_stored(storage, job, settings)
     fresh = await ingest.receive(pool=pool, settings=settings, storage=storage, job=job,
                                  data=data, store=False)  # fmt: skip
     return accepted(fresh, duplicate=False)

@@ -89,7 +89,10 @@ async def test_presigned_put_then_complete_verifies_the_object_and_emits(
     assert done.status_code == 200, done.text
     assert done.json()["stage"] == "validated"
     (record,) = await uploaded_records(s3_settings, expect=1)
-    assert DocumentUploaded.model_validate_json(record.value).storage_path == key
+    # The verified bytes have a key no URL was signed for; the uploaded object is gone.
+    verified = f"raw/{user}/{body['document_id']}/{sha256(data)}.pdf"
+    assert DocumentUploaded.model_validate_json(record.value).storage_path == verified
+    assert _object(s3_settings, verified) == data
     again = await s3_api.post(f"/api/v2/upload/{body['job_id']}/complete", headers=auth)
     assert again.status_code == 409
 
