@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mTLS).")
     kafka_ssl_key_password: SecretStr | None = Field(None, description="Key file password.")
     kafka_ssl_check_hostname: bool = Field(True, description="Match broker names to certs.")
+    topic_retention_hours: float = Field(
+        168.0, gt=0, description="`retention.ms` of the pipeline topics (DLQ topics: 30 days "
+        "if longer): how far back `accessa replay` can reach.",
+    )  # fmt: skip
 
     # --- Postgres
     database_url: str | None = Field(

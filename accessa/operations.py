@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -180,6 +180,36 @@ async def redrive(
     return results
 
 
+class WindowExpired(Exception):
+    """A replay window starts before the oldest record the topic's retention has left."""
+
+
+async def check_window(settings: Settings, topic: str, since: datetime) -> None:
+    """Raise WindowExpired if records of `topic` from `since` on have been deleted already
+    (a partition's log starts past offset 0 and its first record is newer than `since`):
+    replaying would silently replay less than asked."""
+    parts = await partitions(settings, topic)
+    consumer = kafka_clients.consumer(settings, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        starts = await consumer.beginning_offsets(parts) if parts else {}
+        trimmed = [tp for tp in parts if starts[tp] > 0]
+        first = await consumer.offsets_for_times({tp: 0 for tp in trimmed}) if trimmed else {}
+    finally:
+        await consumer.stop()
+    now_ms = datetime.now(UTC).timestamp() * 1000
+    retention_ms = settings.topic_retention_hours * 3_600_000
+    # A partition emptied by retention lost records up to its retention ago, at least.
+    oldest = max((f.timestamp if f else now_ms - retention_ms for f in first.values()), default=0)
+    if since.timestamp() * 1000 < oldest:
+        kept = datetime.fromtimestamp(oldest / 1000, UTC).isoformat(timespec="seconds")
+        raise WindowExpired(
+            f"{topic} no longer holds records before {kept} (deleted by its retention, "
+            f"ACCESSA_TOPIC_RETENTION_HOURS={settings.topic_retention_hours:g}): a replay "
+            f"from {since.isoformat()} would replay less than asked; use --from {kept} or later"
+        )
+
+
 async def replay(
     settings: Settings,
     topic: str,
@@ -191,8 +221,11 @@ async def replay(
     dry_run: bool = False,
 ) -> list[Record]:
     """Re-publish the matching events of `topic` to it, for its consumer to process again.
-    Events keep their ids, so stages that already processed them change nothing."""
+    Events keep their ids, so stages that already processed them change nothing. Raises
+    WindowExpired when `since` reaches before what retention has left of the topic."""
     name = topic if topic.startswith(settings.topic_prefix) else f"{settings.topic_prefix}{topic}"
+    if since is not None:
+        await check_window(settings, name, since)
     matches = []
     async for record in scan(settings, name, since=since, until=until):
         if document and (record.key or b"").decode() != document:

@@ -132,9 +132,14 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-publish matching events (found by time, filtered by key/headers) for reprocessing.
-    Already-processed events are deduplicated by the stage: replay is always safe."""
-    records = asyncio.run(ops.replay(get_settings(), topic, since=from_, until=to,
-                                     document=document, user=user, dry_run=dry_run))  # fmt: skip
+    Already-processed events are deduplicated by the stage: replay is always safe. Refuses
+    (exit 1) a --from older than the topic's retention has kept."""
+    try:
+        records = asyncio.run(ops.replay(get_settings(), topic, since=from_, until=to,
+                                         document=document, user=user,
+                                         dry_run=dry_run))  # fmt: skip
+    except ops.WindowExpired as exc:
+        fail(str(exc), Exit.FAILED, as_json=as_json)
     if as_json:
         emit_json({"replayed": 0 if dry_run else len(records), "dry_run": dry_run,
                    "events": [r.id for r in records]})  # fmt: skip

@@ -13,7 +13,7 @@ from accessa import kafka_clients
 from accessa.config import Settings
 from schemas.topics import Topics
 
-_DLQ_RETENTION_MS = str(30 * 24 * 3600 * 1000)
+DLQ_RETENTION_HOURS = 30 * 24  # dead letters wait for an operator longer than work does
 
 
 def topics_for(settings: Settings) -> Topics:
@@ -33,7 +33,7 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
             # rf -1 = the broker's default; aiokafka then wants an (empty) assignment map.
             NewTopic(name, num_partitions=want, replication_factor=rf,
                      replica_assignments={} if rf == -1 else None,
-                     topic_configs=_topic_configs(name, min_isr))
+                     topic_configs=topic_configs(settings, name, min_isr))
             for name in names
             if name not in existing
         ]  # fmt: skip
@@ -49,8 +49,18 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         await admin.close()
 
 
-def _topic_configs(name: str, min_isr: int | None) -> dict[str, str]:
-    configs = {"retention.ms": _DLQ_RETENTION_MS} if name.endswith(".dlq") else {}
+def retention_hours(settings: Settings, name: str) -> float:
+    """How long topic `name` keeps records: ACCESSA_TOPIC_RETENTION_HOURS, and for a DLQ at
+    least 30 days."""
+    if name.endswith(".dlq"):
+        return max(settings.topic_retention_hours, DLQ_RETENTION_HOURS)
+    return settings.topic_retention_hours
+
+
+def topic_configs(settings: Settings, name: str, min_isr: int | None) -> dict[str, str]:
+    """Every pipeline topic states its retention: the broker's default would decide how far
+    back `accessa replay` and the dedup retention (`accessa gc`) can safely reach."""
+    configs = {"retention.ms": str(int(retention_hours(settings, name) * 3_600_000))}
     if min_isr:
         configs["min.insync.replicas"] = str(min_isr)
     return configs

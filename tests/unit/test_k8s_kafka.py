@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from accessa.infra.topics import _DLQ_RETENTION_MS
+from accessa.infra.topics import topic_configs
 from schemas.topics import STAGES, Topics
 from tests.unit.test_k8s_manifests import BUILDS, Build, _build
 
@@ -226,9 +226,10 @@ def test_prod_topics_match_schemas_topics() -> None:
         assert spec["partitions"] == settings.topic_partitions == 12
         assert spec["replicas"] == settings.kafka_replication_factor == 3
         assert spec["config"]["min.insync.replicas"] == settings.kafka_min_insync_replicas == 2
-        retention = spec["config"].get("retention.ms")
-        assert retention == (int(_DLQ_RETENTION_MS) if name.endswith(".dlq") else None), name
-    assert int(_DLQ_RETENTION_MS) == 30 * 24 * 3600 * 1000
+        retention = spec["config"]["retention.ms"]
+        assert retention == int(topic_configs(settings, name, None)["retention.ms"]), name
+        hours = 30 * 24 if name.endswith(".dlq") else settings.topic_retention_hours
+        assert retention == hours * 3600 * 1000, name
 
 
 def test_every_principal_is_a_kafka_user_with_the_pods_password() -> None:

@@ -26,10 +26,10 @@ def _imports() -> tuple[Any, Any, Any, Any]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from accessa.config import Settings
-    from accessa.infra.topics import _DLQ_RETENTION_MS
+    from accessa.infra.topics import topic_configs
     from schemas.topics import STAGES, Topics
 
-    return Settings, _DLQ_RETENTION_MS, STAGES, Topics
+    return Settings, topic_configs, STAGES, Topics
 
 
 def _acl(kind: str, name: str, *operations: str, pattern: str = "literal") -> dict[str, Any]:
@@ -84,13 +84,14 @@ def principals() -> dict[str, list[dict[str, Any]]]:
 
 
 def documents() -> list[dict[str, Any]]:
-    settings_cls, dlq_retention_ms, _, topics_cls = _imports()
+    settings_cls, topic_configs, _, topics_cls = _imports()
     labels = {"strimzi.io/cluster": CLUSTER}
     docs: list[dict[str, Any]] = []
-    for name in topics_cls("", settings_cls().retry_max_attempts).all():
-        config: dict[str, Any] = {"min.insync.replicas": MIN_INSYNC}
-        if name.endswith(".dlq"):
-            config["retention.ms"] = int(dlq_retention_ms)
+    settings = settings_cls()
+    for name in topics_cls("", settings.retry_max_attempts).all():
+        # The retention `accessa infra topics` sets (ACCESSA_TOPIC_RETENTION_HOURS; DLQ 30 days).
+        retention = int(topic_configs(settings, name, None)["retention.ms"])
+        config: dict[str, Any] = {"min.insync.replicas": MIN_INSYNC, "retention.ms": retention}
         docs.append({
             "apiVersion": "kafka.strimzi.io/v1beta2",
             "kind": "KafkaTopic",
