@@ -33,6 +33,7 @@ from tests.integration.test_api_support import (  # noqa: F401
     running,
     sha256,
     unique_pdf,
+    upload,
     user,
 )
 from tests.utils import CORPUS
@@ -142,6 +143,30 @@ async def test_the_parser_fails_a_tampered_raw_file_raw_sha_mismatch_in_one_deli
         assert job["last_error"]["code"] == "raw_sha_mismatch"
         assert event.storage_path in job["last_error"]["message"]
         assert job["retry_count"] == 0  # permanent: no retry topic, one delivery
+
+
+async def test_a_failed_upload_transaction_after_the_bytes_were_stored_leaves_no_raw_object(
+    api_settings: Settings, pool: asyncpg.Pool, auth: dict[str, str], user: uuid.UUID,
+) -> None:  # fmt: skip
+    # A real failure after storage.put: Postgres refuses this test's outbox rows (its topics).
+    refuse = f"refuse_{uuid.uuid4().hex[:12]}"
+    await pool.execute(
+        f"CREATE FUNCTION {refuse}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.topic = '{api_settings.topic_prefix}uploaded' THEN "
+        f"RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
+    )
+    await pool.execute(f"CREATE TRIGGER {refuse} BEFORE INSERT ON outbox FOR EACH ROW "
+                       f"EXECUTE FUNCTION {refuse}()")  # fmt: skip
+    try:
+        async with running(create_app(api_settings)) as api:
+            response = await upload(api, auth, unique_pdf())
+    finally:
+        await pool.execute(f"DROP TRIGGER {refuse} ON outbox")
+        await pool.execute(f"DROP FUNCTION {refuse}()")
+    assert response.status_code == 500, response.text
+    assert await pool.fetchval("SELECT count(*) FROM documents WHERE user_id = $1", user) == 0
+    stored = api_settings.storage_root / "raw" / str(user)
+    assert [p for p in stored.rglob("*") if p.is_file()] == []
 
 
 # --- storage gc, on local storage and on moto
