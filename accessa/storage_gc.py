@@ -68,7 +68,7 @@ class Report:
 
 
 async def _classify(
-    pool: asyncpg.Pool, page: list[ObjectInfo], abandoned_after_s: float
+    pool: asyncpg.Pool | asyncpg.Connection, page: list[ObjectInfo], abandoned_after_s: float
 ) -> dict[str, str | None]:
     """key -> reason to delete it, or None to keep it."""
     rows = await pool.fetch(_NAMED, [o.key for o in page], float(abandoned_after_s))
@@ -86,8 +86,9 @@ async def _classify(
 
 
 async def collect(
-    pool: asyncpg.Pool, storage: Storage, *, grace_s: float, abandoned_after_s: float,
-    dry_run: bool = False, on_page: Callable[[Report], None] | None = None,
+    pool: asyncpg.Pool | asyncpg.Connection, storage: Storage, *, grace_s: float,
+    abandoned_after_s: float, dry_run: bool = False,
+    on_page: Callable[[Report], None] | None = None,
 ) -> Report:  # fmt: skip
     """Find (and unless `dry_run`, delete) the raw objects no live upload needs that are older
     than `grace_s`. A failed delete is reported in `errors`, the others go on."""

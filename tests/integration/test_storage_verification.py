@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from accessa import storage_gc
 from accessa.cli.main import app as cli
 from accessa.config import Settings, get_settings
+from accessa.errors import ConfigurationError
 from accessa.storage import S3Storage, Storage, make_storage, raw_key
 from consumers.parser.app import read_raw
 from producer_api.main import create_app
@@ -246,3 +247,18 @@ async def test_storage_gc_deletes_only_orphan_expired_and_abandoned_objects_past
     assert [k for k in [live, waiting, *doomed] if await storage.exists(k)] == [live, waiting]
     again = await gc(grace_s=0, dry_run=False)
     assert (again.scanned, again.doomed) == (2, [])
+
+
+async def test_storage_gc_refuses_a_login_that_row_level_security_hides_documents_from(
+    api_settings: Settings, pool: asyncpg.Pool,
+) -> None:  # fmt: skip
+    storage = make_storage(api_settings)
+    live = await _document(pool, storage, stage="validated", age_s=7200)
+    async with pool.acquire() as conn:
+        await conn.execute("SET ROLE accessa_app")  # sees only the rows of app.user_id
+        try:
+            with pytest.raises(ConfigurationError, match="row-level security"):
+                await storage_gc.collect(conn, storage, grace_s=0, abandoned_after_s=0)
+        finally:
+            await conn.execute("RESET ROLE")
+    assert await storage.exists(live)
