@@ -198,6 +198,26 @@ class Settings(BaseSettings):
         15.0, gt=0, description="Webhook mode: re-check a job whose webhook is late this often."
     )
 
+    # --- retention (`accessa gc`)
+    retention_processed_events_days: float = Field(
+        14.0, gt=0, description="Stage dedup rows older than this are deleted; at least twice "
+        "the topic retention, or a redelivered or replayed record could run twice.",
+    )  # fmt: skip
+    retention_outbox_days: float = Field(
+        7.0, gt=0, description="Published outbox rows older than this are deleted."
+    )
+    retention_embedding_cache_days: float = Field(
+        90.0, gt=0, description="Cached embeddings older than this are deleted (re-embedded "
+        "when needed).",
+    )  # fmt: skip
+    retention_dlq_redrives_days: float = Field(
+        45.0, gt=0, description="Redrive records older than this are deleted; at least the "
+        "DLQ topics' retention, or a DLQ record could be redriven twice.",
+    )  # fmt: skip
+    retention_batch_rows: int = Field(
+        5000, ge=1, description="`accessa gc` deletes at most this many rows per statement."
+    )
+
     # --- chunker
     chunker_version: str = Field("markdown-simple@2", description="Chunker id@version.")
     chunk_target_tokens: int = Field(512, ge=32, description="Chunk token budget.")

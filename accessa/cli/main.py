@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from accessa.cli import client, infra, ops, reprocess_cmd, storage_cmd
+from accessa.cli import client, gc_cmd, infra, ops, reprocess_cmd, storage_cmd
 from accessa.cli.config_cmd import asyncapi, config
 from accessa.cli.console_cmd import console_command
 from accessa.cli.cost_cmd import cost
@@ -34,6 +34,7 @@ app.add_typer(ops.consumers_app, name="consumers")
 app.command("replay")(ops.replay)
 app.add_typer(reprocess_cmd.app, name="reprocess")
 app.add_typer(storage_cmd.app, name="storage")
+app.command("gc")(gc_cmd.gc)
 app.command("status")(status)
 app.command("cost")(cost)
 app.command("console")(console_command)
