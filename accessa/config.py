@@ -177,6 +177,19 @@ class Settings(BaseSettings):
         "on", description="Local parser: OCR pages without a text layer (Tesseract)."
     )
     ocr_dpi: int = Field(300, ge=100, le=600, description="Local parser: OCR page resolution.")
+    quality_min_ocr_confidence: float = Field(
+        0.85, ge=0, le=1, description="A page OCR read with a lower mean word confidence is "
+        "read again from its upscaled image, and if still lower flags the job "
+        "`low_ocr_confidence`.",
+    )  # fmt: skip
+    quality_min_image_page_words: int = Field(
+        20, ge=0, description="An image page (see ACCESSA_QUALITY_IMAGE_PAGE_COVERAGE) that "
+        "yields fewer words flags the job `little_text_on_image_page`.",
+    )  # fmt: skip
+    quality_image_page_coverage: float = Field(
+        0.5, ge=0, le=1, description="Share of a page images must cover for it to count as an "
+        "image page (a scan).",
+    )  # fmt: skip
     parser_document_timeout_s: float | None = Field(
         None, gt=0, description="Local parser: a document's whole parse (text and OCR) may take "
         "this long, then its worker is killed and the job fails `parse_timeout`; unset = 60 s + "

@@ -170,6 +170,7 @@ async def list_jobs(
     state: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    quality: str | None = None,
 ) -> list[asyncpg.Record]:
     """Newest first; `after` is the (created_at, job_id) of the previous page's last item."""
     where: list[str] = ["true"]
@@ -180,6 +181,7 @@ async def list_jobs(
         ("j.state = ${}", state),
         ("j.created_at >= ${}", since),
         ("j.created_at < ${}", until),
+        ("j.quality -> 'flags' ? ${}", quality),
     ):
         if value is None:
             continue

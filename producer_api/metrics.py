@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accessa.runtime.metrics import REGISTRY
@@ -39,6 +39,12 @@ OUTBOX_UNDELIVERABLE = Counter(
 OUTBOX_FAILURES = Counter(
     "accessa_outbox_failures_total",
     "Relay rounds that failed (broker or database unavailable).",
+    registry=REGISTRY,
+)
+OUTBOX_OLDEST = Gauge(
+    "accessa_outbox_oldest_seconds",
+    "Age of the oldest unpublished outbox row this relay claimed in its last round (0 when it "
+    "found none).",
     registry=REGISTRY,
 )
 

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.events import PageQuality, QualityFlag
+
 JobStatus = Literal[
     "uploaded", "parse_queued", "parsed", "parse_validated", "chunking", "chunks_stored",
     "embedding_queued", "embedding_in_progress", "embeddings_stored", "complete",
@@ -67,6 +69,17 @@ class DocumentAccepted(BaseModel):
     duplicate: bool = Field(False, description="True: an existing document of yours, no new job.")
 
 
+class JobQuality(BaseModel):
+    """How readable the parsed document is: flags, each with its reason in words, and the
+    per page figures behind them."""
+
+    flags: list[QualityFlag] = Field(examples=[["low_ocr_confidence"]])
+    reasons: list[str] = Field(
+        examples=[["OCR read page 1 of 1 with low confidence (lowest mean 0.70, below 0.85): …"]]
+    )
+    pages: list[PageQuality]
+
+
 class JobPublic(BaseModel):
     """Where a job is in the pipeline and what it has cost so far."""
 
@@ -95,6 +108,9 @@ class JobPublic(BaseModel):
     )
     cost_usd: float = Field(0.0, description="Embedding spend so far.")
     embed_tokens: int = 0
+    quality: JobQuality | None = Field(
+        None, description="Set once parsed (local parser): is the document readable?"
+    )
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
@@ -144,7 +160,8 @@ def job_public(row: Any) -> JobPublic:
         retry_count=row["retry_count"], last_error=row["last_error"],
         correlation_id=row["correlation_id"], trace_id=row.get("trace_id"),
         cost_usd=float(row["cost_usd"]),
-        embed_tokens=row["embed_tokens"], created_at=row["created_at"],
+        embed_tokens=row["embed_tokens"], quality=row.get("quality"),
+        created_at=row["created_at"],
         updated_at=row["updated_at"], completed_at=row["completed_at"],
     )  # fmt: skip
 

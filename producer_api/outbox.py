@@ -63,7 +63,8 @@ _LOCAL_RELAYS: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
 # Only this deployment's topics: rows written for another topic namespace sharing the
 # database (a test run, another environment) are never this relay's to send.
 CLAIM = """
-SELECT id, topic, key, payload, headers FROM outbox
+SELECT id, topic, key, payload, headers,
+       extract(epoch FROM clock_timestamp() - created_at)::float8 AS age_s FROM outbox
 WHERE published_at IS NULL AND failed_at IS NULL AND topic = ANY($1::text[])
 ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED"""
@@ -226,6 +227,7 @@ async def relay_once(settings: Settings, pool: asyncpg.Pool, publisher: KafkaPub
     """
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(CLAIM, topics_for(settings).all(), BATCH)
+        metrics.OUTBOX_OLDEST.set(max((r["age_s"] for r in rows), default=0.0))
         if not rows:
             return 0
         sent = await publisher.publish(rows)

@@ -60,6 +60,27 @@ class DocumentUploaded(Event):
     mime: str = "application/pdf"
 
 
+QualityFlag = Literal["low_ocr_confidence", "little_text_on_image_page", "no_text"]
+"""What a job's `quality.flags` may hold (consumers/parser/quality.py says when each is set)."""
+
+
+class PageQuality(BaseModel):
+    """What one page yielded: the words of its text layer and of OCR, and how much of it is
+    image. The parser's figures behind a job's `quality` summary."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    page: int = Field(ge=1, description="1-based page number.")
+    text_words: int = Field(0, ge=0, description="Words in the page's text layer.")
+    ocr_words: int = Field(0, ge=0, description="Words OCR kept (0: not OCR'd).")
+    ocr_confidence: float | None = Field(
+        None, ge=0, le=1, description="Mean confidence of the OCR words; null: not OCR'd."
+    )
+    image_coverage: float = Field(
+        0.0, ge=0, le=1, description="Share of the page's area that images cover."
+    )
+
+
 class DocumentParsed(Event):
     """Markdown is stored and validated (topic `parsed`)."""
 
@@ -68,6 +89,9 @@ class DocumentParsed(Event):
     parsed_sha256: str = Field(min_length=64, max_length=64)
     pages: int = Field(ge=0)
     parser: str = Field(examples=["local:pypdfium2", "llamaparse"])
+    page_stats: list[PageQuality] = Field(
+        default_factory=list, description="Per page figures (local parser); empty otherwise."
+    )
     chunker_version: str | None = Field(
         None, description="Version to build (a reprocess); unset = ACCESSA_CHUNKER_VERSION."
     )

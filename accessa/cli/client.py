@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import httpx
 import typer
@@ -21,6 +21,7 @@ from rich.table import Table
 
 from accessa.cli.output import Exit, console, emit_json, err_console, fail
 from accessa.config import get_settings
+from schemas.events import QualityFlag
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 TokenOpt = Annotated[
@@ -204,6 +205,9 @@ def upload(
         raise typer.Exit(int(Exit.FAILED))
 
 
+QualityFilter = StrEnum("QualityFilter", {flag: flag for flag in get_args(QualityFlag)})
+
+
 def jobs(
     as_json: JsonOpt = False,
     token: TokenOpt = None,
@@ -211,17 +215,23 @@ def jobs(
     api_url: ApiUrlOpt = None,
     status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many.")] = 20,
+    quality: Annotated[
+        QualityFilter | None,
+        typer.Option(help="Only jobs whose parsed document has this quality flag."),
+    ] = None,
 ) -> None:
-    """List your jobs, newest first."""
-    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
+    """List your jobs, newest first, with their quality flags (is the document readable?)."""
+    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {}),
+                              **({"quality": quality.value} if quality else {})}  # fmt: skip
     items = _get("/api/v2/jobs", params, token, user, api_url, as_json)["items"]
     if as_json:
         emit_json(items)
         return
-    table = Table("job", "file", "status", "stage", "%", "created")
+    table = Table("job", "file", "status", "stage", "%", "quality", "created")
     for job in items:
+        flags = ", ".join((job.get("quality") or {}).get("flags", [])) or "-"
         table.add_row(job["job_id"], job["filename"], job["status"], job["stage"],
-                      str(job["progress"]), job["created_at"][:19])  # fmt: skip
+                      str(job["progress"]), flags, job["created_at"][:19])  # fmt: skip
     console.print(table)
 
 

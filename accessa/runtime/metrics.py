@@ -58,3 +58,16 @@ JOB_DURATION = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
     registry=REGISTRY,
 )
+QUALITY_FLAGS = Counter(
+    "accessa_documents_quality_flag_total",
+    "Parsed documents by quality flag (low_ocr_confidence, little_text_on_image_page, "
+    "no_text), counted once per document by the parser; `none` for a document without one.",
+    ["flag"],
+    registry=REGISTRY,
+)
+READY = Gauge(
+    "accessa_ready",
+    "1 when the process's last readiness check passed, 0 when it failed.",
+    ["process"],
+    registry=REGISTRY,
+)

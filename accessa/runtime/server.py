@@ -63,6 +63,7 @@ def health_app(
     async def ready(_: Request) -> Response:
         results, reasons = await run_checks(checks)
         ok = all(results.values())
+        metrics.READY.labels(process).set(1 if ok else 0)
         body = {"ready": ok, "checks": results, **({"reasons": reasons} if reasons else {})}
         return JSONResponse(body, status_code=200 if ok else 503)
 

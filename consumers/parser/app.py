@@ -9,11 +9,13 @@ import asyncpg
 
 from accessa import jobs
 from accessa.errors import PermanentError
+from accessa.runtime import metrics
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
 from accessa.storage import ObjectNotFound, parsed_key
 from consumers.parser.backends import document_timeout_s, make_backend
 from consumers.parser.normalize import has_text, normalize_markdown, sha256_text
+from consumers.parser.quality import Thresholds, summarize
 from schemas.events import DocumentParsed, DocumentUploaded
 
 # Parsing is CPU-heavy: a small poll keeps the batch (and its offset commit) short. Each
@@ -71,8 +73,9 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
         event_id=DocumentParsed.make_id(event.job_id), job_id=event.job_id,
         document_id=event.document_id, user_id=event.user_id,
         correlation_id=event.correlation_id, parsed_path=path, parsed_sha256=digest,
-        pages=parsed.pages, parser=parsed.parser,
+        pages=parsed.pages, parser=parsed.parser, page_stats=list(parsed.page_stats),
     )  # fmt: skip
+    quality = summarize(parsed.page_stats, Thresholds.of(ctx.settings))
     async with ctx.commit(output) as conn:
         await conn.execute(
             "UPDATE documents SET parsed_path = $2, pages = $3, updated_at = now() "
@@ -82,4 +85,9 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
         await jobs.advance(conn, job_id=event.job_id, status="parsed", actor="parser",
                            parsed_path=path, parsed_sha256=digest, pages=parsed.pages)  # fmt: skip
         await jobs.advance(conn, job_id=event.job_id, status="parse_validated", actor="parser")
+        await conn.execute("UPDATE upload_jobs SET quality = $2 WHERE job_id = $1",
+                           event.job_id, quality)  # fmt: skip
+    # Counted here, after the commit: a redelivery re-emits the committed output unhandled.
+    for flag in (quality["flags"] or ["none"]) if quality else ():
+        metrics.QUALITY_FLAGS.labels(flag).inc()
     return output

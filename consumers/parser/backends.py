@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED
 from consumers.parser import llamaparse_jobs, ocr
 from consumers.parser.local import DEFAULT_MAX_PAGES, ParsedPdf, parse_pdf
 from consumers.parser.sandbox import DEFAULT_MEMORY_LIMIT_MB, MemoryCappedWorker
+from schemas.events import PageQuality
 
 _PAGE_MARKER = "<!-- page "
 OCR_BATCH_PAGES = 4  # pages per worker call: progress this often, the PDF pickled this rarely
@@ -59,12 +61,14 @@ class LocalBackend:
         *,
         ocr_enabled: bool = True,
         ocr_dpi: int = ocr.DEFAULT_DPI,
+        ocr_retry_below: float = 0.0,
         document_timeout_s: float = TIMEOUT_BASE_S + TIMEOUT_PER_PAGE_S * DEFAULT_MAX_PAGES,
     ) -> None:
         self.max_expanded_bytes = max_expanded_bytes
         self.worker = MemoryCappedWorker(memory_limit_mb)
         self.ocr_enabled = ocr_enabled
         self.ocr_dpi = ocr_dpi
+        self.ocr_retry_below = ocr_retry_below
         self.document_timeout_s = document_timeout_s
 
     async def parse(
@@ -85,7 +89,12 @@ class LocalBackend:
             batch = pending[start : start + OCR_BATCH_PAGES]
             left = max(deadline - time.monotonic(), 0.0)  # 0: times out at once, same error
             results |= await self.worker.run(
-                ocr.ocr_pages, pdf, batch, dpi=self.ocr_dpi, timeout_s=left
+                ocr.ocr_pages,
+                pdf,
+                batch,
+                dpi=self.ocr_dpi,
+                timeout_s=left,
+                retry_below=self.ocr_retry_below,
             )
         if progress is not None:
             await progress(len(pending), len(pending))
@@ -95,8 +104,9 @@ class LocalBackend:
                 "the PDF has no text layer (scanned or image-only) and OCR found no text",
                 code="no_text_layer",
             )
-        return ParsedPdf(markdown=markdown, pages=parsed.pages, parser=parsed.parser,
-                         textless_pages=parsed.textless_pages)  # fmt: skip
+        return dataclasses.replace(
+            parsed, markdown=markdown, page_stats=_with_ocr(parsed.page_stats, results)
+        )
 
 
 class LlamaParseBackend:
@@ -177,6 +187,19 @@ class LlamaParseWebhookBackend(LlamaParseBackend):
         return True
 
 
+def _with_ocr(
+    stats: tuple[PageQuality, ...], results: dict[int, ocr.OcrText | None]
+) -> tuple[PageQuality, ...]:
+    """The pages' figures with what OCR read on each OCR'd page."""
+    out = []
+    for page in stats:
+        if (result := results.get(page.page)) is not None:
+            page = page.model_copy(update={"ocr_words": result.words,
+                                           "ocr_confidence": result.confidence})  # fmt: skip
+        out.append(page)
+    return tuple(out)
+
+
 def _parsed(markdown: str) -> ParsedPdf:
     pages = max(markdown.count(_PAGE_MARKER), 1)
     return ParsedPdf(markdown=markdown, pages=pages, parser="llamaparse")
@@ -187,6 +210,7 @@ def make_backend(settings: Settings, pool: asyncpg.Pool) -> ParserBackend:
         return LocalBackend(
             settings.pdf_max_expanded_bytes, settings.parser_memory_limit_mb,
             ocr_enabled=settings.ocr == "on", ocr_dpi=settings.ocr_dpi,
+            ocr_retry_below=settings.quality_min_ocr_confidence,
             document_timeout_s=document_timeout_s(settings),
         )  # fmt: skip
     if settings.llamaparse_callback_url:

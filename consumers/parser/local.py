@@ -35,6 +35,7 @@ import pypdfium2.raw as pdfium_c
 from accessa.errors import PermanentError
 from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED, PdfBomb, check_expansion
 from consumers.parser import layout
+from schemas.events import PageQuality
 
 PARSER_NAME = "local:pypdfium2"
 DEFAULT_MAX_PAGES = 2000
@@ -64,6 +65,8 @@ class ParsedPdf:
     parser: str = PARSER_NAME
     # 1-based pages whose text layer has fewer than MIN_PAGE_CHARS characters: OCR candidates.
     textless_pages: tuple[int, ...] = ()
+    # Per page: text-layer words and image coverage (OCR figures are added by the OCR step).
+    page_stats: tuple[PageQuality, ...] = ()
 
 
 @dataclass(slots=True)
@@ -110,7 +113,8 @@ def parse_pdf(
                     f"the PDF has {page_count} pages; at most {max_pages} are accepted",
                     code="pdf_too_many_pages",
                 )
-            pages = _read_pages(document, page_count, deadline_s)
+            coverage: list[float] = []
+            pages = _read_pages(document, page_count, deadline_s, coverage)
         finally:
             # Close here, under the lock, rather than leaving it to a finalizer on another thread.
             document.close()
@@ -124,7 +128,17 @@ def parse_pdf(
             "the PDF has no text layer (scanned or image-only) and OCR is off",
             code="no_text_layer",
         )
-    return ParsedPdf(markdown=_to_markdown(pages), pages=page_count, textless_pages=textless)
+    # Counted before `_to_markdown` strips running headers and footers.
+    stats = tuple(
+        PageQuality(
+            page=number,
+            text_words=sum(len(line.text.split()) for line in lines),
+            image_coverage=coverage[number - 1],
+        )
+        for number, lines in enumerate(pages, start=1)
+    )
+    return ParsedPdf(markdown=_to_markdown(pages), pages=page_count, textless_pages=textless,
+                     page_stats=stats)  # fmt: skip
 
 
 def _open(data: bytes) -> pdfium.PdfDocument:
@@ -143,8 +157,10 @@ def _open(data: bytes) -> pdfium.PdfDocument:
 
 
 def _read_pages(
-    document: pdfium.PdfDocument, page_count: int, deadline_s: float | None
-) -> list[list[_Line]]:
+    document: pdfium.PdfDocument, page_count: int, deadline_s: float | None,
+    coverage: list[float],
+) -> list[list[_Line]]:  # fmt: skip
+    """Each page's lines; appends each page's image coverage to `coverage`."""
     deadline = None if deadline_s is None else time.monotonic() + deadline_s
     pages: list[list[_Line]] = []
     failed = 0
@@ -159,8 +175,10 @@ def _read_pages(
         except pdfium.PdfiumError:
             failed += 1
             pages.append([])
+            coverage.append(0.0)
             continue
         try:
+            coverage.append(image_coverage(page))
             textpage = page.get_textpage()
             try:
                 pages.append(_page_lines(textpage))
@@ -171,6 +189,22 @@ def _read_pages(
     if failed == page_count:
         raise PermanentError("no page of the PDF could be loaded", code="pdf_corrupt")
     return pages
+
+
+def image_coverage(page: pdfium.PdfPage) -> float:
+    """Share of the page's area under image objects (their boxes clipped to the page, summed,
+    capped at 1: overlapping images are rare on the pages this is for, scans)."""
+    width, height = page.get_size()
+    if width <= 0 or height <= 0:
+        return 0.0
+    covered = 0.0
+    for image in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=8):
+        left, bottom, right, top = image.get_bounds()
+        w = min(right, width) - max(left, 0.0)
+        h = min(top, height) - max(bottom, 0.0)
+        if w > 0 and h > 0:
+            covered += w * h
+    return round(min(covered / (width * height), 1.0), 3)
 
 
 def _prototype(function: object, restype: type, *argtypes: type) -> Callable[..., Any]:

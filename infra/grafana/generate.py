@@ -63,6 +63,13 @@ panels = [
         "s",
     ),
     ("Jobs completed / min", "sum(rate(accessa_job_duration_seconds_count[5m])) * 60", "short"),
+    (
+        "Parsed documents by quality flag / h",
+        "sum by (flag) (increase(accessa_documents_quality_flag_total[1h]))",
+        "short",
+    ),
+    ("Oldest unpublished outbox row", "max(accessa_outbox_oldest_seconds)", "s"),
+    ("Processes not ready", "sum by (process) (1 - accessa_ready)", "short"),
 ]
 dash = {
     "title": "Accessa Ingest pipeline",

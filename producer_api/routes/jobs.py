@@ -17,6 +17,7 @@ from producer_api.core.config import DbDep, PoolDep, SettingsDep
 from producer_api.core.errors import ApiError, not_found
 from producer_api.models import JobList, JobPublic, JobState, JobStatus, job_public
 from producer_api.routes.common import AUTHED, QUOTA, errors
+from schemas.events import QualityFlag
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=QUOTA)
 
@@ -91,12 +92,16 @@ async def list_jobs(
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
     until: Annotated[datetime | None, Query(description="Created before.")] = None,
+    quality: Annotated[
+        QualityFlag | None, Query(description="Only jobs with this quality flag.")
+    ] = None,
 ) -> JobList:
     """Your jobs, newest first, with cursor pagination."""
     after = decode_cursor(cursor) if cursor else None
     async with db.tx() as conn:
         rows = await crud.list_jobs(conn=conn, limit=limit + 1, after=after, status=status,
-                                    state=state, since=since, until=until)  # fmt: skip
+                                    state=state, since=since, until=until,
+                                    quality=quality)  # fmt: skip
     page = rows[:limit]
     more = len(rows) > limit
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["job_id"]) if more else None
