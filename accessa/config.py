@@ -15,16 +15,23 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_JWT_SECRET = "accessa-local-dev-secret-change-me-0123456789"
+PLACEHOLDER = "change-me"  # in any setting, production refuses it (infra/k8s/base/secret.yaml)
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 LLAMAPARSE_WEBHOOK_PATH = "/api/v2/webhooks/llamaparse"
 
 STAGE_PORTS = {"api": 8000, "parser": 9101, "chunker": 9102, "embedder": 9103, "finalizer": 9104}
+# A stage's health port is ACCESSA_HEALTH_BASE_PORT + this (STAGE_PORTS at the default 9100).
+STAGE_PORT_OFFSETS = {"parser": 1, "chunker": 2, "embedder": 3, "finalizer": 4}
 
 
 class Settings(BaseSettings):
     """Accessa Ingest settings (env prefix `ACCESSA_`)."""
 
-    model_config = SettingsConfigDict(env_prefix="ACCESSA_", extra="ignore")
+    # hide_input_in_errors: a refused setting's error must never echo a secret value.
+    model_config = SettingsConfigDict(
+        env_prefix="ACCESSA_", extra="ignore", hide_input_in_errors=True
+    )
 
     # --- general
     env: Literal["local", "test", "production"] = Field(
@@ -126,6 +133,10 @@ class Settings(BaseSettings):
     health_port: int | None = Field(
         None, description="Port for /health, /ready, /metrics (default per process)."
     )
+    health_base_port: int = Field(
+        9100, ge=1, le=65531, description="Stage health ports when ACCESSA_HEALTH_PORT is unset: "
+        "parser base+1, chunker +2, embedder +3, finalizer +4.",
+    )  # fmt: skip
     health_host: str = Field("127.0.0.1", description="Bind address of the health server.")
     max_message_bytes: int = Field(1_048_576, description="Largest event the runtime accepts.")
     max_delivery_attempts: int = Field(
@@ -146,6 +157,18 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = Field(SecretStr(LOCAL_JWT_SECRET), description="HS256 secret.")
     jwt_audience: str = Field("authenticated", description="Required `aud` claim.")
     jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 tokens.")
+    jwt_allow_hs256: bool = Field(
+        False, description="Accept HS256 tokens (ACCESSA_JWT_SECRET) while ACCESSA_JWKS_URL is set."
+    )
+    jwks_lifespan_s: float = Field(
+        300.0, gt=0, description="JWKS cache lifetime: a key removed from the served set stops "
+        "being trusted this long after (at most).",
+    )  # fmt: skip
+    jwt_issuer: str | None = Field(None, description="Required `iss` claim; unset = not checked.")
+    jwt_max_age_s: int | None = Field(
+        None, gt=0, description="Refuse tokens valid for longer: exp - iat (exp - now without "
+        "`iat`); unset = any lifetime.",
+    )  # fmt: skip
     console_token_ttl_s: int = Field(
         300, gt=0, description="Lifetime of a one-time console login link (`accessa console`)."
     )
@@ -157,6 +180,9 @@ class Settings(BaseSettings):
         3600, ge=0, description="A declared upload whose bytes never came expires this long "
         "after its URL did.",
     )  # fmt: skip
+    sse_heartbeat_s: float = Field(
+        15.0, gt=0, description="Job event streams send a `: heartbeat` comment this often."
+    )
     rate_uploads_per_day: int = Field(30, description="Uploads per user per day.")
     rate_polls_per_minute: int = Field(10, description="Status polls per job per minute.")
     rate_active_jobs: int = Field(2, description="Concurrent unfinished jobs per user.")
@@ -263,9 +289,37 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_local_secrets_in_production(self) -> Settings:
-        if self.env == "production" and self.jwt_secret.get_secret_value() == LOCAL_JWT_SECRET:
-            raise ValueError("ACCESSA_JWT_SECRET must be set in production")
+        if self.env == "production" and (offending := self.placeholder_secrets()):
+            raise ValueError(
+                "production refuses local or placeholder secrets; set a real value for "
+                + ", ".join(offending)
+            )
         return self
+
+    def placeholder_secrets(self) -> list[str]:
+        """Env names of the secrets that are embedded defaults or placeholders where they are
+        used, or contain `change-me` anywhere, and a JWT secret under 32 bytes (never values)."""
+        used = {
+            "jwt_secret": True,  # the API's tokens and upload URLs, `accessa token`
+            "openai_api_key": self.embed_provider == "openai",
+            "llamaparse_api_key": self.parser_backend == "llamaparse",
+            # The webhook route verifies with it whenever LlamaParse is the parser.
+            "llamaparse_webhook_secret": self.parser_backend == "llamaparse",
+            "s3_access_key_id": self.storage_backend == "s3",
+            "s3_secret_access_key": self.storage_backend == "s3",
+        }
+        offending = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not isinstance(text, str):
+                continue
+            default = type(self).model_fields[name].default
+            is_default = isinstance(default, SecretStr) and text == default.get_secret_value()
+            short = name == "jwt_secret" and len(text.encode()) < MIN_JWT_SECRET_BYTES
+            if PLACEHOLDER in text.lower() or short or (is_default and used.get(name, False)):
+                offending.append(f"ACCESSA_{name.upper()}")
+        return offending
 
     @property
     def embedded_kafka(self) -> bool:
@@ -334,8 +388,13 @@ class Settings(BaseSettings):
         return self.llamaparse_webhook_url or self.api_url.rstrip("/") + LLAMAPARSE_WEBHOOK_PATH
 
     def port_for(self, process: str) -> int:
-        """The health/metrics port of a process (`api`, `parser`, ...)."""
-        return self.health_port or STAGE_PORTS.get(process, 9100)
+        """The health/metrics port of a process (`api`, `parser`, ...): ACCESSA_HEALTH_PORT,
+        else a stage's ACCESSA_HEALTH_BASE_PORT + its offset (9101-9104 by default)."""
+        if self.health_port:
+            return self.health_port
+        if process in STAGE_PORT_OFFSETS:
+            return self.health_base_port + STAGE_PORT_OFFSETS[process]
+        return STAGE_PORTS.get(process, self.health_base_port)
 
 
 @lru_cache

@@ -1,9 +1,11 @@
-"""JSON log lines carrying the correlation id of the message or request being handled."""
+"""JSON log lines carrying the correlation id of the message or request being handled; the
+password of any URL in a line (message, extra, traceback) is redacted."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -13,6 +15,18 @@ from opentelemetry import trace
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# `scheme://user:password@`: the password part (no `/`, so `host:port/path@x` is not one).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*):[^\s/@]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         line.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return redact(json.dumps(line, default=str))  # messages, extras and tracebacks
 
 
 def setup_logging(process: str, level: str = "INFO", as_json: bool = True) -> None:
@@ -46,7 +60,9 @@ def setup_logging(process: str, level: str = "INFO", as_json: bool = True) -> No
     if as_json:
         handler.setFormatter(JsonFormatter(process))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {process} %(levelname)s %(message)s"))
+        handler.setFormatter(
+            _RedactingFormatter(f"%(asctime)s {process} %(levelname)s %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

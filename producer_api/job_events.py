@@ -24,7 +24,7 @@ from producer_api.core.config import Db
 from producer_api.models import job_public
 
 CHANNEL = "job_events"
-HEARTBEAT_S = 15.0
+HEARTBEAT_S = 15.0  # the default of ACCESSA_SSE_HEARTBEAT_S, which the route passes
 TERMINAL_STATES = ("done", "deadletter")
 
 

@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-import jwt
 from fastapi import FastAPI
 
 from accessa import tracing
@@ -22,6 +21,7 @@ from producer_api import console, crud, outbox, ratelimit
 from producer_api.core.body import BodyLimitMiddleware
 from producer_api.core.correlation import CorrelationMiddleware
 from producer_api.core.errors import install_error_handlers
+from producer_api.core.security import jwks_client
 from producer_api.job_events import JobEventHub
 from producer_api.metrics import UPLOADS_EXPIRED, MetricsMiddleware
 from producer_api.routes import api_router, health
@@ -103,11 +103,7 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
         telemetry={"tracing": False},  # the request span comes from tracing.instrument_api
     )
     app.state.settings = settings
-    app.state.jwks = (
-        jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300, timeout=5)
-        if settings.jwks_url
-        else None
-    )
+    app.state.jwks = jwks_client(settings)
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(health.router)

@@ -5,7 +5,6 @@ Auth: `--token`, else `ACCESSA_TOKEN`, else `--user <uuid>` mints a local dev to
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Annotated, Any, get_args
 
 import httpx
 import typer
+from httpx_sse import SSEError, connect_sse
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
@@ -33,7 +33,8 @@ UserOpt = Annotated[
 ApiUrlOpt = Annotated[str | None, typer.Option(help="API base URL (default: settings.api_url).")]
 FAILED = ("failed_parse", "failed_chunking", "failed_embedding")
 _STREAM_TRIES = 5
-# Heartbeats come every 15 s: a read silent for longer than that means the stream is gone.
+# Heartbeats come every ACCESSA_SSE_HEARTBEAT_S (15 s): a read silent for 45 s means the
+# stream is gone.
 _STREAM_TIMEOUT = httpx.Timeout(30, read=45)
 
 
@@ -70,7 +71,7 @@ def _get(
 
 
 def _finished(job: dict[str, Any]) -> bool:
-    return job["state"] in ("done", "deadletter") or job["status"] in FAILED
+    return job.get("state") in ("done", "deadletter") or job.get("status") in FAILED
 
 
 def _get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
@@ -87,34 +88,72 @@ def _follow(
 ) -> dict[str, Any] | None:
     """Follow the job's event stream until it ends; the final job, or None when the stream is
     unavailable (an older API, a proxy that buffers) or keeps breaking: then poll instead.
-    A dropped stream is resumed with `Last-Event-ID`."""
+    A dropped stream is resumed with `Last-Event-ID`; `_STREAM_TRIES` breaks in a row (with no
+    event between them) give up. httpx-sse parses the stream: heartbeat comments and blank
+    lines dispatch nothing (a hand-written parser once turned them into an empty event)."""
     last_id: str | None = None
-    for _ in range(_STREAM_TRIES):
+    failures = 0
+    while failures < _STREAM_TRIES and time.monotonic() < deadline:
         headers = {"Last-Event-ID": last_id} if last_id else {}
-        event: dict[str, str] = {}
         try:
-            with client.stream("GET", f"/api/v2/jobs/{job_id}/events", headers=headers,
-                               timeout=_STREAM_TIMEOUT) as response:  # fmt: skip
-                if response.status_code != 200:
+            with connect_sse(client, "GET", f"/api/v2/jobs/{job_id}/events", headers=headers,
+                             timeout=_STREAM_TIMEOUT) as source:  # fmt: skip
+                if source.response.status_code != 200:
                     return None
-                for line in response.iter_lines():
+                for sse in source.iter_sse():
+                    if sse.event == "end":
+                        return sse.json()
+                    if sse.id:
+                        last_id = sse.id
+                    failures = 0
+                    seen(sse.json())
                     if time.monotonic() > deadline:
                         return None
-                    if line.startswith(":"):
-                        continue
-                    if line:
-                        name, _, value = line.partition(":")
-                        event[name] = value.removeprefix(" ")
-                        continue
-                    data = json.loads(event.get("data", "{}"))
-                    if event.get("event") == "end":
-                        return data
-                    last_id = event.get("id", last_id)
-                    seen(data)
-                    event = {}
-        except (httpx.TransportError, ValueError):
-            continue
+        except (httpx.TransportError, SSEError, ValueError):
+            pass
+        failures += 1  # the stream ended without `end`, or broke: reconnect
     return None
+
+
+_POLL_ERRORS = 5  # failed status reads in a row before a job is given up on
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"stopped following the job: {_error_text(exc.response)}"
+    return f"stopped following the job: the API is unreachable ({type(exc).__name__})"
+
+
+def _poll(
+    client: httpx.Client, name: str, accepted: dict[str, dict[str, Any]],
+    final: dict[str, dict[str, Any]], show: Callable[[dict[str, Any]], None],
+    interval: float, deadline: float,
+) -> None:  # fmt: skip
+    """Poll the job until it finishes or `deadline`; raises after `_POLL_ERRORS` errors in a
+    row (a restarting API answers 5xx or nothing for a while)."""
+    job_id = accepted[name]["job_id"]
+    errors = 0
+    while True:
+        try:
+            current = _get_job(client, job_id)
+            errors = 0
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code < 500 or errors + 1 >= _POLL_ERRORS:
+                raise
+            errors, current = errors + 1, None
+        except httpx.TransportError:
+            if errors + 1 >= _POLL_ERRORS:
+                raise
+            errors, current = errors + 1, None
+        if current is not None:
+            show(current)
+            accepted[name] = {**accepted[name], **current}
+            if _finished(current):
+                final[name] = accepted[name]
+                return
+        if time.monotonic() > deadline:
+            return
+        time.sleep(interval)
 
 
 def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: float,
@@ -136,24 +175,18 @@ def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: f
         def show(current: dict[str, Any]) -> None:
             if current.get("progress") is not None:
                 progress.update(task, completed=current["progress"])
-            progress.update(task, description=f"{Path(name).name}: {current['stage']}")
+            if current.get("stage"):
+                progress.update(task, description=f"{Path(name).name}: {current['stage']}")
 
-        ended = _follow(client, job["job_id"], show, deadline)
-        if ended is not None:
-            show(ended)
-            accepted[name] = final[name] = {**job, **ended}
-            return
-        while True:
-            current = _get_job(client, job["job_id"])
-            if current is not None:
-                show(current)
-                accepted[name] = {**job, **current}
-                if _finished(current):
-                    final[name] = accepted[name]
-                    return
-            if time.monotonic() > deadline:
+        try:
+            ended = _follow(client, job["job_id"], show, deadline)
+            if ended is not None:
+                show(ended)
+                accepted[name] = final[name] = {**job, **ended}
                 return
-            time.sleep(interval)
+            _poll(client, name, accepted, final, show, interval, deadline)
+        except httpx.HTTPError as exc:  # the API went away for good: say so, keep the others
+            accepted[name] = {**accepted[name], "wait_error": _describe(exc)}
 
     with Progress(*columns, console=err_console, disable=quiet) as progress:
         tasks = {n: progress.add_task(f"{Path(n).name}: queued", total=100) for n in accepted}
@@ -178,9 +211,13 @@ def upload(
     rejected: dict[str, str] = {}
     with _client(token, user, api_url) as client:
         for path in files:
-            with path.open("rb") as handle:
-                part = (path.name, handle, "application/pdf")
-                response = client.post("/api/v2/documents", files={"file": part})
+            try:
+                with path.open("rb") as handle:
+                    part = (path.name, handle, "application/pdf")
+                    response = client.post("/api/v2/documents", files={"file": part})
+            except httpx.TimeoutException as exc:  # unreachable: the CLI's exit 3 (unreachable.py)
+                rejected[str(path)] = f"the API did not answer in time ({type(exc).__name__})"
+                continue
             if response.is_success:
                 results[str(path)] = response.json()
             else:
@@ -194,13 +231,17 @@ def upload(
     else:
         for name, job in results.items():
             note = " (duplicate)" if job.get("duplicate") else ""
-            console.print(f"{Path(name).name}: job {job['job_id']} {job['status']}{note}")
+            console.print(f"{Path(name).name}: job {job['job_id']} {job.get('status')}{note}")
         for name, reason in rejected.items():
             err_console.print(f"[red]{Path(name).name}: rejected[/red] {reason}")
         for name, job in failed.items():
             error = job.get("last_error") or {}
             reason = f"{error.get('code', '?')}: {error.get('message', '')}"
-            err_console.print(f"[red]{Path(name).name}: {job['status']}[/red] {reason}")
+            if job.get("wait_error"):
+                reason = job["wait_error"]
+            elif not _finished(job):
+                reason = f"still {job.get('stage') or job['status']} after --timeout"
+            err_console.print(f"[red]{Path(name).name}: {job.get('status')}[/red] {reason}")
     if rejected or failed:
         raise typer.Exit(int(Exit.FAILED))
 

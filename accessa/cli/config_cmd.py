@@ -10,6 +10,7 @@ from rich.table import Table
 
 from accessa.cli.output import console, emit_json
 from accessa.config import Settings, get_settings
+from accessa.logs import redact
 
 
 def settings_rows(settings: Settings) -> list[dict[str, Any]]:
@@ -20,6 +21,8 @@ def settings_rows(settings: Settings) -> list[dict[str, Any]]:
         default = field.default
         if isinstance(value, SecretStr):
             value, default = "***", "***"
+        elif isinstance(value, str):  # ACCESSA_DATABASE_URL and other URLs with a password
+            value = redact(value)
         rows.append({
             "env": f"ACCESSA_{name.upper()}",
             "value": value,

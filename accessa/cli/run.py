@@ -39,12 +39,21 @@ def run(
     with_mocks: Annotated[
         bool, typer.Option(help="With `all`: also run the mock LlamaParse/OpenAI servers.")
     ] = True,
+    base_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65531,
+            envvar="ACCESSA_HEALTH_BASE_PORT",
+            help="Stage health ports: parser base+1 .. finalizer base+4 (default 9100).",
+        ),
+    ] = None,
 ) -> None:
     """Run a process until SIGTERM/SIGINT, then drain in-flight work and exit."""
     settings = get_settings()
     if process == Process.all:
         names = (["mocks"] if with_mocks else []) + ["api", *STAGE_PROCESSES]
-        raise typer.Exit(run_children(names))
+        raise typer.Exit(run_children(names, child_env(base_port)))
     if process == Process.api:
         from producer_api.main import serve
 
@@ -72,9 +81,19 @@ def _pump(name: str, stream: IO[bytes]) -> None:
         console.print(prefix + Text(line.decode(errors="replace").rstrip()), highlight=False)
 
 
-def run_children(names: list[str]) -> int:
-    """Start each process as a child with prefixed logs; Ctrl-C/SIGTERM stops them all."""
+def child_env(base_port: int | None = None) -> dict[str, str]:
+    """The environment of `run all`'s children: one ACCESSA_HEALTH_PORT would be every
+    stage's, so it is dropped; each stage takes ACCESSA_HEALTH_BASE_PORT + its offset."""
     env = {**os.environ, "ACCESSA_LOG_JSON": os.environ.get("ACCESSA_LOG_JSON", "false")}
+    env.pop("ACCESSA_HEALTH_PORT", None)
+    if base_port is not None:
+        env["ACCESSA_HEALTH_BASE_PORT"] = str(base_port)
+    return env
+
+
+def run_children(names: list[str], env: dict[str, str] | None = None) -> int:
+    """Start each process as a child with prefixed logs; Ctrl-C/SIGTERM stops them all."""
+    env = env if env is not None else child_env()
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name in names:
         proc = subprocess.Popen(

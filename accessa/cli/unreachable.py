@@ -11,6 +11,7 @@ from collections.abc import Callable
 import asyncpg
 import httpx
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from accessa.cli.output import Exit, emit_json, err_console
 from accessa.errors import ConfigurationError
@@ -31,6 +32,9 @@ def describe(exc: BaseException) -> str | None:
 
     if isinstance(exc, ConfigurationError):
         return exc.message
+    if isinstance(exc, ValidationError) and exc.title == "Settings":  # inputs hidden: config.py
+        reasons = (e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        return "settings: " + "; ".join(reasons)
     if isinstance(exc, KafkaError):
         settings = get_settings()
         reason = asyncio.run(kafka_clients.diagnose(settings)) or kafka_clients.explain(exc)

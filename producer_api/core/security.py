@@ -1,7 +1,9 @@
 """Who is calling: Bearer JWT verification, and the signed URLs of the two-step upload.
 
 Tokens: HS256 with the configured secret (local default), RS256/ES256 through the JWKS URL
-(Supabase-style claims: `sub` = user id, `aud`, `role`). 401 when missing, malformed, badly
+(Supabase-style claims: `sub` = user id, `aud`, `role`); with a JWKS URL, HS256 only if
+ACCESSA_JWT_ALLOW_HS256; `iss` checked when ACCESSA_JWT_ISSUER is set, lifetimes capped by
+ACCESSA_JWT_MAX_AGE_S. 401 when missing, malformed, badly
 signed or expired; 403 for the wrong audience or role. A `service_role` token may act for a
 user given in `X-User-Id`; without it, it reads across users (internal tools).
 """
@@ -25,6 +27,7 @@ from producer_api.core.errors import ApiError
 
 ROLES = ("authenticated", "service_role")
 _ASYMMETRIC = ("RS256", "ES256")
+_LEEWAY_S = 5  # clock skew allowed on exp/iat/nbf and on the lifetime check
 _bearer = HTTPBearer(auto_error=False, description="JWT (`accessa token --user <uuid>`).")
 
 
@@ -51,13 +54,15 @@ def _signing_key(token: str, settings: Settings, jwks: jwt.PyJWKClient | None) -
     except jwt.InvalidTokenError as exc:
         raise _unauthorized("invalid_token", "malformed token") from exc
     if alg == "HS256":
+        if (jwks is not None or settings.jwks_url) and not settings.jwt_allow_hs256:
+            raise _unauthorized("invalid_token", "HS256 tokens are not accepted: use the JWKS")
         return settings.jwt_secret.get_secret_value(), alg
     if alg in _ASYMMETRIC and jwks is not None:
         try:
             return jwks.get_signing_key_from_jwt(token).key, alg
         except jwt.PyJWKClientConnectionError as exc:
             raise ApiError(503, "auth_unavailable", "the JWKS endpoint is unreachable") from exc
-        except jwt.PyJWKClientError as exc:
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError) as exc:  # SetError: an empty set
             raise _unauthorized("invalid_token", f"no matching signing key: {exc}") from exc
     raise _unauthorized("invalid_token", f"unsupported token algorithm {alg!r}")
 
@@ -70,10 +75,12 @@ def verify_token(
     try:
         claims = jwt.decode(
             token, key, algorithms=[alg], audience=settings.jwt_audience,
-            options={"require": ["exp", "aud"]}, leeway=5,
+            issuer=settings.jwt_issuer, options={"require": ["exp", "aud"]}, leeway=_LEEWAY_S,
         )  # fmt: skip
     except jwt.ExpiredSignatureError as exc:
         raise _unauthorized("token_expired", "the token has expired") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise _unauthorized("invalid_issuer", "the token is from another issuer") from exc
     except jwt.InvalidAudienceError as exc:
         raise ApiError(403, "wrong_audience", "the token is for another audience") from exc
     except jwt.MissingRequiredClaimError as exc:
@@ -84,7 +91,32 @@ def verify_token(
         raise _unauthorized("invalid_token", f"invalid token: {exc}") from exc
     if claims.get("role") not in ROLES:
         raise ApiError(403, "forbidden_role", f"role {claims.get('role')!r} may not call the API")
+    _check_lifetime(claims, settings)
     return claims
+
+
+def _check_lifetime(claims: dict[str, Any], settings: Settings) -> None:
+    """401 `token_too_long_lived` when exp - iat (exp - now without `iat`) exceeds
+    ACCESSA_JWT_MAX_AGE_S: a leaked 100-year token must not stay good for 100 years."""
+    if settings.jwt_max_age_s is None:
+        return
+    iat = claims.get("iat")
+    start = iat if isinstance(iat, int | float) else time.time()
+    if claims["exp"] - start > settings.jwt_max_age_s + _LEEWAY_S:
+        raise _unauthorized(
+            "token_too_long_lived",
+            f"the token is valid for longer than {settings.jwt_max_age_s} s",
+        )
+
+
+def jwks_client(settings: Settings) -> jwt.PyJWKClient | None:
+    """The JWKS client of ACCESSA_JWKS_URL. Only the JWK set is cached, for
+    ACCESSA_JWKS_LIFESPAN_S (`cache_keys` would keep each key for the life of the process, even
+    once it is gone from the served set); an unknown `kid` refetches the set at once."""
+    if not settings.jwks_url:
+        return None
+    return jwt.PyJWKClient(settings.jwks_url, cache_keys=False, cache_jwk_set=True,
+                           lifespan=settings.jwks_lifespan_s, timeout=5)  # fmt: skip
 
 
 def principal_from(claims: dict[str, Any], acting_for: str | None) -> Principal:

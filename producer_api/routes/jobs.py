@@ -59,7 +59,7 @@ _SSE_DOC = {
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             responses={**_SSE_DOC, **AUTHED, **errors(404)})  # fmt: skip
 async def stream_job_events(
-    job_id: uuid.UUID, request: Request, db: DbDep,
+    job_id: uuid.UUID, request: Request, db: DbDep, settings: SettingsDep,
     last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0,
                                          description="Resume after this event id.")] = 0,
 ) -> StreamingResponse:  # fmt: skip
@@ -77,7 +77,7 @@ async def stream_job_events(
             503, "unavailable", f"live events unavailable: {describe_error(exc)}"
         ) from exc
     return StreamingResponse(
-        job_events.stream(hub, db, job_id, last_event_id),
+        job_events.stream(hub, db, job_id, last_event_id, settings.sse_heartbeat_s),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
