@@ -21,12 +21,15 @@ setup: $(STAMP) $(KAFKA_STAMP) system-packages ## venv, Python deps (constrained
 # tesseract-ocr-eng is the English data the parser's OCR reads scanned pages with; without it
 # such documents fail as `ocr_unavailable` and the OCR tests skip. prometheus brings promtool,
 # which tests/unit/test_alert_rules.py runs on infra/prometheus (its server is not used).
+# chromium and chromium-driver: tests/e2e/test_console_browser.py drives the console in them.
 system-packages:
 	@missing=""; \
 	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
 	command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || missing="$$missing pgbouncer"; \
 	ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1 \
 	  || missing="$$missing tesseract-ocr tesseract-ocr-eng"; \
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	  || missing="$$missing chromium chromium-driver"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \

@@ -1,7 +1,7 @@
 """What the console's pages show, read with the owner pool (operators see every user's jobs).
 
 The pipeline snapshot reuses `accessa status`'s queries (accessa/status.py) and is shared by
-every open console for `SNAPSHOT_TTL_S`, so ten operators polling cost one Kafka round."""
+every open console, so ten operators polling cost one Kafka round every SNAPSHOT_TTL_S."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import binascii
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -43,20 +43,33 @@ async def has_quality(pool: asyncpg.Pool) -> bool:
 
 
 class Snapshots:
-    """The latest pipeline snapshot, recomputed at most every SNAPSHOT_TTL_S."""
+    """The latest pipeline snapshot, served stale-while-revalidate: a request gets the last one
+    at once and, when it is older than SNAPSHOT_TTL_S, starts one refresh in the background
+    (Kafka's part takes about a second: it must not hold up a page). Only the very first
+    request waits for a snapshot."""
 
     def __init__(self) -> None:
         self._at = 0.0
         self._value: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
         self._buffers: tuple[float, dict[str, int]] | None = None  # for growth per minute
 
     async def get(self, settings: Settings, pool: asyncpg.Pool, opener: Any) -> dict[str, Any]:
-        async with self._lock:
-            if self._value is None or time.monotonic() - self._at > SNAPSHOT_TTL_S:
-                self._value = await self._compute(settings, pool, opener)
-                self._at = time.monotonic()
-            return self._value
+        if self._value is None:
+            async with self._lock:
+                if self._value is None:
+                    await self.refresh(settings, pool, opener)
+        elif time.monotonic() - self._at > SNAPSHOT_TTL_S and (
+            self._refreshing is None or self._refreshing.done()
+        ):
+            self._refreshing = asyncio.create_task(self.refresh(settings, pool, opener))
+        assert self._value is not None
+        return self._value
+
+    async def refresh(self, settings: Settings, pool: asyncpg.Pool, opener: Any) -> None:
+        self._value = await self._compute(settings, pool, opener)
+        self._at = time.monotonic()
 
     async def _compute(self, settings: Settings, pool: asyncpg.Pool, opener: Any) -> dict[str, Any]:
         kafka_error = None
@@ -74,7 +87,8 @@ class Snapshots:
             ),
         )  # fmt: skip
         return {**status, "kafka_error": kafka_error, "health": health, "buffers": buffers,
-                "recent": recent, "errors": errors, "uploads_last_minute": uploads}  # fmt: skip
+                "recent": recent, "errors": errors, "uploads_last_minute": uploads,
+                "taken_at": datetime.now(UTC)}  # fmt: skip
 
     async def _buffer_rows(self, pool: asyncpg.Pool) -> list[dict[str, Any]]:
         rows = await pool.fetch(
