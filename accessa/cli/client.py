@@ -89,8 +89,8 @@ def _follow(
     """Follow the job's event stream until it ends; the final job, or None when the stream is
     unavailable (an older API, a proxy that buffers) or keeps breaking: then poll instead.
     A dropped stream is resumed with `Last-Event-ID`; `_STREAM_TRIES` breaks in a row (with no
-    event between them) give up. httpx-sse parses the stream: heartbeat comments and blank
-    lines dispatch nothing (a hand-written parser once turned them into an empty event)."""
+    event between them) give up. httpx-sse parses the stream; a heartbeat (a comment and a
+    blank line) is never an event (a hand-written parser once made it an empty one)."""
     last_id: str | None = None
     failures = 0
     while failures < _STREAM_TRIES and time.monotonic() < deadline:
@@ -101,6 +101,8 @@ def _follow(
                 if source.response.status_code != 200:
                     return None
                 for sse in source.iter_sse():
+                    if not sse.data:  # httpx-sse dispatches a heartbeat once an id was seen;
+                        continue  # the SSE spec dispatches no event with an empty data buffer
                     if sse.event == "end":
                         return sse.json()
                     if sse.id:
@@ -153,7 +155,7 @@ def _poll(
                 return
         if time.monotonic() > deadline:
             return
-        time.sleep(interval)
+        time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
 
 
 def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: float,

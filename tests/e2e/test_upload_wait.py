@@ -87,6 +87,7 @@ def test_concurrent_upload_waits_each_end_with_a_state_or_a_reason(
             assert re.search(rf"{path.name}: job \S+ complete$", result.stdout, re.M), output
         else:  # a readable reason for the file, on stderr
             assert path.name in result.stderr, output
+    print(f"{sum(r.returncode == 0 for r in results)}/{len(results)} exited 0")
     assert sum(r.returncode == 0 for r in results) >= len(results) // 2, [
         r.stderr[-300:] for r in results if r.returncode
     ]
