@@ -11,18 +11,17 @@ import typer
 from accessa.cli.output import Exit, emit_json, fail
 from accessa.config import get_settings
 from accessa.console_auth import issue_login_token
-from accessa.db import connect, describe_error
+from accessa.db import create_pool, describe_error
 
 
 async def _login_url(operator: str) -> str:
     settings = get_settings()
-    conn = await connect(settings.dsn)
+    pool = await create_pool(settings, min_size=1, max_size=1)
     try:
-        await conn.execute("SET search_path = upload_pipeline, public")
-        token = await issue_login_token(conn, operator=operator,
+        token = await issue_login_token(pool, operator=operator,
                                         ttl_s=settings.console_token_ttl_s)  # fmt: skip
     finally:
-        await conn.close()
+        await pool.close()
     return f"{settings.api_url.rstrip('/')}/console/login?token={token}"
 
 
