@@ -188,6 +188,30 @@ class Settings(BaseSettings):
     rate_active_jobs: int = Field(2, description="Concurrent unfinished jobs per user.")
     rate_requests_per_hour: int = Field(1000, description="Requests per endpoint per hour.")
     rate_limits_enabled: bool = Field(True, description="Turn rate limiting off (benchmarks).")
+    api_max_json_kb: int = Field(
+        64, ge=1, description="Largest JSON request body (KB); past it 413, while streaming."
+    )
+    api_max_webhook_kb: int = Field(
+        256, ge=1, description="Largest webhook request body (KB); past it 413."
+    )
+    api_limit_concurrency: int = Field(
+        512, ge=1, description="Open connections (and tasks) per API process; past it 503."
+    )
+    api_timeout_keep_alive_s: int = Field(
+        5, ge=1, description="Close an idle keep-alive connection after this long."
+    )
+    api_header_timeout_s: float = Field(
+        10.0, gt=0, description="Close a connection whose request headers are not all in "
+        "this long after it opened (or after its previous response).",
+    )  # fmt: skip
+    api_max_header_bytes: int = Field(
+        16384, ge=1024, description="Largest request line + headers (h11's max incomplete "
+        "event size); past it 400.",
+    )  # fmt: skip
+    api_sse_streams_per_user: int = Field(
+        5, ge=1, description="Concurrent job event streams per user per API process; past "
+        "it 429.",
+    )  # fmt: skip
     outbox_poll_s: float = Field(0.5, description="Outbox relay idle poll interval.")
     outbox_notify: bool = Field(
         True, description="Wake the outbox relay when a row commits: in its own process directly, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class ObjectInfo:
 
 class Storage(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
+    async def put_file(self, key: str, path: Path) -> None: ...
     async def get(self, key: str, *, limit: int | None = None) -> bytes: ...
     async def head(self, key: str) -> ObjectInfo: ...
     def scan(self, prefix: str) -> AsyncIterator[list[ObjectInfo]]: ...
@@ -74,6 +76,13 @@ class LocalStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def _put_file(self, key: str, source: Path) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        shutil.move(source, tmp)  # a rename on the same filesystem, else a copy
         os.replace(tmp, path)
 
     def _get(self, key: str, limit: int | None) -> bytes:
@@ -107,6 +116,10 @@ class LocalStorage:
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, key, data)
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Move a finished file (a streamed upload) into place; `path` is gone afterwards."""
+        await asyncio.to_thread(self._put_file, key, path)
 
     async def get(self, key: str, *, limit: int | None = None) -> bytes:
         """The object's bytes (its first `limit` bytes with a limit)."""
@@ -152,6 +165,15 @@ class S3Storage:
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Upload a finished file (multipart for large ones, from disk); `path` is removed."""
+
+        def _upload() -> None:
+            self.client.upload_file(str(path), self.bucket, key)
+            path.unlink(missing_ok=True)
+
+        await asyncio.to_thread(_upload)
 
     async def get(self, key: str, *, limit: int | None = None) -> bytes:
         """The object's bytes; with `limit`, a ranged GET of its first `limit` bytes at most

@@ -22,9 +22,10 @@ from accessa.db import user_transaction
 from accessa.infra.topics import topics_for
 from accessa.storage import ObjectNotFound, Storage, raw_key, verified_raw_key
 from producer_api import crud, outbox, ratelimit
+from producer_api.core.body import Staged
 from producer_api.core.config import Db
 from producer_api.core.errors import ApiError, not_found
-from producer_api.validation import check_size, validate_pdf
+from producer_api.validation import PdfInfo, check_size, validate_pdf
 from schemas.events import ChunksCreated, ChunksEmbedded, DocumentParsed, DocumentUploaded, Event
 from schemas.topics import STAGES
 
@@ -52,8 +53,8 @@ class _Duplicate(Exception):
 
 
 async def create(
-    *, db: Db, settings: Settings, storage: Storage, doc: Declared, data: bytes | None = None,
-    pages: int | None = None,
+    *, db: Db, settings: Settings, storage: Storage, doc: Declared,
+    data: bytes | Staged | None = None, pages: int | None = None,
 ) -> Accepted:  # fmt: skip
     """A new document + job (validated and emitted when `data` is given), or the duplicate."""
     document_id, job_id = uuid.uuid4(), uuid.uuid4()
@@ -67,7 +68,7 @@ async def create(
                 raise _Duplicate
             job = await _new_job(conn, settings, doc, document_id, job_id, data is not None)
             if data is not None:
-                await storage.put(path, data)
+                await _store(storage, path, data)
                 await _emit(conn, settings, job, "parser")
         if data is not None:
             outbox.committed()
@@ -109,7 +110,7 @@ async def _forget_orphan(db: Db, storage: Storage, key: str) -> None:
 
 async def _renew(
     *, db: Db, settings: Settings, storage: Storage, doc: Declared, document_id: uuid.UUID,
-    data: bytes | None, pages: int | None,
+    data: bytes | Staged | None, pages: int | None,
 ) -> Accepted | None:  # fmt: skip
     """A new job for a document whose last upload expired before its bytes came (declared
     again, or now uploaded in one step); None if another request renewed it first."""
@@ -123,11 +124,41 @@ async def _renew(
         if data is not None:
             await conn.execute("UPDATE documents SET pages = $2, updated_at = now() "
                                "WHERE document_id = $1", document_id, pages)  # fmt: skip
-            await storage.put(job["raw_path"], data)
+            await _store(storage, job["raw_path"], data)
             await _emit(conn, settings, job, "parser")
     if data is not None:
         outbox.committed()
     return Accepted(job, duplicate=False)
+
+
+async def _store(storage: Storage, key: str, data: bytes | Staged) -> None:
+    if isinstance(data, Staged):
+        await storage.put_file(key, data.path)
+    else:
+        await storage.put(key, data)
+
+
+async def _validate(data: bytes | Staged, settings: Settings) -> PdfInfo:
+    """The PDF's info or ApiError 422, in a worker thread (a staged file is read there)."""
+
+    def run() -> PdfInfo:
+        raw = data.path.read_bytes() if isinstance(data, Staged) else data
+        return validate_pdf(raw, settings.pdf_max_expanded_bytes)
+
+    return await asyncio.to_thread(run)
+
+
+async def upload_staged(
+    *, db: Db, settings: Settings, storage: Storage, user_id: uuid.UUID, filename: str,
+    correlation_id: str, staged: Staged,
+) -> Accepted:  # fmt: skip
+    """The one-step upload of a streamed file: validate, then `create` with it."""
+    check_size(staged.size, settings.max_upload_mb)
+    info = await _validate(staged, settings)
+    doc = Declared(user_id, filename, staged.size, staged.sha256, "application/pdf",
+                   correlation_id)  # fmt: skip
+    return await create(db=db, settings=settings, storage=storage, doc=doc, data=staged,
+                        pages=info.pages)  # fmt: skip
 
 
 async def upload_bytes(
@@ -145,7 +176,7 @@ async def upload_bytes(
 
 async def receive(
     *, pool: asyncpg.Pool, settings: Settings, storage: Storage, job: asyncpg.Record,
-    data: bytes, store: bool,
+    data: bytes | Staged, store: bool,
 ) -> asyncpg.Record:  # fmt: skip
     """The bytes of a waiting two-step job: verify against the declaration, store, emit.
 
@@ -153,13 +184,15 @@ async def receive(
     its document and job are removed. A size/sha256 mismatch keeps them for another try.
     """
     check_waiting(job)
-    check_size(len(data), settings.max_upload_mb)
-    if len(data) != job["size"]:
-        raise ApiError(400, "size_mismatch", f"got {len(data)} bytes, declared {job['size']}")
-    if hashlib.sha256(data).hexdigest() != job["sha256"]:
+    size = data.size if isinstance(data, Staged) else len(data)
+    digest = data.sha256 if isinstance(data, Staged) else hashlib.sha256(data).hexdigest()
+    check_size(size, settings.max_upload_mb)
+    if size != job["size"]:
+        raise ApiError(400, "size_mismatch", f"got {size} bytes, declared {job['size']}")
+    if digest != job["sha256"]:
         raise ApiError(400, "sha256_mismatch", "the bytes do not match the declared sha256")
     try:
-        info = await asyncio.to_thread(validate_pdf, data, settings.pdf_max_expanded_bytes)
+        info = await _validate(data, settings)
     except ApiError:
         await crud.delete_document(conn=pool, document_id=job["document_id"])
         if not store:
@@ -170,7 +203,7 @@ async def receive(
         # verified bytes get a key of their own, named by their sha256 (a rerun writes the same)
         path = verified_raw_key(job["user_id"], job["document_id"], job["sha256"])
     if store or path != job["raw_path"]:
-        await storage.put(path, data)
+        await _store(storage, path, data)
     async with user_transaction(pool, job["user_id"]) as conn:
         if await crud.mark_validated(conn=conn, job_id=job["job_id"], pages=info.pages) is None:
             check_waiting(await crud.get_job(conn=conn, job_id=job["job_id"]) or job)

@@ -12,15 +12,18 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from accessa import jobs
 from accessa.db import Listener
 from producer_api.core.config import Db
+from producer_api.core.errors import ApiError
 from producer_api.models import job_public
 
 CHANNEL = "job_events"
@@ -33,6 +36,7 @@ class JobEventHub:
 
     def __init__(self, dsn: str) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[int]]] = defaultdict(set)
+        self._streams: Counter[str] = Counter()  # open streams by caller
         self._listener = Listener(dsn, CHANNEL, self._on_notify, self._wake_all)
 
     @contextlib.asynccontextmanager
@@ -48,6 +52,24 @@ class JobEventHub:
             self._subscribers[key].discard(queue)
             if not self._subscribers[key]:
                 del self._subscribers[key]
+
+    def claim_stream(self, caller: str, limit: int) -> Callable[[], None]:
+        """A stream slot for `caller` (release it once), or ApiError 429 past `limit` open."""
+        if self._streams[caller] >= limit:
+            raise ApiError(429, "too_many_streams", f"at most {limit} event streams may be open "
+                           "at once; close one first")  # fmt: skip
+        self._streams[caller] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._streams[caller] -= 1
+                if self._streams[caller] <= 0:
+                    del self._streams[caller]
+
+        return release
 
     @property
     def listening(self) -> bool:
@@ -69,6 +91,21 @@ class JobEventHub:
 
     async def close(self) -> None:
         await self._listener.close()
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """A stream that gives its slot back when it ends, however it ends (also when the
+    client went away before the first byte, where the generator never starts)."""
+
+    def __init__(self, *args: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
 
 
 def _sse(data: dict[str, Any], *, event: str, event_id: int | None = None) -> bytes:

@@ -18,10 +18,11 @@ from accessa.logs import setup_logging
 from accessa.runtime.server import serve_asgi
 from accessa.storage import S3Storage, make_storage
 from producer_api import console, crud, outbox, ratelimit
-from producer_api.core.body import BodyLimitMiddleware
 from producer_api.core.correlation import CorrelationMiddleware
 from producer_api.core.errors import install_error_handlers
+from producer_api.core.guard import RequestGuard
 from producer_api.core.security import jwks_client
+from producer_api.core.server import uvicorn_options
 from producer_api.job_events import JobEventHub
 from producer_api.metrics import UPLOADS_EXPIRED, MetricsMiddleware
 from producer_api.routes import api_router, health
@@ -108,8 +109,7 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
     app.include_router(api_router)
     app.include_router(health.router)
     console.mount(app)  # the operator's pages under /console (own session, not user tokens)
-    max_bytes = int(settings.max_upload_mb * 1024 * 1024)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
+    app.add_middleware(RequestGuard, settings=settings)  # auth + body caps before the body
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(CorrelationMiddleware)  # outermost: every response carries the id
     tracing.instrument_api(app)
@@ -122,4 +122,4 @@ def serve(settings: Settings) -> None:
     tracing.setup(settings, "api")
     log.info("producer API on http://%s:%d (docs at /docs)", settings.api_host, settings.api_port)
     serve_asgi(create_app(settings), settings.api_host, settings.api_port,
-               settings.shutdown_grace_s)  # fmt: skip
+               settings.shutdown_grace_s, **uvicorn_options(settings))  # fmt: skip

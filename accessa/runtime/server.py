@@ -9,6 +9,7 @@ import io
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -88,10 +89,11 @@ class DrainingServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def serve_asgi(asgi: object, host: str, port: int, grace_s: float) -> None:
+def serve_asgi(asgi: object, host: str, port: int, grace_s: float, **options: Any) -> None:
+    """uvicorn until SIGTERM/SIGINT; `options` are more uvicorn.Config keywords (limits)."""
     config = uvicorn.Config(
         asgi, host=host, port=port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=int(grace_s),
+        timeout_graceful_shutdown=int(grace_s), **options,
     )  # fmt: skip
     DrainingServer(config).run()
 

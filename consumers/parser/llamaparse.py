@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -41,6 +42,20 @@ def verify_webhook_signature(
         return False
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return hmac.compare_digest(f"sha256={mac.hexdigest()}".encode(), signature.encode())
+
+
+def webhook_headers_plausible(
+    timestamp: str, signature: str, *, tolerance_s: float = 300, now: float | None = None
+) -> bool:
+    """What can be checked of a webhook before its body is read: a `sha256=<64 hex>`
+    signature and a fresh timestamp (`verify_webhook_signature` then checks the HMAC)."""
+    if re.fullmatch(r"sha256=[0-9a-f]{64}", signature) is None:
+        return False
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        return False
+    return abs((time.time() if now is None else now) - sent_at) <= tolerance_s
 
 
 def retry_after_s(headers: httpx.Headers) -> float | None:

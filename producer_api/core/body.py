@@ -1,50 +1,160 @@
-"""Refuse oversized request bodies before they are read or spooled (413, the error shape)."""
+"""Request bodies read as they arrive: an upload goes to a file in `staging_dir`, hashed
+(sha256) and counted on the way, never held whole in memory nor spooled by a form parser.
+
+The request guard (`core.guard`) has checked the caller and armed the route's byte cap
+before any of this runs; the cap here is the file's own (ACCESSA_MAX_UPLOAD_MB).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import Request
 
-from producer_api.core.errors import error_response
-
-# Room for multipart boundaries and the other fields around the file.
-_OVERHEAD = 64 * 1024
-
-
-class BodyLimitMiddleware:
-    """Checks Content-Length, and counts the bytes of bodies sent without one."""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes + _OVERHEAD
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            cid = scope.get("state", {}).get("correlation_id")
-            message = f"the request body is larger than {self.max_bytes} bytes"
-            await error_response(413, "file_too_large", message, cid)(scope, receive, send)
-            return
-        seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        await self.app(scope, counting_receive, send)
+from accessa.config import Settings
+from producer_api.core.errors import ApiError
+from producer_api.validation import check_size
 
 
 class BodyTooLarge(HTTPException):
-    """A body grew past the limit while being read; FastAPI re-raises HTTPExceptions from body
-    reading, so the error handlers render it as a 413."""
+    """A body grew past its route's cap while being read; FastAPI re-raises HTTPExceptions
+    from body reading, so the error handlers render it as a 413."""
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"the request body is larger than {max_bytes} bytes")
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An uploaded file on disk, with what was counted while it arrived."""
+
+    path: Path
+    size: int
+    sha256: str
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def staging_dir(settings: Settings) -> Path:
+    """Where uploads stream to: beside the local store's objects, so that keeping one is a
+    rename (S3: the file is then uploaded from there)."""
+    return settings.storage_root / ".incoming"
+
+
+class _Sink:
+    """One staging file: appended to in a worker thread, hashed and counted as it grows."""
+
+    def __init__(self, staging_dir: Path, max_mb: float) -> None:
+        staging_dir.mkdir(parents=True, exist_ok=True)
+        self.file: IO[bytes] = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in staged())
+            dir=staging_dir, prefix="upload-", suffix=".part", delete=False
+        )
+        self.path = Path(self.file.name)
+        self.max_mb = max_mb
+        self.size = 0
+        self.hash = hashlib.sha256()
+
+    async def write(self, data: bytes) -> None:
+        self.size += len(data)
+        check_size(self.size, self.max_mb)
+        self.hash.update(data)
+        await asyncio.to_thread(self.file.write, data)
+
+    @contextlib.asynccontextmanager
+    async def staged(self) -> AsyncIterator[None]:
+        """Closes the file; removes it unless the block completed."""
+        try:
+            yield
+        except BaseException:
+            self.file.close()
+            self.path.unlink(missing_ok=True)
+            raise
+        self.file.close()
+
+    def result(self) -> Staged:
+        return Staged(self.path, self.size, self.hash.hexdigest())
+
+
+async def stage_raw(request: Request, staging_dir: Path, max_mb: float) -> Staged:
+    """The request body (a PUT of the PDF itself) streamed to a staging file."""
+    sink = _Sink(staging_dir, max_mb)
+    async with sink.staged():
+        async for chunk in request.stream():
+            if chunk:
+                await sink.write(chunk)
+    return sink.result()
+
+
+async def stage_multipart(
+    request: Request, staging_dir: Path, max_mb: float, field: str = "file"
+) -> tuple[str, Staged]:
+    """(filename, staged file) of the `field` part of a multipart/form-data body, streamed.
+
+    python-multipart's push parser hands us each part's bytes as they arrive; other parts
+    are dropped, not buffered. 422 when the body has no such part."""
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise ApiError(422, "validation_error", "body: expected multipart/form-data with a "
+                       f"`{field}` part")  # fmt: skip
+    sink = _Sink(staging_dir, max_mb)
+    pending: list[bytes] = []
+    state = {"header": b"", "value": b"", "disposition": b"", "in_file": False, "found": False,
+             "filename": ""}  # fmt: skip
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["header"] = state["header"] + data[start:end]  # type: ignore[operator]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] = state["value"] + data[start:end]  # type: ignore[operator]
+
+    def on_header_end() -> None:
+        if state["header"].lower() == b"content-disposition":  # type: ignore[union-attr]
+            state["disposition"] = state["value"]
+        state["header"], state["value"] = b"", b""
+
+    def on_headers_finished() -> None:
+        _, disp = parse_options_header(state["disposition"])  # type: ignore[arg-type]
+        is_file = disp.get(b"name") == field.encode() and not state["found"]
+        state["in_file"] = is_file
+        if is_file:
+            state["found"] = True
+            state["filename"] = disp.get(b"filename", b"").decode("utf-8", "replace")
+        state["disposition"] = b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["in_file"]:
+            pending.append(data[start:end])
+
+    def on_part_end() -> None:
+        state["in_file"] = False
+
+    parser = MultipartParser(boundary, callbacks={  # type: ignore[arg-type]
+        "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data, "on_part_end": on_part_end,
+    })  # fmt: skip
+    async with sink.staged():
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+                if pending:
+                    data = b"".join(pending)
+                    pending.clear()
+                    await sink.write(data)
+            parser.finalize()
+        except ValueError as exc:  # python-multipart's MultipartParseError is a ValueError
+            raise ApiError(400, "bad_request", f"unreadable multipart body: {exc}") from exc
+        if not state["found"]:
+            raise ApiError(422, "validation_error", f"body.{field}: Field required")
+    return str(state["filename"]), sink.result()

@@ -130,6 +130,22 @@ def principal_from(claims: dict[str, Any], acting_for: str | None) -> Principal:
         raise _unauthorized("invalid_token", "the subject is not a user id") from exc
 
 
+async def authenticate(
+    settings: Settings, jwks: jwt.PyJWKClient | None, authorization: str | None,
+    acting_for: str | None,
+) -> Principal:  # fmt: skip
+    """The caller of an `Authorization` header, or ApiError 401/403/503. Headers only: the
+    request guard calls this before a byte of the body is read."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("not_authenticated", "a Bearer token is required")
+    if jwks is not None:
+        claims = await asyncio.to_thread(verify_token, token.strip(), settings, jwks)
+    else:
+        claims = verify_token(token.strip(), settings)
+    return principal_from(claims, acting_for)
+
+
 async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -137,15 +153,13 @@ async def current_principal(
         str | None, Header(description="service_role only: act for this user.")
     ] = None,
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("not_authenticated", "a Bearer token is required")
-    settings: Settings = request.app.state.settings
-    jwks: jwt.PyJWKClient | None = request.app.state.jwks
-    if jwks is not None:
-        claims = await asyncio.to_thread(verify_token, credentials.credentials, settings, jwks)
-    else:
-        claims = verify_token(credentials.credentials, settings)
-    request.state.principal = principal = principal_from(claims, x_user_id)
+    known = getattr(request.state, "principal", None)  # the request guard verified it already
+    if isinstance(known, Principal):
+        return known
+    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+    principal = await authenticate(request.app.state.settings, request.app.state.jwks, header,
+                                   x_user_id)  # fmt: skip
+    request.state.principal = principal
     return principal
 
 

@@ -16,7 +16,8 @@ _DESCRIPTIONS = {
     404: "Not found, or not yours.",
     409: "Conflicts with the job's current state.",
     410: "The upload expired before its bytes arrived; declare it again.",
-    413: "Larger than the upload limit.",
+    413: "The body is larger than the route's limit (the upload limit, ACCESSA_API_MAX_JSON_KB "
+    "of JSON).",
     415: "Not application/pdf.",
     422: "Invalid request or PDF (pdf_corrupt, pdf_encrypted, ...).",
     429: "Rate limited; see Retry-After.",
@@ -29,5 +30,5 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorResponse, "description": _DESCRIPTIONS[s]} for s in statuses}
 
 
-AUTHED = errors(400, 401, 403, 422, 429, 503)
+AUTHED = errors(400, 401, 403, 413, 422, 429, 503)
 QUOTA = [Depends(limit_requests)]

@@ -3,41 +3,54 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, File, Request, Response, UploadFile
+from fastapi import APIRouter, Request, Response
 
 from producer_api import crud, ingest
+from producer_api.core.body import stage_multipart, staging_dir
 from producer_api.core.config import DbDep, SettingsDep, StorageDep
 from producer_api.core.errors import not_found
 from producer_api.core.security import CurrentUser
 from producer_api.models import DocumentAccepted, DocumentPublic, accepted
 from producer_api.routes.common import AUTHED, QUOTA, errors
-from producer_api.validation import check_size, sanitize_filename
+from producer_api.validation import sanitize_filename
 
 router = APIRouter(prefix="/documents", tags=["documents"], dependencies=QUOTA)
 
 
+MULTIPART_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary", "description": "The PDF."}},
+    }}},
+}  # fmt: skip
+
+
 @router.post(
-    "", status_code=202, response_model=DocumentAccepted,
-    responses={200: {"model": DocumentAccepted, "description": "Duplicate: your existing "
-                     "document and its latest job."}, **AUTHED, **errors(409, 413)},
+    "", status_code=202, response_model=DocumentAccepted, openapi_extra={"requestBody":
+    MULTIPART_BODY}, responses={200: {"model": DocumentAccepted, "description": "Duplicate: "
+    "your existing document and its latest job."}, **AUTHED, **errors(409, 413)},
 )  # fmt: skip
 async def upload_document(
-    file: Annotated[UploadFile, File(description="The PDF.")],
     request: Request, response: Response, user: CurrentUser, db: DbDep, settings: SettingsDep,
     storage: StorageDep,
 ) -> DocumentAccepted:  # fmt: skip
-    """Upload a PDF in one request: validated, stored and queued for processing."""
-    if file.size is not None:
-        check_size(file.size, settings.max_upload_mb)
-    data = await file.read()
+    """Upload a PDF in one request (multipart, field `file`): validated, stored and queued.
+
+    The file streams to storage as it arrives, hashed on the way; the caller was
+    authenticated before a byte of it was read."""
+    filename, staged = await stage_multipart(request, staging_dir(settings),
+                                             settings.max_upload_mb)  # fmt: skip
     assert user.user_id is not None
-    result = await ingest.upload_bytes(
-        db=db, settings=settings, storage=storage, user_id=user.user_id,
-        filename=sanitize_filename(file.filename or ""),
-        correlation_id=request.state.correlation_id, data=data,
-    )  # fmt: skip
+    try:
+        result = await ingest.upload_staged(
+            db=db, settings=settings, storage=storage, user_id=user.user_id,
+            filename=sanitize_filename(filename), correlation_id=request.state.correlation_id,
+            staged=staged,
+        )  # fmt: skip
+    finally:
+        staged.discard()  # kept ones were moved into the store already
     if result.duplicate:
         response.status_code = 200
     return accepted(result.job, duplicate=result.duplicate)

@@ -57,7 +57,7 @@ _SSE_DOC = {
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse,
-            responses={**_SSE_DOC, **AUTHED, **errors(404)})  # fmt: skip
+            responses={**_SSE_DOC, **AUTHED, **errors(404, 429)})  # fmt: skip
 async def stream_job_events(
     job_id: uuid.UUID, request: Request, db: DbDep, settings: SettingsDep,
     last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0,
@@ -70,16 +70,19 @@ async def stream_job_events(
         if await crud.get_job(conn=conn, job_id=job_id) is None:
             raise not_found("job")
     hub: job_events.JobEventHub = request.app.state.job_events
+    caller = str(db.principal.user_id or "service")
+    release = hub.claim_stream(caller, settings.api_sse_streams_per_user)  # 429 past the cap
     try:
         await hub.ensure_listening()
     except Exception as exc:
+        release()
         raise ApiError(
             503, "unavailable", f"live events unavailable: {describe_error(exc)}"
         ) from exc
-    return StreamingResponse(
+    return job_events.SlotStreamingResponse(
         job_events.stream(hub, db, job_id, last_event_id, settings.sse_heartbeat_s),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}, release=release,
     )
 
 

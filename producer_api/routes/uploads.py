@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from accessa.config import Settings
 from accessa.storage import S3Storage, Storage
 from producer_api import crud, ingest, ratelimit
+from producer_api.core.body import stage_raw, staging_dir
 from producer_api.core.config import DbDep, PoolDep, SettingsDep, StorageDep
 from producer_api.core.errors import ApiError, not_found
 from producer_api.core.security import CurrentUser, check_upload_signature, sign_upload
@@ -72,7 +73,7 @@ async def declare_upload(
 @router.put(
     "/upload/{job_id}/content", name="put_upload_content", response_model=DocumentAccepted,
     openapi_extra={"requestBody": PDF_BODY},
-    responses=errors(400, 403, 404, 409, 410, 413, 422, 429),
+    responses=errors(400, 401, 403, 404, 409, 410, 413, 422, 429),
 )  # fmt: skip
 async def put_upload_content(
     job_id: uuid.UUID,
@@ -87,15 +88,16 @@ async def put_upload_content(
     if settings.rate_limits_enabled:
         limit = ratelimit.limits(settings)["requests"]
         await ratelimit.hit(pool, bucket=f"req:PUT content:{job_id}", limit=limit)
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        check_size(len(data), settings.max_upload_mb)
     job = await crud.get_job(conn=pool, job_id=job_id)
     if job is None:
         raise not_found("job")
-    fresh = await ingest.receive(pool=pool, settings=settings, storage=storage, job=job,
-                                 data=bytes(data), store=True)  # fmt: skip
+    ingest.check_waiting(job)  # 409/410 before the bytes are read
+    staged = await stage_raw(request, staging_dir(settings), settings.max_upload_mb)
+    try:
+        fresh = await ingest.receive(pool=pool, settings=settings, storage=storage, job=job,
+                                     data=staged, store=True)  # fmt: skip
+    finally:
+        staged.discard()  # kept ones were moved into the store already
     return accepted(fresh, duplicate=False)
 
 

@@ -49,6 +49,7 @@ _EVENT_BODY: dict[str, Any] = {
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, invalid or stale signature."},
     404: {"model": ErrorResponse, "description": "Not a job the parser recorded."},
+    413: {"model": ErrorResponse, "description": "Larger than ACCESSA_API_MAX_WEBHOOK_KB."},
     422: {"model": ErrorResponse, "description": "A signed body that is not a job event."},
 }
 

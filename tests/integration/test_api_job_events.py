@@ -101,7 +101,10 @@ async def ended(s: Stream, timeout: float = 30) -> Stream:
 
 @pytest.fixture
 def small_pool_settings(api_settings: Settings) -> Settings:
-    return api_settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 4})
+    # One user follows 50 streams here: the per-user stream cap is not what is under test.
+    return api_settings.model_copy(
+        update={"db_pool_min": 1, "db_pool_max": 4, "api_sse_streams_per_user": 50}
+    )
 
 
 @pytest.fixture

@@ -134,11 +134,12 @@ class _QuietServer(uvicorn.Server):
 class LiveServer:
     """The app under real uvicorn on a free port, in a thread with its own event loop."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, **options: Any) -> None:
+        """`options`: more uvicorn.Config keywords (the API's limits: `uvicorn_options`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                access_log=False, lifespan="on")  # fmt: skip
+                                access_log=False, lifespan="on", **options)  # fmt: skip
         self.server = _QuietServer(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
