@@ -115,6 +115,8 @@ async def test_retry_without_the_csrf_token_is_refused_and_changes_nothing(
     row = await pool.fetchrow("SELECT status FROM upload_jobs WHERE job_id = $1",
                               uuid.UUID(job_id))  # fmt: skip
     assert row["status"] == "failed_parse"
+    redrive = await api.post("/console/dlq/redrive", data={"id": "x:0:0", "confirm": "yes"})
+    assert redrive.status_code == 403 and "CSRF" in redrive.text
 
 
 async def test_retry_with_the_csrf_token_reopens_the_job_and_is_audited(
