@@ -42,6 +42,9 @@ class LocalPipeline:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     kafka_env: dict[str, dict[str, str]] = field(default_factory=dict)  # each one's principal
+    # Set: stages bind ACCESSA_HEALTH_BASE_PORT + their offset, as under `accessa run all`;
+    # unset: each stage process gets a free port of its own.
+    health_base_port: int | None = None
 
     @classmethod
     def create(cls, infra: Settings, home: Path, **env: str) -> LocalPipeline:
@@ -91,7 +94,14 @@ class LocalPipeline:
         """Start `accessa run <process>`; `name` may carry a replica suffix (`embedder#2`)."""
         process = name.split("#")[0]
         env = {**self.env, **self.kafka_env.get(process, {}), **extra_env}
-        if process not in ("api", "mocks"):
+        if process not in ("api", "mocks") and self.health_base_port is not None:
+            env.pop("ACCESSA_HEALTH_PORT", None)
+            env["ACCESSA_HEALTH_BASE_PORT"] = str(self.health_base_port)
+            port = self.settings.model_copy(
+                update={"health_port": None, "health_base_port": self.health_base_port}
+            ).port_for(process)
+            self.health[name] = f"http://127.0.0.1:{port}/ready"
+        elif process not in ("api", "mocks"):
             port = free_port()
             env["ACCESSA_HEALTH_PORT"] = str(port)
             self.health[name] = f"http://127.0.0.1:{port}/ready"
