@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from accessa.auth import mint_token
 from accessa.config import Settings
 from producer_api.core.errors import ApiError
 from producer_api.core.security import jwks_client, verify_token
@@ -172,3 +173,10 @@ def test_max_age_uses_exp_minus_iat_else_exp_minus_now() -> None:
 def test_any_lifetime_is_accepted_when_no_max_age_is_set() -> None:
     now = int(time.time())
     assert verify_token(_hs256(exp=now + 100 * 365 * 86400), Settings(jwt_secret=SECRET))
+
+
+def test_dev_tokens_carry_the_issuer_and_keep_within_the_max_age() -> None:
+    settings = Settings(jwt_secret=SECRET, jwt_issuer="https://auth.example/v1", jwt_max_age_s=600)
+    claims = verify_token(mint_token(settings, USER, ttl_s=86400), settings)
+    assert claims["iss"] == "https://auth.example/v1"
+    assert claims["exp"] - claims["iat"] == 600
