@@ -6,6 +6,7 @@ after changing the environment.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,9 @@ PLACEHOLDER = "change-me"  # in any setting, production refuses it (infra/k8s/ba
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 LLAMAPARSE_WEBHOOK_PATH = "/api/v2/webhooks/llamaparse"
+
+# The process logins of Postgres (accessa_<name>); migration 0017 holds their grants.
+POSTGRES_LOGINS = ("api", "parser", "chunker", "embedder", "finalizer", "ops", "migrator")
 
 STAGE_PORTS = {"api": 8000, "parser": 9101, "chunker": 9102, "embedder": 9103, "finalizer": 9104}
 # A stage's health port is ACCESSA_HEALTH_BASE_PORT + this (STAGE_PORTS at the default 9100).
@@ -104,6 +108,11 @@ class Settings(BaseSettings):
         None, description="External Postgres URL; unset = the embedded local server."
     )
     postgres_port: int = Field(54329, description="Port of the embedded local Postgres.")
+    postgres_credentials: Path | None = Field(
+        None,
+        description="The embedded Postgres's generated login passwords (JSON); unset = "
+        "HOME/postgres/credentials.json.",
+    )
     postgres_tls: bool = Field(
         False, description="Embedded Postgres with ssl=on (local CA); clients use verify-full."
     )
@@ -392,9 +401,32 @@ class Settings(BaseSettings):
 
     @property
     def dsn(self) -> str:
+        """ACCESSA_DATABASE_URL, or the embedded server's bootstrap superuser (it creates the
+        database and the logins; no runtime process uses it: see `dsn_for`)."""
+        return self.dsn_for(None)
+
+    @property
+    def postgres_credentials_file(self) -> Path:
+        """The embedded server's generated password of each login (accessa.db.bootstrap)."""
+        return self.postgres_credentials or self.home.resolve() / "postgres" / "credentials.json"
+
+    def dsn_for(self, process: str | None = "ops") -> str:
+        """The DSN `process` (api, parser, ..., ops, migrator) logs in with: on an external
+        server ACCESSA_DATABASE_URL, which is that process's own login; on the embedded one
+        its login `accessa_<process>` with the generated password (`ops` for any other)."""
         if self.database_url:
             return self.database_url
-        dsn = f"postgresql://postgres@127.0.0.1:{self.postgres_port}/accessa"
+        try:
+            passwords = json.loads(self.postgres_credentials_file.read_text())
+        except FileNotFoundError:
+            passwords = {}  # before the first bootstrap: the superuser over trust only
+        user = "postgres"
+        if process is not None:
+            user = process if process in POSTGRES_LOGINS else "ops"
+            user = f"accessa_{user}"
+        password = passwords.get(user)
+        auth = f"{user}:{quote(password, safe='')}" if password else user
+        dsn = f"postgresql://{auth}@127.0.0.1:{self.postgres_port}/accessa"
         if self.postgres_tls:
             ca = quote(str(self.home.resolve() / "postgres" / "tls" / "ca.crt"))
             dsn += f"?sslmode=verify-full&sslrootcert={ca}"

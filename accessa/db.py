@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import logging
+import secrets
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from pgvector.asyncpg import register_vector
 
-from accessa.config import Settings
+from accessa.config import POSTGRES_LOGINS, Settings
 
 SCHEMA = "upload_pipeline"
 _MIGRATION_LOCK = 0x0ACCE55A  # advisory lock id: one migrator at a time
@@ -80,8 +82,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     an open transaction before this runs."""
 
 
-async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
-    """A pool whose connections know the schema, pgvector and JSON codecs."""
+async def create_pool(settings: Settings, process: str = "ops", **overrides: Any) -> asyncpg.Pool:
+    """A pool, logged in as `process` (Settings.dsn_for), whose connections know the schema,
+    pgvector and JSON codecs."""
     kwargs: dict[str, Any] = {
         "min_size": settings.db_pool_min,
         "max_size": settings.db_pool_max,
@@ -92,7 +95,7 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
         "server_settings": {"search_path": f"{SCHEMA}, public"},
     }
     kwargs.update(overrides)
-    return await asyncpg.create_pool(settings.dsn, **kwargs)
+    return await asyncpg.create_pool(settings.dsn_for(process), **kwargs)
 
 
 class Listener:
@@ -180,9 +183,14 @@ class PoolOpener:
     not ready with the reason instead of crash-looping."""
 
     def __init__(
-        self, settings: Settings, retry_s: float = 1.0, max_retry_s: float = 60.0, **overrides: Any
+        self,
+        settings: Settings,
+        process: str = "ops",
+        retry_s: float = 1.0,
+        max_retry_s: float = 60.0,
+        **overrides: Any,
     ) -> None:
-        self._settings, self._overrides = settings, overrides
+        self._settings, self._process, self._overrides = settings, process, overrides
         self._retry_s, self._max_retry_s = retry_s, max_retry_s
         self.pool: asyncpg.Pool | None = None
         self.error = "not connected yet"
@@ -196,7 +204,9 @@ class PoolOpener:
         """One try (none once the pool exists); a failure is logged once and kept as reason."""
         if self.pool is None:
             try:
-                self.pool = await create_pool(self._settings, **self._overrides)
+                self.pool = await create_pool(
+                    self._settings, process=self._process, **self._overrides
+                )
             except Exception as exc:
                 self.error = describe_error(exc)
                 self.failures += 1
@@ -246,31 +256,149 @@ def migration_files() -> list[tuple[str, str]]:
     return [(p.name, p.read_text()) for p in files]
 
 
-async def ensure_database(settings: Settings) -> None:
-    """Create the embedded default database if it does not exist yet."""
+OWNER = "accessa_owner"  # owns the schema; migrations run as this role
+
+# Hands every object of the schema (and the migrations table) to accessa_owner; the same block
+# is in migration 0017, for a server whose migrations ran as another login.
+_ADOPT = """DO $$
+DECLARE obj record;
+BEGIN
+  IF to_regnamespace('upload_pipeline') IS NOT NULL THEN
+    EXECUTE 'ALTER SCHEMA upload_pipeline OWNER TO accessa_owner';
+    FOR obj IN SELECT c.oid::regclass AS name FROM pg_class c
+               WHERE c.relnamespace = 'upload_pipeline'::regnamespace
+                 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') LOOP
+      EXECUTE format('ALTER TABLE %s OWNER TO accessa_owner', obj.name);
+    END LOOP;
+    FOR obj IN SELECT p.oid::regprocedure AS name FROM pg_proc p
+               WHERE p.pronamespace = 'upload_pipeline'::regnamespace LOOP
+      EXECUTE format('ALTER ROUTINE %s OWNER TO accessa_owner', obj.name);
+    END LOOP;
+  END IF;
+  IF to_regclass('public.accessa_migrations') IS NOT NULL THEN
+    EXECUTE 'ALTER TABLE public.accessa_migrations OWNER TO accessa_owner';
+  END IF;
+END $$"""
+
+
+def _credentials(settings: Settings) -> dict[str, str]:
+    """The embedded server's password of each login, generated once (mode 0600)."""
+    path = settings.postgres_credentials_file
+    try:
+        passwords: dict[str, str] = json.loads(path.read_text())
+    except FileNotFoundError:
+        passwords = {}
+    wanted = ["postgres", *(f"accessa_{name}" for name in POSTGRES_LOGINS)]
+    if any(user not in passwords for user in wanted):
+        for user in wanted:
+            passwords.setdefault(user, secrets.token_urlsafe(24))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)
+        tmp.write_text(json.dumps(passwords, indent=2))
+        tmp.replace(path)
+    return passwords
+
+
+async def bootstrap(settings: Settings) -> None:
+    """Embedded default only, as the superuser: the database, pgvector, accessa_owner, and one
+    LOGIN role per process (accessa_api, ..., accessa_ops, accessa_migrator) with its generated
+    password, none superuser or BYPASSRLS. Their grants come from migration 0017. On an
+    external server the operator does this part (README, Postgres roles)."""
     if not settings.embedded_postgres:
         return
+    lock = settings.postgres_credentials_file.with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as held:
+        # One bootstrap at a time per server (test sessions start side by side): the file's
+        # passwords and the roles' stay the same.
+        await asyncio.to_thread(fcntl.flock, held, fcntl.LOCK_EX)
+        await _bootstrap(settings, _credentials(settings))
+
+
+async def ensure_database(settings: Settings) -> None:
+    """The embedded default database (and its logins) if they do not exist yet."""
+    await bootstrap(settings)
+
+
+async def _bootstrap(settings: Settings, passwords: dict[str, str]) -> None:
     conn = await connect(settings.dsn, database="postgres")
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'accessa'")
         if not exists:
             await conn.execute("CREATE DATABASE accessa")
+        for role in (OWNER, "accessa_app"):
+            await conn.execute(
+                f"""DO $$ BEGIN CREATE ROLE {role} NOLOGIN;
+                    EXCEPTION WHEN duplicate_object THEN NULL; END $$"""
+            )
+        for name in POSTGRES_LOGINS:
+            user = f"accessa_{name}"
+            password = passwords[user]
+            await conn.execute(
+                f"""DO $$ BEGIN CREATE ROLE {user};
+                    EXCEPTION WHEN duplicate_object THEN NULL; END $$"""
+            )
+            sql = await conn.fetchval(
+                "SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB "
+                "NOCREATEROLE PASSWORD %L', $1::text, $2::text)",
+                user,
+                password,
+            )
+            await conn.execute(sql)
+        sql = await conn.fetchval(
+            "SELECT format('ALTER ROLE postgres PASSWORD %L', $1::text)", passwords["postgres"]
+        )
+        await conn.execute(sql)  # the bootstrap's own, once pg_hba asks for passwords
+        # The owner may hand accessa_app to the process roles (0017's GRANT accessa_app TO).
+        await conn.execute(f"GRANT accessa_app TO {OWNER} WITH ADMIN OPTION")
+        await conn.execute(f"GRANT {OWNER} TO accessa_migrator")
+        await conn.execute("ALTER DATABASE accessa OWNER TO accessa_owner")
+    finally:
+        await conn.close()
+    conn = await connect(settings.dsn)
+    try:
+        # Not a trusted extension: the owner could not create it (0001 says if it is missing).
+        if await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"):
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        await conn.execute(_ADOPT)
     finally:
         await conn.close()
 
 
+async def migrator_connection(settings: Settings) -> asyncpg.Connection:
+    """The migrator's connection, as accessa_owner when the login is a member of it and not a
+    superuser (a superuser runs as itself: before the owner exists, or on a fresh database).
+    The role is a startup parameter: it holds for this connection's life."""
+    dsn = settings.dsn_for("migrator")
+    conn = await connect(dsn)
+    try:
+        member = await conn.fetchval(
+            """SELECT NOT r.rolsuper AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+                      AND pg_has_role(session_user, $1, 'MEMBER')
+               FROM pg_roles r WHERE r.rolname = session_user""",
+            OWNER,
+        )
+    finally:
+        await conn.close()
+    return await connect(dsn, server_settings={"role": OWNER}) if member else await connect(dsn)
+
+
 async def migrate(settings: Settings) -> list[str]:
-    """Apply pending migrations in order; return the names applied (empty when up to date)."""
-    await ensure_database(settings)
-    conn = await connect(settings.dsn)
+    """Apply pending migrations in order; return the names applied (empty when up to date).
+    Logs in as the migrator (the embedded `accessa_migrator`, else ACCESSA_DATABASE_URL) and
+    runs them as accessa_owner."""
+    await bootstrap(settings)
+    conn = await migrator_connection(settings)
     applied: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS public.accessa_migrations (
-                 name text PRIMARY KEY, checksum text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
+        if await conn.fetchval("SELECT to_regclass('public.accessa_migrations') IS NULL"):
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS public.accessa_migrations (
+                     name text PRIMARY KEY, checksum text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
         done = {
             r["name"]: r["checksum"]
             for r in await conn.fetch("SELECT name, checksum FROM public.accessa_migrations")

@@ -42,6 +42,7 @@ class LocalPipeline:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     kafka_env: dict[str, dict[str, str]] = field(default_factory=dict)  # each one's principal
+    db_env: dict[str, dict[str, str]] = field(default_factory=dict)  # each one's Postgres login
     # Set: stages bind ACCESSA_HEALTH_BASE_PORT + their offset, as under `accessa run all`;
     # unset: each stage process gets a free port of its own.
     health_base_port: int | None = None
@@ -51,8 +52,9 @@ class LocalPipeline:
         """Settings and environment for a fresh pipeline on `infra`'s broker and database."""
         prefix = f"p{uuid.uuid4().hex[:8]}-"
         api, openai, llama = free_port(), free_port(), free_port()
+        # Postgres pinned too: each child logs in as its own process (db_env), this side as ops.
         settings = kafka_clients.pinned(infra).model_copy(
-            update={"topic_prefix": prefix, "home": home}
+            update={"topic_prefix": prefix, "home": home, "database_url": infra.dsn_for("ops")}
         )
         asyncio.run(ensure_topics(settings))
         if infra.kafka_protocol.startswith("SASL") and infra.embedded_kafka:
@@ -61,7 +63,7 @@ class LocalPipeline:
             **os.environ,
             "ACCESSA_HOME": str(home),
             "ACCESSA_TOPIC_PREFIX": prefix,
-            "ACCESSA_DATABASE_URL": infra.dsn,
+            "ACCESSA_DATABASE_URL": infra.dsn_for("ops"),
             "ACCESSA_API_PORT": str(api),
             "ACCESSA_API_URL": f"http://127.0.0.1:{api}",
             "ACCESSA_MOCK_OPENAI_PORT": str(openai),
@@ -78,8 +80,12 @@ class LocalPipeline:
         }
         full_env.update(kafka_clients.child_env(infra, kafka_clients.OPS))
         kafka_env = {p: kafka_clients.child_env(infra, p) for p in PROCESSES if p != "mocks"}
-        return cls(settings, full_env, f"http://127.0.0.1:{api}",
-                   f"http://127.0.0.1:{openai}", health, home, kafka_env=kafka_env)  # fmt: skip
+        db_env = {  # the relay publishes the API's outbox: the API's login
+            p: {"ACCESSA_DATABASE_URL": infra.dsn_for("api" if p == "relay" else p)}
+            for p in (*PROCESSES, "relay")
+        }
+        return cls(settings, full_env, f"http://127.0.0.1:{api}", f"http://127.0.0.1:{openai}",
+                   health, home, kafka_env=kafka_env, db_env=db_env)  # fmt: skip
 
     def token(self, user: uuid.UUID) -> str:
         return mint_token(self.settings, user)
@@ -93,7 +99,8 @@ class LocalPipeline:
     def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
         """Start `accessa run <process>`; `name` may carry a replica suffix (`embedder#2`)."""
         process = name.split("#")[0]
-        env = {**self.env, **self.kafka_env.get(process, {}), **extra_env}
+        env = {**self.env, **self.kafka_env.get(process, {}), **self.db_env.get(process, {})}
+        env.update(extra_env)
         if process not in ("api", "mocks") and self.health_base_port is not None:
             env.pop("ACCESSA_HEALTH_PORT", None)
             env["ACCESSA_HEALTH_BASE_PORT"] = str(self.health_base_port)

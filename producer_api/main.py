@@ -78,8 +78,8 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
         app.state.storage = storage = make_storage(settings)
         if isinstance(storage, S3Storage):
             await asyncio.to_thread(storage.ensure_bucket)
-        app.state.db = opener = PoolOpener(settings)
-        app.state.job_events = hub = JobEventHub(settings.dsn)
+        app.state.db = opener = PoolOpener(settings, "api")
+        app.state.job_events = hub = JobEventHub(settings.dsn_for("api"))
         # One try before serving, so that requests find the pool; if Postgres refuses us, the
         # process stays up, not ready with the reason, and keeps trying in the background.
         app.state.pool = await opener.try_open()

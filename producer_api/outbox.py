@@ -266,7 +266,7 @@ async def listen(
     """Until `stop`: LISTEN on `outbox` and set `wakeup` on every notification, and on every
     (re)connection (rows may have committed unheard). A lost or silent connection is opened
     again, with a backoff while Postgres refuses; meanwhile the relay's poll carries on."""
-    listener = Listener(settings.dsn, CHANNEL, lambda _payload: wakeup.set(), wakeup.set)
+    listener = Listener(settings.dsn_for("api"), CHANNEL, lambda _payload: wakeup.set(), wakeup.set)
     failures = 0
     try:
         while not stop.is_set():
@@ -369,7 +369,7 @@ def run_relay(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        pool = await create_pool(settings)
+        pool = await create_pool(settings, "api")  # the relay is the API's
         try:
             await relay(settings, pool, KafkaPublisher(settings), stop)
         finally:

@@ -98,6 +98,7 @@ def secure_cluster(infra: Settings) -> Iterator[Settings]:
             "kafka_brokers": 3,
             "kafka_secure": True,
             "kafka_heap": "384m",
+            "postgres_credentials": infra.postgres_credentials_file,  # the shared Postgres's
         }
     )
     kafka = LocalKafka(settings)

@@ -49,14 +49,18 @@ def ensure_installed() -> str | None:
     return binary()
 
 
-async def prepare_role(admin_dsn: str, role: str) -> None:
+async def prepare_role(admin_dsn: str, role: str, password: str | None = None) -> None:
     """A login role (superuser, as `postgres` is locally) whose sessions start on the
-    pipeline's schema: what the dropped `search_path` startup parameter would have set."""
+    pipeline's schema: what the dropped `search_path` startup parameter would have set; with
+    `password` for a server that asks for one (the embedded one: scram-sha-256)."""
     conn = await asyncpg.connect(admin_dsn)
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
             await conn.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
         await conn.execute(f'ALTER ROLE "{role}" SET search_path = {SCHEMA}, public')
+        if password is not None:
+            sql = "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)"
+            await conn.execute(await conn.fetchval(sql, role, password))
     finally:
         await conn.close()
 
@@ -112,13 +116,15 @@ def start(
     server_port: int,
     *,
     users: tuple[str, ...] = ("postgres",),
+    passwords: dict[str, str] | None = None,
     server_host: str = "127.0.0.1",
     port: int = 0,
     timeout_s: float = 15.0,
 ) -> PgBouncer:
     """PgBouncer on 127.0.0.1:`port` (0: a free one) requiring TLS from clients, in session
     mode (LISTEN/NOTIFY and asyncpg's prepared statements need a server connection per
-    client), trusting `users` on loopback, forwarding every database to the server. As root
+    client), trusting `users` on loopback, forwarding every database to the server (logging in
+    there with `passwords`, the server's passwords of those users). As root
     it runs as the embedded server's user, and `folder`'s parents are opened for traversal."""
     exe = ensure_installed()
     if exe is None:
@@ -129,7 +135,8 @@ def start(
     cert = issue_cert(ca, folder / "tls", "pgbouncer")
     port = port or _free_port()
     listed = dict.fromkeys((*users, "postgres"))
-    (folder / "users.txt").write_text("".join(f'"{u}" ""\n' for u in listed))
+    known = passwords or {}
+    (folder / "users.txt").write_text("".join(f'"{u}" "{known.get(u, "")}"\n' for u in listed))
     (folder / "pgbouncer.ini").write_text(
         f"""[databases]
 * = host={server_host} port={server_port}

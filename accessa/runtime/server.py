@@ -141,7 +141,7 @@ def run_stage(app: StageApp, settings: Settings) -> None:
     # A handler may hold two connections at once (e.g. the embedder's advisory lock plus
     # a write): size the pool so every concurrent record can, or they deadlock.
     opener = PoolOpener(
-        settings, max_size=max(settings.db_pool_max, 2 * settings.stage_concurrency + 2)
+        settings, app.name, max_size=max(settings.db_pool_max, 2 * settings.stage_concurrency + 2)
     )
 
     @contextlib.asynccontextmanager

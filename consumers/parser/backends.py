@@ -139,7 +139,7 @@ class LlamaParseWebhookBackend(LlamaParseBackend):
         self.callback_url = settings.llamaparse_callback_url
         self.timeout_s = settings.llamaparse_timeout_s
         self.recheck_s = settings.llamaparse_webhook_recheck_s
-        self.notifications = llamaparse_jobs.JobNotifications(settings.dsn)
+        self.notifications = llamaparse_jobs.JobNotifications(settings.dsn_for("parser"))
 
     async def parse(
         self, pdf: bytes, filename: str, *, document_id: uuid.UUID, progress: Progress | None = None

@@ -7,6 +7,7 @@ itself is built without TLS, so this is the nearest real thing to a TLS Postgres
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -36,15 +37,17 @@ STAGES = ("api", "parser", "chunker", "embedder", "finalizer")
 def bouncer(infra: Settings) -> Iterator[pgbouncer.PgBouncer]:
     """PgBouncer with client TLS in front of the shared Postgres."""
     if not infra.embedded_postgres:
-        pytest.skip("needs the embedded Postgres (trust on loopback) behind PgBouncer")
+        pytest.skip("needs the embedded Postgres (its superuser) behind PgBouncer")
     if pgbouncer.ensure_installed() is None:
         pytest.skip("pgbouncer is not installed and cannot be (apt-get install pgbouncer as root)")
     server = urlsplit(infra.dsn)
-    asyncio.run(pgbouncer.prepare_role(infra.dsn, ROLE))
+    password = secrets.token_urlsafe(16)  # the server asks every login for its password
+    asyncio.run(pgbouncer.prepare_role(infra.dsn, ROLE, password))
     # Under /tmp, not pytest's private tmp: PgBouncer runs as another user when we are root.
     folder = Path(tempfile.mkdtemp(prefix="accessa-pgbouncer-"))
+    passwords = {ROLE: password, "postgres": server.password or ""}
     running = pgbouncer.start(folder, server.port or 5432, server_host=server.hostname or "",
-                              users=(ROLE,))  # fmt: skip
+                              users=(ROLE,), passwords=passwords)  # fmt: skip
     try:
         yield running
     finally:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from accessa.config import Settings
-from accessa.db import create_pool
+from accessa.db import connect, create_pool
 from accessa.infra.topics import ensure_topics
 from accessa.runtime.context import StageResources
 from accessa.runtime.faults import FaultInjector
@@ -96,6 +96,7 @@ async def stages(isolated_settings: Settings, tmp_path: Path) -> AsyncIterator[S
         settings = isolated_settings.model_copy(update={
             "openai_base_url": f"{openai_url}/v1",
             "home": tmp_path,
+            "postgres_credentials": isolated_settings.postgres_credentials_file,
             "retry_base_delay_s": 0.5,
             "stage_concurrency": 4,
         })  # fmt: skip
@@ -116,7 +117,13 @@ StartStage = Callable[..., Awaitable[StageRuntime]]
 @pytest.fixture
 async def topics(isolated_settings: Settings, pool: asyncpg.Pool) -> Settings:
     await ensure_topics(isolated_settings)
-    await pool.execute(TABLES)
+    # The test stages' own tables, made by the bootstrap login (ops, the stages' login, has no
+    # DDL) and granted to ops.
+    admin = await connect(isolated_settings.dsn)
+    try:
+        await admin.execute(TABLES)
+    finally:
+        await admin.close()
     return isolated_settings
 
 

@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS public.runtime_test_rows (
   id bigint GENERATED ALWAYS AS IDENTITY, prefix text, event_id uuid, attempt int);
 CREATE TABLE IF NOT EXISTS public.runtime_test_effects (
   id bigint GENERATED ALWAYS AS IDENTITY, prefix text, event_id uuid);
+GRANT SELECT, INSERT, DELETE ON public.runtime_test_rows, public.runtime_test_effects
+  TO accessa_ops;
 """
 
 echo = StageApp(

@@ -26,7 +26,7 @@ async def test_retries_back_off_from_1_s_doubling_to_60_s_with_one_warning_each(
     tries, waits = [], []
     pool = object()
 
-    async def create_pool(settings: Settings, **overrides: Any) -> object:
+    async def create_pool(settings: Settings, process: str = "ops", **overrides: Any) -> object:
         tries.append(overrides)
         if len(tries) <= 9:
             raise _refused()
@@ -62,7 +62,7 @@ async def test_the_readiness_reason_is_the_last_failure_then_none_once_open(
 
     outcomes: list[Any] = [_refused(), Pool()]
 
-    async def create_pool(settings: Settings, **overrides: Any) -> Any:
+    async def create_pool(settings: Settings, process: str = "ops", **overrides: Any) -> Any:
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
