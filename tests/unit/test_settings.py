@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
@@ -27,7 +28,13 @@ def test_every_setting_reads_its_accessa_prefixed_env_var(monkeypatch) -> None:
 def test_defaults_run_locally_with_nothing_set() -> None:
     settings = Settings(_env_file=None)
     assert settings.embedded_kafka and settings.embedded_postgres
-    assert settings.dsn.startswith("postgresql://postgres@127.0.0.1:")
+    # The bootstrap superuser (with its password once the server has one), and per process a
+    # login of its own (issue 19); any other process name is ops.
+    dsn = urlsplit(settings.dsn)
+    assert (dsn.username, dsn.hostname) == ("postgres", "127.0.0.1")
+    for process in ("api", "parser", "ops", "migrator"):
+        assert urlsplit(settings.dsn_for(process)).username == f"accessa_{process}"
+    assert urlsplit(settings.dsn_for("relay")).username == "accessa_ops"
 
 
 def test_production_refuses_the_local_jwt_secret() -> None:
