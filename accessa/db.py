@@ -332,6 +332,9 @@ async def _bootstrap(settings: Settings, passwords: dict[str, str]) -> None:
                 f"""DO $$ BEGIN CREATE ROLE {role} NOLOGIN;
                     EXCEPTION WHEN duplicate_object THEN NULL; END $$"""
             )
+        # CREATEROLE: migrations create roles (0001's accessa_app, 0017's group roles); on
+        # PG16+ that lets the owner administer only the roles it created, never a superuser.
+        await conn.execute(f"ALTER ROLE {OWNER} NOLOGIN CREATEROLE")
         for name in POSTGRES_LOGINS:
             user = f"accessa_{name}"
             password = passwords[user]
