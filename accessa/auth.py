@@ -15,6 +15,7 @@ def mint_token(
 ) -> str:
     """A JWT the API accepts: `sub` = user id, `aud` = the configured audience, `role`, `iss`
     when ACCESSA_JWT_ISSUER is set; never valid for longer than ACCESSA_JWT_MAX_AGE_S."""
+    settings.require_production_ready("token")  # `accessa token`, `--user`: it signs
     if settings.jwt_max_age_s is not None:
         ttl_s = min(ttl_s, settings.jwt_max_age_s)
     now = int(time.time())

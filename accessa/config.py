@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from accessa.errors import ConfigurationError
 
 LOCAL_JWT_SECRET = "accessa-local-dev-secret-change-me-0123456789"
 PLACEHOLDER = "change-me"  # in any setting, production refuses it (infra/k8s/base/secret.yaml)
@@ -23,6 +25,10 @@ LLAMAPARSE_WEBHOOK_PATH = "/api/v2/webhooks/llamaparse"
 
 # The process logins of Postgres (accessa_<name>); migration 0017 holds their grants.
 POSTGRES_LOGINS = ("api", "parser", "chunker", "embedder", "finalizer", "ops", "migrator")
+
+# Every process `Settings.require_production_ready` knows (`secrets_used` has each one's).
+PROCESSES = ("api", "parser", "chunker", "embedder", "finalizer", "relay", "mocks", "ops",
+             "storage-gc", "token")  # fmt: skip
 
 STAGE_PORTS = {"api": 8000, "parser": 9101, "chunker": 9102, "embedder": 9103, "finalizer": 9104}
 # A stage's health port is ACCESSA_HEALTH_BASE_PORT + this (STAGE_PORTS at the default 9100).
@@ -39,8 +45,9 @@ class Settings(BaseSettings):
 
     # --- general
     env: Literal["local", "test", "production"] = Field(
-        "local", description="Deployment environment; `production` refuses local secrets."
-    )
+        "local", description="Deployment environment; `production`: each process refuses local "
+        "or placeholder values of the secrets it uses.",
+    )  # fmt: skip
     home: Path = Field(Path(".accessa"), description="State folder: data, logs, pids, storage.")
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(True, description="JSON log lines (with correlation id).")
@@ -320,39 +327,63 @@ class Settings(BaseSettings):
     mock_latency_ms: float = Field(0.0, description="Mock added latency per request.")
     mock_failure_rate: float = Field(0.0, ge=0, le=1, description="Mock transient failure rate.")
 
-    @model_validator(mode="after")
-    def _refuse_local_secrets_in_production(self) -> Settings:
-        if self.env == "production" and (offending := self.placeholder_secrets()):
-            raise ValueError(
-                "production refuses local or placeholder secrets; set a real value for "
-                + ", ".join(offending)
-            )
-        return self
-
-    def placeholder_secrets(self) -> list[str]:
-        """Env names of the secrets that are embedded defaults or placeholders where they are
-        used, or contain `change-me` anywhere, and a JWT secret under 32 bytes (never values)."""
-        used = {
-            "jwt_secret": True,  # the API's tokens and upload URLs, `accessa token`
-            "openai_api_key": self.embed_provider == "openai",
-            "llamaparse_api_key": self.parser_backend == "llamaparse",
-            # The webhook route verifies with it whenever LlamaParse is the parser.
-            "llamaparse_webhook_secret": self.parser_backend == "llamaparse",
-            "s3_access_key_id": self.storage_backend == "s3",
-            "s3_secret_access_key": self.storage_backend == "s3",
+    def secrets_used(self, process: str) -> set[str]:
+        """The secret settings `process` uses with these backends (PROCESSES; README
+        "Security"): production refuses their defaults there, a pod holds no other."""
+        s3 = {"s3_access_key_id", "s3_secret_access_key"} if self.storage_backend == "s3" else set()
+        openai = {"openai_api_key"} if self.embed_provider == "openai" else set()
+        llamaparse = self.parser_backend == "llamaparse"
+        kafka = {"kafka_sasl_password", "kafka_ssl_key_password"}
+        table: dict[str, set[str]] = {
+            # Tokens and upload URLs; query embedding (routes/search.py); webhooks; uploads.
+            "api": {"jwt_secret", *openai, *s3, *kafka}
+            | ({"llamaparse_webhook_secret"} if llamaparse else set()),
+            "parser": {*s3, *kafka} | ({"llamaparse_api_key"} if llamaparse else set()),
+            "chunker": {*s3, *kafka},  # reads the parsed markdown from storage
+            "embedder": {*openai, *kafka},
+            "finalizer": kafka,
+            "relay": kafka,
+            "mocks": {"llamaparse_webhook_secret"},  # the mock LlamaParse signs webhooks
+            "ops": kafka,  # operator commands and jobs: migrate, gc, dlq, replay, ...
+            "storage-gc": s3,  # `accessa storage gc` deletes raw objects
+            "token": {"jwt_secret"},  # `accessa token`, `--user`: mints JWTs
         }
-        offending = []
-        for name in type(self).model_fields:
+        if process not in table:
+            raise ValueError(f"unknown process {process!r}; one of {', '.join(PROCESSES)}")
+        return table[process]
+
+    def production_problems(self, process: str) -> list[str]:
+        """Env names (never values) production refuses in `process`: the embedded default or a
+        `change-me` of a secret it uses, a JWT secret under 32 bytes where it signs or verifies
+        with it, and `change-me` in any non-secret setting (every process reads those)."""
+        used = self.secrets_used(process)
+        problems = []
+        for name, field in type(self).model_fields.items():
             value = getattr(self, name)
+            secret = isinstance(value, SecretStr) or isinstance(field.default, SecretStr)
+            if secret and name not in used:
+                continue  # a secret this process never reads: it need not hold it
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
             if not isinstance(text, str):
                 continue
-            default = type(self).model_fields[name].default
+            default = field.default
             is_default = isinstance(default, SecretStr) and text == default.get_secret_value()
             short = name == "jwt_secret" and len(text.encode()) < MIN_JWT_SECRET_BYTES
-            if PLACEHOLDER in text.lower() or short or (is_default and used.get(name, False)):
-                offending.append(f"ACCESSA_{name.upper()}")
-        return offending
+            if PLACEHOLDER in text.lower() or short or is_default:
+                problems.append(f"ACCESSA_{name.upper()}")
+        return problems
+
+    def require_production_ready(self, process: str) -> None:
+        """With ACCESSA_ENV=production, refuse to start `process` on `production_problems`
+        (a ConfigurationError naming every offending env var); no-op in local and test."""
+        if self.env != "production":
+            return
+        if problems := self.production_problems(process):
+            raise ConfigurationError(
+                "production_secrets",
+                f"{process}: production refuses local or placeholder values; set a real "
+                "value for " + ", ".join(problems),
+            )
 
     @property
     def embedded_kafka(self) -> bool:

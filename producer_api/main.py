@@ -72,6 +72,7 @@ async def _when_pool_open(
 
 def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
     """The API. `with_relay=False` leaves publishing to another relay (tests, `run relay`)."""
+    settings.require_production_ready("api")  # here, so an app built any way refuses them
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

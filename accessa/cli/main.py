@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from importlib.metadata import version as pkg_version
 from typing import Annotated
 
@@ -43,6 +44,24 @@ app.command("jobs")(client.jobs)
 app.command("search")(client.search)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# The process (Settings.secrets_used) whose secrets a command uses, else `ops`; `token` (and
+# `--user`) check the JWT secret where they mint (accessa/auth.py).
+COMMAND_PROCESS = {"storage": "storage-gc"}
+
+
+def command_process(args: Sequence[str]) -> str | None:
+    """The process `accessa <args>` runs as (`run <process>`: that one; None: not known yet)."""
+    if args[:1] == ["run"]:
+        return args[1] if len(args) > 1 else None
+    return COMMAND_PROCESS.get(args[0] if args else "", "ops")
+
+
+@app.callback()
+def _production_guard(ctx: typer.Context) -> None:
+    """In production, refuse an operator command whose secrets are defaults or placeholders."""
+    # `run` checks its process itself (accessa/cli/run.py); `run all` each child its own.
+    if (process := command_process([ctx.invoked_subcommand or ""])) is not None:
+        get_settings().require_production_ready(process)  # exit 3, one line (unreachable.py)
 
 
 @app.command()

@@ -52,8 +52,10 @@ def run(
     """Run a process until SIGTERM/SIGINT, then drain in-flight work and exit."""
     settings = get_settings()
     if process == Process.all:
+        # Each child checks its own secrets (`accessa run <name>`).
         names = (["mocks"] if with_mocks else []) + ["api", *STAGE_PROCESSES]
         raise typer.Exit(run_children(names, child_env(base_port)))
+    settings.require_production_ready(process.value)  # exit 3 in one line (cli/unreachable.py)
     if process == Process.api:
         from producer_api.main import serve
 

@@ -135,6 +135,7 @@ async def start_with_pool(app: StageApp, settings: Settings, opener: PoolOpener,
 
 def run_stage(app: StageApp, settings: Settings) -> None:
     """Run one stage process until SIGTERM/SIGINT, then drain and leave the group."""
+    settings.require_production_ready(app.name)  # before anything starts, however it was run
     setup_logging(app.name, settings.log_level, settings.log_json)
     tracing.setup(settings, app.name)
     state: dict[str, object] = {}

@@ -1,6 +1,7 @@
 """infra/k8s: which Secrets (and which keys of them) each Accessa container can read, the
 per-process Postgres logins, no Kafka credential where no Kafka is used, the same pod
-hardening for every workload, and that every process's settings start in production.
+hardening for every workload, and that each container holds exactly the secrets its process
+uses (Settings.secrets_used) and starts in production with them.
 Builds with kustomize like test_k8s_manifests.py; no cluster needed."""
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from pydantic import ValidationError
 
+from accessa.cli.main import command_process
 from accessa.config import Settings
 from schemas.topics import STAGES
 from tests.unit.test_k8s_manifests import BUILDS, SECRET_FIELDS, SETTINGS_ENV, Build, _build
@@ -169,21 +170,31 @@ def test_only_the_api_holds_the_jwt_secret(build: Build) -> None:
     assert shipped <= {"accessa-api-secrets"}
 
 
-def test_not_held_values_are_no_secrets(build: Build) -> None:
-    """The not-held ConfigMap: only secret settings, each an obvious non-value, listed before
-    the container's own Secret so that one wins."""
-    (not_held,) = [
-        o for o in build.kind("ConfigMap") if o["metadata"]["name"].startswith("accessa-not-held")
-    ]
-    assert set(not_held["data"]) == SECRET_FIELDS
-    assert all(v.startswith("not-held-by-this-process") for v in not_held["data"].values())
+def _process(c: dict[str, Any]) -> str:
+    """The process a container runs as: `accessa <args>` (accessa/cli/main.py)."""
+    if c["name"] == "bucket":  # local overlay: `python -c` S3Storage.ensure_bucket, S3 only
+        return "storage-gc"
+    process = command_process(c["args"])
+    assert process is not None, c["name"]
+    return process
+
+
+def _env_names(names: set[str]) -> set[str]:
+    return {f"ACCESSA_{n.upper()}" for n in names}
+
+
+def test_no_configmap_carries_a_secret_setting(build: Build) -> None:
+    """No stand-in values for secrets a pod does not hold: it simply has none."""
+    for cm in build.kind("ConfigMap"):
+        assert not set(cm.get("data", {})) & SECRET_FIELDS, cm["metadata"]["name"]
+
+
+def test_each_container_holds_only_secrets_its_process_uses(build: Build) -> None:
     for kind, name, pod in _workloads(build):
         for c in _containers(pod):
-            refs = [next(iter(r.values()))["name"] for r in c.get("envFrom", [])]
-            if not_held["metadata"]["name"] in refs:
-                assert refs[0] == not_held["metadata"]["name"], (kind, name, c["name"])
-    api = build.named("Deployment", "accessa-api")["spec"]["template"]["spec"]["containers"][0]
-    assert not_held["metadata"]["name"] not in str(api["envFrom"])
+            held = _reads(pod, c)[1] & SECRET_FIELDS
+            used = _env_names(build.settings.secrets_used(_process(c)))
+            assert held <= used, (build.name, kind, name, c["name"], held - used)
 
 
 @pytest.mark.parametrize("where", NO_KAFKA, ids="/".join)
@@ -272,16 +283,27 @@ def _production_env(build: Build, pod: dict[str, Any], c: dict[str, Any]) -> dic
     return env
 
 
+def _production_settings(env: dict[str, str]) -> Settings:
+    assert env["ACCESSA_ENV"] == "production"
+    return Settings(**{SETTINGS_ENV[k]: v for k, v in env.items() if k in SETTINGS_ENV})
+
+
 def test_every_process_starts_in_production() -> None:
-    """accessa/config.py refuses defaults and placeholders in production: each container's own
-    secrets plus the not-held values satisfy it."""
+    """Each container's own Secrets satisfy `production_problems` of its process, and each
+    used secret is needed: without it that process is refused (the default is local)."""
     build = _build("prod")
+    checked = 0
     for kind, name, pod in _workloads(build):
         for c in _containers(pod):
+            where, process = f"{kind}/{name}/{c['name']}", _process(c)
             env = _production_env(build, pod, c)
-            assert env["ACCESSA_ENV"] == "production"
-            known = {SETTINGS_ENV[k]: v for k, v in env.items() if k in SETTINGS_ENV}
-            try:
-                Settings(**known)
-            except ValidationError as e:
-                pytest.fail(f"{kind}/{name}/{c['name']} would not start: {e}")
+            problems = _production_settings(env).production_problems(process)
+            assert problems == [], f"{where} ({process}) would not start: {problems}"
+            for key in _env_names(build.settings.secrets_used(process)) & set(env):
+                if Settings.model_fields[SETTINGS_ENV[key]].default is None:
+                    continue  # optional (Kafka passwords): no local default to fall back on
+                without = {k: v for k, v in env.items() if k != key}
+                refused = _production_settings(without).production_problems(process)
+                assert key in refused, (where, key)
+                checked += 1
+    assert checked >= 8  # api 5, parser 3, chunker 2, embedder 1, storage-gc 2
