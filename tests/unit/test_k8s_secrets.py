@@ -306,4 +306,4 @@ def test_every_process_starts_in_production() -> None:
                 refused = _production_settings(without).production_problems(process)
                 assert key in refused, (where, key)
                 checked += 1
-    assert checked >= 8  # api 5, parser 3, chunker 2, embedder 1, storage-gc 2
+    assert checked == 13  # api 5, parser 3, chunker 2, embedder 1, storage-gc 2
