@@ -139,7 +139,6 @@ class Settings(BaseSettings):
         "(orphaned, expired or abandoned) only once it is at least this old.",
     )  # fmt: skip
 
-
     # --- stage runtime
     stage_concurrency: int = Field(16, ge=1, description="Documents in flight per process.")
     batch_max_records: int = Field(256, ge=1, description="Records fetched per poll.")

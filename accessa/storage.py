@@ -113,7 +113,6 @@ class LocalStorage:
                     continue
         return sorted(found, key=lambda o: o.key)
 
-
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, key, data)
 
@@ -131,7 +130,6 @@ class LocalStorage:
     async def scan(self, prefix: str) -> AsyncIterator[list[ObjectInfo]]:
         """Every object under `prefix` (a folder), as one page."""
         yield await asyncio.to_thread(self._list, prefix)
-
 
     async def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -207,7 +205,6 @@ class S3Storage:
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
             yield [ObjectInfo(o["Key"], o["Size"], o["LastModified"])
                    for o in page.get("Contents", [])]  # fmt: skip
-
 
     async def exists(self, key: str) -> bool:
         def _head() -> bool:

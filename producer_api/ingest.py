@@ -222,7 +222,6 @@ async def receive(
     return fresh
 
 
-
 def check_waiting(job: asyncpg.Record) -> None:
     """ApiError unless the job still waits for its bytes: 410 once expired, else 409."""
     if job["status"] == "expired":

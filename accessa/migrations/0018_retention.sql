@@ -10,12 +10,6 @@ CREATE INDEX IF NOT EXISTS embedding_cache_created
 CREATE INDEX IF NOT EXISTS dlq_redrives_redriven
   ON upload_pipeline.dlq_redrives (redriven_at);
 
--- The gc runs as accessa_ops where the per-process roles exist (migration 0017).
-DO $$
-BEGIN
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'accessa_ops') THEN
-    GRANT USAGE ON SCHEMA upload_pipeline TO accessa_ops;
-    GRANT SELECT, DELETE ON upload_pipeline.processed_events, upload_pipeline.outbox,
-      upload_pipeline.embedding_cache, upload_pipeline.dlq_redrives TO accessa_ops;
-  END IF;
-END $$;
+-- The gc runs as accessa_ops (0017 made it): it deletes from these four tables.
+GRANT SELECT, DELETE ON upload_pipeline.processed_events, upload_pipeline.outbox,
+  upload_pipeline.embedding_cache, upload_pipeline.dlq_redrives TO accessa_ops;

@@ -4,10 +4,4 @@
 -- at `complete`; the object the URL wrote is then named by no row and gc reclaims it.
 CREATE INDEX IF NOT EXISTS documents_raw_path ON upload_pipeline.documents (raw_path);
 
--- The gc runs as the operators' login (0017, when it exists): it reads documents and jobs.
-DO $$ BEGIN
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'accessa_ops') THEN
-    GRANT USAGE ON SCHEMA upload_pipeline TO accessa_ops;
-    GRANT SELECT ON upload_pipeline.documents, upload_pipeline.upload_jobs TO accessa_ops;
-  END IF;
-END $$;
+-- `accessa storage gc` runs as accessa_ops (0017), which already reads documents and jobs.

@@ -82,7 +82,8 @@ async def stream_job_events(
     return job_events.SlotStreamingResponse(
         job_events.stream(hub, db, job_id, last_event_id, settings.sse_heartbeat_s),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}, release=release,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        release=release,
     )
 
 
