@@ -1,7 +1,7 @@
 -- Operator's console (issue 22): one-time login tokens and sessions, stored as SHA-256 of the
 -- random values (a database dump leaks no usable token), and the indexes the console's job list
--- pages through. `accessa console` (accessa_ops) issues tokens; the API spends them and keeps
--- the sessions.
+-- pages through. Only accessa_ops reaches them: `accessa console` issues tokens and the console
+-- process (`accessa run console`, the ops identity) spends them and keeps the sessions.
 SET search_path = upload_pipeline, public;
 
 CREATE TABLE IF NOT EXISTS console_tokens (
@@ -27,6 +27,4 @@ CREATE INDEX IF NOT EXISTS upload_jobs_created ON upload_jobs (created_at DESC, 
 CREATE INDEX IF NOT EXISTS upload_jobs_state_created
   ON upload_jobs (state, created_at DESC, job_id DESC);
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON console_tokens TO accessa_ops;
-GRANT SELECT, UPDATE, DELETE ON console_tokens TO accessa_api;
-GRANT SELECT, INSERT, DELETE ON console_sessions TO accessa_api;
+GRANT SELECT, INSERT, UPDATE, DELETE ON console_tokens, console_sessions TO accessa_ops;
