@@ -21,7 +21,8 @@ import itertools
 import math
 import re
 from collections import Counter
-from typing import Protocol
+
+from consumers.parser.lines import Line
 
 # The separators before "page" are taken only from where their run starts, and never given
 # back (possessive): searched from every position of a long run, they took quadratic time.
@@ -31,17 +32,6 @@ _PAGE_NUMBER = re.compile(
 _DIGITS = re.compile(r"\d+")
 _EDGE_LINES = 3  # lines from the top and from the bottom of a page that may be furniture
 _LOOKBACK = 120  # lines searched back for the cell a stream jump returns beside
-
-
-class Line(Protocol):
-    text: str
-    size: float
-    bold: bool
-    x0: float
-    x1: float
-    top: float
-    bottom: float
-    cells: list[tuple[float, float, str]]
 
 
 def strip_furniture(pages: list[list[Line]]) -> None:
