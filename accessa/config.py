@@ -28,7 +28,7 @@ POSTGRES_LOGINS = ("api", "parser", "chunker", "embedder", "finalizer", "ops", "
 
 # Every process `Settings.require_production_ready` knows (`secrets_used` has each one's).
 PROCESSES = ("api", "parser", "chunker", "embedder", "finalizer", "relay", "mocks", "ops",
-             "storage-gc", "token")  # fmt: skip
+             "storage-gc", "token", "console")  # fmt: skip
 
 STAGE_PORTS = {"api": 8000, "parser": 9101, "chunker": 9102, "embedder": 9103, "finalizer": 9104}
 # A stage's health port is ACCESSA_HEALTH_BASE_PORT + this (STAGE_PORTS at the default 9100).
@@ -184,6 +184,13 @@ class Settings(BaseSettings):
         None, gt=0, description="Refuse tokens valid for longer: exp - iat (exp - now without "
         "`iat`); unset = any lifetime.",
     )  # fmt: skip
+    console_host: str = Field(
+        "127.0.0.1", description="Console bind address (`accessa run console`, the ops identity)."
+    )
+    console_port: int = Field(8010, description="Console port.")
+    console_url: str = Field(
+        "http://127.0.0.1:8010", description="Console base URL `accessa console` links to."
+    )
     console_token_ttl_s: int = Field(
         300, gt=0, description="Lifetime of a one-time console login link (`accessa console`)."
     )
@@ -344,6 +351,7 @@ class Settings(BaseSettings):
             "relay": kafka,
             "mocks": {"llamaparse_webhook_secret"},  # the mock LlamaParse signs webhooks
             "ops": kafka,  # operator commands and jobs: migrate, gc, dlq, replay, ...
+            "console": kafka,  # as ops: reads the DLQs, redrives; no JWT (its own sessions)
             "storage-gc": s3,  # `accessa storage gc` deletes raw objects
             "token": {"jwt_secret"},  # `accessa token`, `--user`: mints JWTs
         }

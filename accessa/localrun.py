@@ -23,6 +23,10 @@ from accessa.infra.topics import ensure_topics
 from schemas.topics import STAGES
 
 PROCESSES = ("mocks", "api", "parser", "chunker", "embedder", "finalizer")
+# Started on demand (`start("console")`): the operator's console, as the ops identity.
+CONSOLE = "console"
+_HTTP = ("api", "mocks", CONSOLE)  # serve their own /ready (no ACCESSA_HEALTH_PORT)
+DB_LOGINS = {"relay": "api", CONSOLE: "ops"}  # whose Postgres login a process uses
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -46,12 +50,13 @@ class LocalPipeline:
     # Set: stages bind ACCESSA_HEALTH_BASE_PORT + their offset, as under `accessa run all`;
     # unset: each stage process gets a free port of its own.
     health_base_port: int | None = None
+    console_url: str = ""
 
     @classmethod
     def create(cls, infra: Settings, home: Path, **env: str) -> LocalPipeline:
         """Settings and environment for a fresh pipeline on `infra`'s broker and database."""
         prefix = f"p{uuid.uuid4().hex[:8]}-"
-        api, openai, llama = free_port(), free_port(), free_port()
+        api, openai, llama, console = free_port(), free_port(), free_port(), free_port()
         # Postgres pinned too: each child logs in as its own process (db_env), this side as ops.
         settings = kafka_clients.pinned(infra).model_copy(
             update={"topic_prefix": prefix, "home": home, "database_url": infra.dsn_for("ops")}
@@ -66,6 +71,8 @@ class LocalPipeline:
             "ACCESSA_DATABASE_URL": infra.dsn_for("ops"),
             "ACCESSA_API_PORT": str(api),
             "ACCESSA_API_URL": f"http://127.0.0.1:{api}",
+            "ACCESSA_CONSOLE_PORT": str(console),
+            "ACCESSA_CONSOLE_URL": f"http://127.0.0.1:{console}",
             "ACCESSA_MOCK_OPENAI_PORT": str(openai),
             "ACCESSA_MOCK_LLAMAPARSE_PORT": str(llama),
             "ACCESSA_OPENAI_BASE_URL": f"http://127.0.0.1:{openai}/v1",
@@ -77,15 +84,18 @@ class LocalPipeline:
         health = {
             "mocks": f"http://127.0.0.1:{openai}/_mock/stats",
             "api": f"http://127.0.0.1:{api}/ready",
+            CONSOLE: f"http://127.0.0.1:{console}/ready",
         }
         full_env.update(kafka_clients.child_env(infra, kafka_clients.OPS))
         kafka_env = {p: kafka_clients.child_env(infra, p) for p in PROCESSES if p != "mocks"}
-        db_env = {  # the relay publishes the API's outbox: the API's login
-            p: {"ACCESSA_DATABASE_URL": infra.dsn_for("api" if p == "relay" else p)}
-            for p in (*PROCESSES, "relay")
+        kafka_env[CONSOLE] = kafka_clients.child_env(infra, kafka_clients.OPS)
+        db_env = {  # the relay publishes the API's outbox: the API's login; the console is ops
+            p: {"ACCESSA_DATABASE_URL": infra.dsn_for(DB_LOGINS.get(p, p))}
+            for p in (*PROCESSES, "relay", CONSOLE)
         }
         return cls(settings, full_env, f"http://127.0.0.1:{api}", f"http://127.0.0.1:{openai}",
-                   health, home, kafka_env=kafka_env, db_env=db_env)  # fmt: skip
+                   health, home, kafka_env=kafka_env, db_env=db_env,
+                   console_url=f"http://127.0.0.1:{console}")  # fmt: skip
 
     def token(self, user: uuid.UUID) -> str:
         return mint_token(self.settings, user)
@@ -101,14 +111,14 @@ class LocalPipeline:
         process = name.split("#")[0]
         env = {**self.env, **self.kafka_env.get(process, {}), **self.db_env.get(process, {})}
         env.update(extra_env)
-        if process not in ("api", "mocks") and self.health_base_port is not None:
+        if process not in _HTTP and self.health_base_port is not None:
             env.pop("ACCESSA_HEALTH_PORT", None)
             env["ACCESSA_HEALTH_BASE_PORT"] = str(self.health_base_port)
             port = self.settings.model_copy(
                 update={"health_port": None, "health_base_port": self.health_base_port}
             ).port_for(process)
             self.health[name] = f"http://127.0.0.1:{port}/ready"
-        elif process not in ("api", "mocks"):
+        elif process not in _HTTP:
             port = free_port()
             env["ACCESSA_HEALTH_PORT"] = str(port)
             self.health[name] = f"http://127.0.0.1:{port}/ready"

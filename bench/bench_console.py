@@ -3,7 +3,7 @@
 A fresh database (dropped afterwards) on the configured Postgres gets 10,000 jobs of 100
 users (one in twenty dead-lettered, each with its audit trail, stage times and, where
 upload_jobs.quality exists, quality flags), then each page is requested ROUNDS times by a
-signed-in client over the app's ASGI interface (lifespan, middleware and templates included).
+signed-in client over the console app's ASGI interface (lifespan, middleware, templates).
 The pipeline page renders the shared snapshot (stale-while-revalidate); what one snapshot
 costs to take (Kafka lag, groups, DLQ depth; Postgres counts; dependency probes) is measured
 on its own as "pipeline snapshot". Needs Postgres and Kafka up (`accessa infra up`).
@@ -26,7 +26,7 @@ from accessa.config import get_settings
 from accessa.console_auth import issue_login_token
 from accessa.db import connect, migrate, with_database
 from producer_api.console import data
-from producer_api.main import create_app
+from producer_api.console.app import create_console_app
 
 SEED = """
 INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path, pages)
@@ -110,7 +110,7 @@ async def run(jobs: int, rounds: int) -> dict[str, Any]:
     })  # fmt: skip
     try:
         await migrate(scoped)
-        app = create_app(scoped, with_relay=False)
+        app = create_console_app(scoped)  # the console's own process, as `accessa run console`
         async with app.router.lifespan_context(app):
             pool = app.state.pool
             started = time.perf_counter()

@@ -17,7 +17,7 @@ from accessa.db import PoolOpener
 from accessa.logs import setup_logging
 from accessa.runtime.server import serve_asgi
 from accessa.storage import S3Storage, make_storage
-from producer_api import console, crud, outbox, ratelimit
+from producer_api import crud, outbox, ratelimit
 from producer_api.core.correlation import CorrelationMiddleware
 from producer_api.core.errors import install_error_handlers
 from producer_api.core.guard import RequestGuard
@@ -109,7 +109,6 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(health.router)
-    console.mount(app)  # the operator's pages under /console (own session, not user tokens)
     app.add_middleware(RequestGuard, settings=settings)  # auth + body caps before the body
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(CorrelationMiddleware)  # outermost: every response carries the id

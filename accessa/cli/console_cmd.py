@@ -1,4 +1,4 @@
-"""`accessa console`: a one-time login link to the operator's console (served by the API)."""
+"""`accessa console`: a one-time login link to the operator's console (`accessa run console`)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from accessa.db import create_pool, describe_error
 
 async def _login_url(operator: str) -> str:
     settings = get_settings()
-    pool = await create_pool(settings, min_size=1, max_size=1)
+    pool = await create_pool(settings, process="ops", min_size=1, max_size=1)
     try:
         token = await issue_login_token(pool, operator=operator,
                                         ttl_s=settings.console_token_ttl_s)  # fmt: skip
     finally:
         await pool.close()
-    return f"{settings.api_url.rstrip('/')}/console/login?token={token}"
+    return f"{settings.console_url.rstrip('/')}/console/login?token={token}"
 
 
 def console_command(
@@ -33,8 +33,9 @@ def console_command(
 ) -> None:
     """Print a link that signs you in to the web console (pipeline, jobs, DLQ, cost) once.
 
-    The link works one time, within ACCESSA_CONSOLE_TOKEN_TTL_S; the console runs in the API
-    process (`make run`). Exit 3 if Postgres cannot be reached."""
+    The link works one time, within ACCESSA_CONSOLE_TOKEN_TTL_S, on ACCESSA_CONSOLE_URL; the
+    console is its own process with the ops identity (`accessa run console`, part of `accessa
+    run all`). Exit 3 if Postgres cannot be reached."""
     who = operator or getpass.getuser()
     try:
         url = asyncio.run(_login_url(who))

@@ -26,12 +26,13 @@ class Process(StrEnum):
     finalizer = "finalizer"
     mocks = "mocks"
     relay = "relay"
+    console = "console"
     all = "all"
 
 
 STAGE_PROCESSES = ("parser", "chunker", "embedder", "finalizer")
 _COLORS = {"api": "cyan", "parser": "green", "chunker": "yellow", "embedder": "magenta",
-           "finalizer": "blue", "mocks": "white"}  # fmt: skip
+           "finalizer": "blue", "mocks": "white", "console": "bright_red"}  # fmt: skip
 
 
 def run(
@@ -53,13 +54,17 @@ def run(
     settings = get_settings()
     if process == Process.all:
         # Each child checks its own secrets (`accessa run <name>`).
-        names = (["mocks"] if with_mocks else []) + ["api", *STAGE_PROCESSES]
+        names = (["mocks"] if with_mocks else []) + ["api", *STAGE_PROCESSES, "console"]
         raise typer.Exit(run_children(names, child_env(base_port)))
     settings.require_production_ready(process.value)  # exit 3 in one line (cli/unreachable.py)
     if process == Process.api:
         from producer_api.main import serve
 
         serve(settings)
+    elif process == Process.console:
+        from producer_api.console.app import serve_console
+
+        serve_console(settings)
     elif process == Process.relay:
         from producer_api.outbox import run_relay
 

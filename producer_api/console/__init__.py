@@ -1,4 +1,5 @@
-"""The operator's console: server-rendered pages under /console, served by the API process.
+"""The operator's console: server-rendered pages under /console, served by its own process
+with the ops identity (`accessa run console`, producer_api/console/app.py), not by the API.
 
 `mount(app)` adds the routes, the static files and the handler that renders a refused login
 as a page. A console session (from `accessa console`'s one-time link) is its own credential:

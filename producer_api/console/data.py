@@ -1,4 +1,4 @@
-"""What the console's pages show, read with the owner pool (operators see every user's jobs).
+"""What the console's pages show, read with its ops pool (operators see every user's jobs).
 
 The pipeline snapshot reuses `accessa status`'s queries (accessa/status.py) and is shared by
 every open console, so ten operators polling cost one Kafka round every SNAPSHOT_TTL_S."""
@@ -124,7 +124,7 @@ async def _health(settings: Settings, opener: Any) -> dict[str, str | None]:
     names = ("postgres", "kafka", "llamaparse", "openai")
     results = await asyncio.gather(
         opener.problem(),
-        broker_check(settings, timeout_s=3, process="api"),
+        broker_check(settings, timeout_s=3, process="ops"),
         _reachable(settings.llamaparse_base_url),
         _reachable(settings.openai_base_url.rstrip("/") + "/models"),
         return_exceptions=True,

@@ -53,7 +53,7 @@ async def denied(request: Request, exc: Exception) -> Response:
 def _pool(request: Request) -> asyncpg.Pool:
     pool = request.app.state.pool
     if pool is None:
-        raise ConsoleDenied(503, "Postgres unavailable", "The API has no database connection yet.")
+        raise ConsoleDenied(503, "Postgres unavailable", "The console has no database connection.")
     return pool
 
 
