@@ -274,6 +274,33 @@ def test_one_image_for_every_accessa_process(build: Build) -> None:
     assert len(images) == 1, images
 
 
+# --- the console
+
+
+def test_the_console_runs_as_its_own_cluster_internal_deployment(build: Build) -> None:
+    """`accessa run console` in its own pod: probes on its port, a ClusterIP Service, a
+    disruption budget, and nothing that exposes it outside the cluster."""
+    deployment = build.named("Deployment", "accessa-console")
+    c = _container(deployment)
+    assert c["args"] == ["run", "console"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": Settings().console_port}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert build.settings.console_host == "0.0.0.0"
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] >= build.settings.shutdown_grace_s + 10
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    (service,) = [s for s in build.kind("Service") if _selects(s["spec"]["selector"], labels)]
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert not {"externalIPs", "loadBalancerIP", "externalName"} & set(service["spec"])
+    assert not build.kind("Ingress") and not build.kind("HTTPRoute")
+    budgets = [p for p in build.kind("PodDisruptionBudget")
+               if _selects(p["spec"]["selector"]["matchLabels"], labels)]  # fmt: skip
+    assert len(budgets) == 1
+    assert c["image"] == _container(build.named("Deployment", "accessa-api"))["image"]
+
+
 # --- Services and scraping
 
 

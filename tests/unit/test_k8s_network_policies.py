@@ -18,7 +18,8 @@ pytestmark = pytest.mark.usefixtures("without_runner_settings")
 
 APP = ["accessa-api", *(f"accessa-{s}" for s in STAGES)]
 JOBS = ["accessa-migrate", "accessa-reprocess-gc", "accessa-storage-gc", "accessa-gc"]
-KAFKA_CLIENTS = {*APP, "accessa-migrate"}
+CONSOLE = "accessa-console"  # the operator's console: Kafka and Postgres as ops, no ingress
+KAFKA_CLIENTS = {*APP, "accessa-migrate", CONSOLE}
 S3_CLIENTS = {"accessa-api", "accessa-parser", "accessa-chunker", "accessa-storage-gc"}
 LLAMAPARSE_CLIENTS = {"accessa-parser"}
 OPENAI_CLIENTS = {"accessa-api", "accessa-embedder"}
@@ -186,7 +187,7 @@ def test_a_default_deny_selects_every_pod(build: Build, net: Policies) -> None:
 
 
 def test_every_accessa_pod_resolves_names(net: Policies) -> None:
-    for name in (*APP, *JOBS):
+    for name in (*APP, *JOBS, CONSOLE):
         pod = net.pods[name]
         assert net.flow(pod, DNS, 53, "UDP") and net.flow(pod, DNS, 53, "TCP"), name
         assert not net.flow(pod, STRANGER, 53, "UDP"), name
@@ -195,7 +196,7 @@ def test_every_accessa_pod_resolves_names(net: Policies) -> None:
 def test_only_kafka_clients_reach_kafka(build: Build, net: Policies) -> None:
     broker = net.pods["kafka"] if build.name == "local" else BROKER
     port = 9092
-    for name in (*APP, *JOBS):
+    for name in (*APP, *JOBS, CONSOLE):
         assert net.flow(net.pods[name], broker, port) == (name in KAFKA_CLIENTS), name
     if build.name == "local":  # KEDA reads the lag of the in-namespace broker
         keda = _outside("keda-operator", "keda", app="keda-operator")
@@ -206,7 +207,7 @@ def test_only_kafka_clients_reach_kafka(build: Build, net: Policies) -> None:
 
 def test_every_accessa_process_reaches_postgres(build: Build, net: Policies) -> None:
     postgres: Pod | str = net.pods["postgres"] if build.name == "local" else CLUSTER_IP
-    for name in (*APP, *JOBS):
+    for name in (*APP, *JOBS, CONSOLE):
         assert net.flow(net.pods[name], postgres, 5432), name
         assert not net.flow(net.pods[name], postgres, 5433), name
     if build.name == "local":
@@ -216,7 +217,7 @@ def test_every_accessa_process_reaches_postgres(build: Build, net: Policies) -> 
 
 def test_internet_egress_only_for_the_third_party_callers(build: Build, net: Policies) -> None:
     callers = S3_CLIENTS | LLAMAPARSE_CLIENTS | OPENAI_CLIENTS
-    for name in (*APP, *JOBS):
+    for name in (*APP, *JOBS, CONSOLE):
         pod = net.pods[name]
         assert net.flow(pod, INTERNET, 443) == (name in callers), name
         assert not net.flow(pod, INTERNET, 80), name
@@ -249,6 +250,27 @@ def test_the_api_is_reachable_on_its_port_only(net: Policies) -> None:
     assert net.flow(STRANGER, api, port)  # webhooks and clients; the API authenticates
     assert net.flow(PROMETHEUS, api, port)
     assert not net.flow(INGRESS, api, port + 1)
+
+
+def test_no_pod_connects_to_the_console(net: Policies) -> None:
+    """Port-forward only: not the ingress controller, not Prometheus, not a pod of this
+    namespace (a compromised parser or API), not the mocks."""
+    console = net.pods[CONSOLE]
+    port = console.ports["http"]
+    peers = [INGRESS, PROMETHEUS, STRANGER, *(p for n, p in net.pods.items() if n != CONSOLE)]
+    for peer in peers:
+        assert not net.flow(peer, console, port), peer.name
+    assert not net.flow(STRANGER, console, 8000)
+
+
+def test_the_console_reaches_only_kafka_postgres_and_dns(build: Build, net: Policies) -> None:
+    console = net.pods[CONSOLE]
+    for name, pod in net.pods.items():
+        if name in ("kafka", "postgres"):
+            continue  # the local overlay's broker and database, checked above
+        for port in {*pod.ports.values(), 8000, 8091, 8092, 4318, 5000}:
+            assert not net.flow(console, pod, port), (name, port)
+    assert not net.flow(console, INTERNET, 443)
 
 
 def test_only_prometheus_scrapes_the_stages(net: Policies) -> None:

@@ -60,6 +60,11 @@ ALLOWED: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {
         {"accessa-ops-secrets", "accessa-pg-tls"},
         {DB, *S3},
     ),
+    # The console: the ops login and the ops principal only (no JWT secret, no S3, no keys).
+    ("Deployment", "accessa-console", "console"): (
+        {"accessa-console-secrets", "accessa-kafka-ops", *TLS},
+        {DB, *KAFKA},
+    ),
     # Local overlay only: the mock LlamaParse signs its webhooks.
     ("Deployment", "accessa-mocks", "mocks"): (
         {"accessa-mocks-secrets"},
@@ -70,6 +75,7 @@ ALLOWED: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {
 LOGINS = {
     **{f"accessa-{p}-secrets": f"accessa_{p}" for p in ("api", *STAGES, "ops")},
     "accessa-migrate-secrets": "accessa_migrator",
+    "accessa-console-secrets": "accessa_ops",  # the console runs as ops, not as the API
 }
 NO_KAFKA = [
     ("Job", "accessa-migrate", "migrate"),
