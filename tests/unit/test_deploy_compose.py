@@ -44,7 +44,7 @@ def _command(service: dict[str, Any]) -> str:
 
 
 def test_compose_names_every_service(services: dict[str, dict[str, Any]]) -> None:
-    expected = {"kafka", "postgres", "mocks", "migrate", "api", *STAGES}
+    expected = {"kafka", "postgres", "mocks", "migrate", "api", "console", *STAGES}
     assert expected <= set(services), f"missing: {expected - set(services)}"
 
 
@@ -70,6 +70,23 @@ def test_api_and_mocks_commands(services: dict[str, dict[str, Any]]) -> None:
     assert services["mocks"]["command"] == ["run", "mocks"]
 
 
+def test_the_console_is_its_own_service_as_ops_on_loopback(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    console = services["console"]
+    assert console["command"] == ["run", "console"]
+    env = console["environment"]
+    settings = Settings(**{k.removeprefix("ACCESSA_").lower(): v for k, v in env.items()})
+    assert console["ports"] == [f"127.0.0.1:{settings.console_port}:{settings.console_port}"]
+    assert settings.console_host == "0.0.0.0"  # inside its container; published on loopback
+    assert settings.console_url == f"http://127.0.0.1:{settings.console_port}"
+    check = " ".join(console["healthcheck"]["test"])
+    assert f"127.0.0.1:{settings.console_port}/health" in check
+    assert console["image"] == services["api"]["image"]
+    assert console["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "CONSOLE" not in " ".join(services["api"]["environment"])  # the API serves none
+
+
 def test_migrate_service_migrates_and_creates_topics(services: dict[str, dict[str, Any]]) -> None:
     command = _command(services["migrate"])
     assert "accessa migrate" in command
@@ -93,7 +110,8 @@ def test_app_services_reach_kafka_and_postgres_in_containers(
 
 
 # Each service's own Postgres login (compose/postgres-logins.sh creates them).
-LOGINS = {**{n: f"accessa_{n}" for n in APP_SERVICES}, "migrate": "accessa_migrator"}
+LOGINS = {**{n: f"accessa_{n}" for n in APP_SERVICES}, "migrate": "accessa_migrator",
+          "console": "accessa_ops"}  # fmt: skip
 LOGINS_SCRIPT = ROOT / "infra" / "compose" / "postgres-logins.sh"
 _URL = re.compile(
     r"postgresql://(?P<user>[a-z_]+):\$\{(?P<var>PG_PASSWORD_[A-Z]+):-[^}]*\}@postgres:5432/"
@@ -104,7 +122,7 @@ def test_every_port_is_published_on_loopback_only(services: dict[str, dict[str, 
     published = {
         name: [str(p) for p in s.get("ports", [])] for name, s in services.items() if s.get("ports")
     }
-    assert {"kafka", "postgres", "api"} <= set(published)
+    assert {"kafka", "postgres", "api", "console"} <= set(published)
     for name, ports in published.items():
         for port in ports:
             assert port.startswith("127.0.0.1:") and port.count(":") == 2, (name, port)
