@@ -8,7 +8,7 @@ import asyncpg
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.infra.topics import topics_for
+from accessa.topics import topics_for
 from accessa.topic_scan import group_members, partitions
 from schemas.topics import STAGES
 

@@ -27,7 +27,7 @@ from accessa import kafka_clients
 from accessa.auth import mint_token
 from accessa.config import Settings, get_settings
 from accessa.db import migrate
-from accessa.infra.topics import ensure_topics, topics_for
+from accessa.topics import ensure_topics, topics_for
 from mocks.policy_pdf import raw_pdf
 from producer_api.validation import validate_pdf
 

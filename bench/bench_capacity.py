@@ -21,7 +21,7 @@ from typing import Any
 from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.db import create_pool
-from accessa.localrun import PROCESSES, LocalPipeline
+from accessa.ops.localrun import PROCESSES, LocalPipeline
 from accessa.topic_scan import Record, group_members, scan
 from bench.bench_pipeline import CpuMeter, _upload_all, corpus_files
 from bench.poll import until

@@ -28,7 +28,7 @@ import httpx
 from accessa import jobs
 from accessa.config import Settings
 from accessa.db import create_pool
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from mocks.policy_pdf import make_policy_pdf
 
 GOAL = "p50 < 150 ms"

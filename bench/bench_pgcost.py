@@ -530,7 +530,7 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
 
 async def run(settings: Settings, rows: int = 20_000, prefill: int = 5_000) -> dict[str, Any]:
     """Every measurement of this module, for bench/run.py (`--only pgcost`)."""
-    from accessa.infra.postgres import LocalPostgres
+    from accessa.devstack.postgres import LocalPostgres
 
     postmaster = LocalPostgres(settings).pid() if settings.embedded_postgres else None
     started = time.perf_counter()

@@ -19,14 +19,14 @@ import psutil
 
 from accessa.config import Settings
 from accessa.db import create_pool
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from accessa.storage import raw_key
 from bench.poll import until
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
-from consumers.embedder.providers import make_provider
+from accessa.providers.embeddings import make_provider
 from consumers.parser.local import parse_pdf
-from consumers.parser.normalize import normalize_markdown
+from accessa.text import normalize_markdown
 from mocks.policy_pdf import make_policy_pdf
 from schemas.events import DocumentParsed
 
@@ -141,8 +141,8 @@ class CpuMeter:
     the machine's cores."""
 
     def __init__(self, pipe: LocalPipeline, settings: Settings, own: str | None = None) -> None:
-        from accessa.infra.kafka import LocalKafka
-        from accessa.infra.postgres import LocalPostgres
+        from accessa.devstack.kafka import LocalKafka
+        from accessa.devstack.postgres import LocalPostgres
 
         pids = {n: p.pid for n, p in pipe.procs.items()}
         # This process as `own` (an in-process side): its own time only, not its children's

@@ -28,7 +28,7 @@ from aiokafka import TopicPartition
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.infra.topics import ensure_topics
+from accessa.topics import ensure_topics
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.stage import PRODUCER_CONFIG, StageApp, StageRuntime

@@ -28,7 +28,7 @@ import httpx
 from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.db import create_pool
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from accessa.topic_scan import group_members
 from bench.poll import until
 from consumers.chunker.app import buffer_chunks

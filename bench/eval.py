@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from accessa.config import Settings, get_settings
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from bench.bench_pipeline import CORPUS
 from bench.poll import until
 
@@ -186,9 +186,9 @@ def peer_answers(
 def infra_up(settings: Settings) -> list[Any]:
     """Local Postgres and Kafka up (those this run started are returned, to stop them)."""
     from accessa.db import migrate
-    from accessa.infra.kafka import LocalKafka
-    from accessa.infra.postgres import LocalPostgres
-    from accessa.infra.topics import ensure_topics
+    from accessa.devstack.kafka import LocalKafka
+    from accessa.devstack.postgres import LocalPostgres
+    from accessa.topics import ensure_topics
 
     started: list[Any] = []
     if settings.embedded_postgres and (pg := LocalPostgres(settings)).up():

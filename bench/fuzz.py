@@ -203,7 +203,7 @@ def child(args: argparse.Namespace) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["accessa", "producer_api"]):
-        import accessa.pdf_bombs  # noqa: F401
+        import accessa.pdf.bombs  # noqa: F401
         import producer_api.validation  # noqa: F401
 
     target = Target()

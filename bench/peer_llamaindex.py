@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from accessa.config import Settings
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from bench.bench_pipeline import CpuMeter, corpus_files, steady_state
 
 SCHEMA = "bench_peer"

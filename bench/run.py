@@ -18,8 +18,8 @@ from typing import Any
 
 from accessa.config import Settings, get_settings
 from accessa.db import create_pool, migrate
-from accessa.infra.kafka import LocalKafka
-from accessa.infra.postgres import LocalPostgres
+from accessa.devstack.kafka import LocalKafka
+from accessa.devstack.postgres import LocalPostgres
 
 RESULTS = Path(__file__).with_name("results.json")
 

@@ -1,4 +1,4 @@
-"""A mock of the LlamaParse v1 REST API, as `consumers.parser.llamaparse` uses it.
+"""A mock of the LlamaParse v1 REST API, as `accessa.providers.llamaparse` uses it.
 
     POST /api/v1/parsing/upload                   multipart `file` (+ `result_type`, `webhook_url`)
     GET  /api/v1/parsing/job/{id}                 {"id", "status": PENDING|SUCCESS|ERROR, ...}

@@ -19,7 +19,7 @@ import asyncpg
 from accessa import jobs
 from accessa.config import Settings
 from accessa.db import user_transaction
-from accessa.infra.topics import topics_for
+from accessa.topics import topics_for
 from accessa.storage import ObjectNotFound, Storage, raw_key, verified_raw_key
 from producer_api import crud, outbox, ratelimit
 from producer_api.core.body import Staged

@@ -44,7 +44,7 @@ from aiokafka.errors import (
 from accessa import jobs, kafka_clients, tracing
 from accessa.config import Settings
 from accessa.db import Listener, create_pool
-from accessa.infra.topics import topics_for
+from accessa.topics import topics_for
 from accessa.logs import setup_logging
 from producer_api import metrics
 from schemas.headers import Headers

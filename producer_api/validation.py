@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED, PdfBomb, check_expansion
+from accessa.pdf.bombs import DEFAULT_MAX_EXPANDED, PdfBomb, check_expansion
 from producer_api.core.errors import ApiError
 
 MAX_FILENAME_BYTES = 255

@@ -57,8 +57,8 @@ def infra() -> Iterator[Settings]:
         os.environ.update(next(gen))
     get_settings.cache_clear()
     settings = get_settings()
-    from accessa.infra.kafka import LocalKafka
-    from accessa.infra.postgres import LocalPostgres
+    from accessa.devstack.kafka import LocalKafka
+    from accessa.devstack.postgres import LocalPostgres
 
     started: list[LocalKafka | LocalPostgres] = []
     if settings.embedded_postgres:
@@ -72,7 +72,7 @@ def infra() -> Iterator[Settings]:
     import asyncio
 
     from accessa.db import migrate
-    from accessa.infra.topics import ensure_topics
+    from accessa.topics import ensure_topics
 
     asyncio.run(migrate(settings))
     asyncio.run(ensure_topics(settings))
@@ -87,7 +87,7 @@ def secure_cluster(infra: Settings) -> Iterator[Settings]:
     """A second, production-shaped Kafka beside the plain one: 3 KRaft nodes, SASL_SSL with a
     local CA, SCRAM users per process, ACLs (StandardAuthorizer), topics at RF 3 / min ISR 2.
     Settings returned connect as the `ops` principal; Postgres is the shared one."""
-    from accessa.infra.kafka import LocalKafka
+    from accessa.devstack.kafka import LocalKafka
 
     settings = infra.model_copy(
         update={

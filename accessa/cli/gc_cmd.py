@@ -1,4 +1,4 @@
-"""`accessa gc`: delete the rows past their retention (see accessa/retention.py)."""
+"""`accessa gc`: delete the rows past their retention (see accessa/ops/retention.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from accessa import retention
+from accessa.ops import retention
 from accessa.cli.output import Exit, console, emit_json, fail
 from accessa.config import get_settings
 from accessa.db import create_pool

@@ -11,10 +11,10 @@ from rich.table import Table
 
 from accessa.cli.output import Exit, console, emit_json, fail
 from accessa.config import Settings, get_settings
-from accessa.infra import acls, kafka, postgres
-from accessa.infra.kafka import ComponentStatus, LocalKafka
-from accessa.infra.postgres import LocalPostgres
-from accessa.infra.topics import ensure_topics
+from accessa.devstack import acls, kafka, postgres
+from accessa.devstack.kafka import ComponentStatus, LocalKafka
+from accessa.devstack.postgres import LocalPostgres
+from accessa.topics import ensure_topics
 
 app = typer.Typer(help="Local infrastructure: the embedded Kafka broker and Postgres.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

@@ -84,8 +84,8 @@ def token(
 @app.command()
 def version(as_json: JsonOpt = False) -> None:
     """Print the version of Accessa Ingest and its infrastructure."""
-    from accessa.infra.kafka import kafka_version
-    from accessa.infra.postgres import postgres_version
+    from accessa.devstack.kafka import kafka_version
+    from accessa.devstack.postgres import postgres_version
 
     info = {
         "accessa": pkg_version("accessa-ingest"),

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from accessa import tracing
 from accessa.config import Settings
 from accessa.db import PoolOpener
-from accessa.infra.kafka import broker_check
+from accessa.health import broker_check
 from accessa.logs import setup_logging
 from accessa.runtime import metrics
 from accessa.runtime.context import StageResources

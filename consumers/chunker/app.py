@@ -14,7 +14,7 @@ from accessa.runtime.stage import StageApp
 from accessa.storage import ObjectNotFound
 from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
 from consumers.chunker.contextual import embed_metadata
-from consumers.parser.normalize import sha256_text
+from accessa.text import sha256_text
 from schemas.events import ChunksCreated, DocumentParsed
 
 stage = StageApp("chunker", DocumentParsed)

@@ -8,7 +8,7 @@ from accessa.runtime import metrics
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
 from consumers.embedder.models import check_model
-from consumers.embedder.providers import EmbeddingProvider, make_provider
+from accessa.providers.embeddings import EmbeddingProvider, make_provider
 from consumers.embedder.vectors import BUFFERED_CHUNKS, document_lock, embed_missing, target_model
 from schemas.events import ChunksCreated, ChunksEmbedded
 

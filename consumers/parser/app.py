@@ -14,7 +14,7 @@ from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.stage import StageApp
 from accessa.storage import ObjectNotFound, parsed_key
 from consumers.parser.backends import document_timeout_s, make_backend
-from consumers.parser.normalize import has_text, normalize_markdown, sha256_text
+from accessa.text import has_text, normalize_markdown, sha256_text
 from consumers.parser.quality import Thresholds, summarize
 from schemas.events import DocumentParsed, DocumentUploaded
 

@@ -15,8 +15,9 @@ import asyncpg
 
 from accessa.config import Settings
 from accessa.errors import PermanentError, TransientError
-from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED
-from consumers.parser import llamaparse_jobs, ocr
+from accessa.pdf.bombs import DEFAULT_MAX_EXPANDED
+from accessa.providers import llamaparse_jobs
+from consumers.parser import ocr
 from consumers.parser.local import DEFAULT_MAX_PAGES, ParsedPdf, parse_pdf
 from consumers.parser.sandbox import DEFAULT_MEMORY_LIMIT_MB, MemoryCappedWorker
 from schemas.events import PageQuality
@@ -113,7 +114,7 @@ class LlamaParseBackend:
     """The LlamaParse v1 API (upload, poll, fetch markdown)."""
 
     def __init__(self, settings: Settings) -> None:
-        from consumers.parser.llamaparse import LlamaParseClient
+        from accessa.providers.llamaparse import LlamaParseClient
 
         self.client = LlamaParseClient(
             settings.llamaparse_base_url,

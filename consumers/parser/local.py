@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from accessa.errors import PermanentError
-from accessa.pdf_bombs import DEFAULT_MAX_EXPANDED, PdfBomb, check_expansion
+from accessa.pdf.bombs import DEFAULT_MAX_EXPANDED, PdfBomb, check_expansion
 from consumers.parser import pdfium
 from consumers.parser.markdown import to_markdown
 from schemas.events import PageQuality

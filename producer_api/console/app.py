@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accessa.config import Settings
 from accessa.db import PoolOpener
-from accessa.infra.kafka import broker_check
+from accessa.health import broker_check
 from accessa.logs import setup_logging
 from accessa.runtime.server import run_checks, serve_asgi
 from producer_api.console import mount

@@ -19,7 +19,7 @@ import httpx
 
 from accessa.config import Settings
 from accessa.db import describe_error
-from accessa.infra.kafka import broker_check
+from accessa.health import broker_check
 from accessa.jobs import PROGRESS
 from accessa.status import database_status, pipeline_status
 

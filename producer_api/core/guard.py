@@ -27,7 +27,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accessa.config import Settings
-from consumers.parser.llamaparse import webhook_headers_plausible
+from accessa.providers.llamaparse import webhook_headers_plausible
 from producer_api.core.body import BodyTooLarge
 from producer_api.core.errors import ApiError, error_response
 from producer_api.core.security import authenticate, check_upload_signature

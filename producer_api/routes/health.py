@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from accessa.infra.kafka import broker_check
+from accessa.health import broker_check
 from accessa.runtime.metrics import REGISTRY
 from accessa.runtime.server import run_checks
 from producer_api.core.config import SettingsDep

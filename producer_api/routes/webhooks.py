@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from consumers.parser import llamaparse_jobs
-from consumers.parser.llamaparse import verify_webhook_signature
+from accessa.providers import llamaparse_jobs
+from accessa.providers.llamaparse import verify_webhook_signature
 from producer_api.core.config import PoolDep, SettingsDep
 from producer_api.core.errors import ApiError, not_found
 from producer_api.models import ErrorResponse

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from accessa.config import Settings
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 
 
 def _running(infra: Settings, home: Path) -> Iterator[LocalPipeline]:

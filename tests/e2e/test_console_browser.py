@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from accessa.localrun import REPO, LocalPipeline
+from accessa.ops.localrun import REPO, LocalPipeline
 from mocks.policy_pdf import make_policy_pdf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from consumers.chunker.chunking import chunk_markdown
 from tests.unit.test_local_parser import EXPECTED
 from tests.utils import CORPUS, wait_for

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from tests.e2e.ledger import REPORT, Batch
 from tests.utils import wait_for
 

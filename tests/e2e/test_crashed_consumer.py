@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from accessa.db import create_pool
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from schemas.headers import Headers
 from tests.e2e.ledger import Batch
 from tests.utils import read_topic, wait_for

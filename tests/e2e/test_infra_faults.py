@@ -15,9 +15,9 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from accessa.config import Settings
 from accessa.db import create_pool
-from accessa.infra.kafka import LocalKafka
-from accessa.infra.postgres import LocalPostgres
-from accessa.localrun import LocalPipeline
+from accessa.devstack.kafka import LocalKafka
+from accessa.devstack.postgres import LocalPostgres
+from accessa.ops.localrun import LocalPipeline
 from mocks.llamaparse_server import render_markdown
 from tests.e2e.ledger import Batch, assert_ingested
 

@@ -16,8 +16,8 @@ import pytest
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.infra.kafka import KafkaNode, LocalKafka, replication_state
-from accessa.localrun import LocalPipeline
+from accessa.devstack.kafka import KafkaNode, LocalKafka, replication_state
+from accessa.ops.localrun import LocalPipeline
 from tests.e2e.ledger import Batch, assert_ingested
 from tests.utils import read_topic, wait_for
 
@@ -64,7 +64,7 @@ def retried_or_dead(pipeline: LocalPipeline) -> int:
 
 
 def pipeline_topics(pipeline: LocalPipeline) -> list[str]:
-    from accessa.infra.topics import topics_for
+    from accessa.topics import topics_for
 
     return topics_for(pipeline.settings).all()
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from accessa.config import Settings
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from tests.e2e.test_pipeline_ops import upload_and_finish
 from tests.utils import CORPUS
 

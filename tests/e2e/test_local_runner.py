@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from accessa.config import Settings
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 
 
 def _accessa_children() -> set[int]:

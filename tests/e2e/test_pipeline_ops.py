@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from accessa.localrun import REPO, LocalPipeline
+from accessa.ops.localrun import REPO, LocalPipeline
 from mocks.policy_pdf import make_policy_pdf, policy_phrase
 from tests.unit.test_observability import alert_exprs, dashboard_exprs, referenced
 from tests.utils import CORPUS, wait_for

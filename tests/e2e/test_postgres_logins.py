@@ -10,7 +10,7 @@ import pytest
 
 from accessa import db
 from accessa.config import Settings
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 
 pytestmark = [pytest.mark.e2e]
 

@@ -21,15 +21,15 @@ import pytest
 
 from accessa import db, kafka_clients
 from accessa.config import Settings
-from accessa.infra import pgbouncer
-from accessa.infra.tls import create_ca
-from accessa.localrun import LocalPipeline
+from accessa.devstack import pgbouncer
+from accessa.devstack.tls import create_ca
+from accessa.ops.localrun import LocalPipeline
 from tests.e2e.ledger import Batch
 from tests.utils import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROLE = "accessa_tls"  # carries the search path PgBouncer 1.18 drops (accessa.infra.pgbouncer)
+ROLE = "accessa_tls"  # carries the search path PgBouncer 1.18 drops (accessa.devstack.pgbouncer)
 STAGES = ("api", "parser", "chunker", "embedder", "finalizer")
 
 

@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from mocks.scanned_pdf import known_pages, scan, text_pdf
 from tests.e2e.test_pipeline_ops import cli, upload_and_finish
 from tests.unit.test_ocr import needs_tesseract

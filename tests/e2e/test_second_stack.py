@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from accessa.config import STAGE_PORT_OFFSETS, Settings
-from accessa.localrun import LocalPipeline, free_port
+from accessa.ops.localrun import LocalPipeline, free_port
 
 
 def _base() -> int:

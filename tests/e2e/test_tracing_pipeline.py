@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from accessa.config import Settings
-from accessa.localrun import LocalPipeline
+from accessa.ops.localrun import LocalPipeline
 from mocks.policy_pdf import make_policy_pdf
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, render
 from tests.utils import wait_for

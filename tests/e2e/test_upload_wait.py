@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from accessa.config import Settings
-from accessa.localrun import REPO, LocalPipeline
+from accessa.ops.localrun import REPO, LocalPipeline
 from mocks.policy_pdf import make_policy_pdf
 
 HEARTBEAT_S = 1.0

@@ -16,7 +16,7 @@ import pytest
 
 from accessa.config import Settings
 from accessa.db import connect, create_pool
-from accessa.infra.topics import ensure_topics
+from accessa.topics import ensure_topics
 from accessa.runtime.context import StageResources
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.stage import StageApp, StageRuntime

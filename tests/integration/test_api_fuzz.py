@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 
 from accessa.auth import mint_token
 from accessa.config import Settings
-from accessa.infra.topics import ensure_topics
+from accessa.topics import ensure_topics
 from mocks import openai_server
 from mocks.serve import start_in_thread
 from producer_api.main import create_app

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from accessa.config import Settings
-from accessa.infra.kafka import LocalKafka
+from accessa.devstack.kafka import LocalKafka
 from producer_api import crud
 from producer_api.outbox import KafkaPublisher, relay
 from schemas.events import DocumentUploaded

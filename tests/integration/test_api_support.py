@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from accessa import kafka_clients
 from accessa.auth import mint_token
 from accessa.config import Settings
-from accessa.infra.topics import ensure_topics
+from accessa.topics import ensure_topics
 from producer_api.main import create_app
 from tests.utils import CORPUS, free_port, header_map, read_topic, wait_for
 

@@ -19,11 +19,12 @@ from pydantic import SecretStr
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.infra import acls
-from accessa.infra.kafka import PROCESSES, LocalKafka, broker_check
-from accessa.infra.tls import create_ca
-from accessa.infra.topics import ensure_topics
-from accessa.localrun import LocalPipeline
+from accessa.devstack import acls
+from accessa.devstack.kafka import PROCESSES, LocalKafka
+from accessa.health import broker_check
+from accessa.devstack.tls import create_ca
+from accessa.topics import ensure_topics
+from accessa.ops.localrun import LocalPipeline
 from tests.utils import produce, wait_for
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from accessa.errors import PermanentError, TransientError
-from consumers.parser.llamaparse import LlamaParseClient, verify_webhook_signature
+from accessa.providers.llamaparse import LlamaParseClient, verify_webhook_signature
 from mocks import llamaparse_server
 from mocks.serve import running_server
 from tests.utils import CORPUS, MockControl, free_port, wait_for

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from accessa.config import LLAMAPARSE_WEBHOOK_PATH, Settings
 from accessa.errors import PermanentError, TransientError
-from consumers.parser import llamaparse_jobs
+from accessa.providers import llamaparse_jobs
 from consumers.parser.backends import LlamaParseWebhookBackend
 from mocks import llamaparse_server
 from mocks.serve import running_server

@@ -12,7 +12,7 @@ import pytest
 
 from accessa.config import Settings
 from accessa.errors import PermanentError, TransientError
-from consumers.embedder.providers import OpenAIProvider, make_provider, plan_batches
+from accessa.providers.embeddings import OpenAIProvider, make_provider, plan_batches
 from mocks import openai_server
 from mocks.openai_server import mock_vector
 from mocks.serve import running_server

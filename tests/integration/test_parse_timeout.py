@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from accessa import operations as ops
-from accessa.infra.topics import topics_for
+from accessa.topics import topics_for
 from accessa.topic_scan import scan
 from consumers.parser import ocr
 from mocks.scanned_pdf import known_pages, text_pdf

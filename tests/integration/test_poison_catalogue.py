@@ -37,7 +37,7 @@ from accessa.storage import parsed_key, raw_key
 from accessa.topic_scan import Record
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import chunk_markdown
-from consumers.parser.normalize import normalize_markdown, sha256_text
+from accessa.text import normalize_markdown, sha256_text
 from mocks.openai_server import mock_vector
 from mocks.policy_pdf import raw_pdf
 from schemas.events import ChunksCreated, ChunksEmbedded, DocumentParsed, DocumentUploaded, Event

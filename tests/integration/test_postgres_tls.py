@@ -18,9 +18,9 @@ import pytest
 
 from accessa import db
 from accessa.config import Settings
-from accessa.infra.postgres import POSTGRES_BIN_PATH, LocalPostgres, ssl_supported
-from accessa.infra.tls import create_ca
-from accessa.localrun import free_port
+from accessa.devstack.postgres import POSTGRES_BIN_PATH, LocalPostgres, ssl_supported
+from accessa.devstack.tls import create_ca
+from accessa.ops.localrun import free_port
 
 pytestmark = pytest.mark.integration
 

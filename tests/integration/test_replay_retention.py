@@ -18,7 +18,7 @@ from accessa import kafka_clients
 from accessa import operations as ops
 from accessa.cli.main import app
 from accessa.config import Settings, get_settings
-from accessa.infra.topics import ensure_topics
+from accessa.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000

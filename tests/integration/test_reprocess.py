@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from accessa import reprocess as rp
+from accessa.ops import reprocess as rp
 from accessa.cli.main import app
 from accessa.config import Settings, get_settings
 from accessa.db import user_transaction

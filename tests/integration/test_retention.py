@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from accessa import retention
+from accessa.ops import retention
 from accessa.cli.main import app
 from accessa.config import Settings, get_settings
 from accessa.runtime.stage import _STORED

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from accessa import storage_gc
+from accessa.ops import storage_gc
 from accessa.cli.main import app as cli
 from accessa.config import Settings, get_settings
 from accessa.errors import ConfigurationError

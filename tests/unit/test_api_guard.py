@@ -7,7 +7,7 @@ import time
 import pytest
 
 from accessa.config import Settings
-from consumers.parser.llamaparse import webhook_headers_plausible
+from accessa.providers.llamaparse import webhook_headers_plausible
 from producer_api.core.guard import RequestGuard
 from producer_api.main import create_app
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from accessa.infra.topics import topic_configs
+from accessa.topics import topic_configs
 from schemas.topics import STAGES, Topics
 from tests.unit.test_k8s_manifests import BUILDS, Build, _build
 
@@ -310,9 +310,9 @@ def test_api_writes_only_stage_inputs_and_reads_nothing(
 def test_same_grants_as_the_embedded_secured_broker(
     acls: dict[str, list[dict[str, Any]]],
 ) -> None:
-    """accessa/infra/acls.py grants the api and stage principals on the local secured broker:
+    """accessa/devstack/acls.py grants the api and stage principals on the local secured broker:
     the Strimzi users must allow the same reads, writes and group joins."""
-    embedded = pytest.importorskip("accessa.infra.acls")
+    embedded = pytest.importorskip("accessa.devstack.acls")
     from accessa.config import Settings
 
     want: dict[str, set[tuple[str, str, str]]] = {}

@@ -17,8 +17,8 @@ from faststream.security import SASLOAuthBearer, SASLPlaintext, SASLScram256, SA
 from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.errors import ConfigurationError
-from accessa.infra.acls import pipeline_acls
-from accessa.infra.tls import create_ca, issue_cert
+from accessa.devstack.acls import pipeline_acls
+from accessa.devstack.tls import create_ca, issue_cert
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def test_every_node_of_a_cluster_is_a_bootstrap_server_for_the_stage_broker() ->
 
 
 def test_a_cluster_formatted_plain_is_not_started_as_secure(tmp_path: Path) -> None:
-    from accessa.infra.kafka import LocalKafka
+    from accessa.devstack.kafka import LocalKafka
 
     (tmp_path / "kafka").mkdir()
     (tmp_path / "kafka" / "cluster.json").write_text('{"brokers": 1, "secure": false}')

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from accessa.infra import kafka
+from accessa.devstack import kafka
 
 
 def test_a_cluster_id_starting_with_a_dash_is_rerolled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The lagThresholds in infra/k8s/base, replayed through accessa.scaling's KEDA/HPA loop.
+"""The lagThresholds in infra/k8s/base, replayed through accessa.ops.scaling's KEDA/HPA loop.
 
 A burst the stage is sized for must scale out and stay within the stage's queue budget; the
 same burst with a lagThreshold nobody reaches must breach it (so the check can fail).
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from accessa.scaling import (
+from accessa.ops.scaling import (
     ScalingPolicy,
     burst_arrivals,
     desired_replicas,

@@ -1,11 +1,11 @@
-"""consumers.parser.normalize: one canonical form of markdown, and its hash."""
+"""accessa.text: one canonical form of markdown, and its hash."""
 
 from __future__ import annotations
 
 import hashlib
 import unicodedata
 
-from consumers.parser.normalize import has_text, normalize_markdown, sha256_text
+from accessa.text import has_text, normalize_markdown, sha256_text
 
 
 def test_decomposed_characters_become_nfc():

@@ -17,7 +17,7 @@ from consumers.chunker.chunking import chunk_markdown
 from consumers.parser import ocr
 from consumers.parser.backends import LocalBackend, Progress
 from consumers.parser.local import ParsedPdf, parse_pdf
-from consumers.parser.normalize import has_text, normalize_markdown
+from accessa.text import has_text, normalize_markdown
 from mocks.scanned_pdf import known_pages, scan, text_pdf
 
 try:

@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from accessa.errors import PermanentError
-from accessa.pdf_bombs import PdfBomb, check_expansion
+from accessa.pdf.bombs import PdfBomb, check_expansion
 from consumers.parser.local import parse_pdf
 from mocks.policy_pdf import make_policy_pdf, raw_pdf
 from tests import bomb_pdfs

@@ -11,7 +11,7 @@ from cryptography import x509
 
 from accessa import db
 from accessa.config import Settings
-from accessa.infra.postgres import LocalPostgres, _run_as, ssl_supported
+from accessa.devstack.postgres import LocalPostgres, _run_as, ssl_supported
 
 
 def test_embedded_tls_dsn_verifies_the_local_ca_on_127_0_0_1(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ from re import _compiler
 import pytest
 
 from consumers.chunker import chunking
-from consumers.parser import layout, normalize
+from accessa import text as normalize
+from consumers.parser import layout
 
 MODULES = (layout, normalize, chunking)
 UNIVERSE = [chr(i) for i in range(0x3000)] + ["\u3000", "\ufeff"]

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from accessa.config import Settings
-from accessa.reprocess import entry_event, resolve_target
+from accessa.ops.reprocess import entry_event, resolve_target
 from consumers.chunker.chunking import ChunkerSpec, chunk_markdown, resolve_version
 from consumers.embedder.models import check_model
 from consumers.parser.local import parse_pdf

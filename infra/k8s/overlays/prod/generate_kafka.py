@@ -26,7 +26,7 @@ def _imports() -> tuple[Any, Any, Any, Any]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from accessa.config import Settings
-    from accessa.infra.topics import topic_configs
+    from accessa.topics import topic_configs
     from schemas.topics import STAGES, Topics
 
     return Settings, topic_configs, STAGES, Topics
@@ -45,7 +45,7 @@ def principals() -> dict[str, list[dict[str, Any]]]:
     settings_cls, _, stages, topics_cls = _imports()
     topics = topics_cls("", settings_cls().retry_max_attempts)
     retries = range(1, topics.retry_attempts + 1)
-    # As accessa/infra/acls.py grants on the secured embedded broker (the test compares).
+    # As accessa/devstack/acls.py grants on the secured embedded broker (the test compares).
     # The API writes uploads, and POST /jobs/{id}/retry re-emits a failed job's stage input.
     users: dict[str, list[dict[str, Any]]] = {
         "accessa-api": [_acl("topic", s.input, "Write") for s in stages.values()]

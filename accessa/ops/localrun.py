@@ -18,8 +18,8 @@ import httpx
 from accessa import kafka_clients
 from accessa.auth import mint_token
 from accessa.config import Settings
-from accessa.infra import acls
-from accessa.infra.topics import ensure_topics
+from accessa.devstack import acls
+from accessa.topics import ensure_topics
 from schemas.topics import STAGES
 
 PROCESSES = ("mocks", "api", "parser", "chunker", "embedder", "finalizer")

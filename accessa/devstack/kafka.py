@@ -11,12 +11,10 @@ import asyncio
 import base64
 import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -25,12 +23,12 @@ from importlib import resources
 from pathlib import Path
 
 import psutil
-from aiokafka.errors import KafkaConnectionError
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.infra import process
-from accessa.infra.tls import create_ca, issue_cert
+from accessa.devstack import process
+from accessa.devstack.tls import create_ca, issue_cert
+from accessa.health import broker_check
 from accessa.kafka_clients import OPS, credentials_file, principal_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -302,7 +300,7 @@ class LocalKafka:
         self._wait_ready({node.node_id: self._start(node, java)}, timeout_s, [node])
 
     def _start(self, node: KafkaNode, java: list[str]) -> subprocess.Popen[bytes]:
-        log4j = resources.files("accessa.infra") / "log4j2.properties"
+        log4j = resources.files("accessa.devstack") / "log4j2.properties"
         heap = self.settings.kafka_heap
         cmd = [java[0], f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
                f"-Dlog4j2.configurationFile={log4j}", *java[1:], _MARKER,
@@ -388,42 +386,6 @@ class LocalKafka:
             detail=f"{nodes}; {self.settings.kafka_protocol}{replication}"
             + (f"; {problem}" if problem else "") + f"; logs {self.dir}/node-*/kafka.log",
         )  # fmt: skip
-
-
-def _port_open(bootstrap: str) -> bool:
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-async def broker_check(
-    settings: Settings, timeout_s: float = 5.0, process: str = OPS
-) -> str | None:
-    """None when a real client of `settings` can fetch cluster metadata; else why not, in one
-    line (unreachable, bad credential, untrusted certificate)."""
-    if not _port_open(settings.bootstrap_servers):
-        return f"Kafka broker not reachable at {settings.bootstrap_servers}"
-    # aiokafka logs every failed connect at ERROR; a probe expects failures.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = None
-    try:
-        admin = kafka_clients.admin(settings, process, request_timeout_ms=int(timeout_s * 1000))
-        await asyncio.wait_for(admin.start(), timeout_s)
-        await asyncio.wait_for(admin.describe_cluster(), timeout_s)
-        return None
-    except Exception as exc:
-        if isinstance(exc, KafkaConnectionError):
-            return await kafka_clients.diagnose(settings, process, timeout_s) or (
-                kafka_clients.explain(exc)
-            )
-        return kafka_clients.explain(exc)
-    finally:
-        if admin is not None:
-            await admin.close()
-        logging.getLogger("aiokafka").setLevel(logging.NOTSET)
 
 
 async def replication_state(settings: Settings) -> dict[str, int]:

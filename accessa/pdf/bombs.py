@@ -22,8 +22,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from accessa.pdf_filters import DECODERS, chunks_of
-from accessa.pdf_syntax import (
+from accessa.pdf.filters import DECODERS, chunks_of
+from accessa.pdf.syntax import (
     CONTENT_KEY,
     NAME,
     Malformed,

@@ -1,0 +1,1 @@
+"""PDF inspection before any parser runs: syntax scan, filter limits, bomb checks."""

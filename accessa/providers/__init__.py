@@ -1,0 +1,1 @@
+"""Clients of the third-party services the API and the stages share (LlamaParse, OpenAI)."""
