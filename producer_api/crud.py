@@ -11,9 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from accessa import jobs, tracing
-from schemas.events import Event
-from schemas.headers import Headers
+from accessa import jobs
 
 # A job whose bytes have not arrived yet (two-step upload) still has the table's default stage.
 AWAITING_BYTES = "queued"
@@ -205,23 +203,3 @@ async def set_raw_path(*, conn: asyncpg.Connection, document_id: uuid.UUID, raw_
 async def delete_document(*, conn: asyncpg.Connection, document_id: uuid.UUID) -> None:
     """Remove a rejected upload (its jobs go with it). Needs an unscoped connection."""
     await conn.execute("DELETE FROM documents WHERE document_id = $1", document_id)
-
-
-async def enqueue(*, conn: asyncpg.Connection, topic: str, event: Event) -> None:
-    """The transactional outbox: the event goes out (key = document id) once this commits."""
-    headers = {
-        Headers.CORRELATION_ID: event.correlation_id,
-        Headers.JOB_ID: str(event.job_id),
-        Headers.USER_ID: str(event.user_id),
-        Headers.DOCUMENT_ID: str(event.document_id),
-        Headers.EVENT_ID: str(event.event_id),
-    }
-    tracing.inject(headers)  # the relay's send continues this request's trace
-    await conn.execute(
-        "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
-        topic, event.key(), event.to_bytes(), headers,
-    )  # fmt: skip
-    if trace_id := tracing.current_trace_id():
-        await conn.execute(
-            "UPDATE upload_jobs SET trace_id = $2 WHERE job_id = $1", event.job_id, trace_id
-        )

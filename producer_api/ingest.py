@@ -19,7 +19,6 @@ import asyncpg
 from accessa import jobs
 from accessa.config import Settings
 from accessa.db import user_transaction
-from accessa.topics import topics_for
 from accessa.storage import ObjectNotFound, Storage, raw_key, verified_raw_key
 from producer_api import crud, outbox, ratelimit
 from producer_api.core.body import Staged
@@ -60,7 +59,8 @@ async def create(
     document_id, job_id = uuid.uuid4(), uuid.uuid4()
     path = raw_key(doc.user_id, document_id)
     try:
-        async with db.tx() as conn:
+        async with outbox.transaction(db.tx(), settings) as tx:
+            conn = tx.conn
             if not await crud.insert_document(
                 conn=conn, document_id=document_id, user_id=doc.user_id, sha256=doc.sha256,
                 size=doc.size, filename=doc.filename, mime=doc.mime, raw_path=path, pages=pages,
@@ -69,9 +69,7 @@ async def create(
             job = await _new_job(conn, settings, doc, document_id, job_id, data is not None)
             if data is not None:
                 await _store(storage, path, data)
-                await _emit(conn, settings, job, "parser")
-        if data is not None:
-            outbox.committed()
+                await tx.enqueue(_uploaded(job_id, document_id, path, doc))
         return Accepted(job, duplicate=False)
     except _Duplicate:
         async with db.tx() as conn:
@@ -114,7 +112,8 @@ async def _renew(
 ) -> Accepted | None:  # fmt: skip
     """A new job for a document whose last upload expired before its bytes came (declared
     again, or now uploaded in one step); None if another request renewed it first."""
-    async with db.tx() as conn:
+    async with outbox.transaction(db.tx(), settings) as tx:
+        conn = tx.conn
         await conn.execute("SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE",
                            document_id)  # fmt: skip
         latest = await crud.latest_job(conn=conn, document_id=document_id)
@@ -125,9 +124,8 @@ async def _renew(
             await conn.execute("UPDATE documents SET pages = $2, updated_at = now() "
                                "WHERE document_id = $1", document_id, pages)  # fmt: skip
             await _store(storage, job["raw_path"], data)
-            await _emit(conn, settings, job, "parser")
-    if data is not None:
-        outbox.committed()
+            # The document's own name and type: those of its first upload, as its row holds.
+            await tx.enqueue(_uploaded(job["job_id"], document_id, job["raw_path"], _declared(job)))
     return Accepted(job, duplicate=False)
 
 
@@ -204,7 +202,8 @@ async def receive(
         path = verified_raw_key(job["user_id"], job["document_id"], job["sha256"])
     if store or path != job["raw_path"]:
         await _store(storage, path, data)
-    async with user_transaction(pool, job["user_id"]) as conn:
+    async with outbox.transaction(user_transaction(pool, job["user_id"]), settings) as tx:
+        conn = tx.conn
         if await crud.mark_validated(conn=conn, job_id=job["job_id"], pages=info.pages) is None:
             check_waiting(await crud.get_job(conn=conn, job_id=job["job_id"]) or job)
             raise ApiError(409, "upload_already_completed", "this job already has its bytes")
@@ -212,8 +211,7 @@ async def receive(
             await crud.set_raw_path(conn=conn, document_id=job["document_id"], raw_path=path)
         fresh = await crud.get_job(conn=conn, job_id=job["job_id"])
         assert fresh is not None
-        await _emit(conn, settings, fresh, "parser")
-    outbox.committed()
+        await tx.enqueue(_uploaded(job["job_id"], job["document_id"], path, _declared(job)))
     if path != job["raw_path"]:
         try:  # what the client PUT is no longer read; gc removes it if this fails
             await storage.delete(job["raw_path"])
@@ -306,10 +304,25 @@ def rebuild_event(job: asyncpg.Record, stage: str, settings: Settings) -> Event:
             **base, event_id=DocumentParsed.make_id(job_id), parsed_path=job["parsed_path"],
             parsed_sha256=job["parsed_sha256"], pages=job["pages"] or 0, parser="retry",
         )  # fmt: skip
+    return _uploaded(job_id, job["document_id"], job["raw_path"], _declared(job))
+
+
+def _uploaded(
+    job_id: uuid.UUID, document_id: uuid.UUID, raw_path: str, doc: Declared
+) -> DocumentUploaded:
+    """The parser's input for a job whose document's bytes are at `raw_path`."""
     return DocumentUploaded(
-        **base, event_id=DocumentUploaded.make_id(job_id), storage_path=job["raw_path"],
-        sha256=job["sha256"], size=job["size"], filename=job["filename"], mime=job["mime"],
+        job_id=job_id, document_id=document_id, user_id=doc.user_id,
+        correlation_id=doc.correlation_id, event_id=DocumentUploaded.make_id(job_id),
+        storage_path=raw_path, sha256=doc.sha256, size=doc.size, filename=doc.filename,
+        mime=doc.mime,
     )  # fmt: skip
+
+
+def _declared(job: asyncpg.Record) -> Declared:
+    """What a job row (joined with its document) says was declared."""
+    return Declared(job["user_id"], job["filename"], job["size"], job["sha256"], job["mime"],
+                    job["correlation_id"])  # fmt: skip
 
 
 _STAGE_OF_EVENT = {s.input: s.name for s in STAGES.values()}
@@ -320,7 +333,8 @@ async def retry(
 ) -> asyncpg.Record:
     """Reopen a failed job and re-emit its failed stage's input, in one transaction; `actor`
     names who asked in the audit trail."""
-    async with db.tx() as conn:
+    async with outbox.transaction(db.tx(), settings) as tx:
+        conn = tx.conn
         job = await crud.get_job(conn=conn, job_id=job_id, for_update=True)
         if job is None:
             raise not_found("job")
@@ -332,9 +346,8 @@ async def retry(
         stage = _STAGE_OF_EVENT[event.topic]
         if not await jobs.reopen(conn, job_id=job_id, stage=stage, actor=actor):
             raise ApiError(409, "job_not_retryable", "the job changed; not failed any more")
-        await crud.enqueue(conn=conn, topic=topics_for(settings).name(event.topic), event=event)
+        await tx.enqueue(event)
         fresh = await crud.get_job(conn=conn, job_id=job_id)
-    outbox.committed()
     assert fresh is not None
     return fresh
 
@@ -355,10 +368,3 @@ async def _new_job(
     job = await crud.get_job(conn=conn, job_id=job_id)
     assert job is not None
     return job
-
-
-async def _emit(
-    conn: asyncpg.Connection, settings: Settings, job: asyncpg.Record, stage: str
-) -> None:
-    event = rebuild_event(job, stage, settings)
-    await crud.enqueue(conn=conn, topic=topics_for(settings).name(event.topic), event=event)

@@ -10,10 +10,16 @@ A row the broker can never take (its topic is missing, not ours to write, or it 
 large) is marked failed with the reason, per row: the rows behind it go out, and its job fails
 with that reason (`accessa dlq list` shows the row, `POST /api/v2/jobs/{id}/retry` re-emits it).
 
+Writing: `async with outbox.transaction(db.tx(), settings) as tx:` opens the transaction;
+`await tx.enqueue(event)` writes the event's row in it, and once (only once) the transaction has
+committed the relays of this process are woken. There is no other way for the API to enqueue, so
+no caller can forget the wake-up, nor wake a relay for a row that rolled back.
+
 Latency: a relay claims rows as soon as they commit, not at its next poll. The API wakes the
-relays of its own process when it commits a row (`committed()`); every INSERT also NOTIFYs
-channel `outbox` (migration 0016), which each relay LISTENs to on a connection of its own, so
-the relays of other processes wake too. The poll stays, for what a lost connection missed.
+relays of its own process itself (no round trip, and no dependence on their LISTEN connection);
+every INSERT also NOTIFYs channel `outbox` (migration 0016), which each relay LISTENs to on a
+connection of its own, so the relays of other processes wake too. The poll stays, for what a
+lost connection missed.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +51,10 @@ from aiokafka.errors import (
 from accessa import jobs, kafka_clients, tracing
 from accessa.config import Settings
 from accessa.db import Listener, create_pool
-from accessa.topics import topics_for
 from accessa.logs import setup_logging
+from accessa.topics import topics_for
 from producer_api import metrics
+from schemas.events import Event
 from schemas.headers import Headers
 from schemas.topics import STAGES
 
@@ -245,7 +253,57 @@ async def relay_once(settings: Settings, pool: asyncpg.Pool, publisher: KafkaPub
     return len(sent.delivered) + len(sent.failed)
 
 
-def committed() -> None:
+class Enqueuer:
+    """The outbox of one open transaction (see `transaction`): `conn` is its connection."""
+
+    def __init__(self, conn: asyncpg.Connection, settings: Settings) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.rows = 0
+
+    async def enqueue(self, event: Event) -> None:
+        """Write `event`'s row in the transaction: it goes out once the transaction commits."""
+        await write_row(self.conn, topics_for(self.settings).name(event.topic), event)
+        self.rows += 1
+
+
+@asynccontextmanager
+async def transaction(
+    opening: AbstractAsyncContextManager[asyncpg.Connection], settings: Settings
+) -> AsyncIterator[Enqueuer]:
+    """Run the block in the transaction `opening` opens (e.g. `db.tx()`); if it enqueued rows,
+    wake this process's relays after the commit. asyncpg has no on-commit hook: leaving
+    `opening` without an exception is the commit, so a rollback or a failed commit wakes none."""
+    async with opening as conn:
+        tx = Enqueuer(conn, settings)
+        yield tx
+    if tx.rows:
+        _wake_local_relays()
+
+
+async def write_row(conn: asyncpg.Connection, topic: str, event: Event) -> None:
+    """The row alone (key = document id), in the caller's transaction, waking nothing in this
+    process (its NOTIFY still wakes every relay at commit): the API enqueues with `transaction`.
+    """
+    headers = {
+        Headers.CORRELATION_ID: event.correlation_id,
+        Headers.JOB_ID: str(event.job_id),
+        Headers.USER_ID: str(event.user_id),
+        Headers.DOCUMENT_ID: str(event.document_id),
+        Headers.EVENT_ID: str(event.event_id),
+    }
+    tracing.inject(headers)  # the relay's send continues this request's trace
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
+        topic, event.key(), event.to_bytes(), headers,
+    )  # fmt: skip
+    if trace_id := tracing.current_trace_id():
+        await conn.execute(
+            "UPDATE upload_jobs SET trace_id = $2 WHERE job_id = $1", event.job_id, trace_id
+        )
+
+
+def _wake_local_relays() -> None:
     """Outbox rows were just committed by this process: wake its relays now. (A relay on
     another event loop of the process, e.g. a server thread in a test, is woken through it.)"""
     try:
@@ -294,8 +352,8 @@ async def relay(
 ) -> None:
     """Publish outbox rows until `stop` is set; back off while Kafka or Postgres is down.
 
-    Between batches it waits `outbox_poll_s`, or less when `wakeup` is set: by `committed()`
-    and by the `outbox` NOTIFY (both only with `outbox_notify`)."""
+    Between batches it waits `outbox_poll_s`, or less when `wakeup` is set: by a committed
+    `transaction` that enqueued, and by the `outbox` NOTIFY (both only with `outbox_notify`)."""
     wakeup = wakeup or asyncio.Event()
     listening = None
     if settings.outbox_notify:

@@ -14,7 +14,7 @@ import pytest
 
 from accessa.config import Settings
 from accessa.devstack.kafka import LocalKafka
-from producer_api import crud
+from producer_api import outbox
 from producer_api.outbox import KafkaPublisher, relay
 from schemas.events import DocumentUploaded
 from tests.integration.test_api_support import (  # noqa: F401
@@ -75,7 +75,7 @@ async def _fill_outbox(pool: asyncpg.Pool, settings: Settings, n: int) -> list[D
     events = [uploaded_event() for _ in range(n)]
     async with pool.acquire() as conn, conn.transaction():
         for event in events:
-            await crud.enqueue(conn=conn, topic=f"{settings.topic_prefix}uploaded", event=event)
+            await outbox.write_row(conn, f"{settings.topic_prefix}uploaded", event)
     return events
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from accessa.config import Settings
 from accessa.db import create_pool
-from producer_api import crud, outbox
+from producer_api import outbox
 from producer_api.main import create_app
 from producer_api.outbox import KafkaPublisher, relay
 from tests.integration.test_api_support import (  # noqa: F401
@@ -43,13 +43,23 @@ def slow_poll(api_settings: Settings) -> Settings:
     return api_settings.model_copy(update={"outbox_poll_s": POLL_S, "outbox_notify": True})
 
 
+@pytest.fixture
+async def api_pool(slow_poll: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """Logged in as the relay (`api`): only its own login sees its LISTEN connection's state
+    in pg_stat_activity, and may terminate it."""
+    pool = await create_pool(slow_poll, "api", min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
 async def _commit_row(settings: Settings) -> int:
-    """One `uploaded` row committed on a connection of its own, as another process would."""
+    """One `uploaded` row committed on a connection of its own, as another process would (its
+    commit cannot wake this process's relays)."""
     other = await create_pool(settings, min_size=1, max_size=1)
     try:
         async with other.acquire() as conn, conn.transaction():
             event = uploaded_event()
-            await crud.enqueue(conn=conn, topic=f"{settings.topic_prefix}uploaded", event=event)
+            await outbox.write_row(conn, f"{settings.topic_prefix}uploaded", event)
             return await conn.fetchval("SELECT id FROM outbox WHERE headers->>'x-job-id' = $1",
                                        str(event.job_id))  # fmt: skip
     finally:
@@ -90,11 +100,11 @@ async def _relay(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
 
 
 async def test_a_row_another_process_commits_wakes_a_relay_through_notify(
-    slow_poll: Settings, pool: asyncpg.Pool
+    slow_poll: Settings, pool: asyncpg.Pool, api_pool: asyncpg.Pool
 ) -> None:
     since = await pool.fetchval("SELECT now()")
     async with _relay(slow_poll, pool):
-        await _listener_pid(pool, since)
+        await _listener_pid(api_pool, since)
         rows = [await _commit_row(slow_poll) for _ in range(3)]
         for row in rows:
             await _published(pool, row)
@@ -122,15 +132,67 @@ async def test_an_upload_wakes_the_relay_of_its_own_api_process(
 
 
 async def test_a_relay_whose_listen_connection_is_killed_listens_again(
-    slow_poll: Settings, pool: asyncpg.Pool
+    slow_poll: Settings, pool: asyncpg.Pool, api_pool: asyncpg.Pool
 ) -> None:
     since = await pool.fetchval("SELECT now()")
     async with _relay(slow_poll, pool):
-        lost = await _listener_pid(pool, since)
-        assert await pool.fetchval("SELECT pg_terminate_backend($1)", lost)
+        lost = await _listener_pid(api_pool, since)
+        assert await api_pool.fetchval("SELECT pg_terminate_backend($1)", lost)
         # Committed around the loss: the reconnection's re-read or its NOTIFY sends it.
         meanwhile = await _commit_row(slow_poll)
         await _published(pool, meanwhile)
-        await _listener_pid(pool, since, other_than=lost)
+        await _listener_pid(api_pool, since, other_than=lost)
         after = await _commit_row(slow_poll)
         await _published(pool, after)
+
+
+@asynccontextmanager
+async def _transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+class _RolledBack(Exception):
+    pass
+
+
+async def test_an_enqueue_wakes_the_relay_once_its_transaction_commits_and_never_if_not(
+    slow_poll: Settings, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def deaf(settings: Settings, wakeup: asyncio.Event, stop: asyncio.Event) -> None:
+        await stop.wait()  # no LISTEN: only a committed `outbox.transaction` can wake it
+
+    monkeypatch.setattr(outbox, "listen", deaf)
+    first = await _commit_row(slow_poll)
+    wakeup = asyncio.Event()
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay(slow_poll, pool, KafkaPublisher(slow_poll), stop, wakeup))
+    try:
+        # The relay's first claim takes the row that was waiting: it is idle after that.
+        await _published(pool, first)
+        lost = uploaded_event()
+        with pytest.raises(_RolledBack):
+            async with outbox.transaction(_transaction(pool), slow_poll) as tx:
+                await tx.enqueue(lost)
+                assert not wakeup.is_set()  # not before the commit
+                raise _RolledBack
+        assert not wakeup.is_set()
+        assert not await pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE headers->>'x-job-id' = $1", str(lost.job_id)
+        )
+        async with outbox.transaction(_transaction(pool), slow_poll):
+            pass  # a transaction that enqueued nothing wakes nothing
+        assert not wakeup.is_set()
+        sent = uploaded_event()
+        async with outbox.transaction(_transaction(pool), slow_poll) as tx:
+            await tx.enqueue(sent)
+            assert not wakeup.is_set()
+        assert wakeup.is_set()  # set by the commit itself, before anything else ran
+        row = await pool.fetchval("SELECT id FROM outbox WHERE headers->>'x-job-id' = $1",
+                                  str(sent.job_id))  # fmt: skip
+        await _published(pool, row)  # in time only because the relay woke (it polls each minute)
+    finally:
+        stop.set()
+        await task
+    keys = {r.key.decode() for r in await uploaded_records(slow_poll, expect=2)}
+    assert str(sent.document_id) in keys and str(lost.document_id) not in keys
