@@ -27,7 +27,7 @@ PROCESSES = ("mocks", "api", "parser", "chunker", "embedder", "finalizer")
 CONSOLE = "console"
 _HTTP = ("api", "mocks", CONSOLE)  # serve their own /ready (no ACCESSA_HEALTH_PORT)
 DB_LOGINS = {"relay": "api", CONSOLE: "ops"}  # whose Postgres login a process uses
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # accessa/ops/localrun.py -> the repository
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from accessa.config import Settings
-from accessa.ops.localrun import LocalPipeline
+from accessa.ops.localrun import CONSOLE, LocalPipeline
 
 
 def _running(infra: Settings, home: Path) -> Iterator[LocalPipeline]:
@@ -24,6 +24,15 @@ def _running(infra: Settings, home: Path) -> Iterator[LocalPipeline]:
 def pipeline(infra: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     """Every process of the pipeline, ready; stopped with SIGTERM at the end of the session."""
     yield from _running(infra, tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="session")
+def console(pipeline: LocalPipeline) -> str:
+    """The operator's console (`accessa run console`, as ops) beside the pipeline: its URL."""
+    if CONSOLE not in pipeline.procs:
+        pipeline.start(CONSOLE)
+        pipeline.wait_ready((CONSOLE,))
+    return pipeline.console_url
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The operator's console in a real browser (headless Chromium through Selenium) on the whole
-running pipeline: sign in with `accessa console`'s link, watch an upload complete without a
-reload, read its document page, redrive a dead letter through the confirmation step.
+running pipeline, served by its own process (`accessa run console`, as ops; the `console`
+fixture): sign in with `accessa console`'s link, watch an upload complete without a reload,
+read its document page, redrive a dead letter through the confirmation step.
 
 The screenshots it takes are the README's (docs/console-*.png)."""
 
@@ -65,7 +66,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 @pytest.fixture(scope="module")
-def signed_in(browser: WebDriver, pipeline: LocalPipeline) -> WebDriver:
+def signed_in(browser: WebDriver, pipeline: LocalPipeline, console: str) -> WebDriver:
     browser.get(login_url(pipeline))
     wait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-stage]"))
     return browser
@@ -112,12 +113,16 @@ def screenshot(driver: WebDriver, name: str, *, whole: bool = False) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
     if whole:
         driver.set_window_size(1400, min(height + 140, 2400))
-    driver.save_screenshot(str(DOCS / name))
+    assert driver.save_screenshot(str(DOCS / name)), f"could not write {DOCS / name}"
     driver.set_window_size(1400, 1000)
 
 
-def test_a_login_link_signs_in_once(browser: WebDriver, pipeline: LocalPipeline) -> None:
+def test_a_login_link_signs_in_once(
+    browser: WebDriver, pipeline: LocalPipeline, console: str
+) -> None:
     url = login_url(pipeline, "first-use")
+    assert url.startswith(f"{console}/console/login?token=")  # the console process, not the API
+    assert httpx.get(f"{pipeline.api_url}/console/", timeout=30).status_code == 404
     browser.get(url)
     assert browser.find_elements(By.CSS_SELECTOR, "[data-stage]"), browser.page_source[:500]
     assert "first-use" in browser.find_element(By.CSS_SELECTOR, "header .who").text
@@ -126,10 +131,10 @@ def test_a_login_link_signs_in_once(browser: WebDriver, pipeline: LocalPipeline)
 
 
 def test_an_upload_goes_from_queued_to_complete_on_the_open_page(
-    signed_in: WebDriver, pipeline: LocalPipeline
+    signed_in: WebDriver, pipeline: LocalPipeline, console: str
 ) -> None:
     driver = signed_in
-    driver.get(f"{pipeline.api_url}/console/")
+    driver.get(f"{console}/console/")
     driver.execute_script("window.notReloaded = true")
     mock_openai(pipeline, latency_ms=1500)  # embedding slow enough to see the job on its way
     try:
@@ -159,25 +164,25 @@ def test_an_upload_goes_from_queued_to_complete_on_the_open_page(
     assert len(headings) > 1 and any(headings), headings
     screenshot(driver, "console-document.png", whole=True)
 
-    driver.get(f"{pipeline.api_url}/console/jobs")
+    driver.get(f"{console}/console/jobs")
     assert read(driver, f'#jobs tr[data-job="{job_id}"] .badge', "el.textContent") == "done"
     screenshot(driver, "console-jobs.png")
-    driver.get(f"{pipeline.api_url}/console/cost")
+    driver.get(f"{console}/console/cost")
     assert read_all(driver, "#cost-users tbody tr td a", "el.textContent")
     screenshot(driver, "console-cost.png")
 
 
 def test_a_dead_letter_is_redriven_after_confirmation_and_its_job_completes(
-    signed_in: WebDriver, pipeline: LocalPipeline
+    signed_in: WebDriver, pipeline: LocalPipeline, console: str
 ) -> None:
     driver = signed_in
     mock_openai(pipeline, fail_next=[400])  # a permanent refusal: the embedder dead-letters it
     job_id = upload(pipeline, "refused-policy.pdf")
-    driver.get(f"{pipeline.api_url}/console/jobs/{job_id}")
+    driver.get(f"{console}/console/jobs/{job_id}")
     wait(driver, 240).until(lambda d: read(d, "#job-state", "el.dataset.state") == "deadletter")
     assert "provider_rejected_input" in read(driver, ".error-box", "el.textContent")
 
-    driver.get(f"{pipeline.api_url}/console/dlq")
+    driver.get(f"{console}/console/dlq")
     record = read(driver, f'#dlq tr:has(a[href$="{job_id}"]) td a', "el.href")
     assert record, "the dead letter is not listed"
     screenshot(driver, "console-dlq.png")
