@@ -83,7 +83,9 @@ def test_each_process_names_only_the_default_secrets_it_uses() -> None:
         "ops": set(),
         "storage-gc": set(s3),
         "token": {"ACCESSA_JWT_SECRET"},
+        "console": set(),  # as ops: no JWT secret, no S3 or provider key
     }
+    assert set(want) == set(PROCESSES) - {"mocks"}
     for process, names in want.items():
         assert set(settings.production_problems(process)) == names, process
     message = _refused("api", jwt_secret="short", **ALL_BACKENDS)
@@ -125,6 +127,16 @@ def test_change_me_in_a_used_secret_is_refused(process: str, setting: str, value
     message = _refused(process, **{**base, setting: value})
     assert message.endswith(f"ACCESSA_{setting.upper()}")
     assert value not in message
+
+
+def test_the_console_app_refuses_placeholders_but_needs_no_jwt_secret() -> None:
+    from producer_api.console.app import create_console_app
+
+    url = "postgresql://accessa_ops:change-me@postgres:5432/accessa"
+    with pytest.raises(ConfigurationError, match="ACCESSA_DATABASE_URL"):
+        create_console_app(_production(database_url=url))
+    real = "postgresql://accessa_ops:" + STRONG + "@postgres:5432/accessa"
+    create_console_app(_production(database_url=real, **ALL_BACKENDS))  # default JWT secret
 
 
 def test_a_placeholder_of_a_secret_the_process_does_not_use_is_not_its_concern() -> None:
