@@ -1,4 +1,5 @@
 """One exception hierarchy: handlers raise a type, the stage runtime decides what happens.
+The pipeline part is defined in schemas/errors.py (decoding an event raises PoisonMessage).
 
 PipelineError
 ├── TransientError      try again later: retry topic with backoff, then the DLQ
@@ -11,45 +12,22 @@ ConfigurationError      the deployment is wrong (credentials, certificates): not
 
 from __future__ import annotations
 
+from schemas.errors import (
+    PermanentError,
+    PipelineError,
+    PoisonMessage,
+    RecoverableError,
+    TransientError,
+)
 
-class PipelineError(Exception):
-    """Base class. `code` is a stable machine-readable reason, `message` is for humans."""
-
-    code: str = "error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-
-
-class TransientError(PipelineError):
-    """Retrying may succeed (timeouts, 5xx, 429, a database that is restarting)."""
-
-    code = "transient"
-
-    def __init__(self, message: str, *, code: str | None = None, defer_s: float | None = None):
-        super().__init__(message, code=code)
-        self.defer_s = defer_s
-
-
-class RecoverableError(TransientError):
-    """Waiting will fix it and it must never exhaust attempts (e.g. `budget_exceeded`)."""
-
-    code = "recoverable"
-
-
-class PermanentError(PipelineError):
-    """Retrying cannot help: the document or the event is bad."""
-
-    code = "permanent"
-
-
-class PoisonMessage(PermanentError):
-    """The Kafka record cannot be decoded into the stage's event."""
-
-    code = "poison_message"
+__all__ = [
+    "ConfigurationError",
+    "PermanentError",
+    "PipelineError",
+    "PoisonMessage",
+    "RecoverableError",
+    "TransientError",
+]
 
 
 class ConfigurationError(Exception):

@@ -16,8 +16,8 @@ from aiokafka.structs import OffsetAndMetadata
 
 from accessa import jobs, kafka_clients, tracing
 from accessa.config import Settings
-from accessa.topics import topics_for
 from accessa.topic_scan import Record, group_members, partitions, scan
+from accessa.topics import topics_for
 from schemas.headers import Headers
 from schemas.topics import STAGES
 

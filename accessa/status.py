@@ -8,8 +8,8 @@ import asyncpg
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.topics import topics_for
 from accessa.topic_scan import group_members, partitions
+from accessa.topics import topics_for
 from schemas.topics import STAGES
 
 # Which stage holds an unfinished job, by the job's status.

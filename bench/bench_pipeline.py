@@ -20,13 +20,13 @@ import psutil
 from accessa.config import Settings
 from accessa.db import create_pool
 from accessa.ops.localrun import LocalPipeline
+from accessa.providers.embeddings import make_provider
 from accessa.storage import raw_key
+from accessa.text import normalize_markdown
 from bench.poll import until
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
-from accessa.providers.embeddings import make_provider
 from consumers.parser.local import parse_pdf
-from accessa.text import normalize_markdown
 from mocks.policy_pdf import make_policy_pdf
 from schemas.events import DocumentParsed
 

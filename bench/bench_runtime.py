@@ -28,11 +28,11 @@ from aiokafka import TopicPartition
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.topics import ensure_topics
 from accessa.runtime.context import StageContext, StageResources
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.stage import PRODUCER_CONFIG, StageApp, StageRuntime
 from accessa.storage import make_storage
+from accessa.topics import ensure_topics
 from bench.poll import until
 from schemas.events import DocumentParsed, DocumentUploaded, decode_event
 from schemas.headers import Headers

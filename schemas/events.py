@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from accessa.errors import PoisonMessage
+from schemas.errors import PoisonMessage
 
 SCHEMA_VERSION = 1
 _EVENT_NS = uuid.UUID("6f1c1f38-2d0e-4d67-9a59-4b0a3e0f2c11")

@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from accessa.ops import retention
 from accessa.cli.output import Exit, console, emit_json, fail
 from accessa.config import get_settings
 from accessa.db import create_pool
+from accessa.ops import retention
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

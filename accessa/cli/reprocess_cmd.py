@@ -13,10 +13,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from accessa.ops import reprocess as rp
 from accessa.cli.output import Exit, console, emit_json, err_console, fail
 from accessa.config import get_settings
 from accessa.db import create_pool
+from accessa.ops import reprocess as rp
 
 app = typer.Typer()  # help: the callback's docstring
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

@@ -1,4 +1,4 @@
-"""`accessa storage gc`: delete the raw objects no live upload needs (see accessa/ops/storage_gc.py)."""
+"""`accessa storage gc`: delete the raw objects no live upload needs (accessa/ops/storage_gc.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from accessa.ops import storage_gc
 from accessa.cli.output import Exit, console, emit_json, err_console, fail
 from accessa.config import get_settings
 from accessa.db import create_pool
+from accessa.ops import storage_gc
 from accessa.storage import make_storage
 
 app = typer.Typer(help="Object storage housekeeping.", no_args_is_help=True)

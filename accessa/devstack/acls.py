@@ -18,8 +18,8 @@ from aiokafka.protocol.admin import CreateAclsRequest
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.topics import topics_for
 from accessa.kafka_clients import principal_name
+from accessa.topics import topics_for
 from schemas.topics import STAGES, Topics
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource)

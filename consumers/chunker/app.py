@@ -9,12 +9,11 @@ import asyncpg
 
 from accessa import jobs
 from accessa.errors import PermanentError
-from accessa.runtime.context import StageContext
-from accessa.runtime.stage import StageApp
+from accessa.runtime import StageApp, StageContext
 from accessa.storage import ObjectNotFound
+from accessa.text import sha256_text
 from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
 from consumers.chunker.contextual import embed_metadata
-from accessa.text import sha256_text
 from schemas.events import ChunksCreated, DocumentParsed
 
 stage = StageApp("chunker", DocumentParsed)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from accessa import jobs
 from accessa.errors import PermanentError
-from accessa.runtime import metrics
-from accessa.runtime.context import StageContext, StageResources
-from accessa.runtime.stage import StageApp
-from consumers.embedder.models import check_model
 from accessa.providers.embeddings import EmbeddingProvider, make_provider
+from accessa.runtime import StageApp, StageContext, StageResources, metrics
+from consumers.embedder.models import check_model
 from consumers.embedder.vectors import BUFFERED_CHUNKS, document_lock, embed_missing, target_model
 from schemas.events import ChunksCreated, ChunksEmbedded
 

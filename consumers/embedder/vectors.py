@@ -14,8 +14,7 @@ import asyncpg
 
 from accessa.config import Settings
 from accessa.errors import TransientError
-from accessa.runtime import metrics
-from accessa.runtime.context import StageContext, retry_infra
+from accessa.runtime import StageContext, metrics, retry_infra
 from consumers.embedder.budget import check_budget, record_spend
 from schemas.events import ChunksCreated
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from accessa import jobs
 from accessa.errors import PermanentError
-from accessa.runtime import metrics
-from accessa.runtime.context import StageContext
-from accessa.runtime.stage import StageApp
+from accessa.runtime import StageApp, StageContext, metrics
 from schemas.events import ChunksEmbedded, DocumentCompleted
 
 stage = StageApp("finalizer", ChunksEmbedded)

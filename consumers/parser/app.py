@@ -9,12 +9,10 @@ import asyncpg
 
 from accessa import jobs
 from accessa.errors import PermanentError
-from accessa.runtime import metrics
-from accessa.runtime.context import StageContext, StageResources
-from accessa.runtime.stage import StageApp
+from accessa.runtime import StageApp, StageContext, StageResources, metrics
 from accessa.storage import ObjectNotFound, parsed_key
-from consumers.parser.backends import document_timeout_s, make_backend
 from accessa.text import has_text, normalize_markdown, sha256_text
+from consumers.parser.backends import document_timeout_s, make_backend
 from consumers.parser.quality import Thresholds, summarize
 from schemas.events import DocumentParsed, DocumentUploaded
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from accessa.errors import PipelineError
+from accessa.providers.embeddings import make_provider
 from accessa.search import Mode, active_models
 from accessa.search import search as search_chunks
-from accessa.providers.embeddings import make_provider
 from producer_api.core.config import DbDep, SettingsDep
 from producer_api.core.errors import ApiError
 from producer_api.routes.common import AUTHED, QUOTA, errors

@@ -24,10 +24,10 @@ import httpx
 
 from accessa.db import create_pool
 from accessa.ops.localrun import LocalPipeline
+from accessa.text import normalize_markdown
 from accessa.topic_scan import scan
 from consumers.chunker.chunking import chunk_markdown
 from consumers.parser.local import parse_pdf
-from accessa.text import normalize_markdown
 from mocks.policy_pdf import make_policy_pdf
 from schemas.topics import Topics
 from tests.utils import wait_for

@@ -16,11 +16,11 @@ import pytest
 
 from accessa.config import Settings
 from accessa.db import connect, create_pool
-from accessa.topics import ensure_topics
 from accessa.runtime.context import StageResources
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.stage import StageApp, StageRuntime
 from accessa.storage import Storage, make_storage, raw_key
+from accessa.topics import ensure_topics
 from mocks.openai_server import create_app
 from mocks.serve import running_server
 from schemas.events import DocumentUploaded

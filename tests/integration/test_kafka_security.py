@@ -21,10 +21,10 @@ from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.devstack import acls
 from accessa.devstack.kafka import PROCESSES, LocalKafka
-from accessa.health import broker_check
 from accessa.devstack.tls import create_ca
-from accessa.topics import ensure_topics
+from accessa.health import broker_check
 from accessa.ops.localrun import LocalPipeline
+from accessa.topics import ensure_topics
 from tests.utils import produce, wait_for
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from accessa import operations as ops
-from accessa.topics import topics_for
 from accessa.topic_scan import scan
+from accessa.topics import topics_for
 from consumers.parser import ocr
 from mocks.scanned_pdf import known_pages, text_pdf
 from mocks.scanned_pdf import scan as scanned

@@ -34,10 +34,10 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.storage import parsed_key, raw_key
+from accessa.text import normalize_markdown, sha256_text
 from accessa.topic_scan import Record
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import chunk_markdown
-from accessa.text import normalize_markdown, sha256_text
 from mocks.openai_server import mock_vector
 from mocks.policy_pdf import raw_pdf
 from schemas.events import ChunksCreated, ChunksEmbedded, DocumentParsed, DocumentUploaded, Event

@@ -14,10 +14,10 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from accessa.ops import reprocess as rp
 from accessa.cli.main import app
 from accessa.config import Settings, get_settings
 from accessa.db import user_transaction
+from accessa.ops import reprocess as rp
 from accessa.search import search_models
 from consumers.chunker.chunking import chunk_markdown, resolve_version
 from mocks.openai_server import mock_vector

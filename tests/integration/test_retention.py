@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from accessa.ops import retention
 from accessa.cli.main import app
 from accessa.config import Settings, get_settings
+from accessa.ops import retention
 from accessa.runtime.stage import _STORED
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from accessa.ops import storage_gc
 from accessa.cli.main import app as cli
 from accessa.config import Settings, get_settings
 from accessa.errors import ConfigurationError
+from accessa.ops import storage_gc
 from accessa.storage import S3Storage, Storage, make_storage, raw_key
 from consumers.parser.app import read_raw
 from producer_api.main import create_app

@@ -12,10 +12,10 @@ import uuid
 
 import pytest
 
+from accessa.text import normalize_markdown
 from accessa.tokens import MAX_EMBED_TOKENS, count_tokens
 from consumers.chunker.chunking import CHUNK_NAMESPACE, Chunk, chunk_markdown
 from consumers.parser.local import parse_pdf
-from accessa.text import normalize_markdown
 from mocks.policy_pdf import make_policy_pdf, policy_phrase
 
 DOC = uuid.UUID("00000000-0000-0000-0000-0000000000d1")

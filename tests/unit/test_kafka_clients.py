@@ -16,9 +16,9 @@ from faststream.security import SASLOAuthBearer, SASLPlaintext, SASLScram256, SA
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.errors import ConfigurationError
 from accessa.devstack.acls import pipeline_acls
 from accessa.devstack.tls import create_ca, issue_cert
+from accessa.errors import ConfigurationError
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from accessa.errors import PermanentError
+from accessa.text import has_text, normalize_markdown
 from consumers.chunker.app import chunk_metadata
 from consumers.chunker.chunking import chunk_markdown
 from consumers.parser import ocr
 from consumers.parser.backends import LocalBackend, Progress
 from consumers.parser.local import ParsedPdf, parse_pdf
-from accessa.text import has_text, normalize_markdown
 from mocks.scanned_pdf import known_pages, scan, text_pdf
 
 try:

@@ -24,8 +24,8 @@ from re import _compiler
 
 import pytest
 
-from consumers.chunker import chunking
 from accessa import text as normalize
+from consumers.chunker import chunking
 from consumers.parser import layout
 
 MODULES = (layout, normalize, chunking)
