@@ -66,9 +66,10 @@ from accessa.runtime.context import (
     is_infra,
     retry_infra,
 )
+from accessa.topics import topics_for
 from schemas.events import Event, decode_event
 from schemas.headers import Headers
-from schemas.topics import STAGES, Stage, Topics
+from schemas.topics import STAGES, Stage
 
 log = logging.getLogger("accessa.runtime")
 
@@ -197,7 +198,7 @@ class StageRuntime:
         self.res = resources
         assert app.stage is not None
         self.stage = app.stage
-        self.topics = Topics(settings.topic_prefix, settings.retry_max_attempts)
+        self.topics = topics_for(settings)
         self.group = f"{settings.topic_prefix}{settings.group_prefix}{app.name}"
         self.input_topic = self.topics.name(self.stage.input)
         self.output_topic = self.topics.name(self.stage.output)
