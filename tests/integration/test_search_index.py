@@ -35,7 +35,7 @@ async def add_documents(
     dense: np.ndarray | None = None,
 ) -> dict[uuid.UUID, np.ndarray]:  # fmt: skip
     """`docs` completed documents of `user` of `per_doc` chunks each (`dense`, else `vectors`),
-    by COPY; returns the chunks' vectors as stored (float32)."""
+    in one pipelined batch; returns the chunks' vectors as stored (float32)."""
     rng = random.Random(seed)
     chunks, stored = [], {}
     dense = iter(vectors(docs * per_doc, seed) if dense is None else dense)
@@ -53,11 +53,14 @@ async def add_documents(
             sha = hashlib.sha256(content.encode()).hexdigest()
             chunks.append((cid, doc, user, doc, CHUNKER, MODEL, i, content, sha, 10, vector))
             stored[cid] = vector
-    await pool.copy_records_to_table(
-        "document_chunks", records=chunks, schema_name="upload_pipeline",
-        columns=["chunk_id", "document_id", "user_id", "job_id", "chunker_version", "embed_model",
-                 "ordinal", "content", "content_sha256", "token_count", "embedding"],
-    )  # fmt: skip
+    # executemany, not COPY: Postgres refuses COPY FROM into a table under FORCE RLS.
+    await pool.executemany(
+        """INSERT INTO document_chunks (chunk_id, document_id, user_id, job_id, chunker_version,
+                                        embed_model, ordinal, content, content_sha256,
+                                        token_count, embedding)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+        chunks,
+    )
     return stored
 
 

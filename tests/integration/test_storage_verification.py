@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from accessa.cli.main import app as cli
 from accessa.config import Settings, get_settings
+from accessa.db import connect
 from accessa.errors import ConfigurationError
 from accessa.ops import storage_gc
 from accessa.storage import S3Storage, Storage, make_storage, raw_key
@@ -151,19 +152,21 @@ async def test_a_failed_upload_transaction_after_the_bytes_were_stored_leaves_no
 ) -> None:  # fmt: skip
     # A real failure after storage.put: Postgres refuses this test's outbox rows (its topics).
     refuse = f"refuse_{uuid.uuid4().hex[:12]}"
-    await pool.execute(
-        f"CREATE FUNCTION {refuse}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    admin = await connect(api_settings.dsn)  # the bootstrap login: no runtime login has DDL
+    await admin.execute(
+        f"CREATE FUNCTION public.{refuse}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         f"IF NEW.topic = '{api_settings.topic_prefix}uploaded' THEN "
         f"RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
     )
-    await pool.execute(f"CREATE TRIGGER {refuse} BEFORE INSERT ON outbox FOR EACH ROW "
-                       f"EXECUTE FUNCTION {refuse}()")  # fmt: skip
+    await admin.execute(f"CREATE TRIGGER {refuse} BEFORE INSERT ON upload_pipeline.outbox "
+                        f"FOR EACH ROW EXECUTE FUNCTION public.{refuse}()")  # fmt: skip
     try:
         async with running(create_app(api_settings)) as api:
             response = await upload(api, auth, unique_pdf())
     finally:
-        await pool.execute(f"DROP TRIGGER {refuse} ON outbox")
-        await pool.execute(f"DROP FUNCTION {refuse}()")
+        await admin.execute(f"DROP TRIGGER {refuse} ON upload_pipeline.outbox")
+        await admin.execute(f"DROP FUNCTION public.{refuse}()")
+        await admin.close()
     assert response.status_code == 500, response.text
     assert await pool.fetchval("SELECT count(*) FROM documents WHERE user_id = $1", user) == 0
     stored = api_settings.storage_root / "raw" / str(user)
