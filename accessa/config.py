@@ -27,8 +27,19 @@ LLAMAPARSE_WEBHOOK_PATH = "/api/v2/webhooks/llamaparse"
 POSTGRES_LOGINS = ("api", "parser", "chunker", "embedder", "finalizer", "ops", "migrator")
 
 # Every process `Settings.require_production_ready` knows (`secrets_used` has each one's).
-PROCESSES = ("api", "parser", "chunker", "embedder", "finalizer", "relay", "mocks", "ops",
-             "storage-gc", "token", "console")  # fmt: skip
+PROCESSES = (
+    "api",
+    "parser",
+    "chunker",
+    "embedder",
+    "finalizer",
+    "relay",
+    "mocks",
+    "ops",
+    "storage-gc",
+    "token",
+    "console",
+)
 
 STAGE_PORTS = {"api": 8000, "parser": 9101, "chunker": 9102, "embedder": 9103, "finalizer": 9104}
 # A stage's health port is ACCESSA_HEALTH_BASE_PORT + this (STAGE_PORTS at the default 9100).
@@ -45,9 +56,10 @@ class Settings(BaseSettings):
 
     # --- general
     env: Literal["local", "test", "production"] = Field(
-        "local", description="Deployment environment; `production`: each process refuses local "
+        "local",
+        description="Deployment environment; `production`: each process refuses local "
         "or placeholder values of the secrets it uses.",
-    )  # fmt: skip
+    )
     home: Path = Field(Path(".accessa"), description="State folder: data, logs, pids, storage.")
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(True, description="JSON log lines (with correlation id).")
@@ -88,9 +100,10 @@ class Settings(BaseSettings):
         "SCRAM-SHA-512", description="SASL mechanism."
     )
     kafka_sasl_username: str | None = Field(
-        None, description="SASL user (OAUTHBEARER: client id); unset on the secured embedded "
-        "broker = the process's own generated principal."
-    )  # fmt: skip
+        None,
+        description="SASL user (OAUTHBEARER: client id); unset on the secured embedded "
+        "broker = the process's own generated principal.",
+    )
     kafka_sasl_password: SecretStr | None = Field(
         None, description="SASL password (OAUTHBEARER: client secret)."
     )
@@ -106,9 +119,11 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr | None = Field(None, description="Key file password.")
     kafka_ssl_check_hostname: bool = Field(True, description="Match broker names to certs.")
     topic_retention_hours: float = Field(
-        168.0, gt=0, description="`retention.ms` of the pipeline topics (DLQ topics: 30 days "
+        168.0,
+        gt=0,
+        description="`retention.ms` of the pipeline topics (DLQ topics: 30 days "
         "if longer): how far back `accessa replay` can reach.",
-    )  # fmt: skip
+    )
 
     # --- Postgres
     database_url: str | None = Field(
@@ -135,9 +150,11 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr = Field(SecretStr("test"), description="S3 access key id.")
     s3_secret_access_key: SecretStr = Field(SecretStr("test"), description="S3 secret key.")
     storage_gc_grace_s: int = Field(
-        86400, ge=0, description="`accessa storage gc` deletes a raw object no live upload needs "
+        86400,
+        ge=0,
+        description="`accessa storage gc` deletes a raw object no live upload needs "
         "(orphaned, expired or abandoned) only once it is at least this old.",
-    )  # fmt: skip
+    )
 
     # --- stage runtime
     stage_concurrency: int = Field(16, ge=1, description="Documents in flight per process.")
@@ -149,9 +166,12 @@ class Settings(BaseSettings):
         None, description="Port for /health, /ready, /metrics (default per process)."
     )
     health_base_port: int = Field(
-        9100, ge=1, le=65531, description="Stage health ports when ACCESSA_HEALTH_PORT is unset: "
+        9100,
+        ge=1,
+        le=65531,
+        description="Stage health ports when ACCESSA_HEALTH_PORT is unset: "
         "parser base+1, chunker +2, embedder +3, finalizer +4.",
-    )  # fmt: skip
+    )
     health_host: str = Field("127.0.0.1", description="Bind address of the health server.")
     max_message_bytes: int = Field(1_048_576, description="Largest event the runtime accepts.")
     max_delivery_attempts: int = Field(
@@ -176,14 +196,18 @@ class Settings(BaseSettings):
         False, description="Accept HS256 tokens (ACCESSA_JWT_SECRET) while ACCESSA_JWKS_URL is set."
     )
     jwks_lifespan_s: float = Field(
-        300.0, gt=0, description="JWKS cache lifetime: a key removed from the served set stops "
+        300.0,
+        gt=0,
+        description="JWKS cache lifetime: a key removed from the served set stops "
         "being trusted this long after (at most).",
-    )  # fmt: skip
+    )
     jwt_issuer: str | None = Field(None, description="Required `iss` claim; unset = not checked.")
     jwt_max_age_s: int | None = Field(
-        None, gt=0, description="Refuse tokens valid for longer: exp - iat (exp - now without "
+        None,
+        gt=0,
+        description="Refuse tokens valid for longer: exp - iat (exp - now without "
         "`iat`); unset = any lifetime.",
-    )  # fmt: skip
+    )
     console_host: str = Field(
         "127.0.0.1", description="Console bind address (`accessa run console`, the ops identity)."
     )
@@ -199,9 +223,10 @@ class Settings(BaseSettings):
     )
     signed_url_ttl_s: int = Field(900, description="Lifetime of upload URLs.")
     upload_expiry_grace_s: int = Field(
-        3600, ge=0, description="A declared upload whose bytes never came expires this long "
-        "after its URL did.",
-    )  # fmt: skip
+        3600,
+        ge=0,
+        description="A declared upload whose bytes never came expires this long after its URL did.",
+    )
     sse_heartbeat_s: float = Field(
         15.0, gt=0, description="Job event streams send a `: heartbeat` comment this often."
     )
@@ -223,22 +248,28 @@ class Settings(BaseSettings):
         5, ge=1, description="Close an idle keep-alive connection after this long."
     )
     api_header_timeout_s: float = Field(
-        10.0, gt=0, description="Close a connection whose request headers are not all in "
+        10.0,
+        gt=0,
+        description="Close a connection whose request headers are not all in "
         "this long after it opened (or after its previous response).",
-    )  # fmt: skip
+    )
     api_max_header_bytes: int = Field(
-        16384, ge=1024, description="Largest request line + headers (h11's max incomplete "
+        16384,
+        ge=1024,
+        description="Largest request line + headers (h11's max incomplete "
         "event size); past it 400.",
-    )  # fmt: skip
+    )
     api_sse_streams_per_user: int = Field(
-        5, ge=1, description="Concurrent job event streams per user per API process; past "
-        "it 429.",
-    )  # fmt: skip
+        5,
+        ge=1,
+        description="Concurrent job event streams per user per API process; past it 429.",
+    )
     outbox_poll_s: float = Field(0.5, description="Outbox relay idle poll interval.")
     outbox_notify: bool = Field(
-        True, description="Wake the outbox relay when a row commits: in its own process directly, "
+        True,
+        description="Wake the outbox relay when a row commits: in its own process directly, "
         "from other processes by Postgres NOTIFY. Off: it only polls every ACCESSA_OUTBOX_POLL_S.",
-    )  # fmt: skip
+    )
 
     # --- parser
     parser_backend: Literal["local", "llamaparse"] = Field("local", description="PDF parser.")
@@ -250,23 +281,32 @@ class Settings(BaseSettings):
     )
     ocr_dpi: int = Field(300, ge=100, le=600, description="Local parser: OCR page resolution.")
     quality_min_ocr_confidence: float = Field(
-        0.85, ge=0, le=1, description="A page OCR read with a lower mean word confidence is "
+        0.85,
+        ge=0,
+        le=1,
+        description="A page OCR read with a lower mean word confidence is "
         "read again from its upscaled image, and if still lower flags the job "
         "`low_ocr_confidence`.",
-    )  # fmt: skip
+    )
     quality_min_image_page_words: int = Field(
-        20, ge=0, description="An image page (see ACCESSA_QUALITY_IMAGE_PAGE_COVERAGE) that "
+        20,
+        ge=0,
+        description="An image page (see ACCESSA_QUALITY_IMAGE_PAGE_COVERAGE) that "
         "yields fewer words flags the job `little_text_on_image_page`.",
-    )  # fmt: skip
+    )
     quality_image_page_coverage: float = Field(
-        0.5, ge=0, le=1, description="Share of a page images must cover for it to count as an "
-        "image page (a scan).",
-    )  # fmt: skip
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of a page images must cover for it to count as an image page (a scan).",
+    )
     parser_document_timeout_s: float | None = Field(
-        None, gt=0, description="Local parser: a document's whole parse (text and OCR) may take "
+        None,
+        gt=0,
+        description="Local parser: a document's whole parse (text and OCR) may take "
         "this long, then its worker is killed and the job fails `parse_timeout`; unset = 60 s + "
         "1.5 s per page of the page cap (3060 s).",
-    )  # fmt: skip
+    )
     llamaparse_base_url: str = Field("http://127.0.0.1:8091", description="LlamaParse API.")
     llamaparse_api_key: SecretStr = Field(SecretStr("llx-mock"), description="LlamaParse key.")
     llamaparse_mode: Literal["poll", "webhook"] = Field(
@@ -285,20 +325,25 @@ class Settings(BaseSettings):
 
     # --- retention (`accessa gc`)
     retention_processed_events_days: float = Field(
-        14.0, gt=0, description="Stage dedup rows older than this are deleted; at least twice "
+        14.0,
+        gt=0,
+        description="Stage dedup rows older than this are deleted; at least twice "
         "the topic retention, or a redelivered or replayed record could run twice.",
-    )  # fmt: skip
+    )
     retention_outbox_days: float = Field(
         7.0, gt=0, description="Published outbox rows older than this are deleted."
     )
     retention_embedding_cache_days: float = Field(
-        90.0, gt=0, description="Cached embeddings older than this are deleted (re-embedded "
-        "when needed).",
-    )  # fmt: skip
+        90.0,
+        gt=0,
+        description="Cached embeddings older than this are deleted (re-embedded when needed).",
+    )
     retention_dlq_redrives_days: float = Field(
-        45.0, gt=0, description="Redrive records older than this are deleted; at least the "
+        45.0,
+        gt=0,
+        description="Redrive records older than this are deleted; at least the "
         "DLQ topics' retention, or a DLQ record could be redriven twice.",
-    )  # fmt: skip
+    )
     retention_batch_rows: int = Field(
         5000, ge=1, description="`accessa gc` deletes at most this many rows per statement."
     )

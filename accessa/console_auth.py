@@ -34,8 +34,11 @@ async def issue_login_token(
     await conn.execute(
         """INSERT INTO console_tokens (token_sha256, operator, role, expires_at)
            VALUES ($1, $2, $3, now() + make_interval(secs => $4))""",
-        digest(token), operator, role, float(ttl_s),
-    )  # fmt: skip
+        digest(token),
+        operator,
+        role,
+        float(ttl_s),
+    )
     return token
 
 
@@ -56,8 +59,12 @@ async def redeem_login_token(
         await conn.execute(
             """INSERT INTO console_sessions (session_sha256, operator, role, csrf, expires_at)
                VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))""",
-            digest(cookie), row["operator"], row["role"], csrf, float(session_ttl_s),
-        )  # fmt: skip
+            digest(cookie),
+            row["operator"],
+            row["role"],
+            csrf,
+            float(session_ttl_s),
+        )
         await conn.execute(
             "DELETE FROM console_tokens WHERE expires_at < now() - interval '1 day'"
         )  # spent and lapsed tokens go, a day on, as new ones are redeemed

@@ -16,9 +16,12 @@ GLOBAL = uuid.UUID(int=0)  # embedding_spend's all-users row
 
 
 async def cost_report(
-    pool: asyncpg.Pool, settings: Settings, *, user: uuid.UUID | None = None,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    user: uuid.UUID | None = None,
     since: datetime | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Tokens and USD per user (jobs created from `since`), today's spend, the budgets."""
     rows = await pool.fetch(
         """SELECT user_id, count(*) AS jobs, sum(embed_tokens) AS tokens,
@@ -27,8 +30,9 @@ async def cost_report(
            WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::timestamptz IS NULL
                  OR created_at >= $2)
            GROUP BY user_id ORDER BY usd DESC""",
-        user, since,
-    )  # fmt: skip
+        user,
+        since,
+    )
     today = await pool.fetch("SELECT user_id, usd FROM embedding_spend WHERE day = current_date")
     spent_today = {r["user_id"]: float(r["usd"]) for r in today}
     return {
@@ -56,6 +60,7 @@ async def cost_by_day(pool: asyncpg.Pool, *, days: int = 30) -> list[dict[str, A
     rows = await pool.fetch(
         """SELECT day, usd FROM embedding_spend
            WHERE user_id = $1 AND day > current_date - $2::int ORDER BY day DESC""",
-        GLOBAL, days,
-    )  # fmt: skip
+        GLOBAL,
+        days,
+    )
     return [{"day": r["day"].isoformat(), "usd": float(r["usd"])} for r in rows]

@@ -44,8 +44,15 @@ async def record_event(
         """INSERT INTO events (job_id, document_id, user_id, stage, kind, status,
                                correlation_id, detail)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        job_id, document_id, user_id, stage, kind, status, correlation_id, detail or {},
-    )  # fmt: skip
+        job_id,
+        document_id,
+        user_id,
+        stage,
+        kind,
+        status,
+        correlation_id,
+        detail or {},
+    )
 
 
 async def advance(
@@ -73,15 +80,27 @@ async def advance(
               AND status NOT IN ('failed_parse', 'failed_chunking', 'failed_embedding')
               AND array_position(${len(fields) + 6}::text[], status) <= {_RANK[status]}
             RETURNING user_id, document_id, correlation_id""",
-        job_id, status, state, stage, percent, *fields.values(), list(PROGRESS),
-    )  # fmt: skip
+        job_id,
+        status,
+        state,
+        stage,
+        percent,
+        *fields.values(),
+        list(PROGRESS),
+    )
     if row is None:
         return False
     await record_event(
-        conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
-        stage=actor, kind="advanced", status=status, correlation_id=row["correlation_id"],
+        conn,
+        job_id=job_id,
+        document_id=row["document_id"],
+        user_id=row["user_id"],
+        stage=actor,
+        kind="advanced",
+        status=status,
+        correlation_id=row["correlation_id"],
         detail={"percent": percent, **{k: str(v) for k, v in fields.items()}},
-    )  # fmt: skip
+    )
     return True
 
 
@@ -98,8 +117,11 @@ async def report_ocr(
                  jsonb_build_object('pages_done', $3::int, 'pages_total', $4::int)),
                updated_at = now()
            WHERE job_id = $1 AND status = 'parse_queued'""",
-        job_id, percent, pages_done, pages_total,
-    )  # fmt: skip
+        job_id,
+        percent,
+        pages_done,
+        pages_total,
+    )
 
 
 async def fail(
@@ -117,15 +139,24 @@ async def fail(
            SET status = $2, state = $3, stage = $2, last_error = $4, updated_at = now()
            WHERE job_id = $1 AND status <> 'complete'
            RETURNING user_id, document_id, correlation_id""",
-        job_id, status, state, error,
-    )  # fmt: skip
+        job_id,
+        status,
+        state,
+        error,
+    )
     if row is None:
         return False
     await record_event(
-        conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
-        stage=actor, kind="failed", status=status, correlation_id=row["correlation_id"],
+        conn,
+        job_id=job_id,
+        document_id=row["document_id"],
+        user_id=row["user_id"],
+        stage=actor,
+        kind="failed",
+        status=status,
+        correlation_id=row["correlation_id"],
         detail=error,
-    )  # fmt: skip
+    )
     return True
 
 
@@ -145,13 +176,21 @@ async def retrying(
                updated_at = now()
            WHERE job_id = $1 AND state NOT IN ('done', 'deadletter')
            RETURNING user_id, document_id, correlation_id""",
-        job_id, error, int(count_attempt),
-    )  # fmt: skip
+        job_id,
+        error,
+        int(count_attempt),
+    )
     if row is not None:
         await record_event(
-            conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
-            stage=actor, kind="retrying", correlation_id=row["correlation_id"], detail=error,
-        )  # fmt: skip
+            conn,
+            job_id=job_id,
+            document_id=row["document_id"],
+            user_id=row["user_id"],
+            stage=actor,
+            kind="retrying",
+            correlation_id=row["correlation_id"],
+            detail=error,
+        )
 
 
 # The status a job is in when a stage starts on it: a redriven or retried job goes back here.
@@ -173,13 +212,23 @@ async def reopen(conn: asyncpg.Connection, *, job_id: uuid.UUID, stage: str, act
                progress = jsonb_build_object('percent', $4::int), updated_at = now()
            WHERE job_id = $1 AND (status = ANY($5::text[]) OR state = 'deadletter')
            RETURNING user_id, document_id, correlation_id""",
-        job_id, status, label, percent, list(FAILED),
-    )  # fmt: skip
+        job_id,
+        status,
+        label,
+        percent,
+        list(FAILED),
+    )
     if row is None:
         return False
     await record_event(
-        conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
-        stage=actor, kind="reopened", status=status, correlation_id=row["correlation_id"],
+        conn,
+        job_id=job_id,
+        document_id=row["document_id"],
+        user_id=row["user_id"],
+        stage=actor,
+        kind="reopened",
+        status=status,
+        correlation_id=row["correlation_id"],
         detail={"stage": stage},
-    )  # fmt: skip
+    )
     return True

@@ -62,9 +62,11 @@ def credentials_file(settings: Settings) -> Path:
 
 def _credential(settings: Settings, process: str) -> tuple[str, str] | None:
     if settings.kafka_sasl_username:
-        password = settings.kafka_sasl_password.get_secret_value() if (
-            settings.kafka_sasl_password
-        ) else ""  # fmt: skip
+        password = (
+            settings.kafka_sasl_password.get_secret_value()
+            if (settings.kafka_sasl_password)
+            else ""
+        )
         return settings.kafka_sasl_username, password
     if settings.embedded_kafka and settings.kafka_secure:
         path = credentials_file(settings)
@@ -96,9 +98,10 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
             )
     except (OSError, ssl.SSLError) as exc:
         raise ConfigurationError(
-            "kafka_tls_files", f"cannot load the Kafka TLS files ({cafile or 'system CAs'}, "
+            "kafka_tls_files",
+            f"cannot load the Kafka TLS files ({cafile or 'system CAs'}, "
             f"{settings.kafka_ssl_certfile or 'no client certificate'}): {exc}",
-        ) from exc  # fmt: skip
+        ) from exc
     return ctx
 
 

@@ -22,9 +22,14 @@ from schemas.headers import Headers
 from schemas.topics import STAGES
 
 _ERROR_HEADERS = {
-    Headers.ATTEMPT, Headers.DUE_AT, Headers.ERROR_CLASS, Headers.ERROR_CODE,
-    Headers.ERROR_MESSAGE, Headers.ERROR_STACK, Headers.FAILED_AT,
-}  # fmt: skip
+    Headers.ATTEMPT,
+    Headers.DUE_AT,
+    Headers.ERROR_CLASS,
+    Headers.ERROR_CODE,
+    Headers.ERROR_MESSAGE,
+    Headers.ERROR_STACK,
+    Headers.FAILED_AT,
+}
 
 
 def dlq_topics(settings: Settings, topic: str | None = None) -> list[str]:
@@ -84,20 +89,28 @@ async def outbox_failures(
            WHERE failed_at IS NOT NULL AND published_at IS NULL
              AND starts_with(topic, $1) AND ($2::text IS NULL OR topic = $2)
              AND ($3::timestamptz IS NULL OR failed_at >= $3) ORDER BY id""",
-        settings.topic_prefix, names.name(topic) if topic else None, since,
-    )  # fmt: skip
+        settings.topic_prefix,
+        names.name(topic) if topic else None,
+        since,
+    )
     found = []
     for row in rows:
         key, h = bytes(row["key"] or b"").decode(errors="replace"), row["headers"] or {}
         if document is not None and key != document:
             continue
-        found.append({
-            "id": f"outbox:{row['id']}", "failed_at": row["failed_at"].isoformat(),
-            "original_topic": row["topic"], "error_class": "permanent",
-            "error_code": "outbox_undeliverable", "error_message": row["failure"],
-            "document_id": key, "job_id": h.get(Headers.JOB_ID, ""),
-            "correlation_id": h.get(Headers.CORRELATION_ID, ""),
-        })  # fmt: skip
+        found.append(
+            {
+                "id": f"outbox:{row['id']}",
+                "failed_at": row["failed_at"].isoformat(),
+                "original_topic": row["topic"],
+                "error_class": "permanent",
+                "error_code": "outbox_undeliverable",
+                "error_message": row["failure"],
+                "document_id": key,
+                "job_id": h.get(Headers.JOB_ID, ""),
+                "correlation_id": h.get(Headers.CORRELATION_ID, ""),
+            }
+        )
     return found
 
 
@@ -122,8 +135,11 @@ async def original_value(settings: Settings, record: Record) -> bytes | None:
         return record.value
     h = record.headers
     try:
-        where = (h[Headers.ORIGINAL_TOPIC], int(h[Headers.ORIGINAL_PARTITION]),
-                 int(h[Headers.ORIGINAL_OFFSET]))  # fmt: skip
+        where = (
+            h[Headers.ORIGINAL_TOPIC],
+            int(h[Headers.ORIGINAL_PARTITION]),
+            int(h[Headers.ORIGINAL_OFFSET]),
+        )
     except (KeyError, ValueError):
         return None
     async for original in scan(settings, where[0], partition=where[1], offset=where[2]):
@@ -132,15 +148,19 @@ async def original_value(settings: Settings, record: Record) -> bytes | None:
 
 
 async def redrive(
-    settings: Settings, pool: asyncpg.Pool, records: list[Record], *, dry_run: bool = False,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    records: list[Record],
+    *,
+    dry_run: bool = False,
     actor: str = "operator",
-) -> list[Redrive]:  # fmt: skip
+) -> list[Redrive]:
     """Send each DLQ record back to its stage's input topic with fresh attempts; a record is
     redriven once, and its job is reopened in front of that stage (by `actor`, for the audit)."""
     names = topics_for(settings)
     results: list[Redrive] = []
     tracing.setup(settings, "ops")
-    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")  # fmt: skip
+    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for record in records:
@@ -158,21 +178,29 @@ async def redrive(
                 first = await conn.fetchval(
                     """INSERT INTO dlq_redrives (dlq_id, document_id, job_id, target)
                        VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
-                    record.id, _uuid((record.key or b"").decode()), job_id, target,
-                )  # fmt: skip
+                    record.id,
+                    _uuid((record.key or b"").decode()),
+                    job_id,
+                    target,
+                )
                 if not first:
                     results.append(Redrive(record.id, target, "already_redriven"))
                     continue
                 if job_id:
                     await jobs.reopen(conn, job_id=job_id, stage=stage, actor=actor)
-                headers = {k: v for k, v in record.headers.items()
-                           if k not in _ERROR_HEADERS and k != Headers.VALUE_OMITTED}  # fmt: skip
+                headers = {
+                    k: v
+                    for k, v in record.headers.items()
+                    if k not in _ERROR_HEADERS and k != Headers.VALUE_OMITTED
+                }
                 headers[Headers.REDRIVEN] = record.id
                 tracing.relink(headers, topic=target, operation="redrive")
                 await producer.send_and_wait(
-                    target, value, key=record.key,
+                    target,
+                    value,
+                    key=record.key,
                     headers=[(k, v.encode()) for k, v in headers.items()],
-                )  # fmt: skip
+                )
             results.append(Redrive(record.id, target, "redriven"))
     finally:
         await producer.stop()
@@ -236,14 +264,18 @@ async def replay(
     if dry_run or not matches:
         return matches
     tracing.setup(settings, "ops")
-    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")  # fmt: skip
+    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for record in matches:
             headers = {**record.headers, Headers.REPLAYED: record.id}
             tracing.relink(headers, topic=name, operation="replay")
-            await producer.send(name, record.value, key=record.key,
-                                headers=[(k, v.encode()) for k, v in headers.items()])  # fmt: skip
+            await producer.send(
+                name,
+                record.value,
+                key=record.key,
+                headers=[(k, v.encode()) for k, v in headers.items()],
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -277,8 +309,7 @@ async def reset_offsets(
     finally:
         await admin.close()
     parts = await partitions(settings, topic)
-    consumer = kafka_clients.consumer(settings, group_id=group,
-                                enable_auto_commit=False)  # fmt: skip
+    consumer = kafka_clients.consumer(settings, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(parts)  # manual assignment: commits without joining the group

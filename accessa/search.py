@@ -129,8 +129,10 @@ async def search_hybrid(
     # Postgres text cannot hold NUL (the embedder takes it as it is); other bytes are fine.
     by_text = await conn.fetch(TEXT_SEARCH, query.replace("\x00", " "), depth)
     fused: dict[tuple[Any, str], float] = {}
-    for ranking in ([(h["chunk_id"], h["embed_model"]) for h in by_vector],
-                    [(r["chunk_id"], r["embed_model"]) for r in by_text]):  # fmt: skip
+    for ranking in (
+        [(h["chunk_id"], h["embed_model"]) for h in by_vector],
+        [(r["chunk_id"], r["embed_model"]) for r in by_text],
+    ):
         for rank, key in enumerate(ranking, 1):
             fused[key] = fused.get(key, 0.0) + 1 / (RRF_K + rank)
     best = sorted(fused, key=lambda key: (-fused[key], str(key[0])))[:k]

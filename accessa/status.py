@@ -14,11 +14,16 @@ from schemas.topics import STAGES
 
 # Which stage holds an unfinished job, by the job's status.
 HELD_BY = {
-    "uploaded": "parser", "parse_queued": "parser", "parsed": "chunker",
-    "parse_validated": "chunker", "chunking": "chunker", "chunks_stored": "embedder",
-    "embedding_queued": "embedder", "embedding_in_progress": "embedder",
+    "uploaded": "parser",
+    "parse_queued": "parser",
+    "parsed": "chunker",
+    "parse_validated": "chunker",
+    "chunking": "chunker",
+    "chunks_stored": "embedder",
+    "embedding_queued": "embedder",
+    "embedding_in_progress": "embedder",
     "embeddings_stored": "finalizer",
-}  # fmt: skip
+}
 
 
 async def kafka_status(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -110,5 +115,9 @@ async def pipeline_status(settings: Settings, pool: asyncpg.Pool) -> dict[str, A
         stage["errors_last_hour"] = act.get("errors_last_hour", 0)
         stage["retries_last_hour"] = act.get("retries_last_hour", 0)
         stage["in_flight"] = db["in_flight"][name]
-    return {"stages": kafka, "jobs": db["jobs"], "oldest_unfinished": db["oldest_unfinished"],
-            "outbox_failed": db["outbox_failed"]}  # fmt: skip
+    return {
+        "stages": kafka,
+        "jobs": db["jobs"],
+        "oldest_unfinished": db["oldest_unfinished"],
+        "outbox_failed": db["outbox_failed"],
+    }

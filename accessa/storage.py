@@ -200,11 +200,13 @@ class S3Storage:
 
     async def scan(self, prefix: str) -> AsyncIterator[list[ObjectInfo]]:
         """Every object under `prefix`, a page (up to 1000) at a time."""
-        pages = iter(self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix))  # fmt: skip
+        pages = iter(
+            self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        )
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
-            yield [ObjectInfo(o["Key"], o["Size"], o["LastModified"])
-                   for o in page.get("Contents", [])]  # fmt: skip
+            yield [
+                ObjectInfo(o["Key"], o["Size"], o["LastModified"]) for o in page.get("Contents", [])
+            ]
 
     async def exists(self, key: str) -> bool:
         def _head() -> bool:
@@ -222,9 +224,10 @@ class S3Storage:
     def presigned_put_url(self, key: str, ttl_s: int, size: int) -> str:
         """A PUT URL for exactly `size` bytes (Content-Length is a signed header)."""
         return self.client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key, "ContentLength": size},
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentLength": size},
             ExpiresIn=ttl_s,
-        )  # fmt: skip
+        )
 
 
 def make_storage(settings: Settings) -> Storage:

@@ -66,7 +66,7 @@ async def scan(
         parts = [tp for tp in parts if tp.partition == partition]
     if not parts:
         return
-    consumer = kafka_clients.consumer(settings, enable_auto_commit=False)  # fmt: skip
+    consumer = kafka_clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(parts)

@@ -31,12 +31,16 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         existing = await partition_counts(admin, names)
         missing = [
             # rf -1 = the broker's default; aiokafka then wants an (empty) assignment map.
-            NewTopic(name, num_partitions=want, replication_factor=rf,
-                     replica_assignments={} if rf == -1 else None,
-                     topic_configs=topic_configs(settings, name, min_isr))
+            NewTopic(
+                name,
+                num_partitions=want,
+                replication_factor=rf,
+                replica_assignments={} if rf == -1 else None,
+                topic_configs=topic_configs(settings, name, min_isr),
+            )
             for name in names
             if name not in existing
-        ]  # fmt: skip
+        ]
         if missing:
             # Another process may create them in between: that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):

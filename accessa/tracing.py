@@ -154,10 +154,12 @@ def current_trace_id() -> str | None:
 
 def _ids(headers: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for attr, header in (("accessa.document_id", Headers.DOCUMENT_ID),
-                         ("accessa.job_id", Headers.JOB_ID),
-                         ("messaging.message.conversation_id", Headers.CORRELATION_ID),
-                         ("messaging.message.id", Headers.EVENT_ID)):  # fmt: skip
+    for attr, header in (
+        ("accessa.document_id", Headers.DOCUMENT_ID),
+        ("accessa.job_id", Headers.JOB_ID),
+        ("messaging.message.conversation_id", Headers.CORRELATION_ID),
+        ("messaging.message.id", Headers.EVENT_ID),
+    ):
         if value := headers.get(header):
             out[attr] = value
     return out
@@ -191,9 +193,11 @@ def processing(
     if due_at := headers.get(Headers.DUE_AT):  # a retry hop: the backoff it was given
         attributes["accessa.retry.due_at_ms"] = due_at
     with tracer.start_as_current_span(
-        f"process {record.topic}", context=extract(headers), kind=SpanKind.CONSUMER,
+        f"process {record.topic}",
+        context=extract(headers),
+        kind=SpanKind.CONSUMER,
         attributes=attributes,
-    ) as span:  # fmt: skip
+    ) as span:
         yield span
 
 
@@ -203,8 +207,14 @@ def failed(exc: BaseException, *, code: str, kind: str, outcome: str) -> None:
     if _provider is None:
         return
     span = trace.get_current_span()
-    span.set_attributes({"error.type": type(exc).__qualname__, "accessa.error.code": code,
-                         "accessa.error.class": kind, "accessa.outcome": outcome})  # fmt: skip
+    span.set_attributes(
+        {
+            "error.type": type(exc).__qualname__,
+            "accessa.error.code": code,
+            "accessa.error.class": kind,
+            "accessa.outcome": outcome,
+        }
+    )
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, code))
 
@@ -227,8 +237,9 @@ def producing(
     }
     if key is not None:
         attributes["messaging.kafka.message.key"] = key.decode(errors="replace")
-    span = tracer.start_span(f"send {topic}", context=extract(headers), kind=SpanKind.PRODUCER,
-                             attributes=attributes)  # fmt: skip
+    span = tracer.start_span(
+        f"send {topic}", context=extract(headers), kind=SpanKind.PRODUCER, attributes=attributes
+    )
     propagate.inject(headers, context=trace.set_span_in_context(span))
     return span
 
@@ -263,10 +274,17 @@ def relink(headers: MutableMapping[str, str], *, topic: str, operation: str) -> 
     for name in (Headers.TRACEPARENT, Headers.TRACESTATE):
         headers.pop(name, None)
     with tracer.start_as_current_span(
-        f"{operation} {topic}", context=otel_context.Context(), kind=SpanKind.PRODUCER,
-        links=links, attributes={"messaging.system": "kafka", "messaging.operation.type": "send",
-                                 "messaging.destination.name": topic, **_ids(headers)},
-    ):  # fmt: skip
+        f"{operation} {topic}",
+        context=otel_context.Context(),
+        kind=SpanKind.PRODUCER,
+        links=links,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            **_ids(headers),
+        },
+    ):
         propagate.inject(headers)
 
 

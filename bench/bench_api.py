@@ -112,8 +112,9 @@ async def _load(url: str, token: str, payloads: list[bytes], concurrency: int) -
     limits = httpx.Limits(max_connections=concurrency)
     headers = {"Authorization": f"Bearer {token}"}
 
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120,
-                                 headers=headers) as client:  # fmt: skip
+    async with httpx.AsyncClient(
+        base_url=url, limits=limits, timeout=120, headers=headers
+    ) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -158,11 +159,14 @@ async def _measure(
 
 def run(settings: Settings, *, uploads: int = 400, concurrency: int = 16) -> dict[str, Any]:
     """Benchmark figures for bench/results.json (key `api_upload`)."""
-    settings = settings.model_copy(update={
-        "topic_prefix": f"bench{uuid.uuid4().hex[:6]}-", "rate_limits_enabled": False,
-        "storage_dir": Path(tempfile.mkdtemp(prefix="accessa-bench-api-")),
-        "api_port": _free_port(),
-    })  # fmt: skip
+    settings = settings.model_copy(
+        update={
+            "topic_prefix": f"bench{uuid.uuid4().hex[:6]}-",
+            "rate_limits_enabled": False,
+            "storage_dir": Path(tempfile.mkdtemp(prefix="accessa-bench-api-")),
+            "api_port": _free_port(),
+        }
+    )
     asyncio.run(_prepare(settings))
     base = make_pdf(MB)
     validate_pdf(base)  # the payload must pass the API's own checks

@@ -62,8 +62,12 @@ async def _drain(settings: Settings, stage: str, replicas: int, users: int) -> d
         try:
             await asyncio.to_thread(source.start_all, tuple(p for p in PROCESSES if p != stage))
             jobs = [uuid.UUID(j) for j in await _upload_all(source, corpus_files(), users)]
-            await until(lambda: _backlog_ready(pool, stage, jobs), timeout=900, interval=0.2,
-                        what=f"the backlog in {stage}'s input")  # fmt: skip
+            await until(
+                lambda: _backlog_ready(pool, stage, jobs),
+                timeout=900,
+                interval=0.2,
+                what=f"the backlog in {stage}'s input",
+            )
             topic = STAGES[stage].input
             backlog = [r async for r in scan(source.settings, source.settings.topic_prefix + topic)]
             await asyncio.to_thread(source.stop_all)
@@ -73,14 +77,20 @@ async def _drain(settings: Settings, stage: str, replicas: int, users: int) -> d
             meter = CpuMeter(target, settings)
             before = meter.snapshot()
             await _produce(target.settings, target.settings.topic_prefix + topic, backlog)
-            await until(lambda: _all_past(pool, jobs, DONE[stage]), timeout=900, interval=0.1,
-                        what=f"{stage} to drain its backlog")  # fmt: skip
+            await until(
+                lambda: _all_past(pool, jobs, DONE[stage]),
+                timeout=900,
+                interval=0.1,
+                what=f"{stage} to drain its backlog",
+            )
             cpu = meter.spent(before, meter.snapshot())
             times = await pool.fetch(
                 "SELECT min(extract(epoch FROM created_at))::float8 AS t FROM events "
                 "WHERE job_id = ANY($1::uuid[]) AND kind = 'advanced' AND status = $2 "
-                "GROUP BY job_id", jobs, DONE[stage],
-            )  # fmt: skip
+                "GROUP BY job_id",
+                jobs,
+                DONE[stage],
+            )
             chunks = await pool.fetchval(
                 "SELECT sum(chunk_count) FROM upload_jobs WHERE job_id = ANY($1::uuid[])", jobs
             )
@@ -108,10 +118,15 @@ async def _produce(settings: Settings, topic: str, records: list[Record]) -> Non
     await producer.start()
     try:
         sent = [
-            await producer.send(topic, r.value, key=r.key, partition=r.partition,
-                                headers=[(k, v.encode()) for k, v in r.headers.items()])
+            await producer.send(
+                topic,
+                r.value,
+                key=r.key,
+                partition=r.partition,
+                headers=[(k, v.encode()) for k, v in r.headers.items()],
+            )
             for r in records
-        ]  # fmt: skip
+        ]
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
@@ -139,19 +154,24 @@ async def _backlog_ready(pool: Any, stage: str, jobs: list[uuid.UUID]) -> bool:
     if stage == "parser":
         return await pool.fetchval(
             "SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL "
-            "AND headers->>'x-job-id' = ANY($1::text[])", [str(j) for j in jobs],
-        )  # fmt: skip
+            "AND headers->>'x-job-id' = ANY($1::text[])",
+            [str(j) for j in jobs],
+        )
     return await pool.fetchval(
         "SELECT count(*) FILTER (WHERE status = $2) = cardinality($1::uuid[]) FROM upload_jobs "
-        "WHERE job_id = ANY($1::uuid[])", jobs, READY[stage],
-    )  # fmt: skip
+        "WHERE job_id = ANY($1::uuid[])",
+        jobs,
+        READY[stage],
+    )
 
 
 async def _all_past(pool: Any, jobs: list[uuid.UUID], status: str) -> bool:
     return await pool.fetchval(
         "SELECT count(DISTINCT job_id) = cardinality($1::uuid[]) FROM events "
-        "WHERE job_id = ANY($1::uuid[]) AND kind = 'advanced' AND status = $2", jobs, status,
-    )  # fmt: skip
+        "WHERE job_id = ANY($1::uuid[]) AND kind = 'advanced' AND status = $2",
+        jobs,
+        status,
+    )
 
 
 async def run(settings: Settings, users: int = 8) -> dict[str, Any]:

@@ -105,9 +105,12 @@ async def run(jobs: int, rounds: int) -> dict[str, Any]:
     admin = await connect(settings.dsn, database="postgres")
     await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     await admin.execute(f"CREATE DATABASE {name}")
-    scoped = settings.model_copy(update={
-        "database_url": with_database(settings.dsn, name), "rate_limits_enabled": False,
-    })  # fmt: skip
+    scoped = settings.model_copy(
+        update={
+            "database_url": with_database(settings.dsn, name),
+            "rate_limits_enabled": False,
+        }
+    )
     try:
         await migrate(scoped)
         app = create_console_app(scoped)  # the console's own process, as `accessa run console`
@@ -143,8 +146,13 @@ async def run(jobs: int, rounds: int) -> dict[str, Any]:
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
-    return {"jobs": jobs, "rounds": rounds, "quality_column": quality,
-            "seed_s": round(seeded_s, 1), "pages": timings}  # fmt: skip
+    return {
+        "jobs": jobs,
+        "rounds": rounds,
+        "quality_column": quality,
+        "seed_s": round(seeded_s, 1),
+        "pages": timings,
+    }
 
 
 def _percentiles(times: list[float]) -> dict[str, float]:

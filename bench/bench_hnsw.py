@@ -26,27 +26,45 @@ class Variant:
 
 
 VARIANTS = [
-    Variant("vector_hnsw_1conn",
-            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
-            1, "embedding <=> $1"),
-    Variant("vector_hnsw_4conn",
-            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
-            4, "embedding <=> $1"),
-    Variant("vector_hnsw_ef32_4conn",
-            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 32)",
-            4, "embedding <=> $1"),
-    Variant("vector_hnsw_m8_ef32_4conn",
-            "USING hnsw (embedding vector_cosine_ops) WITH (m = 8, ef_construction = 32)",
-            4, "embedding <=> $1"),
-    Variant("halfvec_hnsw_1conn",
-            f"USING hnsw ((embedding::halfvec({DIMS})) halfvec_cosine_ops) "
-            "WITH (m = 16, ef_construction = 64)",
-            1, f"embedding::halfvec({DIMS}) <=> $1::halfvec({DIMS})"),
-    Variant("halfvec_hnsw_4conn",
-            f"USING hnsw ((embedding::halfvec({DIMS})) halfvec_cosine_ops) "
-            "WITH (m = 16, ef_construction = 64)",
-            4, f"embedding::halfvec({DIMS}) <=> $1::halfvec({DIMS})"),
-]  # fmt: skip
+    Variant(
+        "vector_hnsw_1conn",
+        "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+        1,
+        "embedding <=> $1",
+    ),
+    Variant(
+        "vector_hnsw_4conn",
+        "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+        4,
+        "embedding <=> $1",
+    ),
+    Variant(
+        "vector_hnsw_ef32_4conn",
+        "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 32)",
+        4,
+        "embedding <=> $1",
+    ),
+    Variant(
+        "vector_hnsw_m8_ef32_4conn",
+        "USING hnsw (embedding vector_cosine_ops) WITH (m = 8, ef_construction = 32)",
+        4,
+        "embedding <=> $1",
+    ),
+    Variant(
+        "halfvec_hnsw_1conn",
+        f"USING hnsw ((embedding::halfvec({DIMS})) halfvec_cosine_ops) "
+        "WITH (m = 16, ef_construction = 64)",
+        1,
+        f"embedding::halfvec({DIMS}) <=> $1::halfvec({DIMS})",
+    ),
+    Variant(
+        "halfvec_hnsw_4conn",
+        f"USING hnsw ((embedding::halfvec({DIMS})) halfvec_cosine_ops) "
+        "WITH (m = 16, ef_construction = 64)",
+        4,
+        f"embedding::halfvec({DIMS}) <=> $1::halfvec({DIMS})",
+    ),
+]
 
 
 def clustered(n: int, seed: int, centroids: int = 64) -> np.ndarray:
@@ -77,8 +95,9 @@ async def _insert(pool: Any, table: str, vectors: np.ndarray, start_id: int, con
     return len(vectors) / (time.perf_counter() - started)
 
 
-async def _recall(pool: Any, table: str, variant: Variant, data: np.ndarray, queries: np.ndarray,
-                  k: int = 10) -> float:  # fmt: skip
+async def _recall(
+    pool: Any, table: str, variant: Variant, data: np.ndarray, queries: np.ndarray, k: int = 10
+) -> float:
     exact = np.argsort(-(queries @ data.T), axis=1)[:, :k]
     hits = 0
     async with pool.acquire() as conn:
@@ -107,9 +126,10 @@ async def run(pool: Any, prefill: int = 4000, inserts: int = 1200) -> dict[str, 
                 f"CREATE TABLE {table} (id int PRIMARY KEY, embedding vector({DIMS}))"
             )
             await conn.copy_records_to_table(
-                table.split(".")[1], schema_name="public",
+                table.split(".")[1],
+                schema_name="public",
                 records=[(i, v) for i, v in enumerate(base)],
-            )  # fmt: skip
+            )
             await conn.execute(f"CREATE INDEX ON {table} {variant.index}")
         rate = await _insert(pool, table, new, prefill, variant.connections)
         recall = await _recall(pool, table, variant, everything, queries)

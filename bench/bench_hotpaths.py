@@ -15,10 +15,27 @@ from consumers.parser.local import parse_pdf
 from mocks.policy_pdf import raw_pdf
 
 _WORDS = [
-    "the", "insured", "must", "notify", "us", "promptly", "of", "any", "loss", "under",
-    "coverage", "limits", "deductible", "premium", "policy", "period", "endorsement",
-    "exclusion", "dwelling", "liability",
-]  # fmt: skip
+    "the",
+    "insured",
+    "must",
+    "notify",
+    "us",
+    "promptly",
+    "of",
+    "any",
+    "loss",
+    "under",
+    "coverage",
+    "limits",
+    "deductible",
+    "premium",
+    "policy",
+    "period",
+    "endorsement",
+    "exclusion",
+    "dwelling",
+    "liability",
+]
 
 
 def _best(work: Callable[[], Any], rounds: int) -> tuple[float, Any]:

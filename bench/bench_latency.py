@@ -114,17 +114,19 @@ async def run(settings: Settings, documents: int = 20, seed: int = 14) -> dict[s
     rng = random.Random(seed)
     pages = [rng.randint(1, 3) for _ in range(documents + 1)]
     pdfs = {
-        side: [make_policy_pdf(seed=seed * 1000 + k * 100 + n, pages=p)
-               for n, p in enumerate(pages)]
+        side: [
+            make_policy_pdf(seed=seed * 1000 + k * 100 + n, pages=p) for n, p in enumerate(pages)
+        ]
         for k, side in enumerate(("woken", "poll_only"))
-    }  # fmt: skip
+    }
     pauses = [rng.uniform(0, MAX_PAUSE_S) for _ in range(2 * len(pages))]
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         pipes = {
             "woken": await asyncio.to_thread(LocalPipeline.create, settings, Path(a)),
-            "poll_only": await asyncio.to_thread(LocalPipeline.create, settings, Path(b),
-                                                 ACCESSA_OUTBOX_NOTIFY="false"),
-        }  # fmt: skip
+            "poll_only": await asyncio.to_thread(
+                LocalPipeline.create, settings, Path(b), ACCESSA_OUTBOX_NOTIFY="false"
+            ),
+        }
         pool = await create_pool(settings, max_size=1)
         sides: dict[str, _Side] = {}
         try:

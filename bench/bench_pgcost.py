@@ -46,10 +46,14 @@ MODEL, CHUNKER = "text-embedding-3-small", "markdown-simple@2"
 # The index of migrations 0001/0004, and the binary-quantized one (ef_construction 64: at 32 the
 # tie-heavy Hamming graph missed 15 % of one clustered set's top 10 that 64 found).
 VECTOR_INDEX = "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 32)"
-BINARY_INDEX = (f"USING hnsw ((binary_quantize(embedding)::bit({DIMS})) bit_hamming_ops) "
-               "WITH (m = 16, ef_construction = 64)")  # fmt: skip
-HALFVEC_INDEX = (f"USING hnsw ((embedding::halfvec({DIMS})) halfvec_cosine_ops) "
-                 "WITH (m = 16, ef_construction = 32)")  # fmt: skip
+BINARY_INDEX = (
+    f"USING hnsw ((binary_quantize(embedding)::bit({DIMS})) bit_hamming_ops) "
+    "WITH (m = 16, ef_construction = 64)"
+)
+HALFVEC_INDEX = (
+    f"USING hnsw ((embedding::halfvec({DIMS})) halfvec_cosine_ops) "
+    "WITH (m = 16, ef_construction = 32)"
+)
 
 # accessa/search.py's vector query on the binary index: `$4` candidates by Hamming distance,
 # re-ranked by exact cosine distance.
@@ -167,33 +171,82 @@ async def use_index(conn: asyncpg.Connection, body: str | None) -> float:
 
 
 async def fill_chunks(
-    conn: asyncpg.Connection, vectors: np.ndarray, users: list[uuid.UUID], per_doc: int = 20,
+    conn: asyncpg.Connection,
+    vectors: np.ndarray,
+    users: list[uuid.UUID],
+    per_doc: int = 20,
     seed: int = 0,
-) -> tuple[dict[uuid.UUID, list[int]], list[uuid.UUID]]:  # fmt: skip
+) -> tuple[dict[uuid.UUID, list[int]], list[uuid.UUID]]:
     """Completed documents of `users` (round robin) holding `vectors` as active chunks of
     ~80 words, by COPY; returns each user's row numbers in `vectors` and each row's chunk id."""
     rng = np.random.default_rng(seed)
     docs, chunks, owned = [], [], {u: [] for u in users}
     for start in range(0, len(vectors), per_doc):
         user, doc = users[(start // per_doc) % len(users)], uuid.uuid4()
-        docs.append((doc, user, hashlib.sha256(doc.bytes).hexdigest(), 1, "policy.pdf", "raw",
-                     CHUNKER, MODEL))  # fmt: skip
+        docs.append(
+            (
+                doc,
+                user,
+                hashlib.sha256(doc.bytes).hexdigest(),
+                1,
+                "policy.pdf",
+                "raw",
+                CHUNKER,
+                MODEL,
+            )
+        )
         for ordinal, i in enumerate(range(start, min(start + per_doc, len(vectors)))):
             content = text(rng, 80)
             sha = hashlib.sha256(content.encode()).hexdigest()
-            chunks.append((uuid.uuid4(), doc, user, doc, CHUNKER, MODEL, ordinal, content, sha,
-                           100, vectors[i]))  # fmt: skip
+            chunks.append(
+                (
+                    uuid.uuid4(),
+                    doc,
+                    user,
+                    doc,
+                    CHUNKER,
+                    MODEL,
+                    ordinal,
+                    content,
+                    sha,
+                    100,
+                    vectors[i],
+                )
+            )
             owned[user].append(i)
     await conn.copy_records_to_table(
-        "documents", records=docs, schema_name="upload_pipeline",
-        columns=["document_id", "user_id", "sha256", "size", "filename", "raw_path",
-                 "active_chunker_version", "active_embed_model"],
-    )  # fmt: skip
+        "documents",
+        records=docs,
+        schema_name="upload_pipeline",
+        columns=[
+            "document_id",
+            "user_id",
+            "sha256",
+            "size",
+            "filename",
+            "raw_path",
+            "active_chunker_version",
+            "active_embed_model",
+        ],
+    )
     await conn.copy_records_to_table(
-        "document_chunks", records=chunks, schema_name="upload_pipeline",
-        columns=["chunk_id", "document_id", "user_id", "job_id", "chunker_version", "embed_model",
-                 "ordinal", "content", "content_sha256", "token_count", "embedding"],
-    )  # fmt: skip
+        "document_chunks",
+        records=chunks,
+        schema_name="upload_pipeline",
+        columns=[
+            "chunk_id",
+            "document_id",
+            "user_id",
+            "job_id",
+            "chunker_version",
+            "embed_model",
+            "ordinal",
+            "content",
+            "content_sha256",
+            "token_count",
+            "embedding",
+        ],
+    )
     await conn.execute("VACUUM ANALYZE upload_pipeline.document_chunks")
     await conn.execute("VACUUM ANALYZE upload_pipeline.documents")
     return owned, [c[0] for c in chunks]
@@ -213,27 +266,42 @@ async def _prepare_documents(pool: asyncpg.Pool, n: int, seed: int) -> list[dict
     for i in range(n):
         user, doc, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         chunks = chunk_markdown(_markdown(rng, 20), document_id=doc, version=CHUNKER)
-        prepared.append({"user": user, "doc": doc, "job": job, "chunks": chunks,
-                         "vectors": clustered(len(chunks), seed=seed * 1000 + i)})  # fmt: skip
+        prepared.append(
+            {
+                "user": user,
+                "doc": doc,
+                "job": job,
+                "chunks": chunks,
+                "vectors": clustered(len(chunks), seed=seed * 1000 + i),
+            }
+        )
     await pool.executemany(
         "INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path) "
         "VALUES ($1, $2, $3, 1, 'bench.pdf', 'raw')",
         [(d["doc"], d["user"], hashlib.sha256(d["doc"].bytes).hexdigest()) for d in prepared],
-    )  # fmt: skip
+    )
     await pool.executemany(
         "INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id) "
         "VALUES ($1, $2, $3, 'bench')",
         [(d["job"], d["user"], d["doc"]) for d in prepared],
-    )  # fmt: skip
+    )
     return prepared
 
 
 async def _write_document(conn: asyncpg.Connection, d: dict[str, Any], copy: bool) -> None:
     """One document's chunk-proportional statements, as chunker, embedder and finalizer
     issue them (`copy`: the vector buffer by binary COPY instead of an INSERT per row)."""
-    event = DocumentParsed(event_id=uuid.uuid4(), job_id=d["job"], document_id=d["doc"],
-                           user_id=d["user"], correlation_id="bench", parsed_path="p",
-                           parsed_sha256="0" * 64, pages=1, parser="bench")  # fmt: skip
+    event = DocumentParsed(
+        event_id=uuid.uuid4(),
+        job_id=d["job"],
+        document_id=d["doc"],
+        user_id=d["user"],
+        correlation_id="bench",
+        parsed_path="p",
+        parsed_sha256="0" * 64,
+        pages=1,
+        parser="bench",
+    )
     chunks, vectors = d["chunks"], d["vectors"]
     async with conn.transaction():
         await buffer_chunks(conn, event, CHUNKER, chunks)
@@ -241,9 +309,11 @@ async def _write_document(conn: asyncpg.Connection, d: dict[str, Any], copy: boo
         rows = [(c.chunk_id, MODEL, d["job"], d["doc"], v) for c, v in zip(chunks, vectors)]  # noqa: B905
         if copy:
             await conn.copy_records_to_table(
-                "document_vector_buffer", records=rows, schema_name="upload_pipeline",
+                "document_vector_buffer",
+                records=rows,
+                schema_name="upload_pipeline",
                 columns=["chunk_id", "embed_model", "job_id", "document_id", "embedding"],
-            )  # fmt: skip
+            )
         else:
             await conn.executemany(VECTOR_BUFFER, rows)
         cached = [(c.content_sha256, MODEL, DIMS, v) for c, v in zip(chunks, vectors)]  # noqa: B905
@@ -284,8 +354,13 @@ async def _cost_round(
         for c in conns:
             await pool.release(c)
     n = sum(len(d["chunks"]) for d in docs)
-    return {"chunks": n, "server_cpu_s": server * 1000 / n, "backend_cpu_s": backend * 1000 / n,
-            "wal_mb": wal * 1000 / n / 2**20, "chunks_per_s": n / elapsed}  # fmt: skip
+    return {
+        "chunks": n,
+        "server_cpu_s": server * 1000 / n,
+        "backend_cpu_s": backend * 1000 / n,
+        "wal_mb": wal * 1000 / n / 2**20,
+        "chunks_per_s": n / elapsed,
+    }
 
 
 async def cost(
@@ -293,9 +368,12 @@ async def cost(
 ) -> dict[str, Any]:
     """Per 1000 chunks: each variant's median over `rounds` interleaved rounds of `docs`
     documents; binary ÷ vector ratios of the medians."""
-    variants = {"vector_index": (VECTOR_INDEX, False), "binary_index": (BINARY_INDEX, False),
-                "binary_index_copy": (BINARY_INDEX, True),
-                "no_vector_index": (None, False)}  # fmt: skip
+    variants = {
+        "vector_index": (VECTOR_INDEX, False),
+        "binary_index": (BINARY_INDEX, False),
+        "binary_index_copy": (BINARY_INDEX, True),
+        "no_vector_index": (None, False),
+    }
     measured: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     builds: dict[str, float] = {}
     async with contextlib.AsyncExitStack() as stack:
@@ -303,8 +381,9 @@ async def cost(
         for name, (index, _) in variants.items():
             pool = await stack.enter_async_context(database(settings, f"bench_pgcost_{name}"))
             async with pool.acquire() as conn:
-                await fill_chunks(conn, clustered(prefill, seed=11),
-                                  [uuid.uuid4() for _ in range(50)])  # fmt: skip
+                await fill_chunks(
+                    conn, clustered(prefill, seed=11), [uuid.uuid4() for _ in range(50)]
+                )
                 builds[name] = await use_index(conn, index)
             pools[name] = pool
         for r in range(rounds):
@@ -316,10 +395,12 @@ async def cost(
         result[name] = {
             "chunks_per_round": runs[0]["chunks"],
             "index_build_s": round(builds[name], 1),
-            **{key: round(statistics.median(r[key] for r in runs), 3)
-               for key in ("server_cpu_s", "backend_cpu_s", "wal_mb", "chunks_per_s")},
+            **{
+                key: round(statistics.median(r[key] for r in runs), 3)
+                for key in ("server_cpu_s", "backend_cpu_s", "wal_mb", "chunks_per_s")
+            },
             "server_cpu_s_rounds": [round(r["server_cpu_s"], 3) for r in runs],
-        }  # fmt: skip
+        }
     before, after = result["vector_index"], result["binary_index"]
     result["binary_over_vector"] = {
         key: round(after[key] / before[key], 3)
@@ -342,16 +423,24 @@ async def cost(
 
 RECALL_INDEXES: dict[str, tuple[str, str]] = {
     # name: (index body, query: $1 the query vector, $2 the candidates to re-rank)
-    "vector": (VECTOR_INDEX, "SELECT id FROM public.bench_recall "
-                      "ORDER BY embedding <=> $1 LIMIT 10"),
-    "halfvec": (HALFVEC_INDEX, f"SELECT id FROM public.bench_recall ORDER BY "
-                f"embedding::halfvec({DIMS}) <=> $1::vector::halfvec({DIMS}) LIMIT 10"),
-    "binary_rerank": (BINARY_INDEX, f"""SELECT id FROM (
+    "vector": (
+        VECTOR_INDEX,
+        "SELECT id FROM public.bench_recall ORDER BY embedding <=> $1 LIMIT 10",
+    ),
+    "halfvec": (
+        HALFVEC_INDEX,
+        f"SELECT id FROM public.bench_recall ORDER BY "
+        f"embedding::halfvec({DIMS}) <=> $1::vector::halfvec({DIMS}) LIMIT 10",
+    ),
+    "binary_rerank": (
+        BINARY_INDEX,
+        f"""SELECT id FROM (
         SELECT id, embedding <=> $1 AS distance FROM public.bench_recall
         ORDER BY binary_quantize(embedding)::bit({DIMS})
                  <~> binary_quantize($1::vector)::bit({DIMS})
-        LIMIT $2) c ORDER BY distance LIMIT 10"""),
-}  # fmt: skip
+        LIMIT $2) c ORDER BY distance LIMIT 10""",
+    ),
+}
 
 
 async def _recall_one(
@@ -383,27 +472,35 @@ async def _recall_one(
     await conn.execute("DELETE FROM public.bench_recall WHERE id < 0")
     await conn.execute("DROP INDEX public.bench_recall_index")
     await conn.execute("VACUUM public.bench_recall")
-    return {"recall_at_10": round(hits / (10 * len(queries)), 3), "build_s": round(build, 1),
-            "insert_rows_per_s": round(len(new) / elapsed),
-            "insert_cpu_s_per_1000": round(cpu * 1000 / len(new), 2),
-            "query_p50_ms": round(1000 * statistics.median(latencies), 2)}  # fmt: skip
+    return {
+        "recall_at_10": round(hits / (10 * len(queries)), 3),
+        "build_s": round(build, 1),
+        "insert_rows_per_s": round(len(new) / elapsed),
+        "insert_cpu_s_per_1000": round(cpu * 1000 / len(new), 2),
+        "query_p50_ms": round(1000 * statistics.median(latencies), 2),
+    }
 
 
 async def recall(pool: asyncpg.Pool, sizes: Sequence[int], candidates: int) -> dict[str, Any]:
     """Per distribution and size: recall@10, build time, insert rate of each index."""
     result: dict[str, Any] = {"queries": 50, "candidates_reranked": candidates}
     distributions: dict[str, Callable[[int, int], np.ndarray]] = {
-        "clustered": clustered, "uniform": uniform, "mock": mock,
-    }  # fmt: skip
+        "clustered": clustered,
+        "uniform": uniform,
+        "mock": mock,
+    }
     async with pool.acquire() as conn:
         for dist, make in distributions.items():
             for size in sizes if dist != "mock" else sizes[:1]:
                 data, queries = make(size, 21), make(50, 23)
                 await conn.execute("DROP TABLE IF EXISTS public.bench_recall")
-                await conn.execute("CREATE TABLE public.bench_recall "
-                                   f"(id int PRIMARY KEY, embedding vector({DIMS}))")  # fmt: skip
-                await conn.copy_records_to_table("bench_recall", schema_name="public",
-                                                 records=list(enumerate(data)))  # fmt: skip
+                await conn.execute(
+                    "CREATE TABLE public.bench_recall "
+                    f"(id int PRIMARY KEY, embedding vector({DIMS}))"
+                )
+                await conn.copy_records_to_table(
+                    "bench_recall", schema_name="public", records=list(enumerate(data))
+                )
                 await conn.execute("VACUUM ANALYZE public.bench_recall")
                 # halfvec (slower to insert than vector here: no F16C) once, for reference.
                 small = dist == "clustered" and size == min(sizes)
@@ -443,8 +540,10 @@ def _searching_binary(binary: bool) -> Any:
 
 def _p50_p95(ms: list[float]) -> dict[str, float]:
     ms = sorted(ms)
-    return {"p50_ms": round(statistics.median(ms), 1),
-            "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1)}  # fmt: skip
+    return {
+        "p50_ms": round(statistics.median(ms), 1),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1),
+    }
 
 
 def _top10(rows: np.ndarray, ids: list[uuid.UUID], where: list[int], query: np.ndarray) -> set:
@@ -473,12 +572,19 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
                 builds[name] = round(time.perf_counter() - started, 1)
         rng = np.random.default_rng(9)
         asks = [(text(rng, 5), q) for q in clustered(queries, seed=33)]
-        result: dict[str, Any] = {"rows": rows, "users": users + 1, "queries": queries, "k": 10,
-                                  "index_build_s": builds}  # fmt: skip
+        result: dict[str, Any] = {
+            "rows": rows,
+            "users": users + 1,
+            "queries": queries,
+            "k": 10,
+            "index_build_s": builds,
+        }
         # Hybrid only for the small user: its BM25 half reads the caller's whole scope (the
         # same query on both sides), seconds per query for a quarter of 100k chunks.
-        for label, user, modes in (("user_1pct", people[0], ("vector", "hybrid")),
-                                   ("user_25pct", heavy, ("vector",))):  # fmt: skip
+        for label, user, modes in (
+            ("user_1pct", people[0], ("vector", "hybrid")),
+            ("user_25pct", heavy, ("vector",)),
+        ):
             mine = vectors[owned[user]]
             latency: dict[str, list[float]] = {}
             found = {"vector": 0, "binary": 0}
@@ -491,7 +597,7 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
                                 started = time.perf_counter()
                                 hits = await accessa.search.search(
                                     conn, words_, {MODEL: vector.tolist()}, 10, mode
-                                )  # fmt: skip
+                                )
                                 latency.setdefault(f"{side}_{mode}", []).append(
                                     time.perf_counter() - started
                                 )
@@ -516,12 +622,15 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
                     truth = _top10(heavy_rows, ids, owned[heavy], vector)
                     async with user_transaction(pool, heavy) as conn:
                         started = time.perf_counter()
-                        hits = await accessa.search.search(conn, "", {MODEL: vector.tolist()}, 10,
-                                                           "vector")  # fmt: skip
+                        hits = await accessa.search.search(
+                            conn, "", {MODEL: vector.tolist()}, 10, "vector"
+                        )
                         times.append(1000 * (time.perf_counter() - started))
                     found_ += len({h["chunk_id"] for h in hits} & truth)
-                sweep[str(ef)] = {"recall_at_10": round(found_ / (10 * queries), 3),
-                                  **_p50_p95(times)}  # fmt: skip
+                sweep[str(ef)] = {
+                    "recall_at_10": round(found_ / (10 * queries), 3),
+                    **_p50_p95(times),
+                }
         finally:
             accessa.search.EF_SEARCH = default
         result["user_25pct"]["ef_search_sweep"] = sweep

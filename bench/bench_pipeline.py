@@ -34,10 +34,14 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 # Files of the corpus that complete (image-only, encrypted and corrupt ones are excluded so
 # the pipeline and the baseline do the same work).
 SKIP = {
-    "cmyk-image.pdf", "grayscale-image.pdf", "imagemagick-ASCII85Decode.pdf",
-    "imagemagick-CCITTFaxDecode.pdf", "imagemagick-lzw.pdf", "libreoffice-writer-password.pdf",
+    "cmyk-image.pdf",
+    "grayscale-image.pdf",
+    "imagemagick-ASCII85Decode.pdf",
+    "imagemagick-CCITTFaxDecode.pdf",
+    "imagemagick-lzw.pdf",
+    "libreoffice-writer-password.pdf",
     "unreadablemetadata.pdf",
-}  # fmt: skip
+}
 
 
 def corpus_files() -> list[Path]:
@@ -94,13 +98,18 @@ async def _wait_finished(pool: Any, jobs: list[str], timeout: float = 900) -> li
     async def finished() -> list[Any] | None:
         rows = await pool.fetch(
             "SELECT job_id, state, status, pages, created_at, completed_at FROM upload_jobs "
-            "WHERE job_id = ANY($1::uuid[])", ids,
-        )  # fmt: skip
+            "WHERE job_id = ANY($1::uuid[])",
+            ids,
+        )
         done = len(rows) == len(ids) and all(r["state"] in ("done", "deadletter") for r in rows)
         return rows if done else None
 
-    return await until(finished, timeout=timeout, interval=0.5,
-                       what="the pipeline to finish the benchmark documents")  # fmt: skip
+    return await until(
+        finished,
+        timeout=timeout,
+        interval=0.5,
+        what="the pipeline to finish the benchmark documents",
+    )
 
 
 class RssWatch:
@@ -172,9 +181,13 @@ class CpuMeter:
 
 
 async def end_to_end(
-    settings: Settings, home: Path, users: int = 8, parsers: int = 1, big: bool = True,
+    settings: Settings,
+    home: Path,
+    users: int = 8,
+    parsers: int = 1,
+    big: bool = True,
     ocr: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Every corpus file uploaded by each of `users` users, through the API and every stage
     process; `parsers` parser replicas (parsing is the CPU-heavy stage, and pdfium reads one
     page at a time per process). OCR is off unless asked: the baseline and the peer read text
@@ -234,8 +247,9 @@ async def big_pdf(pipe: LocalPipeline, pool: Any) -> dict[str, Any]:
     with RssWatch(pipe) as watch:
         started = time.perf_counter()
         async with pipe.client(uuid.uuid4()) as client:
-            r = await client.post("/api/v2/documents",
-                                  files={"file": ("big.pdf", pdf, "application/pdf")})  # fmt: skip
+            r = await client.post(
+                "/api/v2/documents", files={"file": ("big.pdf", pdf, "application/pdf")}
+            )
             r.raise_for_status()
             (row,) = await _wait_finished(pool, [r.json()["job_id"]], timeout=600)
         elapsed = time.perf_counter() - started
@@ -257,11 +271,14 @@ async def embed_cached(pool: Any, provider: Any, s: Settings, chunks: list[Chunk
     rows = await pool.fetch(
         "SELECT content_sha256, embedding FROM embedding_cache "
         "WHERE content_sha256 = ANY($1::text[]) AND embed_model = $2 AND dimensions = $3",
-        list(set(keys)), s.embed_model, s.embed_dimensions,
-    )  # fmt: skip
+        list(set(keys)),
+        s.embed_model,
+        s.embed_dimensions,
+    )
     known = {r["content_sha256"]: r["embedding"] for r in rows}
-    missing = {k: c.embed_header + c.content for k, c in zip(keys, chunks, strict=True)
-               if k not in known}  # fmt: skip
+    missing = {
+        k: c.embed_header + c.content for k, c in zip(keys, chunks, strict=True) if k not in known
+    }
     if missing:
         result = await provider.embed(list(missing.values()))
         fresh = dict(zip(missing, result.vectors, strict=True))
@@ -269,7 +286,7 @@ async def embed_cached(pool: Any, provider: Any, s: Settings, chunks: list[Chunk
             "INSERT INTO embedding_cache (content_sha256, embed_model, dimensions, embedding) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             [(k, s.embed_model, s.embed_dimensions, v) for k, v in fresh.items()],
-        )  # fmt: skip
+        )
         known.update(fresh)
     return [known[k] for k in keys]
 
@@ -283,8 +300,11 @@ async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, 
     pipe = await asyncio.to_thread(LocalPipeline.create, settings, home)
     await asyncio.to_thread(pipe.start_all, ("mocks",))
     s = pipe.settings.model_copy(update={"openai_base_url": f"{pipe.openai_url}/v1"})
-    spec = resolve_version(s.chunker_version, target_tokens=s.chunk_target_tokens,
-                           overlap_tokens=s.chunk_overlap_tokens)  # fmt: skip
+    spec = resolve_version(
+        s.chunker_version,
+        target_tokens=s.chunk_target_tokens,
+        overlap_tokens=s.chunk_overlap_tokens,
+    )
     provider = make_provider(s)
     pool = await create_pool(settings, max_size=8)
     await pool.execute("TRUNCATE embedding_cache")
@@ -297,34 +317,54 @@ async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, 
             doc = uuid.uuid4()
             parsed = await asyncio.to_thread(parse_pdf, pdf)
             markdown = normalize_markdown(parsed.markdown)
-            chunks = chunk_markdown(markdown, document_id=doc, version=spec.version,
-                                    target_tokens=spec.target_tokens,
-                                    overlap_tokens=spec.overlap_tokens)  # fmt: skip
+            chunks = chunk_markdown(
+                markdown,
+                document_id=doc,
+                version=spec.version,
+                target_tokens=spec.target_tokens,
+                overlap_tokens=spec.overlap_tokens,
+            )
             vectors = await embed_cached(pool, provider, s, chunks)
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO documents (document_id, user_id, sha256, size, filename, "
                     "raw_path) VALUES ($1, $2, $3, $4, $5, $6)",
-                    doc, user, hashlib.sha256(pdf).hexdigest(), len(pdf), name,
+                    doc,
+                    user,
+                    hashlib.sha256(pdf).hexdigest(),
+                    len(pdf),
+                    name,
                     raw_key(user, doc),
-                )  # fmt: skip
+                )
                 await conn.executemany(
                     "INSERT INTO document_chunks (chunk_id, document_id, user_id, job_id, "
                     "chunker_version, embed_model, ordinal, content, content_sha256, "
                     "token_count, embedding) VALUES ($1, $2, $3, $2, 'baseline', $4, $5, $6, "
                     "$7, $8, $9)",
-                    [(c.chunk_id, doc, user, s.embed_model, c.ordinal, c.content,
-                      c.content_sha256, c.token_count, v)
-                     for c, v in zip(chunks, vectors, strict=True)],
-                )  # fmt: skip
+                    [
+                        (
+                            c.chunk_id,
+                            doc,
+                            user,
+                            s.embed_model,
+                            c.ordinal,
+                            c.content,
+                            c.content_sha256,
+                            c.token_count,
+                            v,
+                        )
+                        for c, v in zip(chunks, vectors, strict=True)
+                    ],
+                )
             completions.append(time.time())
 
     meter = CpuMeter(pipe, settings, own="baseline")
     try:
         cpu_before = meter.snapshot()
         started = time.time()
-        await asyncio.gather(*(one(u, n, b) for u in (uuid.uuid4() for _ in range(users))
-                               for n, b in files))  # fmt: skip
+        await asyncio.gather(
+            *(one(u, n, b) for u in (uuid.uuid4() for _ in range(users)) for n, b in files)
+        )
         elapsed = time.time() - started
         cpu = meter.spent(cpu_before, meter.snapshot())
         chunks = await pool.fetchval("SELECT count(*) FROM document_chunks") - rows_before
@@ -354,15 +394,29 @@ async def chunk_and_buffer(settings: Settings, n_sections: int = 1000) -> dict[s
     try:
         await pool.execute(
             "INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path) "
-            "VALUES ($1, $2, $3, 1, 'b.pdf', 'raw/b.pdf')", doc, user, uuid.uuid4().hex * 2,
-        )  # fmt: skip
+            "VALUES ($1, $2, $3, 1, 'b.pdf', 'raw/b.pdf')",
+            doc,
+            user,
+            uuid.uuid4().hex * 2,
+        )
         await pool.execute(
             "INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id) "
-            "VALUES ($1, $2, $3, 'bench')", job, user, doc,
-        )  # fmt: skip
-        event = DocumentParsed(event_id=uuid.uuid4(), job_id=job, document_id=doc, user_id=user,
-                               correlation_id="bench", parsed_path="p", parsed_sha256="0" * 64,
-                               pages=1, parser="bench")  # fmt: skip
+            "VALUES ($1, $2, $3, 'bench')",
+            job,
+            user,
+            doc,
+        )
+        event = DocumentParsed(
+            event_id=uuid.uuid4(),
+            job_id=job,
+            document_id=doc,
+            user_id=user,
+            correlation_id="bench",
+            parsed_path="p",
+            parsed_sha256="0" * 64,
+            pages=1,
+            parser="bench",
+        )
         started = time.perf_counter()
         chunks = chunk_markdown(markdown, document_id=doc)
         chunked = time.perf_counter()

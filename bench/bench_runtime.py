@@ -41,11 +41,16 @@ from schemas.topics import Stage
 
 def to_parsed(event: DocumentUploaded) -> DocumentParsed:
     return DocumentParsed(
-        event_id=DocumentParsed.make_id(event.job_id), job_id=event.job_id,
-        document_id=event.document_id, user_id=event.user_id,
-        correlation_id=event.correlation_id, parsed_path="p", parsed_sha256="0" * 64,
-        pages=1, parser="noop",
-    )  # fmt: skip
+        event_id=DocumentParsed.make_id(event.job_id),
+        job_id=event.job_id,
+        document_id=event.document_id,
+        user_id=event.user_id,
+        correlation_id=event.correlation_id,
+        parsed_path="p",
+        parsed_sha256="0" * 64,
+        pages=1,
+        parser="noop",
+    )
 
 
 NOOP_STAGE = Stage("parser", "uploaded", "parsed", "failed_parse")
@@ -73,11 +78,19 @@ def _uploads(n: int) -> list[DocumentUploaded]:
     uploads = []
     for _ in range(n):
         job = uuid.uuid4()
-        uploads.append(DocumentUploaded(
-            event_id=DocumentUploaded.make_id(job), job_id=job, document_id=uuid.uuid4(),
-            user_id=uuid.uuid4(), correlation_id=str(uuid.uuid4()), storage_path="raw/x.pdf",
-            sha256="a" * 64, size=1, filename="x.pdf",
-        ))  # fmt: skip
+        uploads.append(
+            DocumentUploaded(
+                event_id=DocumentUploaded.make_id(job),
+                job_id=job,
+                document_id=uuid.uuid4(),
+                user_id=uuid.uuid4(),
+                correlation_id=str(uuid.uuid4()),
+                storage_path="raw/x.pdf",
+                sha256="a" * 64,
+                size=1,
+                filename="x.pdf",
+            )
+        )
     return uploads
 
 
@@ -92,17 +105,23 @@ async def fill(settings: Settings, topic: str, n: int) -> None:
             (Headers.DOCUMENT_ID, str(event.document_id).encode()),
             (Headers.USER_ID, str(event.user_id).encode()),
         ]
-        futures.append(await producer.send(topic, event.to_bytes(), key=event.key(),
-                                           headers=headers))  # fmt: skip
+        futures.append(
+            await producer.send(topic, event.to_bytes(), key=event.key(), headers=headers)
+        )
     await asyncio.gather(*futures)
     await producer.stop()
 
 
 async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> None:
     """The baseline: aiokafka only, same work per record, commit after acks."""
-    consumer = kafka_clients.consumer(settings, src, group_id=f"raw-{uuid.uuid4().hex}",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=256,
-    )  # fmt: skip
+    consumer = kafka_clients.consumer(
+        settings,
+        src,
+        group_id=f"raw-{uuid.uuid4().hex}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=256,
+    )
     producer = kafka_clients.producer(settings, **PRODUCER_CONFIG)
     await consumer.start()
     await producer.start()
@@ -117,8 +136,11 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> None:
                 for record in records:
                     event = decode_event(DocumentUploaded, record.value)
                     out = to_parsed(event)
-                    futures.append(await producer.send(dst, out.to_bytes(), key=out.key(),
-                                                       headers=list(record.headers)))  # fmt: skip
+                    futures.append(
+                        await producer.send(
+                            dst, out.to_bytes(), key=out.key(), headers=list(record.headers)
+                        )
+                    )
                     seen += 1
             await asyncio.gather(*futures)
             await consumer.commit()
@@ -129,9 +151,12 @@ async def raw_loop(settings: Settings, src: str, dst: str, n: int) -> None:
 
 async def output_rate(settings: Settings, topic: str, n: int) -> float:
     """Wait for n records in `topic`; rate = n / (last - first record timestamp)."""
-    consumer = kafka_clients.consumer(settings, topic, auto_offset_reset="earliest",
+    consumer = kafka_clients.consumer(
+        settings,
+        topic,
+        auto_offset_reset="earliest",
         group_id=f"count-{uuid.uuid4().hex}",
-    )  # fmt: skip
+    )
     await consumer.start()
     stamps: list[int] = []
     try:
@@ -193,8 +218,9 @@ async def commit_strategies(
 
         async def one(event: DocumentParsed) -> None:
             async with gate:
-                ctx = StageContext(stage="noop", consumer=group, event=event, attempt=0,
-                                   res=res, output_topic="t")  # fmt: skip
+                ctx = StageContext(
+                    stage="noop", consumer=group, event=event, attempt=0, res=res, output_topic="t"
+                )
                 async with ctx.commit(event):
                     pass
 
@@ -206,8 +232,9 @@ async def commit_strategies(
                 async with conn.transaction():
                     for e in events[i : i + poll]:
                         async with conn.transaction():
-                            await conn.execute(insert, group, e.event_id, "t", e.key(),
-                                               e.to_bytes())  # fmt: skip
+                            await conn.execute(
+                                insert, group, e.event_id, "t", e.key(), e.to_bytes()
+                            )
 
     async def multi_row(group: str) -> None:
         async with pool.acquire() as conn:
@@ -218,12 +245,17 @@ async def commit_strategies(
                          (consumer, event_id, output_topic, output_key, output_value)
                        SELECT $1, e, 't', k, v FROM unnest($2::uuid[], $3::bytea[], $4::bytea[])
                          AS u(e, k, v) ON CONFLICT DO NOTHING""",
-                    group, [e.event_id for e in part], [e.key() for e in part],
+                    group,
+                    [e.event_id for e in part],
+                    [e.key() for e in part],
                     [e.to_bytes() for e in part],
-                )  # fmt: skip
+                )
 
-    for name, way in (("per_record_tx", per_record), ("savepoint_per_record_in_poll_tx",
-                      savepoints), ("multi_row_insert_per_poll", multi_row)):  # fmt: skip
+    for name, way in (
+        ("per_record_tx", per_record),
+        ("savepoint_per_record_in_poll_tx", savepoints),
+        ("multi_row_insert_per_poll", multi_row),
+    ):
         group = f"bench-commit-{uuid.uuid4().hex[:8]}"
         started = time.perf_counter()
         await way(group)

@@ -45,12 +45,13 @@ SECTIONS = 8  # one chunk each: 8 chunks, one embeddings request per document
 def _markdown(nonce: str) -> str:
     """A document whose every chunk is text no other run or document has."""
     return "\n\n".join(
-        f"## Section {s}\n\n" + " ".join(
+        f"## Section {s}\n\n"
+        + " ".join(
             f"Clause {s}.{i} ({nonce}): the insurer pays covered losses up to the limit."
             for i in range(12)
         )
         for s in range(SECTIONS)
-    )  # fmt: skip
+    )
 
 
 async def _prepare(pool: asyncpg.Pool, settings: Settings, n: int) -> list[ChunksCreated]:
@@ -61,45 +62,68 @@ async def _prepare(pool: asyncpg.Pool, settings: Settings, n: int) -> list[Chunk
         user, doc, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         chunks = chunk_markdown(_markdown(uuid.uuid4().hex), document_id=doc)
         parsed = DocumentParsed(
-            event_id=DocumentParsed.make_id(job), job_id=job, document_id=doc, user_id=user,
-            correlation_id=f"bench-{job}", parsed_path="p", parsed_sha256="0" * 64, pages=1,
+            event_id=DocumentParsed.make_id(job),
+            job_id=job,
+            document_id=doc,
+            user_id=user,
+            correlation_id=f"bench-{job}",
+            parsed_path="p",
+            parsed_sha256="0" * 64,
+            pages=1,
             parser="bench",
-        )  # fmt: skip
+        )
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path)"
                 " VALUES ($1, $2, $3, 1, 'scaling.pdf', 'raw/scaling.pdf')",
-                doc, user, uuid.uuid4().hex * 2,
-            )  # fmt: skip
+                doc,
+                user,
+                uuid.uuid4().hex * 2,
+            )
             await conn.execute(
                 "INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id, status,"
                 " state, stage, chunks_version, chunk_count)"
                 " VALUES ($1, $2, $3, $4, 'chunks_stored', 'working', 'embedder', $5, $6)",
-                job, user, doc, parsed.correlation_id, version, len(chunks),
-            )  # fmt: skip
+                job,
+                user,
+                doc,
+                parsed.correlation_id,
+                version,
+                len(chunks),
+            )
             await buffer_chunks(conn, parsed, version, chunks)
-        events.append(ChunksCreated(
-            event_id=ChunksCreated.make_id(job, version), job_id=job, document_id=doc,
-            user_id=user, correlation_id=parsed.correlation_id, chunker_version=version,
-            chunk_count=len(chunks), parsed_sha256=parsed.parsed_sha256,
-        ))  # fmt: skip
+        events.append(
+            ChunksCreated(
+                event_id=ChunksCreated.make_id(job, version),
+                job_id=job,
+                document_id=doc,
+                user_id=user,
+                correlation_id=parsed.correlation_id,
+                chunker_version=version,
+                chunk_count=len(chunks),
+                parsed_sha256=parsed.parsed_sha256,
+            )
+        )
     return events
 
 
 async def _produce(settings: Settings, events: list[ChunksCreated]) -> None:
     """The events spread evenly over the partitions (key hashing would load them unevenly)."""
-    producer = kafka_clients.producer(settings, acks="all",
-                                linger_ms=5)  # fmt: skip
+    producer = kafka_clients.producer(settings, acks="all", linger_ms=5)
     await producer.start()
     try:
         topic = f"{settings.topic_prefix}{ChunksCreated.topic}"
         sent = []
         for i, e in enumerate(events):
-            headers = [(Headers.CORRELATION_ID, e.correlation_id.encode()),
-                       (Headers.JOB_ID, str(e.job_id).encode())]  # fmt: skip
-            sent.append(await producer.send(
-                topic, e.to_bytes(), key=e.key(), partition=i % PARTITIONS, headers=headers
-            ))  # fmt: skip
+            headers = [
+                (Headers.CORRELATION_ID, e.correlation_id.encode()),
+                (Headers.JOB_ID, str(e.job_id).encode()),
+            ]
+            sent.append(
+                await producer.send(
+                    topic, e.to_bytes(), key=e.key(), partition=i % PARTITIONS, headers=headers
+                )
+            )
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
@@ -122,34 +146,46 @@ async def _group_stable(settings: Settings, replicas: int, timeout: float = 120)
         state, members = await _members(settings)
         return members if state == "Stable" and len(members) == replicas else None
 
-    return await until(stable, timeout=timeout, interval=0.2,
-                       what=f"{replicas} stable embedder group members")  # fmt: skip
+    return await until(
+        stable, timeout=timeout, interval=0.2, what=f"{replicas} stable embedder group members"
+    )
 
 
 async def _wait_embedded(pool: asyncpg.Pool, jobs: list[uuid.UUID], timeout: float) -> None:
     async def all_embedded() -> bool:
         done = await pool.fetchval(
             "SELECT count(*) FROM upload_jobs WHERE job_id = ANY($1::uuid[])"
-            " AND status = 'embeddings_stored'", jobs,
-        )  # fmt: skip
+            " AND status = 'embeddings_stored'",
+            jobs,
+        )
         return done == len(jobs)
 
     # A small interval against the seconds measured.
-    await until(all_embedded, timeout=timeout, interval=0.05,
-                what=f"{len(jobs)} documents embedded")  # fmt: skip
+    await until(
+        all_embedded, timeout=timeout, interval=0.05, what=f"{len(jobs)} documents embedded"
+    )
 
 
 async def one_run(
-    settings: Settings, home: Path, replicas: int, documents: int, *,
-    latency_ms: float = LATENCY_MS, concurrency: int = CONCURRENCY,
-) -> dict[str, Any]:  # fmt: skip
+    settings: Settings,
+    home: Path,
+    replicas: int,
+    documents: int,
+    *,
+    latency_ms: float = LATENCY_MS,
+    concurrency: int = CONCURRENCY,
+) -> dict[str, Any]:
     """`documents` through `replicas` embedder processes; docs/s and the mock's request count."""
     infra = settings.model_copy(update={"topic_partitions": PARTITIONS})
     await asyncio.to_thread(home.mkdir, parents=True, exist_ok=True)
     pipe = await asyncio.to_thread(
-        LocalPipeline.create, infra, home, ACCESSA_MOCK_LATENCY_MS=str(latency_ms),
-        ACCESSA_STAGE_CONCURRENCY=str(concurrency), ACCESSA_EMBED_MAX_INFLIGHT=str(concurrency),
-    )  # fmt: skip
+        LocalPipeline.create,
+        infra,
+        home,
+        ACCESSA_MOCK_LATENCY_MS=str(latency_ms),
+        ACCESSA_STAGE_CONCURRENCY=str(concurrency),
+        ACCESSA_EMBED_MAX_INFLIGHT=str(concurrency),
+    )
     names = ("mocks", *(f"embedder#{i}" for i in range(1, replicas + 1)))
     pool = await create_pool(settings, max_size=4)
     try:

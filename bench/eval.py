@@ -125,13 +125,15 @@ async def pipeline_answers(
                 out[name] = body["status"]
             return out
 
-        outcome = await until(finished, timeout=900, interval=1.0,
-                              what="the eval documents to finish")  # fmt: skip
+        outcome = await until(
+            finished, timeout=900, interval=1.0, what="the eval documents to finish"
+        )
         answers: dict[str, list[list[str]]] = {m: [] for m in MODES}
         for mode in MODES:
             for q in questions:
-                r = await client.get("/api/v2/search",
-                                     params={"q": q["question"], "k": K, "mode": mode})  # fmt: skip
+                r = await client.get(
+                    "/api/v2/search", params={"q": q["question"], "k": K, "mode": mode}
+                )
                 r.raise_for_status()
                 answers[mode].append([h["content"] for h in r.json()["hits"]])
     return answers, outcome
@@ -210,8 +212,7 @@ def main() -> None:
     try:
         for chunker in [c.strip() for c in CHUNKERS.split(",") if c.strip()]:
             with tempfile.TemporaryDirectory() as home:
-                pipe = LocalPipeline.create(settings, Path(home),
-                                            ACCESSA_CHUNKER_VERSION=chunker)  # fmt: skip
+                pipe = LocalPipeline.create(settings, Path(home), ACCESSA_CHUNKER_VERSION=chunker)
                 pipe.start_all()
                 try:
                     began = time.monotonic()

@@ -154,14 +154,51 @@ def own_peak_kb() -> int:
 
 # --- structure-aware mutation ---------------------------------------------------------------
 _NAMES = [
-    b"/FlateDecode", b"/LZWDecode", b"/ASCII85Decode", b"/ASCIIHexDecode", b"/RunLengthDecode",
-    b"/CCITTFaxDecode", b"/DCTDecode", b"/JBIG2Decode", b"/Count", b"/Kids", b"/Length",
-    b"/ObjStm", b"/XRef", b"/Filter", b"/DecodeParms", b"/Predictor", b"/Columns", b"/W",
-    b"/Index", b"/Prev", b"/Parent", b"/Pages", b"/Page", b"/Contents", b"/Resources",
-    b"/Font", b"/XObject", b"/Encrypt", b"/Type", b"/First", b"/N", b"/Size",
-]  # fmt: skip
-_NUMBERS = [b"0", b"-1", b"1", b"2147483647", b"4294967296", b"9223372036854775807",
-            b"100000000", b"1e308", b"-0", b"65535"]  # fmt: skip
+    b"/FlateDecode",
+    b"/LZWDecode",
+    b"/ASCII85Decode",
+    b"/ASCIIHexDecode",
+    b"/RunLengthDecode",
+    b"/CCITTFaxDecode",
+    b"/DCTDecode",
+    b"/JBIG2Decode",
+    b"/Count",
+    b"/Kids",
+    b"/Length",
+    b"/ObjStm",
+    b"/XRef",
+    b"/Filter",
+    b"/DecodeParms",
+    b"/Predictor",
+    b"/Columns",
+    b"/W",
+    b"/Index",
+    b"/Prev",
+    b"/Parent",
+    b"/Pages",
+    b"/Page",
+    b"/Contents",
+    b"/Resources",
+    b"/Font",
+    b"/XObject",
+    b"/Encrypt",
+    b"/Type",
+    b"/First",
+    b"/N",
+    b"/Size",
+]
+_NUMBERS = [
+    b"0",
+    b"-1",
+    b"1",
+    b"2147483647",
+    b"4294967296",
+    b"9223372036854775807",
+    b"100000000",
+    b"1e308",
+    b"-0",
+    b"65535",
+]
 _STREAM = re.compile(rb"stream\r?\n")
 
 
@@ -249,12 +286,26 @@ def supervise(seconds: float, work: Path) -> dict[str, Any]:
     restarts, started = 0, time.monotonic()
     while (left := deadline - time.monotonic()) > 5:
         flags = [
-            f"-max_total_time={int(left)}", f"-timeout={LIBFUZZER_TIMEOUT_S}",
-            f"-rss_limit_mb={limit_mb + 1024}", f"-artifact_prefix={artifacts}/",
-            f"-report_slow_units={int(STEP_TIMEOUT_S)}", "-print_final_stats=1", str(corpus),
-        ]  # fmt: skip
-        command = [sys.executable, "-m", "bench.fuzz", "--child", "--problems", str(problems),
-                   "--counters", str(counters), "--", *flags]  # fmt: skip
+            f"-max_total_time={int(left)}",
+            f"-timeout={LIBFUZZER_TIMEOUT_S}",
+            f"-rss_limit_mb={limit_mb + 1024}",
+            f"-artifact_prefix={artifacts}/",
+            f"-report_slow_units={int(STEP_TIMEOUT_S)}",
+            "-print_final_stats=1",
+            str(corpus),
+        ]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.fuzz",
+            "--child",
+            "--problems",
+            str(problems),
+            "--counters",
+            str(counters),
+            "--",
+            *flags,
+        ]
         with open(work / f"child-{restarts}.log", "wb") as log:
             subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
         restarts += 1

@@ -178,8 +178,12 @@ def install_mb(distributions: list[str], debian: list[str]) -> float | None:
             continue
         total += sum(f.size or 0 for f in files)
     for package in debian:
-        out = subprocess.run(["dpkg-query", "-Wf", "${Installed-Size}", package],
-                             capture_output=True, text=True, check=False)  # fmt: skip
+        out = subprocess.run(
+            ["dpkg-query", "-Wf", "${Installed-Size}", package],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if out.returncode == 0 and out.stdout.strip().isdigit():
             total += int(out.stdout) * 1024
     return round(total / 1_048_576, 1) if total else None
@@ -206,8 +210,11 @@ def main() -> None:
             print(f"{engine} ...", file=sys.stderr, flush=True)
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", engine, "--scans", tmp],
-                capture_output=True, text=True, env=env, check=False,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
             try:
                 measured = json.loads(out.stdout.strip().splitlines()[-1])
             except (IndexError, json.JSONDecodeError):

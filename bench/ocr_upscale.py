@@ -26,8 +26,12 @@ from bench.ocr_compare import cer, word_recall
 from consumers.parser import ocr
 from mocks.scanned_pdf import known_pages, scan, text_pdf
 
-SCANS = {"100 dpi": (100, 8.0), "72 dpi": (72, 8.0), "50 dpi": (50, 8.0),
-         "50 dpi fax (noise 20)": (50, 20.0)}  # fmt: skip
+SCANS = {
+    "100 dpi": (100, 8.0),
+    "72 dpi": (72, 8.0),
+    "50 dpi": (50, 8.0),
+    "50 dpi fax (noise 20)": (50, 20.0),
+}
 
 
 def measure(pages: int) -> dict[str, Any]:

@@ -28,11 +28,22 @@ from consumers.parser.local import parse_pdf
 from mocks.policy_pdf import make_policy_pdf
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ beside the clone
-STRUCTURED = ["pdflatex-4-pages.pdf", "multicolumn.pdf", "GeoTopo-komprimiert.pdf",
-              "pdflatex-outline.pdf", "generated-policy.pdf"]  # fmt: skip
-POLICY_HEADINGS = ["Homeowners Insurance Policy", "Declarations", "Section I - Coverages",
-                   "Schedule of Coverages", "Section II - Exclusions", "Section III - Conditions",
-                   "Endorsements"]  # fmt: skip
+STRUCTURED = [
+    "pdflatex-4-pages.pdf",
+    "multicolumn.pdf",
+    "GeoTopo-komprimiert.pdf",
+    "pdflatex-outline.pdf",
+    "generated-policy.pdf",
+]
+POLICY_HEADINGS = [
+    "Homeowners Insurance Policy",
+    "Declarations",
+    "Section I - Coverages",
+    "Schedule of Coverages",
+    "Section II - Exclusions",
+    "Section III - Conditions",
+    "Endorsements",
+]
 POLICY_TABLES = 3  # declarations, schedule of coverages, endorsements
 HEADING = re.compile(r"^#{1,6}\s+(.+)$", re.MULTILINE)
 TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*\|", re.MULTILINE)
@@ -96,14 +107,26 @@ def _version(package: str) -> str:
 
 CANDIDATES: list[tuple[str, str, str, Converter]] = [
     ("pypdfium2 (raw text)", "Apache-2.0 OR BSD-3-Clause", "pypdfium2", pypdfium2_text),
-    ("local:pypdfium2 (ours, markdown)", "Apache-2.0 OR BSD-3-Clause (pdfium) + ours",
-     "pypdfium2", local_markdown),
+    (
+        "local:pypdfium2 (ours, markdown)",
+        "Apache-2.0 OR BSD-3-Clause (pdfium) + ours",
+        "pypdfium2",
+        local_markdown,
+    ),
     ("pymupdf (raw text)", "AGPL-3.0 or Artifex commercial", "pymupdf", pymupdf_text),
-    ("pymupdf4llm (markdown, layout)", "AGPL-3.0 or Artifex commercial", "pymupdf",
-     pymupdf4llm_markdown(layout=True)),
-    ("pymupdf4llm (markdown, no layout)", "AGPL-3.0 or Artifex commercial", "pymupdf",
-     pymupdf4llm_markdown(layout=False)),
-]  # fmt: skip
+    (
+        "pymupdf4llm (markdown, layout)",
+        "AGPL-3.0 or Artifex commercial",
+        "pymupdf",
+        pymupdf4llm_markdown(layout=True),
+    ),
+    (
+        "pymupdf4llm (markdown, no layout)",
+        "AGPL-3.0 or Artifex commercial",
+        "pymupdf",
+        pymupdf4llm_markdown(layout=False),
+    ),
+]
 
 
 def run(corpus: Path) -> dict:
@@ -118,9 +141,17 @@ def run(corpus: Path) -> dict:
     for name, licence, package, convert in CANDIDATES:
         with contextlib.suppress(Exception):
             convert(files["minimal-document.pdf"])  # warm-up: imports, models
-        entry = {"licence": licence, "package": package, "version": _version(package),
-                 "pages": 0, "seconds": 0.0, "chars": 0, "failed": {}, "empty": [],
-                 "structure": {}}  # fmt: skip
+        entry = {
+            "licence": licence,
+            "package": package,
+            "version": _version(package),
+            "pages": 0,
+            "seconds": 0.0,
+            "chars": 0,
+            "failed": {},
+            "empty": [],
+            "structure": {},
+        }
         for file_name, data in files.items():
             started = time.perf_counter()
             try:

@@ -100,13 +100,18 @@ async def run(
     store = PGVectorStore(
         connection_string=dsn.replace("postgresql://", "postgresql+psycopg2://", 1),
         async_connection_string=dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
-        schema_name=SCHEMA, table_name=TABLE, embed_dim=dims,
+        schema_name=SCHEMA,
+        table_name=TABLE,
+        embed_dim=dims,
         hnsw_kwargs={**hnsw, "hnsw_ef_search": 100},
-    )  # fmt: skip
+    )
     embed = OpenAIEmbedding(
-        model=settings.embed_model, dimensions=dims, api_base=f"{pipe.openai_url}/v1",
-        api_key="mock", embed_batch_size=settings.embed_batch_inputs,
-    )  # fmt: skip
+        model=settings.embed_model,
+        dimensions=dims,
+        api_base=f"{pipe.openai_url}/v1",
+        api_key="mock",
+        embed_batch_size=settings.embed_batch_inputs,
+    )
     pipeline = IngestionPipeline(
         transformations=[SentenceSplitter(chunk_size=512, chunk_overlap=64), embed],
         vector_store=store,

@@ -40,36 +40,55 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
 
     def goal(name: str, now: Any, target: str, met: bool | None, source: str) -> None:
-        out[name] = {"before": BEFORE[name], "now": now, "goal": target, "met": met,
-                     "from": source}  # fmt: skip
+        out[name] = {"before": BEFORE[name], "now": now, "goal": target, "met": met, "from": source}
 
-    for side, target, floor in (("peer", ">= 1.0 (stretch 1.3)", 1.0),
-                                ("baseline", ">= 0.9", 0.9)):  # fmt: skip
+    for side, target, floor in (("peer", ">= 1.0 (stretch 1.3)", 1.0), ("baseline", ">= 0.9", 0.9)):
         ratio = (results.get(f"pipeline_over_{side}") or {}).get("ratio")
-        goal(f"pipeline_over_{side}", ratio, target,
-             None if ratio is None else ratio >= floor, f"pipeline_over_{side}")  # fmt: skip
+        goal(
+            f"pipeline_over_{side}",
+            ratio,
+            target,
+            None if ratio is None else ratio >= floor,
+            f"pipeline_over_{side}",
+        )
     runtime = results.get("runtime_noop") or {}
     ratio = runtime.get("runtime_over_raw")
-    goal("runtime_over_raw", ratio, ">= 0.9", None if ratio is None else ratio >= 0.9,
-         "runtime_noop (stateful no-op)")  # fmt: skip
+    goal(
+        "runtime_over_raw",
+        ratio,
+        ">= 0.9",
+        None if ratio is None else ratio >= 0.9,
+        "runtime_noop (stateful no-op)",
+    )
     cost = results.get("postgres_cost_per_1000_chunks") or {}
     recall = results.get("vector_recall") or {}
-    sets = sorted((k for k in recall if k.startswith("clustered_")),
-                  key=lambda k: int(k.split("_")[1]))  # fmt: skip
+    sets = sorted(
+        (k for k in recall if k.startswith("clustered_")), key=lambda k: int(k.split("_")[1])
+    )
     largest = recall[sets[-1]] if sets else {}
     if cost:
-        goal("postgres_cpu_per_1000_chunks", {
-            "server_cpu_s": cost["vector_index"]["server_cpu_s"],
-            "adopted_over_before": 1.0,
-            "best_candidate": "binary_index",
-            "candidate_over_before": cost["binary_over_vector"]["server_cpu_s"],
-            "candidate_recall_at_10": (largest.get("binary_rerank") or {}).get("recall_at_10"),
-            "recall_set": sets[-1] if sets else None,
-        }, "<= 0.5x with recall@10 >= 0.95", False,
-            "postgres_cost_per_1000_chunks, vector_recall")  # fmt: skip
+        goal(
+            "postgres_cpu_per_1000_chunks",
+            {
+                "server_cpu_s": cost["vector_index"]["server_cpu_s"],
+                "adopted_over_before": 1.0,
+                "best_candidate": "binary_index",
+                "candidate_over_before": cost["binary_over_vector"]["server_cpu_s"],
+                "candidate_recall_at_10": (largest.get("binary_rerank") or {}).get("recall_at_10"),
+                "recall_set": sets[-1] if sets else None,
+            },
+            "<= 0.5x with recall@10 >= 0.95",
+            False,
+            "postgres_cost_per_1000_chunks, vector_recall",
+        )
     p50 = ((results.get("idle_latency") or {}).get("woken") or {}).get("upload_to_complete_p50_ms")
-    goal("idle_latency_p50_ms", p50, "< 150", None if p50 is None else p50 < 150,
-         "idle_latency.woken")  # fmt: skip
+    goal(
+        "idle_latency_p50_ms",
+        p50,
+        "< 150",
+        None if p50 is None else p50 < 150,
+        "idle_latency.woken",
+    )
     return out
 
 
@@ -174,15 +193,20 @@ async def _pipeline(settings: Settings, rounds: int = 3) -> dict[str, Any]:
     from bench import bench_pipeline, peer_llamaindex
 
     runs: dict[str, list[dict[str, Any]]] = {
-        "e2e": [], "baseline": [], "peer": [], "e2e_2_parsers": []
-    }  # fmt: skip
+        "e2e": [],
+        "baseline": [],
+        "peer": [],
+        "e2e_2_parsers": [],
+    }
     await peer_llamaindex.reset(settings)
     try:
         for n in range(rounds):
             with tempfile.TemporaryDirectory() as home:
-                runs["e2e"].append(await bench_pipeline.end_to_end(
-                    settings, Path(home), users=PIPELINE_USERS, big=n == 0
-                ))  # fmt: skip
+                runs["e2e"].append(
+                    await bench_pipeline.end_to_end(
+                        settings, Path(home), users=PIPELINE_USERS, big=n == 0
+                    )
+                )
             with tempfile.TemporaryDirectory() as home:
                 runs["baseline"].append(
                     await bench_pipeline.baseline(settings, Path(home), users=PIPELINE_USERS)
@@ -192,9 +216,11 @@ async def _pipeline(settings: Settings, rounds: int = 3) -> dict[str, Any]:
                     await peer_llamaindex.run(settings, Path(home), users=PIPELINE_USERS)
                 )
             with tempfile.TemporaryDirectory() as home:
-                runs["e2e_2_parsers"].append(await bench_pipeline.end_to_end(
-                    settings, Path(home), users=TWO_PARSER_USERS, parsers=2, big=False
-                ))  # fmt: skip
+                runs["e2e_2_parsers"].append(
+                    await bench_pipeline.end_to_end(
+                        settings, Path(home), users=TWO_PARSER_USERS, parsers=2, big=False
+                    )
+                )
     finally:
         await peer_llamaindex.reset(settings)
     best = {k: max(v, key=lambda r: r["docs_per_s"]) for k, v in runs.items()}
@@ -263,14 +289,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", help="benchmark names to run (default: all)")
     parser.add_argument(
-        "--pgcost-rows", type=int, default=20_000,
+        "--pgcost-rows",
+        type=int,
+        default=20_000,
         help="pgcost: rows of the larger recall and search-latency set (e.g. 100000)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     settings = get_settings()
     started: list[LocalPostgres | LocalKafka] = []
-    for component, embedded in ((LocalPostgres(settings), settings.embedded_postgres),
-                                (LocalKafka(settings), settings.embedded_kafka)):  # fmt: skip
+    for component, embedded in (
+        (LocalPostgres(settings), settings.embedded_postgres),
+        (LocalKafka(settings), settings.embedded_kafka),
+    ):
         if embedded and component.up():
             started.append(component)
     try:

@@ -38,25 +38,42 @@ UIN_LINE = "UIN- BAJHLIP23020V012223 Global Health Care/ Policy Wordings"
 WATERMARK = "S A M P L E"
 GRID_HEADER = ("Important Questions", "Answers", "Why This Matters:")
 GRID_ROWS = [
-    ("What is the overall deductible?", "$2,500 individual / $5,000 family",
-     "Generally, you must pay all of the costs from providers up to the deductible amount "
-     "before this plan begins to pay."),
-    ("Are there services covered before you meet your deductible?",
-     "Yes. Preventive care and primary care visits are covered before you meet your "
-     "deductible.", "This plan covers some items and services even if you haven't yet met "
-     "the deductible amount."),
-    ("Are there other deductibles for specific services?", "No.",
-     "You don't have to meet deductibles for specific services."),
-    ("What is the out-of-pocket limit for this plan?", "$6,000 individual / $12,000 family",
-     "The out-of-pocket limit is the most you could pay in a year for covered services."),
-]  # fmt: skip
+    (
+        "What is the overall deductible?",
+        "$2,500 individual / $5,000 family",
+        "Generally, you must pay all of the costs from providers up to the deductible amount "
+        "before this plan begins to pay.",
+    ),
+    (
+        "Are there services covered before you meet your deductible?",
+        "Yes. Preventive care and primary care visits are covered before you meet your deductible.",
+        "This plan covers some items and services even if you haven't yet met "
+        "the deductible amount.",
+    ),
+    (
+        "Are there other deductibles for specific services?",
+        "No.",
+        "You don't have to meet deductibles for specific services.",
+    ),
+    (
+        "What is the out-of-pocket limit for this plan?",
+        "$6,000 individual / $12,000 family",
+        "The out-of-pocket limit is the most you could pay in a year for covered services.",
+    ),
+]
 MORE_ROWS = [
-    ("Will you pay less if you use a network provider?", "Yes. See www.example.com/network",
-     "This plan uses a provider network. You will pay less if you use a provider in the "
-     "plan's network."),
-    ("Do you need a referral to see a specialist?", "No.",
-     "You can see the specialist you choose without a referral."),
-]  # fmt: skip
+    (
+        "Will you pay less if you use a network provider?",
+        "Yes. See www.example.com/network",
+        "This plan uses a provider network. You will pay less if you use a provider in the "
+        "plan's network.",
+    ),
+    (
+        "Do you need a referral to see a specialist?",
+        "No.",
+        "You can see the specialist you choose without a referral.",
+    ),
+]
 BOLD_SENTENCE = (
     "You must notify us within 30 days of any hospital admission, or the benefit we pay "
     "for that stay may be reduced by the amount of any prejudice the delay causes us under "
@@ -79,7 +96,7 @@ SCHEDULE_ROWS = [
     ("Dental emergency", "", "$100", ""),
     ("Maternity cover", "", "", "10 months"),
     ("Lost baggage", "$2,500", "$50", ""),
-]  # fmt: skip
+]
 
 
 def make_schedule_pdf() -> bytes:
@@ -87,15 +104,29 @@ def make_schedule_pdf() -> bytes:
     styles = _styles()
     buffer = io.BytesIO()
     document = BaseDocTemplate(buffer, pagesize=LETTER, invariant=True, title="Schedule")
-    document.addPageTemplates([PageTemplate("one", [Frame(
-        document.leftMargin, document.bottomMargin, document.width, document.height
-    )])])  # fmt: skip
-    document.build([
-        Paragraph("Schedule of Benefits", styles["h2"]),
-        _grid([SCHEDULE_HEADER, *SCHEDULE_ROWS], styles,
-              widths=[2.2 * inch, 1.4 * inch, 1.1 * inch, 1.4 * inch]),
-        Paragraph("Limits apply per insured person and per trip.", styles["body"]),
-    ])  # fmt: skip
+    document.addPageTemplates(
+        [
+            PageTemplate(
+                "one",
+                [
+                    Frame(
+                        document.leftMargin, document.bottomMargin, document.width, document.height
+                    )
+                ],
+            )
+        ]
+    )
+    document.build(
+        [
+            Paragraph("Schedule of Benefits", styles["h2"]),
+            _grid(
+                [SCHEDULE_HEADER, *SCHEDULE_ROWS],
+                styles,
+                widths=[2.2 * inch, 1.4 * inch, 1.1 * inch, 1.4 * inch],
+            ),
+            Paragraph("Limits apply per insured person and per trip.", styles["body"]),
+        ]
+    )
     return buffer.getvalue()
 
 
@@ -142,10 +173,15 @@ def make_layout_pdf(pages: int = 3) -> bytes:
             story.append(PageBreak())
     buffer = io.BytesIO()
     document = BaseDocTemplate(
-        buffer, pagesize=LETTER, invariant=True, title="Summary of Benefits and Coverage",
-        leftMargin=0.8 * inch, rightMargin=0.8 * inch, topMargin=0.9 * inch,
+        buffer,
+        pagesize=LETTER,
+        invariant=True,
+        title="Summary of Benefits and Coverage",
+        leftMargin=0.8 * inch,
+        rightMargin=0.8 * inch,
+        topMargin=0.9 * inch,
         bottomMargin=0.9 * inch,
-    )  # fmt: skip
+    )
     x, y = document.leftMargin, document.bottomMargin
     w, h = document.width, document.height
     gutter = 0.3 * inch
@@ -185,18 +221,22 @@ def _decorator(pages: int):
 
 
 def _grid(
-    rows: list[tuple[str, ...]], styles: dict[str, ParagraphStyle],
+    rows: list[tuple[str, ...]],
+    styles: dict[str, ParagraphStyle],
     widths: list[float] | None = None,
-) -> Table:  # fmt: skip
+) -> Table:
     """A borderless grid: no rules, cells top-aligned, the first column and header bold."""
     cells = [
-        [Paragraph(text, styles["cell_bold" if r == 0 or c == 0 else "cell"])
-         for c, text in enumerate(row)]
+        [
+            Paragraph(text, styles["cell_bold" if r == 0 or c == 0 else "cell"])
+            for c, text in enumerate(row)
+        ]
         for r, row in enumerate(rows)
-    ]  # fmt: skip
+    ]
     table = Table(cells, colWidths=widths or [2.1 * inch, 2.0 * inch, 2.8 * inch])
-    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
-                               ("BOTTOMPADDING", (0, 0), (-1, -1), 6)]))  # fmt: skip
+    table.setStyle(
+        TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 6)])
+    )
     return table
 
 

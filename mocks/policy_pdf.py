@@ -39,15 +39,47 @@ _STREETS = ["Juniper Lane", "Harbor View Road", "Old Mill Street", "Cedar Ridge 
 _CITIES = ["Springfield, IL", "Portland, OR", "Asheville, NC", "Madison, WI", "Boise, ID"]
 _INSURERS = ["Northwind Mutual Insurance Company", "Bluestone Casualty Group"]
 _PHRASE_WORDS = [
-    "amber", "basalt", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo",
-    "juniper", "kestrel", "lantern", "meridian", "nimbus", "obsidian", "pelican", "quartz",
-    "rosewood", "saffron", "tundra", "umber", "vesper", "willow", "xenon", "yarrow", "zephyr",
-]  # fmt: skip
+    "amber",
+    "basalt",
+    "cobalt",
+    "delta",
+    "ember",
+    "fjord",
+    "garnet",
+    "harbor",
+    "indigo",
+    "juniper",
+    "kestrel",
+    "lantern",
+    "meridian",
+    "nimbus",
+    "obsidian",
+    "pelican",
+    "quartz",
+    "rosewood",
+    "saffron",
+    "tundra",
+    "umber",
+    "vesper",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+]
 _PERILS = [
-    "fire or lightning", "windstorm or hail", "explosion", "riot or civil commotion",
-    "aircraft", "vehicles", "smoke", "vandalism or malicious mischief", "theft",
-    "falling objects", "weight of ice, snow or sleet", "accidental discharge of water",
-]  # fmt: skip
+    "fire or lightning",
+    "windstorm or hail",
+    "explosion",
+    "riot or civil commotion",
+    "aircraft",
+    "vehicles",
+    "smoke",
+    "vandalism or malicious mischief",
+    "theft",
+    "falling objects",
+    "weight of ice, snow or sleet",
+    "accidental discharge of water",
+]
 _EXCLUSIONS = [
     "Ordinance or Law, meaning the enforcement of any ordinance or law regulating construction",
     "Earth Movement, including earthquake, landslide, mudflow and sinkhole collapse",
@@ -59,19 +91,38 @@ _EXCLUSIONS = [
     "Intentional Loss, meaning any loss arising out of any act an insured commits",
     "Governmental Action, meaning the destruction or seizure of property by order of authority",
     "Wear and tear, marring, deterioration, mechanical breakdown or latent defect",
-]  # fmt: skip
+]
 _CONDITIONS = [
-    "Insurable Interest and Limit of Liability", "Duties After Loss", "Loss Settlement",
-    "Appraisal", "Other Insurance", "Suit Against Us", "Our Option", "Loss Payment",
-    "Abandonment of Property", "Mortgage Clause", "Cancellation", "Nonrenewal",
-]  # fmt: skip
+    "Insurable Interest and Limit of Liability",
+    "Duties After Loss",
+    "Loss Settlement",
+    "Appraisal",
+    "Other Insurance",
+    "Suit Against Us",
+    "Our Option",
+    "Loss Payment",
+    "Abandonment of Property",
+    "Mortgage Clause",
+    "Cancellation",
+    "Nonrenewal",
+]
 _ENDORSEMENTS = [
-    ("HO 04 90", "Personal Property Replacement Cost"), ("HO 04 61", "Scheduled Personal Property"),
-    ("HO 04 95", "Water Back-Up and Sump Discharge"), ("HO 04 20", "Specified Additional Amount"),
-    ("HO 24 82", "Personal Injury Coverage"), ("HO 04 53", "Credit Card and Forgery"),
-]  # fmt: skip
-_TERMS = ["Bodily injury", "Business", "Insured", "Occurrence", "Property damage",
-          "Residence employee", "Motor vehicle"]  # fmt: skip
+    ("HO 04 90", "Personal Property Replacement Cost"),
+    ("HO 04 61", "Scheduled Personal Property"),
+    ("HO 04 95", "Water Back-Up and Sump Discharge"),
+    ("HO 04 20", "Specified Additional Amount"),
+    ("HO 24 82", "Personal Injury Coverage"),
+    ("HO 04 53", "Credit Card and Forgery"),
+]
+_TERMS = [
+    "Bodily injury",
+    "Business",
+    "Insured",
+    "Occurrence",
+    "Property damage",
+    "Residence employee",
+    "Motor vehicle",
+]
 _SENTENCES = [
     "We will pay for direct physical loss to the property described in Coverage {cov}, "
     "provided the loss is caused by {peril}.",
@@ -91,7 +142,7 @@ _SENTENCES = [
     "the damage is reported within {days} days.",
     "We do not cover loss to the extent the amount exceeds {amount} for property of this "
     "kind, unless it is scheduled by endorsement.",
-]  # fmt: skip
+]
 
 
 def policy_phrase(seed: int) -> str:
@@ -229,9 +280,13 @@ def _coverages(rng, facts, styles, number) -> list[Flowable]:
     dwelling = rng.randrange(200_000, 900_000, 5_000)
     rows = [["Coverage", "Limit of Liability", "Deductible", "Annual Premium"]]
     for name, share in [
-        ("A - Dwelling", 1.0), ("B - Other Structures", 0.1), ("C - Personal Property", 0.5),
-        ("D - Loss of Use", 0.2), ("E - Personal Liability", None), ("F - Medical Payments", None),
-    ]:  # fmt: skip
+        ("A - Dwelling", 1.0),
+        ("B - Other Structures", 0.1),
+        ("C - Personal Property", 0.5),
+        ("D - Loss of Use", 0.2),
+        ("E - Personal Liability", None),
+        ("F - Medical Payments", None),
+    ]:
         limit = int(dwelling * share) if share else rng.choice([300_000, 500_000, 5_000])
         deductible = f"${rng.choice([500, 1000, 2500]):,}" if share else "None"
         rows.append([name, f"${limit:,}", deductible, f"${rng.randint(40, 1900):,}"])
@@ -274,8 +329,15 @@ def _conditions(rng, facts, styles, number) -> list[Flowable]:
 def _endorsements(rng, facts, styles, number) -> list[Flowable]:
     chosen = rng.sample(_ENDORSEMENTS, 4)
     rows = [["Form", "Title", "Edition", "Premium"]]
-    rows += [[form, title, f"{rng.randint(1, 12):02d}/{rng.choice([2011, 2016, 2022])}",
-              f"${rng.randint(15, 240)}"] for form, title in chosen]  # fmt: skip
+    rows += [
+        [
+            form,
+            title,
+            f"{rng.randint(1, 12):02d}/{rng.choice([2011, 2016, 2022])}",
+            f"${rng.randint(15, 240)}",
+        ]
+        for form, title in chosen
+    ]
     return [
         Paragraph("Endorsements", styles["h2"]),
         _table(rows, [1.0 * inch, 3.0 * inch, 1.0 * inch, 1.0 * inch], header=True),
@@ -309,8 +371,10 @@ def _table(rows: list[list[str]], widths: list[float], *, header: bool) -> Table
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
     ]
     if header:
-        style += [("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 9),
-                  ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey)]  # fmt: skip
+        style += [
+            ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 9),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
+        ]
     table.setStyle(TableStyle(style))
     return table
 

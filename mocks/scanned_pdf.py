@@ -54,8 +54,15 @@ def text_pdf(pages: list[str], *, font_size: float = 11) -> bytes:
             story.append(PageBreak())
         story.append(Paragraph(text, style))
     out = io.BytesIO()
-    doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=2.5 * cm, rightMargin=2.5 * cm,
-                            topMargin=2.5 * cm, bottomMargin=2.5 * cm, invariant=1)  # fmt: skip
+    doc = SimpleDocTemplate(
+        out,
+        pagesize=A4,
+        leftMargin=2.5 * cm,
+        rightMargin=2.5 * cm,
+        topMargin=2.5 * cm,
+        bottomMargin=2.5 * cm,
+        invariant=1,
+    )
     doc.build(story)
     return out.getvalue()
 
@@ -92,8 +99,9 @@ def images_pdf(images: list[Image.Image], *, dpi: int) -> bytes:
     return out.getvalue()
 
 
-def scan(pdf: bytes, *, dpi: int = 200, skew_deg: float = 1.0, noise: float = 8.0,
-         seed: int = 0) -> bytes:  # fmt: skip
+def scan(
+    pdf: bytes, *, dpi: int = 200, skew_deg: float = 1.0, noise: float = 8.0, seed: int = 0
+) -> bytes:
     """`pdf` as an image-only scan at `dpi`."""
     images = scan_images(pdf, dpi=dpi, skew_deg=skew_deg, noise=noise, seed=seed)
     return images_pdf(images, dpi=dpi)

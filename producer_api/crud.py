@@ -38,8 +38,15 @@ async def insert_document(
                                   pages)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (user_id, sha256) DO NOTHING RETURNING true""",
-        document_id, user_id, sha256, size, filename, mime, raw_path, pages,
-    )  # fmt: skip
+        document_id,
+        user_id,
+        sha256,
+        size,
+        filename,
+        mime,
+        raw_path,
+        pages,
+    )
     return bool(inserted)
 
 
@@ -86,13 +93,25 @@ async def insert_job(
            VALUES ($1, $2, $3, $4, $5, jsonb_build_object('percent', $6::int),
                    jsonb_build_object('queued', now()) || CASE WHEN $7
                      THEN jsonb_build_object('validated', now()) ELSE '{}'::jsonb END)""",
-        job_id, user_id, document_id, correlation_id, stage, percent, validated,
-    )  # fmt: skip
+        job_id,
+        user_id,
+        document_id,
+        correlation_id,
+        stage,
+        percent,
+        validated,
+    )
     await jobs.record_event(
-        conn, job_id=job_id, document_id=document_id, user_id=user_id, stage="api",
-        kind="created", status="uploaded", correlation_id=correlation_id,
+        conn,
+        job_id=job_id,
+        document_id=document_id,
+        user_id=user_id,
+        stage="api",
+        kind="created",
+        status="uploaded",
+        correlation_id=correlation_id,
         detail={"stage": stage},
-    )  # fmt: skip
+    )
 
 
 async def mark_validated(
@@ -106,33 +125,46 @@ async def mark_validated(
                updated_at = now()
            WHERE job_id = $1 AND stage = $2
            RETURNING user_id, document_id, correlation_id""",
-        job_id, AWAITING_BYTES,
-    )  # fmt: skip
+        job_id,
+        AWAITING_BYTES,
+    )
     if row is None:
         return None
     await conn.execute(
         "UPDATE documents SET pages = $2, updated_at = now() WHERE document_id = $1",
-        row["document_id"], pages,
-    )  # fmt: skip
+        row["document_id"],
+        pages,
+    )
     await jobs.record_event(
-        conn, job_id=job_id, document_id=row["document_id"], user_id=row["user_id"],
-        stage="api", kind="advanced", status="uploaded", correlation_id=row["correlation_id"],
+        conn,
+        job_id=job_id,
+        document_id=row["document_id"],
+        user_id=row["user_id"],
+        stage="api",
+        kind="advanced",
+        status="uploaded",
+        correlation_id=row["correlation_id"],
         detail={"stage": "validated", "percent": 10},
-    )  # fmt: skip
+    )
     return row
 
 
-EXPIRED_ERROR = {"stage": "api", "code": "upload_expired",
-                 "message": "the upload URL expired before the bytes arrived"}  # fmt: skip
+EXPIRED_ERROR = {
+    "stage": "api",
+    "code": "upload_expired",
+    "message": "the upload URL expired before the bytes arrived",
+}
 
 
-async def expire_abandoned(*, conn: asyncpg.Pool | asyncpg.Connection, after_s: float,
-                           limit: int = 500) -> int:  # fmt: skip
+async def expire_abandoned(
+    *, conn: asyncpg.Pool | asyncpg.Connection, after_s: float, limit: int = 500
+) -> int:
     """Two-step jobs still waiting for their bytes `after_s` after creation become `expired`
     (terminal), each with its audit event; returns how many. Unscoped: housekeeping only.
     SKIP LOCKED: replicas sweeping at once, or a PUT holding the row, never block a sweep."""
-    return len(await conn.fetch(
-        """WITH due AS (
+    return len(
+        await conn.fetch(
+            """WITH due AS (
              SELECT job_id FROM upload_jobs
              WHERE stage = $1 AND status = 'uploaded' AND kind = 'upload'
                AND created_at < now() - make_interval(secs => $2)
@@ -148,8 +180,12 @@ async def expire_abandoned(*, conn: asyncpg.Pool | asyncpg.Connection, after_s: 
                                correlation_id, detail)
            SELECT job_id, document_id, user_id, 'api', 'expired', 'expired', correlation_id, $4
            FROM expired RETURNING job_id""",
-        AWAITING_BYTES, after_s, limit, EXPIRED_ERROR,
-    ))  # fmt: skip
+            AWAITING_BYTES,
+            after_s,
+            limit,
+            EXPIRED_ERROR,
+        )
+    )
 
 
 async def get_job(
@@ -196,8 +232,11 @@ async def list_jobs(
 
 async def set_raw_path(*, conn: asyncpg.Connection, document_id: uuid.UUID, raw_path: str) -> None:
     """Point the document at its verified bytes (what the parser reads)."""
-    await conn.execute("UPDATE documents SET raw_path = $2, updated_at = now() "
-                       "WHERE document_id = $1", document_id, raw_path)  # fmt: skip
+    await conn.execute(
+        "UPDATE documents SET raw_path = $2, updated_at = now() WHERE document_id = $1",
+        document_id,
+        raw_path,
+    )
 
 
 async def delete_document(*, conn: asyncpg.Connection, document_id: uuid.UUID) -> None:

@@ -52,9 +52,14 @@ class _Duplicate(Exception):
 
 
 async def create(
-    *, db: Db, settings: Settings, storage: Storage, doc: Declared,
-    data: bytes | Staged | None = None, pages: int | None = None,
-) -> Accepted:  # fmt: skip
+    *,
+    db: Db,
+    settings: Settings,
+    storage: Storage,
+    doc: Declared,
+    data: bytes | Staged | None = None,
+    pages: int | None = None,
+) -> Accepted:
     """A new document + job (validated and emitted when `data` is given), or the duplicate."""
     document_id, job_id = uuid.uuid4(), uuid.uuid4()
     path = raw_key(doc.user_id, document_id)
@@ -62,9 +67,16 @@ async def create(
         async with outbox.transaction(db.tx(), settings) as tx:
             conn = tx.conn
             if not await crud.insert_document(
-                conn=conn, document_id=document_id, user_id=doc.user_id, sha256=doc.sha256,
-                size=doc.size, filename=doc.filename, mime=doc.mime, raw_path=path, pages=pages,
-            ):  # fmt: skip
+                conn=conn,
+                document_id=document_id,
+                user_id=doc.user_id,
+                sha256=doc.sha256,
+                size=doc.size,
+                filename=doc.filename,
+                mime=doc.mime,
+                raw_path=path,
+                pages=pages,
+            ):
                 raise _Duplicate
             job = await _new_job(conn, settings, doc, document_id, job_id, data is not None)
             if data is not None:
@@ -81,9 +93,14 @@ async def create(
             raise ApiError(409, "conflict", "the document is being removed; retry") from None
         if latest["status"] == "expired":
             renewed = await _renew(
-                db=db, settings=settings, storage=storage, doc=doc,
-                document_id=latest["document_id"], data=data, pages=pages,
-            )  # fmt: skip
+                db=db,
+                settings=settings,
+                storage=storage,
+                doc=doc,
+                document_id=latest["document_id"],
+                data=data,
+                pages=pages,
+            )
             if renewed is not None:
                 return renewed
         return Accepted(latest, duplicate=True)
@@ -107,22 +124,30 @@ async def _forget_orphan(db: Db, storage: Storage, key: str) -> None:
 
 
 async def _renew(
-    *, db: Db, settings: Settings, storage: Storage, doc: Declared, document_id: uuid.UUID,
-    data: bytes | Staged | None, pages: int | None,
-) -> Accepted | None:  # fmt: skip
+    *,
+    db: Db,
+    settings: Settings,
+    storage: Storage,
+    doc: Declared,
+    document_id: uuid.UUID,
+    data: bytes | Staged | None,
+    pages: int | None,
+) -> Accepted | None:
     """A new job for a document whose last upload expired before its bytes came (declared
     again, or now uploaded in one step); None if another request renewed it first."""
     async with outbox.transaction(db.tx(), settings) as tx:
         conn = tx.conn
-        await conn.execute("SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE",
-                           document_id)  # fmt: skip
+        await conn.execute("SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE", document_id)
         latest = await crud.latest_job(conn=conn, document_id=document_id)
         if latest is None or latest["status"] != "expired":
             return None
         job = await _new_job(conn, settings, doc, document_id, uuid.uuid4(), data is not None)
         if data is not None:
-            await conn.execute("UPDATE documents SET pages = $2, updated_at = now() "
-                               "WHERE document_id = $1", document_id, pages)  # fmt: skip
+            await conn.execute(
+                "UPDATE documents SET pages = $2, updated_at = now() WHERE document_id = $1",
+                document_id,
+                pages,
+            )
             await _store(storage, job["raw_path"], data)
             # The document's own name and type: those of its first upload, as its row holds.
             await tx.enqueue(_uploaded(job["job_id"], document_id, job["raw_path"], _declared(job)))
@@ -147,35 +172,53 @@ async def _validate(data: bytes | Staged, settings: Settings) -> PdfInfo:
 
 
 async def upload_staged(
-    *, db: Db, settings: Settings, storage: Storage, user_id: uuid.UUID, filename: str,
-    correlation_id: str, staged: Staged,
-) -> Accepted:  # fmt: skip
+    *,
+    db: Db,
+    settings: Settings,
+    storage: Storage,
+    user_id: uuid.UUID,
+    filename: str,
+    correlation_id: str,
+    staged: Staged,
+) -> Accepted:
     """The one-step upload of a streamed file: validate, then `create` with it."""
     check_size(staged.size, settings.max_upload_mb)
     info = await _validate(staged, settings)
-    doc = Declared(user_id, filename, staged.size, staged.sha256, "application/pdf",
-                   correlation_id)  # fmt: skip
-    return await create(db=db, settings=settings, storage=storage, doc=doc, data=staged,
-                        pages=info.pages)  # fmt: skip
+    doc = Declared(user_id, filename, staged.size, staged.sha256, "application/pdf", correlation_id)
+    return await create(
+        db=db, settings=settings, storage=storage, doc=doc, data=staged, pages=info.pages
+    )
 
 
 async def upload_bytes(
-    *, db: Db, settings: Settings, storage: Storage, user_id: uuid.UUID, filename: str,
-    correlation_id: str, data: bytes,
-) -> Accepted:  # fmt: skip
+    *,
+    db: Db,
+    settings: Settings,
+    storage: Storage,
+    user_id: uuid.UUID,
+    filename: str,
+    correlation_id: str,
+    data: bytes,
+) -> Accepted:
     """The one-step upload: validate, then `create` with the bytes."""
     check_size(len(data), settings.max_upload_mb)
     info = await asyncio.to_thread(validate_pdf, data, settings.pdf_max_expanded_bytes)
     sha256 = hashlib.sha256(data).hexdigest()
     doc = Declared(user_id, filename, len(data), sha256, "application/pdf", correlation_id)
-    return await create(db=db, settings=settings, storage=storage, doc=doc, data=data,
-                        pages=info.pages)  # fmt: skip
+    return await create(
+        db=db, settings=settings, storage=storage, doc=doc, data=data, pages=info.pages
+    )
 
 
 async def receive(
-    *, pool: asyncpg.Pool, settings: Settings, storage: Storage, job: asyncpg.Record,
-    data: bytes | Staged, store: bool,
-) -> asyncpg.Record:  # fmt: skip
+    *,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    storage: Storage,
+    job: asyncpg.Record,
+    data: bytes | Staged,
+    store: bool,
+) -> asyncpg.Record:
     """The bytes of a waiting two-step job: verify against the declaration, store, emit.
 
     A PDF that fails validation although it matches its declaration can never succeed:
@@ -223,8 +266,11 @@ async def receive(
 def check_waiting(job: asyncpg.Record) -> None:
     """ApiError unless the job still waits for its bytes: 410 once expired, else 409."""
     if job["status"] == "expired":
-        raise ApiError(410, "upload_expired", "the upload expired before its bytes arrived; "
-                       "declare it again for a new URL")  # fmt: skip
+        raise ApiError(
+            410,
+            "upload_expired",
+            "the upload expired before its bytes arrived; declare it again for a new URL",
+        )
     if job["stage"] != crud.AWAITING_BYTES:
         raise ApiError(409, "upload_already_completed", "this job already has its bytes")
 
@@ -271,39 +317,56 @@ def rebuild_event(job: asyncpg.Record, stage: str, settings: Settings) -> Event:
     deterministic id the pipeline used. Falls back to an earlier stage when the job lacks
     the outputs the later one needs."""
     base = {
-        "job_id": job["job_id"], "document_id": job["document_id"], "user_id": job["user_id"],
+        "job_id": job["job_id"],
+        "document_id": job["document_id"],
+        "user_id": job["user_id"],
         "correlation_id": job["correlation_id"],
-    }  # fmt: skip
+    }
     job_id, version, model = job["job_id"], job["chunks_version"], job["embed_model"]
     # A reprocess job's events name its target version (and their ids include it).
     request = job.get("reprocess")
     target = {"embed_model": request["embed_model"]} if request else {}
     if stage == "finalizer" and version and model and job["chunk_count"] is not None:
         return ChunksEmbedded(
-            **base, event_id=ChunksEmbedded.make_id(job_id, version, model),
-            chunker_version=version, embed_model=model, dimensions=settings.embed_dimensions,
-            chunk_count=job["chunk_count"], parsed_sha256=job["parsed_sha256"],
+            **base,
+            event_id=ChunksEmbedded.make_id(job_id, version, model),
+            chunker_version=version,
+            embed_model=model,
+            dimensions=settings.embed_dimensions,
+            chunk_count=job["chunk_count"],
+            parsed_sha256=job["parsed_sha256"],
             tokens=job["embed_tokens"],
-        )  # fmt: skip
+        )
     if stage in ("finalizer", "embedder") and version and job["chunk_count"] is not None:
         return ChunksCreated(
-            **base, event_id=ChunksCreated.make_id(job_id, version, *target.values()),
-            chunker_version=version, chunk_count=job["chunk_count"],
-            parsed_sha256=job["parsed_sha256"], **target,
-        )  # fmt: skip
+            **base,
+            event_id=ChunksCreated.make_id(job_id, version, *target.values()),
+            chunker_version=version,
+            chunk_count=job["chunk_count"],
+            parsed_sha256=job["parsed_sha256"],
+            **target,
+        )
     if request and job["parsed_path"] and job["parsed_sha256"]:
         versions = (request["chunker_version"], request["embed_model"])
         return DocumentParsed(
-            **base, event_id=DocumentParsed.make_id(job_id, "reprocess", *versions),
-            parsed_path=job["parsed_path"], parsed_sha256=job["parsed_sha256"],
-            pages=job["pages"] or 0, parser="retry", chunker_version=versions[0],
+            **base,
+            event_id=DocumentParsed.make_id(job_id, "reprocess", *versions),
+            parsed_path=job["parsed_path"],
+            parsed_sha256=job["parsed_sha256"],
+            pages=job["pages"] or 0,
+            parser="retry",
+            chunker_version=versions[0],
             embed_model=versions[1],
-        )  # fmt: skip
+        )
     if stage != "parser" and job["parsed_path"] and job["parsed_sha256"]:
         return DocumentParsed(
-            **base, event_id=DocumentParsed.make_id(job_id), parsed_path=job["parsed_path"],
-            parsed_sha256=job["parsed_sha256"], pages=job["pages"] or 0, parser="retry",
-        )  # fmt: skip
+            **base,
+            event_id=DocumentParsed.make_id(job_id),
+            parsed_path=job["parsed_path"],
+            parsed_sha256=job["parsed_sha256"],
+            pages=job["pages"] or 0,
+            parser="retry",
+        )
     return _uploaded(job_id, job["document_id"], job["raw_path"], _declared(job))
 
 
@@ -312,17 +375,29 @@ def _uploaded(
 ) -> DocumentUploaded:
     """The parser's input for a job whose document's bytes are at `raw_path`."""
     return DocumentUploaded(
-        job_id=job_id, document_id=document_id, user_id=doc.user_id,
-        correlation_id=doc.correlation_id, event_id=DocumentUploaded.make_id(job_id),
-        storage_path=raw_path, sha256=doc.sha256, size=doc.size, filename=doc.filename,
+        job_id=job_id,
+        document_id=document_id,
+        user_id=doc.user_id,
+        correlation_id=doc.correlation_id,
+        event_id=DocumentUploaded.make_id(job_id),
+        storage_path=raw_path,
+        sha256=doc.sha256,
+        size=doc.size,
+        filename=doc.filename,
         mime=doc.mime,
-    )  # fmt: skip
+    )
 
 
 def _declared(job: asyncpg.Record) -> Declared:
     """What a job row (joined with its document) says was declared."""
-    return Declared(job["user_id"], job["filename"], job["size"], job["sha256"], job["mime"],
-                    job["correlation_id"])  # fmt: skip
+    return Declared(
+        job["user_id"],
+        job["filename"],
+        job["size"],
+        job["sha256"],
+        job["mime"],
+        job["correlation_id"],
+    )
 
 
 _STAGE_OF_EVENT = {s.input: s.name for s in STAGES.values()}
@@ -353,18 +428,26 @@ async def retry(
 
 
 async def _new_job(
-    conn: asyncpg.Connection, settings: Settings, doc: Declared, document_id: uuid.UUID,
-    job_id: uuid.UUID, validated: bool,
-) -> asyncpg.Record:  # fmt: skip
+    conn: asyncpg.Connection,
+    settings: Settings,
+    doc: Declared,
+    document_id: uuid.UUID,
+    job_id: uuid.UUID,
+    validated: bool,
+) -> asyncpg.Record:
     """Charge the user's upload quota and active-job limit, then open a job for the document."""
     if settings.rate_limits_enabled:
         quota = ratelimit.limits(settings)["uploads"]
         await ratelimit.hit(conn, bucket=f"uploads:{doc.user_id}", limit=quota)
         await ratelimit.check_active_jobs(conn, settings=settings, user_id=doc.user_id)
     await crud.insert_job(
-        conn=conn, job_id=job_id, document_id=document_id, user_id=doc.user_id,
-        correlation_id=doc.correlation_id, validated=validated,
-    )  # fmt: skip
+        conn=conn,
+        job_id=job_id,
+        document_id=document_id,
+        user_id=doc.user_id,
+        correlation_id=doc.correlation_id,
+        validated=validated,
+    )
     job = await crud.get_job(conn=conn, job_id=job_id)
     assert job is not None
     return job

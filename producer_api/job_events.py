@@ -56,8 +56,11 @@ class JobEventHub:
     def claim_stream(self, caller: str, limit: int) -> Callable[[], None]:
         """A stream slot for `caller` (release it once), or ApiError 429 past `limit` open."""
         if self._streams[caller] >= limit:
-            raise ApiError(429, "too_many_streams", f"at most {limit} event streams may be open "
-                           "at once; close one first")  # fmt: skip
+            raise ApiError(
+                429,
+                "too_many_streams",
+                f"at most {limit} event streams may be open at once; close one first",
+            )
         self._streams[caller] += 1
         released = False
 
@@ -121,10 +124,16 @@ def event_public(row: asyncpg.Record) -> dict[str, Any]:
         label = detail["stage"]
         percent = int(detail.get("percent", 10 if label == "validated" else 0))
     return {
-        "id": row["id"], "job_id": str(row["job_id"]), "kind": row["kind"],
-        "status": row["status"], "stage": label, "progress": percent, "actor": row["stage"],
-        "detail": detail, "at": row["created_at"].isoformat(),
-    }  # fmt: skip
+        "id": row["id"],
+        "job_id": str(row["job_id"]),
+        "kind": row["kind"],
+        "status": row["status"],
+        "stage": label,
+        "progress": percent,
+        "actor": row["stage"],
+        "detail": detail,
+        "at": row["created_at"].isoformat(),
+    }
 
 
 async def stream(
@@ -144,8 +153,9 @@ async def stream(
                 )
                 rows = await conn.fetch(
                     "SELECT * FROM events WHERE job_id = $1 AND id > $2 ORDER BY id",
-                    job_id, last_id,
-                )  # fmt: skip
+                    job_id,
+                    last_id,
+                )
             for row in rows:
                 last_id = row["id"]
                 yield _sse(event_public(row), event=row["kind"], event_id=last_id)

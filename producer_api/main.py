@@ -121,5 +121,10 @@ def serve(settings: Settings) -> None:
     setup_logging("api", settings.log_level, settings.log_json)
     tracing.setup(settings, "api")
     log.info("producer API on http://%s:%d (docs at /docs)", settings.api_host, settings.api_port)
-    serve_asgi(create_app(settings), settings.api_host, settings.api_port,
-               settings.shutdown_grace_s, **uvicorn_options(settings))  # fmt: skip
+    serve_asgi(
+        create_app(settings),
+        settings.api_host,
+        settings.api_port,
+        settings.shutdown_grace_s,
+        **uvicorn_options(settings),
+    )

@@ -11,10 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.events import PageQuality, QualityFlag
 
 JobStatus = Literal[
-    "uploaded", "parse_queued", "parsed", "parse_validated", "chunking", "chunks_stored",
-    "embedding_queued", "embedding_in_progress", "embeddings_stored", "complete",
-    "failed_parse", "failed_chunking", "failed_embedding", "expired",
-]  # fmt: skip
+    "uploaded",
+    "parse_queued",
+    "parsed",
+    "parse_validated",
+    "chunking",
+    "chunks_stored",
+    "embedding_queued",
+    "embedding_in_progress",
+    "embeddings_stored",
+    "complete",
+    "failed_parse",
+    "failed_chunking",
+    "failed_embedding",
+    "expired",
+]
 JobState = Literal["queued", "working", "retryable", "done", "deadletter"]
 SHA256 = r"^[0-9a-fA-F]{64}$"
 EXAMPLE_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -37,13 +48,21 @@ class UploadRequest(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    filename: str = Field(min_length=1, max_length=1024, examples=["policy-2024.pdf"],
-                          description="Display name; sanitised, never used as a path.")  # fmt: skip
+    filename: str = Field(
+        min_length=1,
+        max_length=1024,
+        examples=["policy-2024.pdf"],
+        description="Display name; sanitised, never used as a path.",
+    )
     size: int = Field(alias="bytes", ge=1, description="Exact size in bytes.", examples=[48213])
-    sha256: str = Field(pattern=SHA256, description="Hex SHA-256 of the bytes.",
-                        examples=[EXAMPLE_SHA256])  # fmt: skip
-    mime: str = Field("application/pdf", description="Only application/pdf is accepted.",
-                      examples=["application/pdf"])  # fmt: skip
+    sha256: str = Field(
+        pattern=SHA256, description="Hex SHA-256 of the bytes.", examples=[EXAMPLE_SHA256]
+    )
+    mime: str = Field(
+        "application/pdf",
+        description="Only application/pdf is accepted.",
+        examples=["application/pdf"],
+    )
 
 
 class UploadAccepted(BaseModel):
@@ -91,9 +110,10 @@ class JobPublic(BaseModel):
     stage: str = Field(description="User-facing stage label.", examples=["chunked"])
     progress: int = Field(ge=0, le=100, description="Percent.", examples=[55])
     ocr: dict[str, int] | None = Field(
-        None, description="While scanned pages are OCR'd: pages_done, pages_total.",
+        None,
+        description="While scanned pages are OCR'd: pages_done, pages_total.",
         examples=[{"pages_done": 4, "pages_total": 12}],
-    )  # fmt: skip
+    )
     stage_times: dict[str, datetime] = Field(description="When each stage was reached.")
     pages: int | None = None
     chunk_count: int | None = None
@@ -143,31 +163,45 @@ class Ready(BaseModel):
     ready: bool
     checks: dict[str, bool] = Field(examples=[{"postgres": True, "kafka": True}])
     reasons: dict[str, str] | None = Field(
-        None, description="Why each failed check failed, in one line.",
+        None,
+        description="Why each failed check failed, in one line.",
         examples=[{"kafka": "Kafka SASL authentication failed (wrong username or password)"}],
-    )  # fmt: skip
+    )
 
 
 def job_public(row: Any) -> JobPublic:
     """A job row (joined with its document) as the API shows it."""
     return JobPublic(
-        job_id=row["job_id"], document_id=row["document_id"], filename=row["filename"],
-        status=row["status"], state=row["state"], stage=row["stage"],
+        job_id=row["job_id"],
+        document_id=row["document_id"],
+        filename=row["filename"],
+        status=row["status"],
+        state=row["state"],
+        stage=row["stage"],
         progress=int((row["progress"] or {}).get("percent", 0)),
         ocr=(row["progress"] or {}).get("ocr"),
-        stage_times=row["stage_times"] or {}, pages=row["pages"],
-        chunk_count=row["chunk_count"], vector_count=row["vector_count"],
-        retry_count=row["retry_count"], last_error=row["last_error"],
-        correlation_id=row["correlation_id"], trace_id=row.get("trace_id"),
+        stage_times=row["stage_times"] or {},
+        pages=row["pages"],
+        chunk_count=row["chunk_count"],
+        vector_count=row["vector_count"],
+        retry_count=row["retry_count"],
+        last_error=row["last_error"],
+        correlation_id=row["correlation_id"],
+        trace_id=row.get("trace_id"),
         cost_usd=float(row["cost_usd"]),
-        embed_tokens=row["embed_tokens"], quality=row.get("quality"),
+        embed_tokens=row["embed_tokens"],
+        quality=row.get("quality"),
         created_at=row["created_at"],
-        updated_at=row["updated_at"], completed_at=row["completed_at"],
-    )  # fmt: skip
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+    )
 
 
 def accepted(row: Any, *, duplicate: bool) -> DocumentAccepted:
     return DocumentAccepted(
-        job_id=row["job_id"], document_id=row["document_id"], status=row["status"],
-        stage=row["stage"], duplicate=duplicate,
-    )  # fmt: skip
+        job_id=row["job_id"],
+        document_id=row["document_id"],
+        status=row["status"],
+        stage=row["stage"],
+        duplicate=duplicate,
+    )

@@ -78,8 +78,14 @@ ORDER BY id LIMIT $2
 FOR UPDATE SKIP LOCKED"""
 # Errors no retry can cure for that row (UnknownTopicOrPartition only once a metadata refresh
 # that reached the cluster confirms the topic is missing: a broker that is down says it too).
-PERMANENT = (UnknownTopicOrPartitionError, TopicAuthorizationFailedError, InvalidTopicError,
-             RecordTooLargeError, MessageSizeTooLargeError, RecordListTooLargeError)  # fmt: skip
+PERMANENT = (
+    UnknownTopicOrPartitionError,
+    TopicAuthorizationFailedError,
+    InvalidTopicError,
+    RecordTooLargeError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 _PER_TOPIC = (UnknownTopicOrPartitionError, TopicAuthorizationFailedError, InvalidTopicError)
 
 
@@ -102,10 +108,15 @@ class KafkaPublisher:
 
     async def _ready(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = kafka_clients.producer(self.settings, "api", client_id="accessa-outbox",
-                enable_idempotence=True, acks="all", linger_ms=2,
+            producer = kafka_clients.producer(
+                self.settings,
+                "api",
+                client_id="accessa-outbox",
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=2,
                 request_timeout_ms=self.request_timeout_ms,
-            )  # fmt: skip
+            )
             try:
                 await producer.start()
             except BaseException:
@@ -133,8 +144,9 @@ class KafkaPublisher:
                     continue
                 fields = {k: str(v) for k, v in (row["headers"] or {}).items()}
                 # The API request's trace continues here, and this send's in the stages.
-                span = tracing.producing(row["topic"], row["key"], fields,
-                                         client_id="accessa-outbox")  # fmt: skip
+                span = tracing.producing(
+                    row["topic"], row["key"], fields, client_id="accessa-outbox"
+                )
                 headers = [(k, v.encode()) for k, v in fields.items()]
                 try:
                     future = await producer.send(
@@ -151,8 +163,12 @@ class KafkaPublisher:
                 pending.append((row, future))
                 tracing.end_when_acked(span, future)
         except KafkaError as exc:
-            log.warning("outbox relay: send failed after %d of %d: %s",
-                        len(pending) + len(sent.failed), len(rows), exc)  # fmt: skip
+            log.warning(
+                "outbox relay: send failed after %d of %d: %s",
+                len(pending) + len(sent.failed),
+                len(rows),
+                exc,
+            )
         results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
         for (row, _), result in zip(pending, results, strict=True):
             if not isinstance(result, BaseException):
@@ -201,9 +217,11 @@ async def _permanent(producer: AIOKafkaProducer, topic: str, exc: BaseException)
 
 
 async def _fail_rows(
-    conn: asyncpg.Connection, settings: Settings, rows: Sequence[asyncpg.Record],
+    conn: asyncpg.Connection,
+    settings: Settings,
+    rows: Sequence[asyncpg.Record],
     failed: dict[int, str],
-) -> None:  # fmt: skip
+) -> None:
     """Mark refused rows failed (never claimed again) and fail their jobs with the reason:
     the user sees why instead of a job stuck at `queued`, and can retry it."""
     await conn.executemany(
@@ -211,17 +229,22 @@ async def _fail_rows(
     )
     for row in (r for r in rows if r["id"] in failed):
         reason = failed[row["id"]]
-        log.error("outbox relay: row %d to %s is undeliverable: %s", row["id"], row["topic"],
-                  reason)  # fmt: skip
+        log.error(
+            "outbox relay: row %d to %s is undeliverable: %s", row["id"], row["topic"], reason
+        )
         base = row["topic"].removeprefix(settings.topic_prefix).split(".")[0]
         stage = next((s for s in STAGES.values() if s.input == base), None)
         job_id = (row["headers"] or {}).get(Headers.JOB_ID)
         if stage is None or not job_id:
             continue
-        error = {"stage": stage.name, "code": "outbox_undeliverable",
-                 "message": f"the {base} event could not be published: {reason}"}  # fmt: skip
-        await jobs.fail(conn, job_id=uuid.UUID(job_id), status=stage.failed_status,
-                        actor="outbox", error=error)  # fmt: skip
+        error = {
+            "stage": stage.name,
+            "code": "outbox_undeliverable",
+            "message": f"the {base} event could not be published: {reason}",
+        }
+        await jobs.fail(
+            conn, job_id=uuid.UUID(job_id), status=stage.failed_status, actor="outbox", error=error
+        )
 
 
 async def relay_once(settings: Settings, pool: asyncpg.Pool, publisher: KafkaPublisher) -> int:
@@ -295,8 +318,11 @@ async def write_row(conn: asyncpg.Connection, topic: str, event: Event) -> None:
     tracing.inject(headers)  # the relay's send continues this request's trace
     await conn.execute(
         "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)",
-        topic, event.key(), event.to_bytes(), headers,
-    )  # fmt: skip
+        topic,
+        event.key(),
+        event.to_bytes(),
+        headers,
+    )
     if trace_id := tracing.current_trace_id():
         await conn.execute(
             "UPDATE upload_jobs SET trace_id = $2 WHERE job_id = $1", event.job_id, trace_id
@@ -336,8 +362,11 @@ async def listen(
                 failures += 1
                 delay = min(settings.outbox_poll_s * 2**failures, MAX_RELISTEN_S)
                 if failures == 1:
-                    log.warning("outbox relay: cannot LISTEN (%r); polling every %.1fs until "
-                                "it can", exc, settings.outbox_poll_s)  # fmt: skip
+                    log.warning(
+                        "outbox relay: cannot LISTEN (%r); polling every %.1fs until it can",
+                        exc,
+                        settings.outbox_poll_s,
+                    )
             await _wait(stop, listener.lost, delay)
     finally:
         await listener.close()
@@ -370,9 +399,12 @@ async def relay(
 
 
 async def _publish_until(
-    settings: Settings, pool: asyncpg.Pool, publisher: KafkaPublisher, stop: asyncio.Event,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    publisher: KafkaPublisher,
+    stop: asyncio.Event,
     wakeup: asyncio.Event,
-) -> None:  # fmt: skip
+) -> None:
     failures = 0
     said: tuple[str, float] = ("", 0.0)  # the last reason logged, and when
     claimed = 0.0  # when the last claim started
@@ -391,8 +423,12 @@ async def _publish_until(
                 reason = await kafka_clients.diagnose(settings, "api") or reason
             # The same reason is logged once a minute, not on every backoff step.
             if reason != said[0] or time.monotonic() - said[1] > 60:
-                log.warning("outbox relay: %s; retrying in %.1fs", reason, delay,
-                            exc_info=not isinstance(exc, expected))  # fmt: skip
+                log.warning(
+                    "outbox relay: %s; retrying in %.1fs",
+                    reason,
+                    delay,
+                    exc_info=not isinstance(exc, expected),
+                )
                 said = (reason, time.monotonic())
             await _wait(stop, None, delay)
             continue

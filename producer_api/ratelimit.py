@@ -39,13 +39,22 @@ class Limit:
 
 def limits(settings: Settings) -> dict[str, Limit]:
     return {
-        "uploads": Limit("upload_quota_exceeded", "uploads per day", settings.rate_uploads_per_day,
-                         86400),
-        "polls": Limit("poll_rate_exceeded", "status polls per minute for this job",
-                       settings.rate_polls_per_minute, 60),
-        "requests": Limit("request_rate_exceeded", "requests per hour to this endpoint",
-                          settings.rate_requests_per_hour, 3600),
-    }  # fmt: skip
+        "uploads": Limit(
+            "upload_quota_exceeded", "uploads per day", settings.rate_uploads_per_day, 86400
+        ),
+        "polls": Limit(
+            "poll_rate_exceeded",
+            "status polls per minute for this job",
+            settings.rate_polls_per_minute,
+            60,
+        ),
+        "requests": Limit(
+            "request_rate_exceeded",
+            "requests per hour to this endpoint",
+            settings.rate_requests_per_hour,
+            3600,
+        ),
+    }
 
 
 async def hit(conn: asyncpg.Connection | asyncpg.Pool, *, bucket: str, limit: Limit) -> None:
@@ -71,8 +80,9 @@ async def check_active_jobs(
         """SELECT count(*) FROM upload_jobs
            WHERE user_id = $1 AND state NOT IN ('done', 'deadletter') AND kind = 'upload'
              AND NOT (stage = 'queued' AND created_at < now() - make_interval(secs => $2))""",
-        user_id, float(settings.signed_url_ttl_s),
-    )  # fmt: skip
+        user_id,
+        float(settings.signed_url_ttl_s),
+    )
     if active >= settings.rate_active_jobs:
         raise too_many(
             "too_many_active_jobs",

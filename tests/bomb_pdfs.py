@@ -24,12 +24,13 @@ def deflated_text(inflated_mb: int) -> bytes:
 
 def _one_page(stream_dict: bytes, data: bytes) -> bytes:
     return raw_pdf(
-        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
         b" /Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length %d %s >>\nstream\n%s\nendstream" % (len(data), stream_dict, data),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    )  # fmt: skip
+    )
 
 
 def plain(inflated_mb: int) -> bytes:

@@ -16,9 +16,11 @@ def encrypt(data: bytes, *, user_password: str = "", owner_password: str = "owne
         UserAccessPermissions.PRINT | UserAccessPermissions.EXTRACT
     )
     writer.encrypt(
-        user_password=user_password, owner_password=owner_password, algorithm="AES-256",
+        user_password=user_password,
+        owner_password=owner_password,
+        algorithm="AES-256",
         permissions_flag=permissions,
-    )  # fmt: skip
+    )
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

@@ -69,14 +69,21 @@ class OtlpReceiver:
             attrs = {a.key: _value(a.value) for a in rs.resource.attributes}
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    out.append(ReceivedSpan(
-                        service=attrs.get("service.name", ""), name=s.name,
-                        trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
-                        parent_id=s.parent_span_id.hex(), kind=s.kind,
-                        start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
-                        attributes={a.key: _value(a.value) for a in s.attributes},
-                        status_code=s.status.code, links=[ln.trace_id.hex() for ln in s.links],
-                    ))  # fmt: skip
+                    out.append(
+                        ReceivedSpan(
+                            service=attrs.get("service.name", ""),
+                            name=s.name,
+                            trace_id=s.trace_id.hex(),
+                            span_id=s.span_id.hex(),
+                            parent_id=s.parent_span_id.hex(),
+                            kind=s.kind,
+                            start_ns=s.start_time_unix_nano,
+                            end_ns=s.end_time_unix_nano,
+                            attributes={a.key: _value(a.value) for a in s.attributes},
+                            status_code=s.status.code,
+                            links=[ln.trace_id.hex() for ln in s.links],
+                        )
+                    )
         with self._lock:
             self._spans += out
             self.requests += 1
@@ -117,8 +124,10 @@ def render(spans: list[ReceivedSpan], *, width: int = 40) -> str:
             note = f" waited {wait} ms" if wait is not None else ""
             if calls := sum(c.kind == 3 for c in by_parent.get(s.span_id, [])):
                 note += f" (+{calls} db/http)"
-            lines.append(f"{label[:36]:<36} |{bar}| {(s.end_ns - s.start_ns) / 1e6:7.1f} ms "
-                         f"{s.service}{note}")  # fmt: skip
+            lines.append(
+                f"{label[:36]:<36} |{bar}| {(s.end_ns - s.start_ns) / 1e6:7.1f} ms "
+                f"{s.service}{note}"
+            )
             walk(s.span_id, depth + 1)
 
     walk("", 0)

@@ -82,8 +82,12 @@ async def wait_quiet(
         return caught_up and time.monotonic() - since >= quiet_s
 
     try:
-        await wait_for(quiet, timeout=timeout, interval=0.2,
-                       what=f"{sorted(groups)} caught up and {quiet_s}s quiet")  # fmt: skip
+        await wait_for(
+            quiet,
+            timeout=timeout,
+            interval=0.2,
+            what=f"{sorted(groups)} caught up and {quiet_s}s quiet",
+        )
     finally:
         await consumer.stop()
         await admin.close()
@@ -160,9 +164,12 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
     full_env = {**os.environ, **env}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", *args], env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", *args],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             cwd=ROOT,
-        )  # fmt: skip
+        )
 
 
 @dataclass

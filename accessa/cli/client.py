@@ -46,8 +46,11 @@ def _client(token: str | None, user: uuid.UUID | None, api_url: str | None) -> h
         token = mint_token(settings, user)
     if token is None:
         fail("no token: pass --token, set ACCESSA_TOKEN or use --user <uuid>", Exit.USAGE)
-    return httpx.Client(base_url=api_url or settings.api_url, timeout=120,
-                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    return httpx.Client(
+        base_url=api_url or settings.api_url,
+        timeout=120,
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -59,9 +62,13 @@ def _error_text(response: httpx.Response) -> str:
 
 
 def _get(
-    path: str, params: dict[str, Any], token: str | None, user: uuid.UUID | None,
-    api_url: str | None, as_json: bool,
-) -> Any:  # fmt: skip
+    path: str,
+    params: dict[str, Any],
+    token: str | None,
+    user: uuid.UUID | None,
+    api_url: str | None,
+    as_json: bool,
+) -> Any:
     """GET an API route's JSON body, or fail with its error."""
     with _client(token, user, api_url) as client:
         response = client.get(path, params=params)
@@ -96,8 +103,13 @@ def _follow(
     while failures < _STREAM_TRIES and time.monotonic() < deadline:
         headers = {"Last-Event-ID": last_id} if last_id else {}
         try:
-            with connect_sse(client, "GET", f"/api/v2/jobs/{job_id}/events", headers=headers,
-                             timeout=_STREAM_TIMEOUT) as source:  # fmt: skip
+            with connect_sse(
+                client,
+                "GET",
+                f"/api/v2/jobs/{job_id}/events",
+                headers=headers,
+                timeout=_STREAM_TIMEOUT,
+            ) as source:
                 if source.response.status_code != 200:
                     return None
                 for sse in source.iter_sse():
@@ -127,10 +139,14 @@ def _describe(exc: httpx.HTTPError) -> str:
 
 
 def _poll(
-    client: httpx.Client, name: str, accepted: dict[str, dict[str, Any]],
-    final: dict[str, dict[str, Any]], show: Callable[[dict[str, Any]], None],
-    interval: float, deadline: float,
-) -> None:  # fmt: skip
+    client: httpx.Client,
+    name: str,
+    accepted: dict[str, dict[str, Any]],
+    final: dict[str, dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+    interval: float,
+    deadline: float,
+) -> None:
     """Poll the job until it finishes or `deadline`; raises after `_POLL_ERRORS` errors in a
     row (a restarting API answers 5xx or nothing for a while)."""
     job_id = accepted[name]["job_id"]
@@ -158,8 +174,13 @@ def _poll(
         time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
 
 
-def _wait(client: httpx.Client, accepted: dict[str, dict[str, Any]], interval: float,
-          quiet: bool, timeout_s: float) -> dict[str, dict[str, Any]]:  # fmt: skip
+def _wait(
+    client: httpx.Client,
+    accepted: dict[str, dict[str, Any]],
+    interval: float,
+    quiet: bool,
+    timeout_s: float,
+) -> dict[str, dict[str, Any]]:
     """Follow each job until it finishes or `timeout_s` passes, with a progress bar per file:
     live from the API's event stream, else by polling (~10 polls per job per minute allowed).
     Jobs still running at the deadline are returned as last seen."""
@@ -226,8 +247,13 @@ def upload(
                 rejected[str(path)] = _error_text(response)
         if wait and results:
             results = _wait(client, results, poll_interval, quiet=as_json, timeout_s=timeout)
-    failed = {n: j for n, j in results.items() if j.get("status") in FAILED or
-              j.get("state") == "deadletter" or (wait and not _finished(j))}  # fmt: skip
+    failed = {
+        n: j
+        for n, j in results.items()
+        if j.get("status") in FAILED
+        or j.get("state") == "deadletter"
+        or (wait and not _finished(j))
+    }
     if as_json:
         emit_json({"jobs": results, "rejected": rejected})
     else:
@@ -264,8 +290,11 @@ def jobs(
     ] = None,
 ) -> None:
     """List your jobs, newest first, with their quality flags (is the document readable?)."""
-    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {}),
-                              **({"quality": quality.value} if quality else {})}  # fmt: skip
+    params: dict[str, Any] = {
+        "limit": limit,
+        **({"status": status} if status else {}),
+        **({"quality": quality.value} if quality else {}),
+    }
     items = _get("/api/v2/jobs", params, token, user, api_url, as_json)["items"]
     if as_json:
         emit_json(items)
@@ -273,8 +302,15 @@ def jobs(
     table = Table("job", "file", "status", "stage", "%", "quality", "created")
     for job in items:
         flags = ", ".join((job.get("quality") or {}).get("flags", [])) or "-"
-        table.add_row(job["job_id"], job["filename"], job["status"], job["stage"],
-                      str(job["progress"]), flags, job["created_at"][:19])  # fmt: skip
+        table.add_row(
+            job["job_id"],
+            job["filename"],
+            job["status"],
+            job["stage"],
+            str(job["progress"]),
+            flags,
+            job["created_at"][:19],
+        )
     console.print(table)
 
 
@@ -304,6 +340,11 @@ def search(
     table = Table("score", "document", "pages", "section", "text")
     for hit in hits:
         pages = f"{hit['page_start']}-{hit['page_end']}"
-        table.add_row(f"{hit['score']:.3f}", hit["filename"], pages,
-                      " > ".join(hit["heading_path"]), hit["content"][:80])  # fmt: skip
+        table.add_row(
+            f"{hit['score']:.3f}",
+            hit["filename"],
+            pages,
+            " > ".join(hit["heading_path"]),
+            hit["content"][:80],
+        )
     console.print(table if hits else "no matches")

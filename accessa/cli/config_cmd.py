@@ -23,12 +23,14 @@ def settings_rows(settings: Settings) -> list[dict[str, Any]]:
             value, default = "***", "***"
         elif isinstance(value, str):  # ACCESSA_DATABASE_URL and other URLs with a password
             value = redact(value)
-        rows.append({
-            "env": f"ACCESSA_{name.upper()}",
-            "value": value,
-            "default": default,
-            "description": field.description or "",
-        })  # fmt: skip
+        rows.append(
+            {
+                "env": f"ACCESSA_{name.upper()}",
+                "value": value,
+                "default": default,
+                "description": field.description or "",
+            }
+        )
     return rows
 
 

@@ -18,8 +18,7 @@ async def _login_url(operator: str) -> str:
     settings = get_settings()
     pool = await create_pool(settings, process="ops", min_size=1, max_size=1)
     try:
-        token = await issue_login_token(pool, operator=operator,
-                                        ttl_s=settings.console_token_ttl_s)  # fmt: skip
+        token = await issue_login_token(pool, operator=operator, ttl_s=settings.console_token_ttl_s)
     finally:
         await pool.close()
     return f"{settings.console_url.rstrip('/')}/console/login?token={token}"
@@ -40,8 +39,9 @@ def console_command(
     try:
         url = asyncio.run(_login_url(who))
     except Exception as exc:
-        fail(f"cannot create a console login: {describe_error(exc)}", Exit.UNHEALTHY,
-             as_json=as_json)  # fmt: skip
+        fail(
+            f"cannot create a console login: {describe_error(exc)}", Exit.UNHEALTHY, as_json=as_json
+        )
     if as_json:
         emit_json({"url": url, "operator": who, "expires_in": get_settings().console_token_ttl_s})
     else:

@@ -37,10 +37,17 @@ def cost(
         return
     table = Table("user", "jobs", "tokens", "USD", "USD today")
     for u in report["users"]:
-        table.add_row(u["user_id"], str(u["jobs"]), str(u["tokens"]), f"{u['usd']:.6f}",
-                      f"{u['usd_today']:.6f}")  # fmt: skip
+        table.add_row(
+            u["user_id"],
+            str(u["jobs"]),
+            str(u["tokens"]),
+            f"{u['usd']:.6f}",
+            f"{u['usd_today']:.6f}",
+        )
     console.print(table)
     b = report["budgets"]
-    console.print(f"total ${report['total_usd']:.6f}; today (all users) "
-                  f"${report['today_global_usd']:.6f}; budgets: user {b['user_daily_usd']}, "
-                  f"global {b['global_daily_usd']}")  # fmt: skip
+    console.print(
+        f"total ${report['total_usd']:.6f}; today (all users) "
+        f"${report['today_global_usd']:.6f}; budgets: user {b['user_daily_usd']}, "
+        f"global {b['global_daily_usd']}"
+    )

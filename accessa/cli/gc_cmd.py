@@ -38,8 +38,12 @@ def gc(
 
     outcomes = asyncio.run(go())
     if as_json:
-        emit_json({"dry_run": dry_run, "tables": {o.table: {"retention_days": o.days,
-                   "rows": o.rows} for o in outcomes}})  # fmt: skip
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "tables": {o.table: {"retention_days": o.days, "rows": o.rows} for o in outcomes},
+            }
+        )
         return
     table = Table("table", "retention (days)", "would delete" if dry_run else "deleted")
     for o in outcomes:

@@ -31,9 +31,11 @@ def _with_overrides(s: Settings, secure: bool | None, brokers: int | None) -> Se
 
 def component_statuses() -> list[ComponentStatus]:
     s = get_settings()
-    pg = LocalPostgres(s).status() if s.embedded_postgres else asyncio.run(
-        postgres.external_status(s)
-    )  # fmt: skip
+    pg = (
+        LocalPostgres(s).status()
+        if s.embedded_postgres
+        else asyncio.run(postgres.external_status(s))
+    )
     kf = LocalKafka(s).status() if s.embedded_kafka else asyncio.run(kafka.external_status(s))
     return [pg, kf]
 
@@ -102,18 +104,27 @@ def status(as_json: JsonOpt = False) -> None:
     comps = component_statuses()
     healthy = all(c.healthy for c in comps)
     if as_json:
-        emit_json({
-            "healthy": healthy,
-            "bootstrap_servers": s.bootstrap_servers,
-            "database_url": _redact(s.dsn),
-            "components": [dataclasses.asdict(c) for c in comps],
-        })  # fmt: skip
+        emit_json(
+            {
+                "healthy": healthy,
+                "bootstrap_servers": s.bootstrap_servers,
+                "database_url": _redact(s.dsn),
+                "components": [dataclasses.asdict(c) for c in comps],
+            }
+        )
     else:
         table = Table("component", "managed", "health", "version", "address", "pid", "log")
         for c in comps:
             health = "[green]healthy[/green]" if c.healthy else "[red]down[/red]"
-            table.add_row(c.name, "local" if c.managed else "external", health,
-                          c.version or "-", c.address, str(c.pid or "-"), c.detail)  # fmt: skip
+            table.add_row(
+                c.name,
+                "local" if c.managed else "external",
+                health,
+                c.version or "-",
+                c.address,
+                str(c.pid or "-"),
+                c.detail,
+            )
         console.print(table)
     if not healthy:
         raise typer.Exit(int(Exit.UNHEALTHY))

@@ -25,14 +25,15 @@ SinceOpt = Annotated[datetime | None, typer.Option(help="Only records from this 
 
 @dlq_app.command("list")
 def dlq_list(
-    topic: TopicOpt = None, document: DocOpt = None, since: SinceOpt = None,
+    topic: TopicOpt = None,
+    document: DocOpt = None,
+    since: SinceOpt = None,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Every dead-lettered record with its error, and outbox rows that could never be
     published (id `outbox:<n>`)."""
     settings = get_settings()
-    records = asyncio.run(ops.dlq_records(settings, topic=topic, document=document,
-                                          since=since))  # fmt: skip
+    records = asyncio.run(ops.dlq_records(settings, topic=topic, document=document, since=since))
     rows = [ops.summarize(r) for r in records] + asyncio.run(
         _outbox_failures(settings, topic, document, since)
     )
@@ -41,8 +42,13 @@ def dlq_list(
         return
     table = Table("id", "failed at", "code", "message", "document")
     for row in rows:
-        table.add_row(row["id"], row["failed_at"][:19], row["error_code"],
-                      row["error_message"][:60], row["document_id"])  # fmt: skip
+        table.add_row(
+            row["id"],
+            row["failed_at"][:19],
+            row["error_code"],
+            row["error_message"][:60],
+            row["document_id"],
+        )
     console.print(table if rows else "no dead-lettered records")
 
 
@@ -51,8 +57,9 @@ async def _outbox_failures(
 ) -> list[dict[str, Any]]:
     pool = await create_pool(settings, min_size=1, max_size=1)
     try:
-        return await ops.outbox_failures(pool, settings, topic=topic, document=document,
-                                         since=since)  # fmt: skip
+        return await ops.outbox_failures(
+            pool, settings, topic=topic, document=document, since=since
+        )
     finally:
         await pool.close()
 
@@ -92,10 +99,12 @@ def dlq_show(
 
 @dlq_app.command("redrive")
 def dlq_redrive(
-    topic: TopicOpt = None, document: DocOpt = None, since: SinceOpt = None,
+    topic: TopicOpt = None,
+    document: DocOpt = None,
+    since: SinceOpt = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be redriven.")] = False,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Send matching records back to their stage with fresh attempts (each record once)."""
 
     async def go() -> list[ops.Redrive]:
@@ -116,8 +125,10 @@ def dlq_redrive(
             console.print(f"{r.id} → {r.target}: {r.status}")
         console.print(f"{sum(r.status == 'redriven' for r in results)} redriven")
         if lost:
-            console.print(f"{len(lost)} could not be redriven: the DLQ copy omitted its value "
-                          "and the original record is gone (retention)")  # fmt: skip
+            console.print(
+                f"{len(lost)} could not be redriven: the DLQ copy omitted its value "
+                "and the original record is gone (retention)"
+            )
     if lost:
         raise typer.Exit(1)
 
@@ -135,14 +146,27 @@ def replay(
     Already-processed events are deduplicated by the stage: replay is always safe. Refuses
     (exit 1) a --from older than the topic's retention has kept."""
     try:
-        records = asyncio.run(ops.replay(get_settings(), topic, since=from_, until=to,
-                                         document=document, user=user,
-                                         dry_run=dry_run))  # fmt: skip
+        records = asyncio.run(
+            ops.replay(
+                get_settings(),
+                topic,
+                since=from_,
+                until=to,
+                document=document,
+                user=user,
+                dry_run=dry_run,
+            )
+        )
     except ops.WindowExpired as exc:
         fail(str(exc), Exit.FAILED, as_json=as_json)
     if as_json:
-        emit_json({"replayed": 0 if dry_run else len(records), "dry_run": dry_run,
-                   "events": [r.id for r in records]})  # fmt: skip
+        emit_json(
+            {
+                "replayed": 0 if dry_run else len(records),
+                "dry_run": dry_run,
+                "events": [r.id for r in records],
+            }
+        )
     else:
         verb = "would replay" if dry_run else "replayed"
         console.print(f"{verb} {len(records)} event(s) of {topic}")
@@ -159,15 +183,27 @@ def consumers_reset(
 ) -> None:
     """Move a stopped stage's committed offsets. Refuses (exit 1) while consumers run."""
     if sum(x is not None and x is not False for x in (to_datetime, shift_by, to_earliest)) != 1:
-        fail("give exactly one of --to-datetime, --shift-by, --to-earliest", Exit.USAGE,
-             as_json=as_json)  # fmt: skip
+        fail(
+            "give exactly one of --to-datetime, --shift-by, --to-earliest",
+            Exit.USAGE,
+            as_json=as_json,
+        )
     try:
-        plan = asyncio.run(ops.reset_offsets(get_settings(), group, to_datetime=to_datetime,
-                                             shift_by=shift_by, to_earliest=to_earliest,
-                                             dry_run=dry_run))  # fmt: skip
+        plan = asyncio.run(
+            ops.reset_offsets(
+                get_settings(),
+                group,
+                to_datetime=to_datetime,
+                shift_by=shift_by,
+                to_earliest=to_earliest,
+                dry_run=dry_run,
+            )
+        )
     except ops.GroupActive as exc:
-        fail(f"{exc}: stop the stage first (offsets of a live group cannot be moved)",
-             as_json=as_json)  # fmt: skip
+        fail(
+            f"{exc}: stop the stage first (offsets of a live group cannot be moved)",
+            as_json=as_json,
+        )
     if as_json:
         emit_json({"group": group, "dry_run": dry_run, "partitions": plan})
         return

@@ -33,20 +33,32 @@ def reprocess(
     ctx: typer.Context,
     document: Annotated[uuid.UUID | None, typer.Option(help="The document to reprocess.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every searchable document.")] = False,
-    from_stage: Annotated[FromStage | None, typer.Option(
-        help="`chunk`: chunk the stored markdown again, then embed; `embed`: embed the active "
-             "chunks again.")] = None,
-    chunker_version: Annotated[str | None, typer.Option(
-        help="With --from-stage chunk: `markdown-simple@1` or `markdown-simple@1?target=N"
-             "[&overlap=M]` (default ACCESSA_CHUNKER_VERSION).")] = None,
-    embed_model: Annotated[str | None, typer.Option(
-        help="text-embedding-3-small, text-embedding-3-large or text-embedding-ada-002 "
-             "(default ACCESSA_EMBED_MODEL).")] = None,
+    from_stage: Annotated[
+        FromStage | None,
+        typer.Option(
+            help="`chunk`: chunk the stored markdown again, then embed; `embed`: embed the active "
+            "chunks again."
+        ),
+    ] = None,
+    chunker_version: Annotated[
+        str | None,
+        typer.Option(
+            help="With --from-stage chunk: `markdown-simple@1` or `markdown-simple@1?target=N"
+            "[&overlap=M]` (default ACCESSA_CHUNKER_VERSION)."
+        ),
+    ] = None,
+    embed_model: Annotated[
+        str | None,
+        typer.Option(
+            help="text-embedding-3-small, text-embedding-3-large or text-embedding-ada-002 "
+            "(default ACCESSA_EMBED_MODEL)."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="List what would be reprocessed.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs until they end.")] = False,
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Build each document's chunks as the target version beside the active one (which stays
     searchable), then switch it atomically. Exit 1 if a named document cannot be reprocessed
     or, with --wait, a job fails."""
@@ -71,8 +83,14 @@ def reprocess(
                 return planned, []
             with _progress(as_json) as progress:
                 task = progress.add_task("publishing", total=len(planned))
-                await rp.start(settings, pool, target, planned, correlation_id=run,
-                               on_each=lambda _: progress.advance(task))  # fmt: skip
+                await rp.start(
+                    settings,
+                    pool,
+                    target,
+                    planned,
+                    correlation_id=run,
+                    on_each=lambda _: progress.advance(task),
+                )
             started = [p.job_id for p in planned if p.job_id and p.action in ("queue", "resume")]
             if not wait or not started:
                 return planned, []
@@ -86,32 +104,52 @@ def reprocess(
     failed = [j for j in final if j["state"] != "done"]
     refused = [p for p in planned if document is not None and p.action in ("busy", "not_ready")]
     if as_json:
-        emit_json({"run": run, "dry_run": dry_run, "documents": [p.as_dict() for p in planned],
-                   "jobs": final})  # fmt: skip
+        emit_json(
+            {
+                "run": run,
+                "dry_run": dry_run,
+                "documents": [p.as_dict() for p in planned],
+                "jobs": final,
+            }
+        )
     else:
         table = Table("document", "active", "target", "action", "job")
         for p in planned:
             active = f"{p.active_chunker_version} / {p.active_embed_model}"
             action = p.action + (" (dry run)" if dry_run else "")
-            table.add_row(str(p.document_id), active, f"{p.chunker_version} / {p.embed_model}",
-                          action, str(p.job_id or ""))  # fmt: skip
+            table.add_row(
+                str(p.document_id),
+                active,
+                f"{p.chunker_version} / {p.embed_model}",
+                action,
+                str(p.job_id or ""),
+            )
         console.print(table if planned else "no searchable documents")
         if not dry_run:
-            console.print(f"run {run}: {sum(p.action == 'queue' for p in planned)} queued, "
-                          f"{sum(p.action == 'resume' for p in planned)} resumed")  # fmt: skip
+            console.print(
+                f"run {run}: {sum(p.action == 'queue' for p in planned)} queued, "
+                f"{sum(p.action == 'resume' for p in planned)} resumed"
+            )
         for p in refused:
             err_console.print(f"[red]{p.document_id}: {p.action}[/red] {p.reason}")
         for job in failed:
             error = job["error"] or {"code": "timed_out", "message": f"still {job['status']}"}
-            err_console.print(f"[red]{job['document_id']}: {job['status']}[/red] "
-                              f"{error.get('code')}: {error.get('message')}")  # fmt: skip
+            err_console.print(
+                f"[red]{job['document_id']}: {job['status']}[/red] "
+                f"{error.get('code')}: {error.get('message')}"
+            )
     if refused or failed:
         raise typer.Exit(int(Exit.FAILED))
 
 
 def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    console=err_console, disable=quiet)  # fmt: skip
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        disable=quiet,
+    )
 
 
 async def _follow(
@@ -132,13 +170,17 @@ async def _follow(
 
 @app.command("gc")
 def gc_command(
-    grace: Annotated[float | None, typer.Option(
-        help="Seconds a replaced version outlives the switch (default "
-             "ACCESSA_REPROCESS_GRACE_S); 0 deletes every replaced version now.")] = None,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a replaced version outlives the switch (default "
+            "ACCESSA_REPROCESS_GRACE_S); 0 deletes every replaced version now."
+        ),
+    ] = None,
     document: DocOpt = None,
     dry_run: Annotated[bool, typer.Option(help="List what would be deleted.")] = False,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Delete versions that are no longer active, once their document has been on its active
     version for the grace period."""
     settings = get_settings()
@@ -155,8 +197,14 @@ def gc_command(
 
     rows = asyncio.run(go())
     if as_json:
-        emit_json({"grace_s": grace_s, "dry_run": dry_run, "versions": rows,
-                   "chunks": sum(r["chunks"] for r in rows)})  # fmt: skip
+        emit_json(
+            {
+                "grace_s": grace_s,
+                "dry_run": dry_run,
+                "versions": rows,
+                "chunks": sum(r["chunks"] for r in rows),
+            }
+        )
         return
     table = Table("document", "chunker version", "embed model", "chunks")
     for r in rows:
@@ -191,12 +239,22 @@ def status_command(
     table = Table("job", "document", "target", "status", "%", "created")
     for j in found:
         target = f"{j['target']['chunker_version']} / {j['target']['embed_model']}"
-        table.add_row(j["job_id"], j["document_id"], target, j["status"], str(j["percent"]),
-                      j["created_at"][:19])  # fmt: skip
+        table.add_row(
+            j["job_id"],
+            j["document_id"],
+            target,
+            j["status"],
+            str(j["percent"]),
+            j["created_at"][:19],
+        )
     console.print(table if found else "no reprocess jobs")
     if versions:
         vtable = Table("chunker version", "embed model", "chunks", "active")
         for v in versions:
-            vtable.add_row(v["chunker_version"], v["embed_model"], str(v["chunks"]),
-                           "yes" if v["active"] else "")  # fmt: skip
+            vtable.add_row(
+                v["chunker_version"],
+                v["embed_model"],
+                str(v["chunks"]),
+                "yes" if v["active"] else "",
+            )
         console.print(vtable)

@@ -31,8 +31,15 @@ class Process(StrEnum):
 
 
 STAGE_PROCESSES = ("parser", "chunker", "embedder", "finalizer")
-_COLORS = {"api": "cyan", "parser": "green", "chunker": "yellow", "embedder": "magenta",
-           "finalizer": "blue", "mocks": "white", "console": "bright_red"}  # fmt: skip
+_COLORS = {
+    "api": "cyan",
+    "parser": "green",
+    "chunker": "yellow",
+    "embedder": "magenta",
+    "finalizer": "blue",
+    "mocks": "white",
+    "console": "bright_red",
+}
 
 
 def run(
@@ -105,8 +112,10 @@ def run_children(names: list[str], env: dict[str, str] | None = None) -> int:
     for name in names:
         proc = subprocess.Popen(
             [sys.executable, "-m", "accessa.cli.main", "run", name],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         children[name] = proc
         assert proc.stdout is not None
         threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()

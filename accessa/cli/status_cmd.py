@@ -30,14 +30,21 @@ async def _collect() -> dict[str, Any]:
 
 
 def render(data: dict[str, Any]) -> Group:
-    stages = Table("stage", "replicas", "lag", "in flight", "docs/min", "errors/h", "DLQ",
-                   title="stages")  # fmt: skip
+    stages = Table(
+        "stage", "replicas", "lag", "in flight", "docs/min", "errors/h", "DLQ", title="stages"
+    )
     for name, s in data["stages"].items():
         lag = f"[yellow]{s['lag']}[/yellow]" if s["lag"] else "0"
         dlq = f"[red]{s['dlq_depth']}[/red]" if s["dlq_depth"] else "0"
-        stages.add_row(name, str(s["replicas"]), lag, str(s["in_flight"]),
-                       str(s["documents_last_minute"]),
-                       str(s["errors_last_hour"]), dlq)  # fmt: skip
+        stages.add_row(
+            name,
+            str(s["replicas"]),
+            lag,
+            str(s["in_flight"]),
+            str(s["documents_last_minute"]),
+            str(s["errors_last_hour"]),
+            dlq,
+        )
     jobs = Table("status", "state", "jobs", title="jobs")
     for row in data["jobs"]:
         jobs.add_row(row["status"], row["state"], str(row["n"]))

@@ -21,12 +21,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 @app.command("gc")
 def gc_command(
-    grace: Annotated[float | None, typer.Option(
-        help="Only objects at least this many seconds old (default ACCESSA_STORAGE_GC_GRACE_S)."
-    )] = None,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            help="Only objects at least this many seconds old (default ACCESSA_STORAGE_GC_GRACE_S)."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="List what would be deleted.")] = False,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Delete raw objects that no document row names (orphans) and those of expired or
     abandoned uploads, once older than the grace period. Exit 1 if a delete failed, 3 if
     Postgres or the object store cannot be used."""
@@ -40,31 +43,51 @@ def gc_command(
     async def go() -> storage_gc.Report:
         pool = await create_pool(settings, min_size=1, max_size=2)
         try:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                          console=err_console, disable=as_json) as progress:  # fmt: skip
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                console=err_console,
+                disable=as_json,
+            ) as progress:
                 task = progress.add_task("scanning raw objects", total=None)
 
                 def on_page(r: storage_gc.Report) -> None:
-                    progress.update(task, description=f"{r.scanned} scanned, "
-                                    f"{len(r.doomed)} to delete, {r.deleted} deleted")  # fmt: skip
+                    progress.update(
+                        task,
+                        description=f"{r.scanned} scanned, "
+                        f"{len(r.doomed)} to delete, {r.deleted} deleted",
+                    )
 
                 return await storage_gc.collect(
-                    pool, make_storage(settings), grace_s=grace_s, dry_run=dry_run,
+                    pool,
+                    make_storage(settings),
+                    grace_s=grace_s,
+                    dry_run=dry_run,
                     abandoned_after_s=settings.signed_url_ttl_s + settings.upload_expiry_grace_s,
                     on_page=on_page,
-                )  # fmt: skip
+                )
         finally:
             await pool.close()
 
     try:
         report = asyncio.run(go())
     except (BotoCoreError, ClientError) as exc:
-        fail(f"object store {settings.s3_endpoint_url or 'S3'}: {exc}", Exit.UNHEALTHY,
-             as_json=as_json)  # fmt: skip
+        fail(
+            f"object store {settings.s3_endpoint_url or 'S3'}: {exc}",
+            Exit.UNHEALTHY,
+            as_json=as_json,
+        )
     if as_json:
-        emit_json({"grace_s": grace_s, "dry_run": dry_run, "scanned": report.scanned,
-                   "deleted": report.deleted, "objects": [d.as_dict() for d in report.doomed],
-                   "errors": report.errors})  # fmt: skip
+        emit_json(
+            {
+                "grace_s": grace_s,
+                "dry_run": dry_run,
+                "scanned": report.scanned,
+                "deleted": report.deleted,
+                "objects": [d.as_dict() for d in report.doomed],
+                "errors": report.errors,
+            }
+        )
     else:
         table = Table("key", "reason", "bytes", "last written")
         for d in report.doomed:
@@ -73,8 +96,9 @@ def gc_command(
             console.print(table)
         verb = "would delete" if dry_run else "deleted"
         count = len(report.doomed) if dry_run else report.deleted
-        console.print(f"{report.scanned} raw object(s) scanned; {verb} {count} older than "
-                      f"{grace_s:g} s")  # fmt: skip
+        console.print(
+            f"{report.scanned} raw object(s) scanned; {verb} {count} older than {grace_s:g} s"
+        )
         for e in report.errors:
             err_console.print(f"[red]{e['key']}[/red] {e['error']}", soft_wrap=True)
     if report.errors:

@@ -70,9 +70,14 @@ async def grant(settings: Settings, acls: list[Acl]) -> int:
     try:
         for acl in acls:
             request = CreateAclsRequest(
-                _RESOURCE[acl.resource], acl.name, _LITERAL, f"User:{acl.principal}", "*",
-                _OPERATION[acl.operation], _ALLOW,
-            )  # fmt: skip
+                _RESOURCE[acl.resource],
+                acl.name,
+                _LITERAL,
+                f"User:{acl.principal}",
+                "*",
+                _OPERATION[acl.operation],
+                _ALLOW,
+            )
             response = await admin._send_request(request)
             for error_code, message in response.creation_responses:
                 if error_code:

@@ -233,10 +233,19 @@ class LocalKafka:
                 for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
                     scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
         fmt = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(node.dir / "server.properties"), *scram],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(node.dir / "server.properties"),
+                *scram,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if fmt.returncode != 0:
             raise RuntimeError(f"Kafka storage format failed: {fmt.stderr or fmt.stdout}")
 
@@ -302,14 +311,24 @@ class LocalKafka:
     def _start(self, node: KafkaNode, java: list[str]) -> subprocess.Popen[bytes]:
         log4j = resources.files("accessa.devstack") / "log4j2.properties"
         heap = self.settings.kafka_heap
-        cmd = [java[0], f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
-               f"-Dlog4j2.configurationFile={log4j}", *java[1:], _MARKER,
-               str(node.dir / "server.properties")]  # fmt: skip
+        cmd = [
+            java[0],
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={log4j}",
+            *java[1:],
+            _MARKER,
+            str(node.dir / "server.properties"),
+        ]
         with node.log.open("ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
         node.pidfile.write_text(str(proc.pid))
         return proc
 
@@ -330,9 +349,12 @@ class LocalKafka:
                 if proc.poll() is not None:
                     raise RuntimeError(f"Kafka exited with {proc.returncode}; see {node.log}")
                 one = self.settings.model_copy(
-                    update={"kafka_bootstrap_servers": None, "kafka_port": node.port,
-                            "kafka_brokers": 1}
-                )  # fmt: skip
+                    update={
+                        "kafka_bootstrap_servers": None,
+                        "kafka_port": node.port,
+                        "kafka_brokers": 1,
+                    }
+                )
                 problem = asyncio.run(broker_check(one, timeout_s=5))
                 if problem is None:
                     waiting.remove(node)
@@ -379,13 +401,17 @@ class LocalKafka:
             for n, p in zip(self.nodes, pids, strict=True)
         )
         return ComponentStatus(
-            name="kafka", managed=True, running=bool(running),
+            name="kafka",
+            managed=True,
+            running=bool(running),
             healthy=problem is None and len(running) == len(self.nodes),
-            address=self.settings.bootstrap_servers, version=kafka_version(),
+            address=self.settings.bootstrap_servers,
+            version=kafka_version(),
             pid=running[0] if running else None,
             detail=f"{nodes}; {self.settings.kafka_protocol}{replication}"
-            + (f"; {problem}" if problem else "") + f"; logs {self.dir}/node-*/kafka.log",
-        )  # fmt: skip
+            + (f"; {problem}" if problem else "")
+            + f"; logs {self.dir}/node-*/kafka.log",
+        )
 
 
 async def replication_state(settings: Settings) -> dict[str, int]:
@@ -408,10 +434,13 @@ async def replication_state(settings: Settings) -> dict[str, int]:
 async def external_status(settings: Settings) -> ComponentStatus:
     problem = await broker_check(settings)
     return ComponentStatus(
-        name="kafka", managed=False, running=problem is None, healthy=problem is None,
+        name="kafka",
+        managed=False,
+        running=problem is None,
+        healthy=problem is None,
         address=settings.bootstrap_servers,
         detail=f"external, {settings.kafka_protocol}" + (f"; {problem}" if problem else ""),
-    )  # fmt: skip
+    )
 
 
 def java_available() -> bool:

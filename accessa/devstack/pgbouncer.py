@@ -167,8 +167,9 @@ log_connections = 1
         for path in (folder, *folder.rglob("*")):
             shutil.chown(path, _SYSTEM_USER, _SYSTEM_USER)
     with (folder / "pgbouncer.log").open("ab") as log:
-        proc = subprocess.Popen([exe, str(folder / "pgbouncer.ini")], stdout=log,
-                                stderr=subprocess.STDOUT, **run_as)  # fmt: skip
+        proc = subprocess.Popen(
+            [exe, str(folder / "pgbouncer.ini")], stdout=log, stderr=subprocess.STDOUT, **run_as
+        )
     bouncer = PgBouncer(folder, port, ca, proc)
     deadline = time.monotonic() + timeout_s
     while not _listening(port):

@@ -137,8 +137,12 @@ class LocalPostgres:
     def _run(self, program: str, *args: str, **kwargs: Any) -> None:
         # Output to files, not pipes: pg_ctl's server inherits them and would hold a pipe open.
         with tempfile.TemporaryFile() as out:
-            done = subprocess.run([str(self.bin / program), "-D", str(self.data), *args],
-                                  stdout=out, stderr=subprocess.STDOUT, **kwargs)  # fmt: skip
+            done = subprocess.run(
+                [str(self.bin / program), "-D", str(self.data), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                **kwargs,
+            )
             if done.returncode:
                 out.seek(0)
                 log = self.log.read_text()[-2000:] if self.log.exists() else ""
@@ -177,10 +181,15 @@ class LocalPostgres:
         pid = self.pid()
         problem = asyncio.run(db.problem(self.settings.dsn)) if pid is not None else "not running"
         return ComponentStatus(
-            name="postgres", managed=True, running=pid is not None, healthy=problem is None,
-            address=f"127.0.0.1:{self.settings.postgres_port}", version=postgres_version(),
-            pid=pid, detail=problem if pid is not None and problem else str(self.log),
-        )  # fmt: skip
+            name="postgres",
+            managed=True,
+            running=pid is not None,
+            healthy=problem is None,
+            address=f"127.0.0.1:{self.settings.postgres_port}",
+            version=postgres_version(),
+            pid=pid,
+            detail=problem if pid is not None and problem else str(self.log),
+        )
 
 
 async def database_reachable(dsn: str, timeout_s: float = 5.0) -> bool:
@@ -191,6 +200,10 @@ async def database_reachable(dsn: str, timeout_s: float = 5.0) -> bool:
 async def external_status(settings: Settings) -> ComponentStatus:
     problem = await db.problem(settings.dsn)
     return ComponentStatus(
-        name="postgres", managed=False, running=problem is None, healthy=problem is None,
-        address=settings.dsn.split("@")[-1].split("?")[0], detail=problem or "external",
-    )  # fmt: skip
+        name="postgres",
+        managed=False,
+        running=problem is None,
+        healthy=problem is None,
+        address=settings.dsn.split("@")[-1].split("?")[0],
+        detail=problem or "external",
+    )

@@ -93,18 +93,27 @@ class LocalPipeline:
             p: {"ACCESSA_DATABASE_URL": infra.dsn_for(DB_LOGINS.get(p, p))}
             for p in (*PROCESSES, "relay", CONSOLE)
         }
-        return cls(settings, full_env, f"http://127.0.0.1:{api}", f"http://127.0.0.1:{openai}",
-                   health, home, kafka_env=kafka_env, db_env=db_env,
-                   console_url=f"http://127.0.0.1:{console}")  # fmt: skip
+        return cls(
+            settings,
+            full_env,
+            f"http://127.0.0.1:{api}",
+            f"http://127.0.0.1:{openai}",
+            health,
+            home,
+            kafka_env=kafka_env,
+            db_env=db_env,
+            console_url=f"http://127.0.0.1:{console}",
+        )
 
     def token(self, user: uuid.UUID) -> str:
         return mint_token(self.settings, user)
 
     def client(self, user: uuid.UUID) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.api_url, timeout=120,
+            base_url=self.api_url,
+            timeout=120,
             headers={"Authorization": f"Bearer {self.token(user)}"},
-        )  # fmt: skip
+        )
 
     def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
         """Start `accessa run <process>`; `name` may carry a replica suffix (`embedder#2`)."""
@@ -125,8 +134,11 @@ class LocalPipeline:
         log = (self.logs / f"{name.replace('#', '-')}.log").open("ab")
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "accessa.cli.main", "run", process],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-        )  # fmt: skip
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
         return self.procs[name]
 
     def start_all(self, names: tuple[str, ...] = PROCESSES) -> None:

@@ -75,8 +75,10 @@ def resolve_target(
     if from_stage not in ("chunk", "embed"):
         raise ValueError(f"--from-stage must be chunk or embed, not {from_stage!r}")
     if from_stage == "embed" and chunker_version:
-        raise ValueError("--from-stage embed keeps each document's chunks; "
-                         "a new chunker version needs --from-stage chunk")  # fmt: skip
+        raise ValueError(
+            "--from-stage embed keeps each document's chunks; "
+            "a new chunker version needs --from-stage chunk"
+        )
     chunker = None
     if from_stage == "chunk":
         chunker = resolve_version(
@@ -128,8 +130,10 @@ async def plan(
                 item.action, item.reason = "resume", "an unfinished reprocess builds it"
             else:
                 item.action = "busy"
-                item.reason = (f"an unfinished reprocess builds {pending['chunker_version']} / "
-                               f"{pending['embed_model']}")  # fmt: skip
+                item.reason = (
+                    f"an unfinished reprocess builds {pending['chunker_version']} / "
+                    f"{pending['embed_model']}"
+                )
         planned.append(item)
     return planned
 
@@ -146,7 +150,7 @@ async def start(
     """Create a job for each `queue` item and publish the event of every `queue` and
     `resume` item. Returns `planned`, job ids filled in."""
     topics = topics_for(settings)
-    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")  # fmt: skip
+    producer = kafka_clients.producer(settings, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for i, item in enumerate(planned):
@@ -164,9 +168,11 @@ async def start(
                     Headers.USER_ID: str(event.user_id),
                 }
                 await producer.send(
-                    topics.name(event.topic), event.to_bytes(), key=event.key(),
+                    topics.name(event.topic),
+                    event.to_bytes(),
+                    key=event.key(),
                     headers=[(k, v.encode()) for k, v in headers.items()],
-                )  # fmt: skip
+                )
             if on_each:
                 on_each(item)
         await producer.flush()
@@ -220,28 +226,50 @@ async def _create_job(
         "from_stage": target.from_stage,
         "chunker_version": item.chunker_version,
         "embed_model": item.embed_model,
-        "previous": {"chunker_version": item.active_chunker_version,
-                     "embed_model": item.active_embed_model},
-    }  # fmt: skip
+        "previous": {
+            "chunker_version": item.active_chunker_version,
+            "embed_model": item.active_embed_model,
+        },
+    }
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            CREATE_JOB, job_id, item.document_id, correlation_id, request, status, label,
-            percent, item.chunker_version, item.embed_model,
-        )  # fmt: skip
+            CREATE_JOB,
+            job_id,
+            item.document_id,
+            correlation_id,
+            request,
+            status,
+            label,
+            percent,
+            item.chunker_version,
+            item.embed_model,
+        )
         if row is None:
             return None
         if target.from_stage == "embed":
             copied = await conn.execute(
-                COPY_CHUNKS, job_id, item.document_id, item.active_chunker_version,
+                COPY_CHUNKS,
+                job_id,
+                item.document_id,
+                item.active_chunker_version,
                 item.active_embed_model,
-            )  # fmt: skip
-            await conn.execute("UPDATE upload_jobs SET chunk_count = $2 WHERE job_id = $1",
-                               job_id, int(copied.split()[-1]))  # fmt: skip
+            )
+            await conn.execute(
+                "UPDATE upload_jobs SET chunk_count = $2 WHERE job_id = $1",
+                job_id,
+                int(copied.split()[-1]),
+            )
         await jobs.record_event(
-            conn, job_id=job_id, document_id=item.document_id, user_id=row["user_id"],
-            stage="operator", kind="created", status=status, correlation_id=correlation_id,
+            conn,
+            job_id=job_id,
+            document_id=item.document_id,
+            user_id=row["user_id"],
+            stage="operator",
+            kind="created",
+            status=status,
+            correlation_id=correlation_id,
             detail={"reprocess": request},
-        )  # fmt: skip
+        )
     return job_id
 
 
@@ -252,21 +280,29 @@ def entry_event(job: asyncpg.Record) -> Event:
     if isinstance(request, str):  # a pool without the JSON codec
         request = json.loads(request)
     common: dict[str, Any] = {
-        "job_id": job["job_id"], "document_id": job["document_id"], "user_id": job["user_id"],
-        "correlation_id": job["correlation_id"], "parsed_sha256": job["parsed_sha256"],
+        "job_id": job["job_id"],
+        "document_id": job["document_id"],
+        "user_id": job["user_id"],
+        "correlation_id": job["correlation_id"],
+        "parsed_sha256": job["parsed_sha256"],
         "embed_model": request["embed_model"],
-    }  # fmt: skip
+    }
     version = (request["chunker_version"], request["embed_model"])
     if request["from_stage"] == "chunk":
         return DocumentParsed(
             event_id=DocumentParsed.make_id(job["job_id"], "reprocess", *version),
-            parsed_path=job["parsed_path"], pages=job["pages"] or 0, parser="reprocess",
-            chunker_version=request["chunker_version"], **common,
-        )  # fmt: skip
+            parsed_path=job["parsed_path"],
+            pages=job["pages"] or 0,
+            parser="reprocess",
+            chunker_version=request["chunker_version"],
+            **common,
+        )
     return ChunksCreated(
         event_id=ChunksCreated.make_id(job["job_id"], *version),
-        chunker_version=request["chunker_version"], chunk_count=job["chunk_count"], **common,
-    )  # fmt: skip
+        chunker_version=request["chunker_version"],
+        chunk_count=job["chunk_count"],
+        **common,
+    )
 
 
 async def jobs_progress(pool: asyncpg.Pool, job_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
@@ -281,9 +317,12 @@ async def jobs_progress(pool: asyncpg.Pool, job_ids: list[uuid.UUID]) -> list[di
 
 
 async def recent_jobs(
-    pool: asyncpg.Pool, *, document: uuid.UUID | None = None, run: str | None = None,
+    pool: asyncpg.Pool,
+    *,
+    document: uuid.UUID | None = None,
+    run: str | None = None,
     limit: int = 50,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """The newest reprocess jobs, of one document or one run (its correlation id)."""
     rows = await pool.fetch(
         """SELECT job_id, document_id, status, state, progress, last_error, reprocess,
@@ -292,8 +331,10 @@ async def recent_jobs(
            WHERE kind = 'reprocess' AND ($1::uuid IS NULL OR document_id = $1)
              AND ($2::text IS NULL OR correlation_id = $2)
            ORDER BY created_at DESC, job_id DESC LIMIT $3""",
-        document, run, limit,
-    )  # fmt: skip
+        document,
+        run,
+        limit,
+    )
     return [_job_dict(r) for r in rows]
 
 
@@ -327,11 +368,15 @@ async def versions(pool: asyncpg.Pool, document: uuid.UUID) -> list[dict[str, An
         document,
     )
     return [
-        {"chunker_version": r["chunker_version"], "embed_model": r["embed_model"],
-         "chunks": r["chunks"], "active": bool(r["active"]),
-         "active_since": r["active_since"].isoformat() if r["active_since"] else None}
+        {
+            "chunker_version": r["chunker_version"],
+            "embed_model": r["embed_model"],
+            "chunks": r["chunks"],
+            "active": bool(r["active"]),
+            "active_since": r["active_since"].isoformat() if r["active_since"] else None,
+        }
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 # Versions that are not active, of documents on their active version for the grace period.
@@ -366,14 +411,21 @@ GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 
 
 async def gc(
-    pool: asyncpg.Pool, *, grace_s: float, document: uuid.UUID | None = None,
+    pool: asyncpg.Pool,
+    *,
+    grace_s: float,
+    document: uuid.UUID | None = None,
     dry_run: bool = False,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Delete (or with `dry_run` list) replaced versions older than `grace_s`: one entry per
     document and version with its chunk count."""
     rows = await pool.fetch(GC_DRY_RUN if dry_run else GC, float(grace_s), document)
     return [
-        {"document_id": str(r["document_id"]), "chunker_version": r["chunker_version"],
-         "embed_model": r["embed_model"], "chunks": r["chunks"]}
+        {
+            "document_id": str(r["document_id"]),
+            "chunker_version": r["chunker_version"],
+            "embed_model": r["embed_model"],
+            "chunks": r["chunks"],
+        }
         for r in rows
-    ]  # fmt: skip
+    ]

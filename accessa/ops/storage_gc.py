@@ -55,8 +55,12 @@ class Doomed:
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "size": self.size, "modified": self.modified.isoformat(),
-                "reason": self.reason}  # fmt: skip
+        return {
+            "key": self.key,
+            "size": self.size,
+            "modified": self.modified.isoformat(),
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -86,17 +90,22 @@ async def _classify(
 
 
 async def collect(
-    pool: asyncpg.Pool | asyncpg.Connection, storage: Storage, *, grace_s: float,
-    abandoned_after_s: float, dry_run: bool = False,
+    pool: asyncpg.Pool | asyncpg.Connection,
+    storage: Storage,
+    *,
+    grace_s: float,
+    abandoned_after_s: float,
+    dry_run: bool = False,
     on_page: Callable[[Report], None] | None = None,
-) -> Report:  # fmt: skip
+) -> Report:
     """Find (and unless `dry_run`, delete) the raw objects no live upload needs that are older
     than `grace_s`. A failed delete is reported in `errors`, the others go on."""
     if not await pool.fetchval(_SEES_ALL):
         raise ConfigurationError(
-            "storage_gc_rls", "this Postgres login does not see every document (row-level "
+            "storage_gc_rls",
+            "this Postgres login does not see every document (row-level "
             "security): storage gc would take live objects for orphans",
-        )  # fmt: skip
+        )
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
     report = Report()
     async for page in storage.scan(RAW_PREFIX):

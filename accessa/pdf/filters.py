@@ -144,10 +144,17 @@ def run_length(chunks: Chunks, parms: dict) -> Iterator[bytes]:
 
 Decoder = Callable[[Chunks, dict], Iterator[bytes]]
 DECODERS: dict[str, Decoder] = {
-    "FlateDecode": flate, "Fl": flate, "LZWDecode": lzw, "LZW": lzw,
-    "ASCIIHexDecode": ascii_hex, "AHx": ascii_hex, "ASCII85Decode": ascii85, "A85": ascii85,
-    "RunLengthDecode": run_length, "RL": run_length,
-}  # fmt: skip
+    "FlateDecode": flate,
+    "Fl": flate,
+    "LZWDecode": lzw,
+    "LZW": lzw,
+    "ASCIIHexDecode": ascii_hex,
+    "AHx": ascii_hex,
+    "ASCII85Decode": ascii85,
+    "A85": ascii85,
+    "RunLengthDecode": run_length,
+    "RL": run_length,
+}
 
 
 def chunks_of(raw: memoryview) -> Iterator[memoryview]:

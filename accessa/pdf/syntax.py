@@ -28,10 +28,19 @@ _IRREGULAR = frozenset(b"\x00\t\n\x0c\r ()<>[]{}/%")
 # White space and comments, then one token, the group matched telling which (none: the end,
 # or a delimiter no token starts with): one match a token where three calls were.
 _TOKEN = re.compile(
-    SKIP.pattern + rb"(?:(/" + _REGULAR_CLASS + rb"*)|(<<)|(>>)|(" + _NUMBERS.pattern
-    + rb")|(\[)|(\])|(\()|(" + _HEX.pattern + rb")|([+-]?\d+)(?!" + _REGULAR_CLASS + rb")|("
-    + _REGULAR_CLASS + rb"+))?"
-)  # fmt: skip
+    SKIP.pattern
+    + rb"(?:(/"
+    + _REGULAR_CLASS
+    + rb"*)|(<<)|(>>)|("
+    + _NUMBERS.pattern
+    + rb")|(\[)|(\])|(\()|("
+    + _HEX.pattern
+    + rb")|([+-]?\d+)(?!"
+    + _REGULAR_CLASS
+    + rb")|("
+    + _REGULAR_CLASS
+    + rb"+))?"
+)
 _NAME_TOKEN, _OPEN_DICT, _CLOSE_DICT, _NUMBER_ARRAY, _OPEN_ARRAY, _CLOSE_ARRAY = range(1, 7)
 _STRING, _HEX_STRING, _INT_TOKEN = 7, 8, 9
 _HEADER = re.compile(rb"(?<![0-9])(\d{1,10})[\x00\t\n\x0c\r ]+(\d{1,5})[\x00\t\n\x0c\r ]+\Z")

@@ -51,8 +51,17 @@ INFRA_ERRORS: tuple[type[BaseException], ...] = (
     KafkaTimeoutError,
 )
 # Connectivity errnos without an exception class of their own.
-_UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.ENETRESET,
-                          errno.EHOSTDOWN, errno.ENOTCONN, errno.EADDRNOTAVAIL})  # fmt: skip
+_UNREACHABLE = frozenset(
+    {
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ENETRESET,
+        errno.EHOSTDOWN,
+        errno.ENOTCONN,
+        errno.EADDRNOTAVAIL,
+    }
+)
 
 
 def is_infra(exc: BaseException) -> bool:
@@ -97,8 +106,13 @@ class _InfraWaits:
         self.since[stage].setdefault(token, now)
         if now - self.warned.get(stage, -self.WARN_EVERY_S) >= self.WARN_EVERY_S:
             self.warned[stage] = now
-            log.warning("%s: infrastructure unavailable for %.0fs, %d retrying in place: %r",
-                        what, self.age(stage), len(self.since[stage]), exc)  # fmt: skip
+            log.warning(
+                "%s: infrastructure unavailable for %.0fs, %d retrying in place: %r",
+                what,
+                self.age(stage),
+                len(self.since[stage]),
+                exc,
+            )
         else:
             log.debug("%s: infrastructure unavailable, retrying in place: %r", what, exc)
 
@@ -225,12 +239,15 @@ class StageContext:
         asyncpg's `conn.transaction()` and a parameterised INSERT take two (the extended
         protocol cannot carry BEGIN along), on every record of every stage. Every value is a
         literal quoted here: ids and names from our settings and event, bytes as hex."""
-        values = ", ".join((
-            _text(self.consumer), f"'{self.event.event_id}'",  # a uuid.UUID (the model)
-            _text(self.output_topic) if output else "NULL",
-            _bytea(output.key()) if output else "NULL",
-            _bytea(output.to_bytes()) if output else "NULL",
-        ))  # fmt: skip
+        values = ", ".join(
+            (
+                _text(self.consumer),
+                f"'{self.event.event_id}'",  # a uuid.UUID (the model)
+                _text(self.output_topic) if output else "NULL",
+                _bytea(output.key()) if output else "NULL",
+                _bytea(output.to_bytes()) if output else "NULL",
+            )
+        )
         return (
             "BEGIN; INSERT INTO processed_events"
             " (consumer, event_id, output_topic, output_key, output_value)"

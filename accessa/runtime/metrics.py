@@ -46,9 +46,11 @@ DLQ_DEPTH = Gauge(
     "accessa_dlq_depth", "Records in a dead-letter topic.", ["topic"], registry=REGISTRY
 )
 EMBED_TOKENS = Counter(
-    "accessa_embedding_tokens_total", "Tokens sent to the embedding provider.", ["model"],
+    "accessa_embedding_tokens_total",
+    "Tokens sent to the embedding provider.",
+    ["model"],
     registry=REGISTRY,
-)  # fmt: skip
+)
 EMBED_COST = Counter(
     "accessa_embedding_cost_usd_total", "Embedding spend in USD.", ["model"], registry=REGISTRY
 )

@@ -92,9 +92,14 @@ class DrainingServer(uvicorn.Server):
 def serve_asgi(asgi: object, host: str, port: int, grace_s: float, **options: Any) -> None:
     """uvicorn until SIGTERM/SIGINT; `options` are more uvicorn.Config keywords (limits)."""
     config = uvicorn.Config(
-        asgi, host=host, port=port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=int(grace_s), **options,
-    )  # fmt: skip
+        asgi,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(grace_s),
+        **options,
+    )
     DrainingServer(config).run()
 
 
@@ -103,8 +108,9 @@ def dump_tasks() -> None:
     for task in asyncio.all_tasks():
         stack = io.StringIO()
         task.print_stack(file=stack)
-        logging.getLogger("accessa.runtime").warning("task %s:\n%s", task.get_name(),
-                                                     stack.getvalue())  # fmt: skip
+        logging.getLogger("accessa.runtime").warning(
+            "task %s:\n%s", task.get_name(), stack.getvalue()
+        )
 
 
 async def start_when_allowed(runtime: StageRuntime, state: dict[str, object]) -> None:
@@ -121,13 +127,13 @@ async def start_when_allowed(runtime: StageRuntime, state: dict[str, object]) ->
     state["reporter"] = asyncio.create_task(lag_reporter(runtime))
 
 
-async def start_with_pool(app: StageApp, settings: Settings, opener: PoolOpener,
-                          state: dict[str, object]) -> None:  # fmt: skip
+async def start_with_pool(
+    app: StageApp, settings: Settings, opener: PoolOpener, state: dict[str, object]
+) -> None:
     """Open the pool (retrying while Postgres refuses the process), then start consuming once
     Kafka allows it: no record is taken before both are there."""
     pool = await opener.open()
-    res = StageResources(settings, pool, make_storage(settings),
-                         FaultInjector(settings, app.name))  # fmt: skip
+    res = StageResources(settings, pool, make_storage(settings), FaultInjector(settings, app.name))
     runtime = StageRuntime(app, settings, res)
     state["runtime"] = runtime
     await start_when_allowed(runtime, state)

@@ -386,8 +386,9 @@ class StageRuntime:
             crashed: list[deliveries.Key] = []
             for group in suspects:
                 for record in group:
-                    futures += await self._run_alone(record, counted[deliveries.key(record)],
-                                                     crashed, known)  # fmt: skip
+                    futures += await self._run_alone(
+                        record, counted[deliveries.key(record)], crashed, known
+                    )
             await self._confirm(futures)
             await forget
             # Forgotten only once its DLQ copy is acknowledged: never started again meanwhile.
@@ -526,8 +527,9 @@ class StageRuntime:
                 raise PoisonMessage(
                     f"message of {len(record.value)} bytes exceeds the limit", code="oversized"
                 )
-            event = prefetched.event if prefetched else decode_event(self.app.input_model,
-                                                                      record.value)  # fmt: skip
+            event = (
+                prefetched.event if prefetched else decode_event(self.app.input_model, record.value)
+            )
             if cid_missing:  # the event carries its own: better than the one made up above
                 headers[Headers.CORRELATION_ID] = event.correlation_id
                 correlation_id.set(event.correlation_id)
@@ -539,9 +541,13 @@ class StageRuntime:
                 self.m_outcome["duplicate"].inc()
                 return self._emit(stored, headers, event)
             ctx = StageContext(
-                stage=self.app.name, consumer=self.group, event=event, attempt=attempt,
-                res=self.res, output_topic=self.output_topic,
-            )  # fmt: skip
+                stage=self.app.name,
+                consumer=self.group,
+                event=event,
+                attempt=attempt,
+                res=self.res,
+                output_topic=self.output_topic,
+            )
             assert self.app.handler is not None
             self.res.faults.handling(event.document_id)
             output = await self.app.handler(event, ctx)
@@ -573,8 +579,12 @@ class StageRuntime:
     ) -> dict[uuid.UUID, tuple[bytes | None, bytes]]:
         """The outputs this consumer committed for those of `event_ids` it has committed."""
         rows = await self.res.pool.fetch(_STORED, self.group, list(event_ids))
-        return {r["event_id"]: (r["output_key"], r["output_value"]) if r["output_value"]
-                else (None, b"") for r in rows}  # fmt: skip
+        return {
+            r["event_id"]: (r["output_key"], r["output_value"])
+            if r["output_value"]
+            else (None, b"")
+            for r in rows
+        }
 
     async def _stored_output(self, event_id: uuid.UUID) -> tuple[bytes | None, bytes] | None:
         return (await self._stored_outputs([event_id])).get(event_id)
@@ -585,9 +595,12 @@ class StageRuntime:
         if not stored or not stored[1]:
             return Outcome()
         # Ids come from the event: a producer's missing or wrong headers are not passed on.
-        out = {Headers.CORRELATION_ID: headers[Headers.CORRELATION_ID],
-               Headers.JOB_ID: str(event.job_id), Headers.DOCUMENT_ID: str(event.document_id),
-               Headers.USER_ID: str(event.user_id)}  # fmt: skip
+        out = {
+            Headers.CORRELATION_ID: headers[Headers.CORRELATION_ID],
+            Headers.JOB_ID: str(event.job_id),
+            Headers.DOCUMENT_ID: str(event.document_id),
+            Headers.USER_ID: str(event.user_id),
+        }
         return Outcome([(self.output_topic, stored[0], stored[1], out)])
 
     # --- failures
@@ -628,8 +641,13 @@ class StageRuntime:
         message = error.message if error else str(exc) or type(exc).__name__
         kind = "permanent" if isinstance(exc, PermanentError) else "transient"
         metrics.FAILURES.labels(self.app.name, kind, code).inc()
-        reason = {"stage": self.app.name, "code": code, "message": message[:2000],
-                  "class": kind, "attempt": attempt}  # fmt: skip
+        reason = {
+            "stage": self.app.name,
+            "code": code,
+            "message": message[:2000],
+            "class": kind,
+            "attempt": attempt,
+        }
         job_id = event.job_id if event else _uuid(headers.get(Headers.JOB_ID))
         original = headers.get(Headers.ORIGINAL_TOPIC, record.topic)
         recoverable = isinstance(exc, RecoverableError)
@@ -641,8 +659,13 @@ class StageRuntime:
             tracing.failed(exc, code=code, kind=kind, outcome="retry")
             if job_id:
                 async with self.res.pool.acquire() as conn, conn.transaction():
-                    await jobs.retrying(conn, job_id=job_id, actor=self.app.name, error=reason,
-                                        count_attempt=not recoverable)  # fmt: skip
+                    await jobs.retrying(
+                        conn,
+                        job_id=job_id,
+                        actor=self.app.name,
+                        error=reason,
+                        count_attempt=not recoverable,
+                    )
             retry_headers = {
                 **headers,
                 Headers.ATTEMPT: str(attempt if recoverable else n),
@@ -655,14 +678,27 @@ class StageRuntime:
                 Headers.ERROR_CODE: code,
             }
             self.m_outcome["retried"].inc()
-            return Outcome([(self.topics.retry(self.stage.input, n), record.key,
-                             record.value or b"", retry_headers)])  # fmt: skip
+            return Outcome(
+                [
+                    (
+                        self.topics.retry(self.stage.input, n),
+                        record.key,
+                        record.value or b"",
+                        retry_headers,
+                    )
+                ]
+            )
         log.error("dead-lettering record: %s: %s", code, message)
         tracing.failed(exc, code=code, kind=kind, outcome="dlq")
         if job_id:
             async with self.res.pool.acquire() as conn, conn.transaction():
-                await jobs.fail(conn, job_id=job_id, status=self.stage.failed_status,
-                                actor=self.app.name, error=reason)  # fmt: skip
+                await jobs.fail(
+                    conn,
+                    job_id=job_id,
+                    status=self.stage.failed_status,
+                    actor=self.app.name,
+                    error=reason,
+                )
         stack = "".join(traceback.format_exception(exc, limit=-3))[-1500:]
         dlq_headers = {
             **headers,

@@ -31,17 +31,26 @@ async def buffer_chunks(
            FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::int[], $10::text[])
              AS t(id, ord, content, sha, tokens, meta)
            ON CONFLICT (job_id, chunk_id) DO NOTHING""",
-        [c.chunk_id for c in chunks], event.job_id, event.document_id, event.user_id,
-        version, [c.ordinal for c in chunks], [c.content for c in chunks],
-        [c.content_sha256 for c in chunks], [c.token_count for c in chunks],
+        [c.chunk_id for c in chunks],
+        event.job_id,
+        event.document_id,
+        event.user_id,
+        version,
+        [c.ordinal for c in chunks],
+        [c.content for c in chunks],
+        [c.content_sha256 for c in chunks],
+        [c.token_count for c in chunks],
         [json.dumps(chunk_metadata(c)) for c in chunks],
-    )  # fmt: skip
+    )
 
 
 def chunk_metadata(chunk: Chunk) -> dict:
     """What `document_chunks.metadata` holds; `ocr` only for chunks from OCR'd pages."""
-    meta = {"heading_path": chunk.heading_path, "page_start": chunk.page_start,
-            "page_end": chunk.page_end}  # fmt: skip
+    meta = {
+        "heading_path": chunk.heading_path,
+        "page_start": chunk.page_start,
+        "page_end": chunk.page_end,
+    }
     if chunk.ocr_confidence is not None:
         meta |= {"ocr": True, "ocr_confidence": chunk.ocr_confidence}
     return meta | embed_metadata(chunk)
@@ -61,30 +70,46 @@ async def on_parsed(event: DocumentParsed, ctx: StageContext) -> ChunksCreated:
 
     settings = ctx.settings
     try:  # a reprocess names its target version; an upload gets the configured one
-        spec = resolve_version(event.chunker_version or settings.chunker_version,
-                               target_tokens=settings.chunk_target_tokens,
-                               overlap_tokens=settings.chunk_overlap_tokens)  # fmt: skip
+        spec = resolve_version(
+            event.chunker_version or settings.chunker_version,
+            target_tokens=settings.chunk_target_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+        )
     except ValueError as exc:
         raise PermanentError(str(exc), code="unknown_chunker_version") from exc
     version = spec.version
     # In a thread: a 10 MB table takes seconds, and the loop must keep heartbeating.
     chunks = await asyncio.to_thread(
-        chunk_markdown, markdown, document_id=event.document_id, version=version,
-        target_tokens=spec.target_tokens, overlap_tokens=spec.overlap_tokens,
-    )  # fmt: skip
+        chunk_markdown,
+        markdown,
+        document_id=event.document_id,
+        version=version,
+        target_tokens=spec.target_tokens,
+        overlap_tokens=spec.overlap_tokens,
+    )
     if not chunks:
         raise PermanentError("the document has no text to chunk", code="zero_chunks")
 
     model = [event.embed_model] if event.embed_model else []  # upload ids stay as they were
     output = ChunksCreated(
-        event_id=ChunksCreated.make_id(event.job_id, version, *model), job_id=event.job_id,
-        document_id=event.document_id, user_id=event.user_id,
-        correlation_id=event.correlation_id, chunker_version=version,
-        embed_model=event.embed_model, chunk_count=len(chunks),
+        event_id=ChunksCreated.make_id(event.job_id, version, *model),
+        job_id=event.job_id,
+        document_id=event.document_id,
+        user_id=event.user_id,
+        correlation_id=event.correlation_id,
+        chunker_version=version,
+        embed_model=event.embed_model,
+        chunk_count=len(chunks),
         parsed_sha256=event.parsed_sha256,
-    )  # fmt: skip
+    )
     async with ctx.commit(output) as conn:
         await buffer_chunks(conn, event, version, chunks)
-        await jobs.advance(conn, job_id=event.job_id, status="chunks_stored", actor="chunker",
-                           chunks_version=version, chunk_count=len(chunks))  # fmt: skip
+        await jobs.advance(
+            conn,
+            job_id=event.job_id,
+            status="chunks_stored",
+            actor="chunker",
+            chunks_version=version,
+            chunk_count=len(chunks),
+        )
     return output

@@ -151,8 +151,9 @@ def chunk_markdown(
             ocr = [c for page, c in ocr_pages.items() if page_start <= page <= page_end]
             for part in parts:
                 part_tokens = tokens if len(parts) == 1 else count_tokens(part)
-                chunk = _chunk(document_id, version, len(chunks), part, path, page_start,
-                               page_end, part_tokens)  # fmt: skip
+                chunk = _chunk(
+                    document_id, version, len(chunks), part, path, page_start, page_end, part_tokens
+                )
                 if ocr:
                     chunk = dataclasses.replace(chunk, ocr_confidence=round(sum(ocr) / len(ocr), 3))
                 chunks.append(_contextualize(chunk, header))
@@ -184,9 +185,11 @@ def _contextualize(chunk: Chunk, header: str) -> Chunk:
     if not header:
         return chunk
     return dataclasses.replace(
-        chunk, token_count=count_tokens(header + chunk.content), embed_header=header,
+        chunk,
+        token_count=count_tokens(header + chunk.content),
+        embed_header=header,
         embed_sha256=contextual.embed_sha256(header, chunk.content),
-    )  # fmt: skip
+    )
 
 
 def _join(group: list[_Piece]) -> str:

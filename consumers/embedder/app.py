@@ -43,21 +43,38 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext) -> ChunksEmbedded:
             BUFFERED_CHUNKS, event.job_id, event.chunker_version, model, settings.embed_dimensions
         )
         if len(chunks) != event.chunk_count:
-            raise PermanentError(f"{len(chunks)} buffered chunks, event says {event.chunk_count}",
-                                 code="chunk_count_mismatch")  # fmt: skip
+            raise PermanentError(
+                f"{len(chunks)} buffered chunks, event says {event.chunk_count}",
+                code="chunk_count_mismatch",
+            )
         async with ctx.pool.acquire() as c, c.transaction():  # one commit: status and event
-            await jobs.advance(c, job_id=event.job_id, status="embedding_in_progress",
-                               actor="embedder", embed_model=model)  # fmt: skip
+            await jobs.advance(
+                c,
+                job_id=event.job_id,
+                status="embedding_in_progress",
+                actor="embedder",
+                embed_model=model,
+            )
         await embed_missing(ctx, event, chunks, provider)
 
     output = ChunksEmbedded(
         event_id=ChunksEmbedded.make_id(event.job_id, event.chunker_version, model),
-        job_id=event.job_id, document_id=event.document_id, user_id=event.user_id,
-        correlation_id=event.correlation_id, chunker_version=event.chunker_version,
-        embed_model=model, dimensions=settings.embed_dimensions,
-        chunk_count=event.chunk_count, parsed_sha256=event.parsed_sha256,
-    )  # fmt: skip
+        job_id=event.job_id,
+        document_id=event.document_id,
+        user_id=event.user_id,
+        correlation_id=event.correlation_id,
+        chunker_version=event.chunker_version,
+        embed_model=model,
+        dimensions=settings.embed_dimensions,
+        chunk_count=event.chunk_count,
+        parsed_sha256=event.parsed_sha256,
+    )
     async with ctx.commit(output) as conn:
-        await jobs.advance(conn, job_id=event.job_id, status="embeddings_stored",
-                           actor="embedder", vector_count=event.chunk_count)  # fmt: skip
+        await jobs.advance(
+            conn,
+            job_id=event.job_id,
+            status="embeddings_stored",
+            actor="embedder",
+            vector_count=event.chunk_count,
+        )
     return output

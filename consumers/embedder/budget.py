@@ -34,15 +34,19 @@ async def check_budget(
     if all(v is None for v in limits.values()) or estimated_tokens == 0:
         return
     estimate = estimated_tokens * settings.embed_price_per_mtok / 1_000_000
-    spent = dict(await pool.fetch(
-        "SELECT user_id, usd FROM embedding_spend WHERE day = current_date "
-        "AND user_id = ANY($1::uuid[])", list(limits),
-    ))  # fmt: skip
+    spent = dict(
+        await pool.fetch(
+            "SELECT user_id, usd FROM embedding_spend WHERE day = current_date "
+            "AND user_id = ANY($1::uuid[])",
+            list(limits),
+        )
+    )
     for who, limit in limits.items():
         if limit is not None and float(spent.get(who, 0)) + estimate > limit:
             scope = "global" if who == EVERYONE else "user"
             raise RecoverableError(
                 f"{scope} daily embedding budget of ${limit:.4f} would be exceeded "
                 f"(spent ${float(spent.get(who, 0)):.4f}, this document ~${estimate:.4f})",
-                code="budget_exceeded", defer_s=settings.budget_recheck_s,
-            )  # fmt: skip
+                code="budget_exceeded",
+                defer_s=settings.budget_recheck_s,
+            )

@@ -47,8 +47,9 @@ async def document_lock(pool: asyncpg.Pool, document_id: uuid.UUID) -> AsyncIter
     async with pool.acquire() as conn:
         key = str(document_id)
         if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1::text))", key):
-            raise TransientError("another embedder holds this document", code="document_locked",
-                                 defer_s=1.0)  # fmt: skip
+            raise TransientError(
+                "another embedder holds this document", code="document_locked", defer_s=1.0
+            )
         try:
             yield conn
         finally:
@@ -69,24 +70,29 @@ async def embed_missing(
     await save_batch(ctx, event, [c for c in todo if c["cached"] is not None], None)
     missing = [c for c in todo if c["cached"] is None]
     unique = {c["content_sha256"]: c for c in missing}  # the same text is embedded once
-    await check_budget(ctx.pool, ctx.settings, event.user_id,
-                       sum(c["token_count"] for c in unique.values()))  # fmt: skip
+    await check_budget(
+        ctx.pool, ctx.settings, event.user_id, sum(c["token_count"] for c in unique.values())
+    )
     fresh: dict[str, list[float]] = {}
     saving = asyncio.Lock()  # one write connection per document besides the lock's
 
     async def embed(batch: list[Any]) -> None:
         async def keep(result: Any) -> None:
             async with saving:  # paid for: keep trying to save it through a database restart
-                await retry_infra(lambda: save_batch(ctx, event, batch, result),
-                                  "save vectors", stage=ctx.stage)  # fmt: skip
+                await retry_infra(
+                    lambda: save_batch(ctx, event, batch, result), "save vectors", stage=ctx.stage
+                )
 
         result = await provider.embed([c["content"] for c in batch], then=keep)
         fresh.update(zip([c["content_sha256"] for c in batch], result.vectors, strict=True))
         ctx.fault("mid_embed")
 
     await asyncio.gather(*(embed(b) for b in batches(list(unique.values()), ctx.settings)))
-    repeats = [{**c, "cached": fresh[c["content_sha256"]]} for c in missing
-               if unique[c["content_sha256"]] is not c]  # fmt: skip
+    repeats = [
+        {**c, "cached": fresh[c["content_sha256"]]}
+        for c in missing
+        if unique[c["content_sha256"]] is not c
+    ]
     await save_batch(ctx, event, repeats, None)
 
 
@@ -122,23 +128,29 @@ async def save_batch(
             """INSERT INTO document_vector_buffer (chunk_id, embed_model, job_id, document_id,
                                                    embedding)
                VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
-            [(c["chunk_id"], model, event.job_id, event.document_id, v)
-             for c, v in zip(chunks, vectors, strict=True)],
-        )  # fmt: skip
+            [
+                (c["chunk_id"], model, event.job_id, event.document_id, v)
+                for c, v in zip(chunks, vectors, strict=True)
+            ],
+        )
         if result is None:
             return
         await conn.executemany(
             """INSERT INTO embedding_cache (content_sha256, embed_model, dimensions, embedding)
                VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
-            [(c["content_sha256"], model, settings.embed_dimensions, v)
-             for c, v in zip(chunks, vectors, strict=True)],
-        )  # fmt: skip
+            [
+                (c["content_sha256"], model, settings.embed_dimensions, v)
+                for c, v in zip(chunks, vectors, strict=True)
+            ],
+        )
         cost = result.tokens * settings.embed_price_per_mtok / 1_000_000
         await record_spend(conn, event.user_id, cost, result.tokens)
         await conn.execute(
             "UPDATE upload_jobs SET embed_tokens = embed_tokens + $2, "
             "cost_usd = cost_usd + $3, updated_at = now() WHERE job_id = $1",
-            event.job_id, result.tokens, cost,
-        )  # fmt: skip
+            event.job_id,
+            result.tokens,
+            cost,
+        )
     metrics.EMBED_TOKENS.labels(model).inc(result.tokens)
     metrics.EMBED_COST.labels(model).inc(cost)

@@ -50,15 +50,20 @@ WHERE document_id = $1
 async def on_embedded(event: ChunksEmbedded, ctx: StageContext) -> DocumentCompleted:
     job = await ctx.job()
     if job["parsed_sha256"] != event.parsed_sha256:
-        raise PermanentError("the parsed document changed since it was chunked",
-                             code="parsed_sha_mismatch")  # fmt: skip
+        raise PermanentError(
+            "the parsed document changed since it was chunked", code="parsed_sha_mismatch"
+        )
 
     output = DocumentCompleted(
         event_id=DocumentCompleted.make_id(event.job_id, event.chunker_version, event.embed_model),
-        job_id=event.job_id, document_id=event.document_id, user_id=event.user_id,
-        correlation_id=event.correlation_id, chunker_version=event.chunker_version,
-        embed_model=event.embed_model, chunk_count=event.chunk_count,
-    )  # fmt: skip
+        job_id=event.job_id,
+        document_id=event.document_id,
+        user_id=event.user_id,
+        correlation_id=event.correlation_id,
+        chunker_version=event.chunker_version,
+        embed_model=event.embed_model,
+        chunk_count=event.chunk_count,
+    )
     async with ctx.commit(output) as conn:
         check = await conn.fetchrow(
             CHECK, event.job_id, event.chunker_version, event.embed_model, event.dimensions
@@ -67,14 +72,20 @@ async def on_embedded(event: ChunksEmbedded, ctx: StageContext) -> DocumentCompl
             raise PermanentError(
                 f"consistency check failed: {check['chunks']} chunks, {check['vectors']} "
                 f"vectors, {check['bad_dims']} of wrong dimension, event says "
-                f"{event.chunk_count}", code="consistency_check_failed",
-            )  # fmt: skip
+                f"{event.chunk_count}",
+                code="consistency_check_failed",
+            )
         await conn.execute(LOCK_DOCUMENT, event.document_id)
         await conn.execute(MOVE, event.job_id, event.chunker_version, event.embed_model)
         await conn.execute("DELETE FROM document_vector_buffer WHERE job_id = $1", event.job_id)
         await conn.execute("DELETE FROM document_chunk_buffer WHERE job_id = $1", event.job_id)
         await conn.execute(SWITCH, event.document_id, event.chunker_version, event.embed_model)
-        await jobs.advance(conn, job_id=event.job_id, status="complete", actor="finalizer",
-                           vector_count=event.chunk_count)  # fmt: skip
+        await jobs.advance(
+            conn,
+            job_id=event.job_id,
+            status="complete",
+            actor="finalizer",
+            vector_count=event.chunk_count,
+        )
     metrics.JOB_DURATION.observe((output.occurred_at - job["created_at"]).total_seconds())
     return output

@@ -33,15 +33,18 @@ async def read_raw(ctx: StageContext, job: asyncpg.Record) -> bytes:
     try:
         found = (await ctx.storage.head(path)).size
         if found != size:  # refused unread
-            raise PermanentError(f"raw file {path} has {found} bytes, the upload had {size}",
-                                 code="raw_sha_mismatch")  # fmt: skip
+            raise PermanentError(
+                f"raw file {path} has {found} bytes, the upload had {size}", code="raw_sha_mismatch"
+            )
         pdf = await ctx.storage.get(path, limit=size)
     except ObjectNotFound as exc:
         raise PermanentError(f"raw file {path} is missing", code="raw_file_missing") from exc
     digest = await asyncio.to_thread(lambda: hashlib.sha256(pdf).hexdigest())
     if digest != sha256:
-        raise PermanentError(f"raw file {path} is not the uploaded document (sha256 {digest}, "
-                             f"uploaded {sha256})", code="raw_sha_mismatch")  # fmt: skip
+        raise PermanentError(
+            f"raw file {path} is not the uploaded document (sha256 {digest}, uploaded {sha256})",
+            code="raw_sha_mismatch",
+        )
     return pdf
 
 
@@ -68,23 +71,39 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
     await ctx.storage.put(path, markdown.encode())
 
     output = DocumentParsed(
-        event_id=DocumentParsed.make_id(event.job_id), job_id=event.job_id,
-        document_id=event.document_id, user_id=event.user_id,
-        correlation_id=event.correlation_id, parsed_path=path, parsed_sha256=digest,
-        pages=parsed.pages, parser=parsed.parser, page_stats=list(parsed.page_stats),
-    )  # fmt: skip
+        event_id=DocumentParsed.make_id(event.job_id),
+        job_id=event.job_id,
+        document_id=event.document_id,
+        user_id=event.user_id,
+        correlation_id=event.correlation_id,
+        parsed_path=path,
+        parsed_sha256=digest,
+        pages=parsed.pages,
+        parser=parsed.parser,
+        page_stats=list(parsed.page_stats),
+    )
     quality = summarize(parsed.page_stats, Thresholds.of(ctx.settings))
     async with ctx.commit(output) as conn:
         await conn.execute(
             "UPDATE documents SET parsed_path = $2, pages = $3, updated_at = now() "
             "WHERE document_id = $1",
-            event.document_id, path, parsed.pages,
-        )  # fmt: skip
-        await jobs.advance(conn, job_id=event.job_id, status="parsed", actor="parser",
-                           parsed_path=path, parsed_sha256=digest, pages=parsed.pages)  # fmt: skip
+            event.document_id,
+            path,
+            parsed.pages,
+        )
+        await jobs.advance(
+            conn,
+            job_id=event.job_id,
+            status="parsed",
+            actor="parser",
+            parsed_path=path,
+            parsed_sha256=digest,
+            pages=parsed.pages,
+        )
         await jobs.advance(conn, job_id=event.job_id, status="parse_validated", actor="parser")
-        await conn.execute("UPDATE upload_jobs SET quality = $2 WHERE job_id = $1",
-                           event.job_id, quality)  # fmt: skip
+        await conn.execute(
+            "UPDATE upload_jobs SET quality = $2 WHERE job_id = $1", event.job_id, quality
+        )
     # Counted here, after the commit: a redelivery re-emits the committed output unhandled.
     for flag in (quality["flags"] or ["none"]) if quality else ():
         metrics.QUALITY_FLAGS.labels(flag).inc()

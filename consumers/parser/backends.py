@@ -77,9 +77,12 @@ class LocalBackend:
     ) -> ParsedPdf:
         deadline = time.monotonic() + self.document_timeout_s
         parsed: ParsedPdf = await self.worker.run(
-            parse_pdf, pdf, max_expanded_bytes=self.max_expanded_bytes, ocr=self.ocr_enabled,
+            parse_pdf,
+            pdf,
+            max_expanded_bytes=self.max_expanded_bytes,
+            ocr=self.ocr_enabled,
             timeout_s=self.document_timeout_s,
-        )  # fmt: skip
+        )
         if not self.ocr_enabled or not parsed.textless_pages:
             return parsed
         pending = list(parsed.textless_pages)
@@ -195,8 +198,9 @@ def _with_ocr(
     out = []
     for page in stats:
         if (result := results.get(page.page)) is not None:
-            page = page.model_copy(update={"ocr_words": result.words,
-                                           "ocr_confidence": result.confidence})  # fmt: skip
+            page = page.model_copy(
+                update={"ocr_words": result.words, "ocr_confidence": result.confidence}
+            )
         out.append(page)
     return tuple(out)
 
@@ -209,11 +213,13 @@ def _parsed(markdown: str) -> ParsedPdf:
 def make_backend(settings: Settings, pool: asyncpg.Pool) -> ParserBackend:
     if settings.parser_backend != "llamaparse":
         return LocalBackend(
-            settings.pdf_max_expanded_bytes, settings.parser_memory_limit_mb,
-            ocr_enabled=settings.ocr == "on", ocr_dpi=settings.ocr_dpi,
+            settings.pdf_max_expanded_bytes,
+            settings.parser_memory_limit_mb,
+            ocr_enabled=settings.ocr == "on",
+            ocr_dpi=settings.ocr_dpi,
             ocr_retry_below=settings.quality_min_ocr_confidence,
             document_timeout_s=document_timeout_s(settings),
-        )  # fmt: skip
+        )
     if settings.llamaparse_callback_url:
         return LlamaParseWebhookBackend(settings, pool)
     return LlamaParseBackend(settings)

@@ -97,5 +97,6 @@ def parse_pdf(
         )
         for number, lines in enumerate(pages, start=1)
     )
-    return ParsedPdf(markdown=to_markdown(pages), pages=page_count, textless_pages=textless,
-                     page_stats=stats)  # fmt: skip
+    return ParsedPdf(
+        markdown=to_markdown(pages), pages=page_count, textless_pages=textless, page_stats=stats
+    )

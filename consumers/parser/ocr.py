@@ -151,9 +151,13 @@ def engine() -> OcrEngine:
 
 
 def ocr_pages(
-    data: bytes, pages: list[int], *, dpi: int = DEFAULT_DPI, reader: OcrEngine | None = None,
+    data: bytes,
+    pages: list[int],
+    *,
+    dpi: int = DEFAULT_DPI,
+    reader: OcrEngine | None = None,
     retry_below: float = 0.0,
-) -> dict[int, OcrText | None]:  # fmt: skip
+) -> dict[int, OcrText | None]:
     """OCR of the given 1-based pages of `data`; None for a page that draws no image (nothing
     to read). A reading less confident than `retry_below` (0-1) is retried once from the
     page's upscaled image. Runs in the parser's worker process. Raises PermanentError
@@ -252,8 +256,10 @@ def merge(markdown: str, results: dict[int, OcrText | None]) -> str:
         if (result := found.get(number)) is None:
             out += [marker, body]
         else:
-            out += [f"<!-- page {number} ocr confidence={result.confidence} -->",
-                    f"\n\n{_escape(result.text)}\n\n"]  # fmt: skip
+            out += [
+                f"<!-- page {number} ocr confidence={result.confidence} -->",
+                f"\n\n{_escape(result.text)}\n\n",
+            ]
     return "".join(out)
 
 

@@ -44,9 +44,11 @@ def open_document(data: bytes) -> pypdfium2.PdfDocument:
 
 
 def read_pages(
-    document: pypdfium2.PdfDocument, page_count: int, deadline_s: float | None,
+    document: pypdfium2.PdfDocument,
+    page_count: int,
+    deadline_s: float | None,
     coverage: list[float],
-) -> list[list[Line]]:  # fmt: skip
+) -> list[list[Line]]:
     """Each page's lines; appends each page's image coverage to `coverage`."""
     deadline = None if deadline_s is None else time.monotonic() + deadline_s
     pages: list[list[Line]] = []
@@ -142,9 +144,14 @@ def page_lines(textpage: pypdfium2.PdfTextPage) -> list[Line]:
                 # min() and max() spelt out: the same values, without two calls each.
                 x0, x1, y0, y1 = box.left, box.right, box.top, box.bottom
                 words.append(
-                    (x0 if x0 < left else left, x1 if x1 > left else left,
-                     y0 if y0 > top else top, y1 if y1 < bottom else bottom, word.group())
-                )  # fmt: skip
+                    (
+                        x0 if x0 < left else left,
+                        x1 if x1 > left else left,
+                        y0 if y0 > top else top,
+                        y1 if y1 < bottom else bottom,
+                        word.group(),
+                    )
+                )
             else:
                 x1 = box.right
                 words.append((left, x1 if x1 > left else left, top, bottom, word.group()))

@@ -31,8 +31,11 @@ class Thresholds:
 
     @classmethod
     def of(cls, settings: Settings) -> Thresholds:
-        return cls(settings.quality_min_ocr_confidence, settings.quality_min_image_page_words,
-                   settings.quality_image_page_coverage)  # fmt: skip
+        return cls(
+            settings.quality_min_ocr_confidence,
+            settings.quality_min_image_page_words,
+            settings.quality_image_page_coverage,
+        )
 
 
 def summarize(stats: Sequence[PageQuality], limits: Thresholds) -> dict[str, Any] | None:
@@ -62,23 +65,30 @@ def _reason(flag: str, pages: list[PageQuality], limits: Thresholds, total: int)
     where = _pages(pages, total)
     if flag == "low_ocr_confidence":
         lowest = min(p.ocr_confidence or 0.0 for p in pages)
-        return (f"OCR read {where} with low confidence (lowest mean {lowest:.2f}, below "
-                f"{limits.min_ocr_confidence:.2f}): their text may be wrong or missing, so "
-                "search can miss what they say")  # fmt: skip
+        return (
+            f"OCR read {where} with low confidence (lowest mean {lowest:.2f}, below "
+            f"{limits.min_ocr_confidence:.2f}): their text may be wrong or missing, so "
+            "search can miss what they say"
+        )
     if flag == "little_text_on_image_page":
         fewest = min(p.text_words + p.ocr_words for p in pages)
-        return (f"{where.capitalize()} {'is a scan' if len(pages) == 1 else 'are scans'} "
-                f"that yielded fewer than {limits.min_image_page_words} words (fewest "
-                f"{fewest}): most of {'its' if len(pages) == 1 else 'their'} text is "
-                "probably not searchable")  # fmt: skip
+        return (
+            f"{where.capitalize()} {'is a scan' if len(pages) == 1 else 'are scans'} "
+            f"that yielded fewer than {limits.min_image_page_words} words (fewest "
+            f"{fewest}): most of {'its' if len(pages) == 1 else 'their'} text is "
+            "probably not searchable"
+        )
     one = len(pages) == 1
-    return (f"{where.capitalize()} {'is an image' if one else 'are images'} in which no text "
-            f"was found: nothing on {'it' if one else 'them'} is searchable")  # fmt: skip
+    return (
+        f"{where.capitalize()} {'is an image' if one else 'are images'} in which no text "
+        f"was found: nothing on {'it' if one else 'them'} is searchable"
+    )
 
 
 def _pages(pages: list[PageQuality], total: int) -> str:
     numbers = [p.page for p in pages]
-    shown = ", ".join(map(str, numbers[:10])) + (f" and {len(numbers) - 10} more"
-                                                  if len(numbers) > 10 else "")  # fmt: skip
+    shown = ", ".join(map(str, numbers[:10])) + (
+        f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
+    )
     label = "page" if len(numbers) == 1 else "pages"
     return f"{label} {shown} of {total}"

@@ -55,9 +55,11 @@ class MemoryCappedWorker:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(_PRELOAD)
             self._executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=_limit_address_space,
+                max_workers=1,
+                mp_context=context,
+                initializer=_limit_address_space,
                 initargs=(self.memory_limit_mb * 1_048_576,),
-            )  # fmt: skip
+            )
         return self._executor
 
     async def run(

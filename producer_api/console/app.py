@@ -49,9 +49,13 @@ class BodyCap:
         length = dict(scope["headers"]).get(b"content-length", b"").strip()
         if length.isdigit() and int(length) > self.max_bytes:
             cid = scope.get("state", {}).get("correlation_id")
-            response = error_response(413, "file_too_large",
-                                      f"the request body is larger than {self.max_bytes} bytes",
-                                      cid, {"Connection": "close"})  # fmt: skip
+            response = error_response(
+                413,
+                "file_too_large",
+                f"the request body is larger than {self.max_bytes} bytes",
+                cid,
+                {"Connection": "close"},
+            )
             await response(scope, receive, send)
             return
         seen = 0
@@ -89,8 +93,13 @@ def create_console_app(settings: Settings) -> FastAPI:
             await asyncio.gather(worker, return_exceptions=True)
             await opener.close()
 
-    app = FastAPI(title="Accessa Ingest — operator's console", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
+    app = FastAPI(
+        title="Accessa Ingest — operator's console",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.settings = settings
     app.state.pool = None
     install_error_handlers(app)
@@ -107,10 +116,12 @@ def create_console_app(settings: Settings) -> FastAPI:
     @app.get("/ready")
     async def ready(request: Request) -> JSONResponse:
         """Postgres answers (as ops) and the broker is reachable (as ops); 503 otherwise."""
-        checks, reasons = await run_checks({
-            "postgres": request.app.state.db.problem,
-            "kafka": lambda: broker_check(settings, timeout_s=3, process=IDENTITY),
-        })  # fmt: skip
+        checks, reasons = await run_checks(
+            {
+                "postgres": request.app.state.db.problem,
+                "kafka": lambda: broker_check(settings, timeout_s=3, process=IDENTITY),
+            }
+        )
         ok = all(checks.values())
         body = {"ready": ok, "checks": checks, **({"reasons": reasons} if reasons else {})}
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -123,7 +134,16 @@ def create_console_app(settings: Settings) -> FastAPI:
 def serve_console(settings: Settings) -> None:
     """`accessa run console` until SIGTERM/SIGINT."""
     setup_logging(PROCESS, settings.log_level, settings.log_json)
-    log.info("operator's console on http://%s:%d/console/ (as %s)", settings.console_host,
-             settings.console_port, IDENTITY)  # fmt: skip
-    serve_asgi(create_console_app(settings), settings.console_host, settings.console_port,
-               settings.shutdown_grace_s, **uvicorn_options(settings))  # fmt: skip
+    log.info(
+        "operator's console on http://%s:%d/console/ (as %s)",
+        settings.console_host,
+        settings.console_port,
+        IDENTITY,
+    )
+    serve_asgi(
+        create_console_app(settings),
+        settings.console_host,
+        settings.console_port,
+        settings.shutdown_grace_s,
+        **uvicorn_options(settings),
+    )

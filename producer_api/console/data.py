@@ -78,17 +78,31 @@ class Snapshots:
         except Exception as exc:  # Kafka down: the database half still tells a lot
             kafka_error = describe_error(exc)
             db = await database_status(pool)
-            status = {"stages": {}, "jobs": db["jobs"], "outbox_failed": db["outbox_failed"],
-                      "oldest_unfinished": db["oldest_unfinished"]}  # fmt: skip
+            status = {
+                "stages": {},
+                "jobs": db["jobs"],
+                "outbox_failed": db["outbox_failed"],
+                "oldest_unfinished": db["oldest_unfinished"],
+            }
         health, buffers, recent, errors, uploads = await asyncio.gather(
-            _health(settings, opener), self._buffer_rows(pool), recent_jobs(pool),
-            last_errors(pool), pool.fetchval(
+            _health(settings, opener),
+            self._buffer_rows(pool),
+            recent_jobs(pool),
+            last_errors(pool),
+            pool.fetchval(
                 "SELECT count(*) FROM upload_jobs WHERE created_at > now() - interval '1 minute'"
             ),
-        )  # fmt: skip
-        return {**status, "kafka_error": kafka_error, "health": health, "buffers": buffers,
-                "recent": recent, "errors": errors, "uploads_last_minute": uploads,
-                "taken_at": datetime.now(UTC)}  # fmt: skip
+        )
+        return {
+            **status,
+            "kafka_error": kafka_error,
+            "health": health,
+            "buffers": buffers,
+            "recent": recent,
+            "errors": errors,
+            "uploads_last_minute": uploads,
+            "taken_at": datetime.now(UTC),
+        }
 
     async def _buffer_rows(self, pool: asyncpg.Pool) -> list[dict[str, Any]]:
         rows = await pool.fetch(
@@ -176,9 +190,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
 
 
 async def list_jobs(
-    pool: asyncpg.Pool, f: JobFilter, *, after: tuple[datetime, uuid.UUID] | None,
-    limit: int, quality: bool,
-) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+    pool: asyncpg.Pool,
+    f: JobFilter,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+    quality: bool,
+) -> tuple[list[dict[str, Any]], str | None]:
     """One page, newest first, by keyset: the SQL names only the filters given, so each
     combination gets a plan that walks an index (0021_console.sql) and stops at `limit`."""
     where, args = [], []
@@ -259,8 +277,13 @@ def timeline(job: dict[str, Any]) -> list[dict[str, Any]]:
     for i, (stage, at) in enumerate(points):
         until = points[i + 1][1] if i + 1 < len(points) else end
         offset, length = (at - start).total_seconds(), max((until - at).total_seconds(), 0)
-        bars.append({
-            "stage": stage, "start_s": offset, "duration_s": length,
-            "left_pct": 100 * offset / total, "width_pct": max(100 * length / total, 0.5),
-        })  # fmt: skip
+        bars.append(
+            {
+                "stage": stage,
+                "start_s": offset,
+                "duration_s": length,
+                "left_pct": 100 * offset / total,
+                "width_pct": max(100 * length / total, 0.5),
+            }
+        )
     return bars

@@ -45,9 +45,11 @@ class ConsoleDenied(Exception):
 async def denied(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ConsoleDenied)
     return templates.TemplateResponse(
-        request, "denied.html", {"title": exc.title, "message": exc.message, "session": None},
+        request,
+        "denied.html",
+        {"title": exc.title, "message": exc.message, "session": None},
         status_code=exc.status,
-    )  # fmt: skip
+    )
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -61,8 +63,9 @@ async def current_session(request: Request) -> ConsoleSession:
     cookie = request.cookies.get(COOKIE)
     found = await console_auth.session(_pool(request), cookie) if cookie else None
     if found is None:
-        raise ConsoleDenied(401, "Not signed in",
-                            "Run `accessa console` and open the link it prints.")  # fmt: skip
+        raise ConsoleDenied(
+            401, "Not signed in", "Run `accessa console` and open the link it prints."
+        )
     return found
 
 
@@ -86,16 +89,22 @@ async def _authorize_action(request: Request, session: ConsoleSession, csrf: str
 
 
 async def _audit(
-    pool: asyncpg.Pool, session: ConsoleSession, action: str, *, document_id: uuid.UUID | None,
+    pool: asyncpg.Pool,
+    session: ConsoleSession,
+    action: str,
+    *,
+    document_id: uuid.UUID | None,
     **detail: Any,
-) -> None:  # fmt: skip
+) -> None:
     """One audit row per console action (no job_id: users' job streams show only the job's
     own transitions, which carry the same actor)."""
     await pool.execute(
         """INSERT INTO events (document_id, stage, kind, detail) VALUES ($1, $2, $3, $4)""",
-        document_id, f"console:{session.operator}", f"console_{action}",
+        document_id,
+        f"console:{session.operator}",
+        f"console_{action}",
         json.loads(json.dumps(jsonable_encoder(detail))),
-    )  # fmt: skip
+    )
 
 
 # --- login
@@ -105,18 +114,30 @@ async def _audit(
 async def login(request: Request, token: Annotated[str, Query(max_length=200)] = "") -> Response:
     """Trade the one-time token for a session cookie, then go to the pipeline page."""
     settings = _settings(request)
-    spent = await console_auth.redeem_login_token(
-        _pool(request), token, session_ttl_s=settings.console_session_ttl_s
-    ) if token else None  # fmt: skip
+    spent = (
+        await console_auth.redeem_login_token(
+            _pool(request), token, session_ttl_s=settings.console_session_ttl_s
+        )
+        if token
+        else None
+    )
     if spent is None:
-        raise ConsoleDenied(401, "Link not valid",
-                            "This login link was already used or has expired. "
-                            "Run `accessa console` for a new one.")  # fmt: skip
+        raise ConsoleDenied(
+            401,
+            "Link not valid",
+            "This login link was already used or has expired. Run `accessa console` for a new one.",
+        )
     cookie, _ = spent
     response = RedirectResponse("/console/", status_code=303)
-    response.set_cookie(COOKIE, cookie, max_age=settings.console_session_ttl_s, httponly=True,
-                        samesite="strict", path="/console",
-                        secure=request.url.scheme == "https")  # fmt: skip
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=settings.console_session_ttl_s,
+        httponly=True,
+        samesite="strict",
+        path="/console",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -179,12 +200,23 @@ async def jobs_page(request: Request, session: SessionDep) -> Response:
         problems.append("the cursor is not one this page made")
     pool = _pool(request)
     quality = await data.has_quality(pool)
-    rows, cursor = await data.list_jobs(pool, filters, after=after, limit=PAGE_SIZE,
-                                        quality=quality)  # fmt: skip
+    rows, cursor = await data.list_jobs(
+        pool, filters, after=after, limit=PAGE_SIZE, quality=quality
+    )
     keep = {k: v for k, v in params.items() if v and k != "cursor"}
-    return _page(request, "jobs.html", session, nav="jobs", rows=rows, next_cursor=cursor,
-                 params=keep, problems=problems, quality=quality, states=data.JOB_STATES,
-                 stages=data.STAGE_ORDER)  # fmt: skip
+    return _page(
+        request,
+        "jobs.html",
+        session,
+        nav="jobs",
+        rows=rows,
+        next_cursor=cursor,
+        params=keep,
+        problems=problems,
+        quality=quality,
+        states=data.JOB_STATES,
+        stages=data.STAGE_ORDER,
+    )
 
 
 async def _job(request: Request, job_id: str) -> dict[str, Any]:
@@ -202,8 +234,14 @@ async def _job(request: Request, job_id: str) -> dict[str, Any]:
 @router.get("/jobs/{job_id}")
 async def document_page(request: Request, job_id: str, session: SessionDep) -> Response:
     job = await _job(request, job_id)
-    return _page(request, "document.html", session, nav="jobs", job=job,
-                 notice=request.query_params.get("notice"))  # fmt: skip
+    return _page(
+        request,
+        "document.html",
+        session,
+        nav="jobs",
+        job=job,
+        notice=request.query_params.get("notice"),
+    )
 
 
 @router.get("/live/jobs/{job_id}")
@@ -225,8 +263,9 @@ async def retry(
         result = "retried"
     except ApiError as exc:
         result = exc.message
-    await _audit(pool, session, "retry", document_id=job["document_id"], job_id=job["job_id"],
-                 result=result)  # fmt: skip
+    await _audit(
+        pool, session, "retry", document_id=job["document_id"], job_id=job["job_id"], result=result
+    )
     return RedirectResponse(f"/console/jobs/{job['job_id']}?notice={result}", status_code=303)
 
 
@@ -238,12 +277,23 @@ async def dlq_page(request: Request, session: SessionDep) -> Response:
     settings = _settings(request)
     records = [ops.summarize(r) for r in await ops.dlq_records(settings)]
     outbox = await ops.outbox_failures(_pool(request), settings)
-    redriven = {r["dlq_id"] for r in await _pool(request).fetch(
-        "SELECT dlq_id FROM dlq_redrives WHERE dlq_id = ANY($1::text[])",
-        [r["id"] for r in records],
-    )}  # fmt: skip
-    return _page(request, "dlq.html", session, nav="dlq", records=records, outbox=outbox,
-                 redriven=redriven, notice=request.query_params.get("notice"))  # fmt: skip
+    redriven = {
+        r["dlq_id"]
+        for r in await _pool(request).fetch(
+            "SELECT dlq_id FROM dlq_redrives WHERE dlq_id = ANY($1::text[])",
+            [r["id"] for r in records],
+        )
+    }
+    return _page(
+        request,
+        "dlq.html",
+        session,
+        nav="dlq",
+        records=records,
+        outbox=outbox,
+        redriven=redriven,
+        notice=request.query_params.get("notice"),
+    )
 
 
 async def _record(request: Request, dlq_id: str) -> Any:
@@ -259,17 +309,27 @@ async def _record(request: Request, dlq_id: str) -> Any:
 @router.get("/dlq/record")
 async def dlq_show(request: Request, session: SessionDep, id: str = "") -> Response:
     record = await _record(request, id)
-    return _page(request, "dlq_record.html", session, nav="dlq", r=ops.summarize(record),
-                 headers=record.headers, confirm=request.query_params.get("confirm") == "1",
-                 target=ops.stage_of(_settings(request), record.topic),
-                 payload=(record.value or b"").decode(errors="replace"))  # fmt: skip
+    return _page(
+        request,
+        "dlq_record.html",
+        session,
+        nav="dlq",
+        r=ops.summarize(record),
+        headers=record.headers,
+        confirm=request.query_params.get("confirm") == "1",
+        target=ops.stage_of(_settings(request), record.topic),
+        payload=(record.value or b"").decode(errors="replace"),
+    )
 
 
 @router.post("/dlq/redrive")
 async def dlq_redrive(
-    request: Request, session: SessionDep, id: Annotated[str, Form()] = "",
-    csrf: Annotated[str, Form()] = "", confirm: Annotated[str, Form()] = "",
-) -> Response:  # fmt: skip
+    request: Request,
+    session: SessionDep,
+    id: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+) -> Response:
     """Redrive one record, once confirmed (the record page's confirmation step posts
     confirm=yes)."""
     await _authorize_action(request, session, csrf)
@@ -277,14 +337,21 @@ async def dlq_redrive(
     if confirm != "yes":
         return RedirectResponse(f"/console/dlq/record?id={id}&confirm=1", status_code=303)
     pool = _pool(request)
-    [result] = await ops.redrive(_settings(request), pool, [record],
-                                 actor=f"console:{session.operator}")  # fmt: skip
+    [result] = await ops.redrive(
+        _settings(request), pool, [record], actor=f"console:{session.operator}"
+    )
     summary = ops.summarize(record)
-    await _audit(pool, session, "redrive", document_id=ops._uuid(summary["document_id"]),
-                 **dataclasses.asdict(result))  # fmt: skip
+    await _audit(
+        pool,
+        session,
+        "redrive",
+        document_id=ops._uuid(summary["document_id"]),
+        **dataclasses.asdict(result),
+    )
     if result.status == "redriven" and summary["job_id"]:
-        return RedirectResponse(f"/console/jobs/{summary['job_id']}?notice=redriven",
-                                status_code=303)  # fmt: skip
+        return RedirectResponse(
+            f"/console/jobs/{summary['job_id']}?notice=redriven", status_code=303
+        )
     return RedirectResponse(f"/console/dlq?notice={result.status}", status_code=303)
 
 

@@ -105,12 +105,19 @@ async def stage_multipart(
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
-        raise ApiError(422, "validation_error", "body: expected multipart/form-data with a "
-                       f"`{field}` part")  # fmt: skip
+        raise ApiError(
+            422, "validation_error", f"body: expected multipart/form-data with a `{field}` part"
+        )
     sink = _Sink(staging_dir, max_mb)
     pending: list[bytes] = []
-    state = {"header": b"", "value": b"", "disposition": b"", "in_file": False, "found": False,
-             "filename": ""}  # fmt: skip
+    state = {
+        "header": b"",
+        "value": b"",
+        "disposition": b"",
+        "in_file": False,
+        "found": False,
+        "filename": "",
+    }
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state["header"] = state["header"] + data[start:end]  # type: ignore[operator]
@@ -139,11 +146,17 @@ async def stage_multipart(
     def on_part_end() -> None:
         state["in_file"] = False
 
-    parser = MultipartParser(boundary, callbacks={  # type: ignore[arg-type]
-        "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })  # fmt: skip
+    parser = MultipartParser(
+        boundary,
+        callbacks={  # type: ignore[arg-type]
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     async with sink.staged():
         try:
             async for chunk in request.stream():

@@ -110,32 +110,42 @@ class RequestGuard:
             state = scope.setdefault("state", {})
             app_state = scope["app"].state
             state["principal"] = await authenticate(
-                self.settings, app_state.jwks, _header(scope, b"authorization"),
+                self.settings,
+                app_state.jwks,
+                _header(scope, b"authorization"),
                 _header(scope, b"x-user-id"),
-            )  # fmt: skip
+            )
         elif policy.auth == "signed_url":
             query = parse_qs(scope["query_string"].decode("latin-1"))
             expires, signature = query.get("expires", [""])[0], query.get("signature", [""])[0]
             if not expires or not signature:
-                raise ApiError(401, "signature_required",
-                               "the upload URL needs its `expires` and `signature`")  # fmt: skip
+                raise ApiError(
+                    401, "signature_required", "the upload URL needs its `expires` and `signature`"
+                )
             try:
-                check_upload_signature(self.settings, uuid.UUID(params.get("job_id", "")),
-                                       int(expires), signature[:128])  # fmt: skip
+                check_upload_signature(
+                    self.settings,
+                    uuid.UUID(params.get("job_id", "")),
+                    int(expires),
+                    signature[:128],
+                )
             except ValueError as exc:
-                raise ApiError(403, "invalid_signature",
-                               "the upload URL signature is not valid") from exc  # fmt: skip
+                raise ApiError(
+                    403, "invalid_signature", "the upload URL signature is not valid"
+                ) from exc
         elif policy.auth == "webhook":
             timestamp = _header(scope, b"x-llamaparse-timestamp") or ""
             signature = _header(scope, b"x-llamaparse-signature") or ""
             secret = self.settings.llamaparse_webhook_secret.get_secret_value()
             if not secret or not webhook_headers_plausible(timestamp, signature):
-                raise ApiError(401, "invalid_signature",
-                               "the webhook signature is missing or not valid")  # fmt: skip
+                raise ApiError(
+                    401, "invalid_signature", "the webhook signature is missing or not valid"
+                )
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > policy.max_bytes:
-            raise ApiError(413, "file_too_large",
-                           f"the request body is larger than {policy.max_bytes} bytes")  # fmt: skip
+            raise ApiError(
+                413, "file_too_large", f"the request body is larger than {policy.max_bytes} bytes"
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

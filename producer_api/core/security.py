@@ -74,9 +74,14 @@ def verify_token(
     key, alg = _signing_key(token, settings, jwks)
     try:
         claims = jwt.decode(
-            token, key, algorithms=[alg], audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer, options={"require": ["exp", "aud"]}, leeway=_LEEWAY_S,
-        )  # fmt: skip
+            token,
+            key,
+            algorithms=[alg],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "aud"]},
+            leeway=_LEEWAY_S,
+        )
     except jwt.ExpiredSignatureError as exc:
         raise _unauthorized("token_expired", "the token has expired") from exc
     except jwt.InvalidIssuerError as exc:
@@ -115,8 +120,13 @@ def jwks_client(settings: Settings) -> jwt.PyJWKClient | None:
     once it is gone from the served set); an unknown `kid` refetches the set at once."""
     if not settings.jwks_url:
         return None
-    return jwt.PyJWKClient(settings.jwks_url, cache_keys=False, cache_jwk_set=True,
-                           lifespan=settings.jwks_lifespan_s, timeout=5)  # fmt: skip
+    return jwt.PyJWKClient(
+        settings.jwks_url,
+        cache_keys=False,
+        cache_jwk_set=True,
+        lifespan=settings.jwks_lifespan_s,
+        timeout=5,
+    )
 
 
 def principal_from(claims: dict[str, Any], acting_for: str | None) -> Principal:
@@ -131,9 +141,11 @@ def principal_from(claims: dict[str, Any], acting_for: str | None) -> Principal:
 
 
 async def authenticate(
-    settings: Settings, jwks: jwt.PyJWKClient | None, authorization: str | None,
+    settings: Settings,
+    jwks: jwt.PyJWKClient | None,
+    authorization: str | None,
     acting_for: str | None,
-) -> Principal:  # fmt: skip
+) -> Principal:
     """The caller of an `Authorization` header, or ApiError 401/403/503. Headers only: the
     request guard calls this before a byte of the body is read."""
     scheme, _, token = (authorization or "").partition(" ")
@@ -157,8 +169,9 @@ async def current_principal(
     if isinstance(known, Principal):
         return known
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
-    principal = await authenticate(request.app.state.settings, request.app.state.jwks, header,
-                                   x_user_id)  # fmt: skip
+    principal = await authenticate(
+        request.app.state.settings, request.app.state.jwks, header, x_user_id
+    )
     request.state.principal = principal
     return principal
 

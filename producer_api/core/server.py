@@ -40,8 +40,9 @@ class HeaderTimeoutProtocol(H11Protocol):
     def _header_timed_out(self) -> None:
         self._header_timer = None
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.logger.info("closing a connection whose headers took over %.0f s",
-                             self.header_timeout_s)  # fmt: skip
+            self.logger.info(
+                "closing a connection whose headers took over %.0f s", self.header_timeout_s
+            )
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -61,8 +62,11 @@ class HeaderTimeoutProtocol(H11Protocol):
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn.Config keywords of the API's limits (ACCESSA_API_*)."""
-    protocol = type("HeaderTimeoutH11", (HeaderTimeoutProtocol,),
-                    {"header_timeout_s": settings.api_header_timeout_s})  # fmt: skip
+    protocol = type(
+        "HeaderTimeoutH11",
+        (HeaderTimeoutProtocol,),
+        {"header_timeout_s": settings.api_header_timeout_s},
+    )
     return {
         "http": protocol,
         "limit_concurrency": settings.api_limit_concurrency,

@@ -20,35 +20,58 @@ router = APIRouter(prefix="/documents", tags=["documents"], dependencies=QUOTA)
 
 MULTIPART_BODY = {
     "required": True,
-    "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary", "description": "The PDF."}},
-    }}},
-}  # fmt: skip
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "The PDF."}
+                },
+            }
+        }
+    },
+}
 
 
 @router.post(
-    "", status_code=202, response_model=DocumentAccepted, openapi_extra={"requestBody":
-    MULTIPART_BODY}, responses={200: {"model": DocumentAccepted, "description": "Duplicate: "
-    "your existing document and its latest job."}, **AUTHED, **errors(409, 413)},
-)  # fmt: skip
+    "",
+    status_code=202,
+    response_model=DocumentAccepted,
+    openapi_extra={"requestBody": MULTIPART_BODY},
+    responses={
+        200: {
+            "model": DocumentAccepted,
+            "description": "Duplicate: your existing document and its latest job.",
+        },
+        **AUTHED,
+        **errors(409, 413),
+    },
+)
 async def upload_document(
-    request: Request, response: Response, user: CurrentUser, db: DbDep, settings: SettingsDep,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    db: DbDep,
+    settings: SettingsDep,
     storage: StorageDep,
-) -> DocumentAccepted:  # fmt: skip
+) -> DocumentAccepted:
     """Upload a PDF in one request (multipart, field `file`): validated, stored and queued.
 
     The file streams to storage as it arrives, hashed on the way; the caller was
     authenticated before a byte of it was read."""
-    filename, staged = await stage_multipart(request, staging_dir(settings),
-                                             settings.max_upload_mb)  # fmt: skip
+    filename, staged = await stage_multipart(request, staging_dir(settings), settings.max_upload_mb)
     assert user.user_id is not None
     try:
         result = await ingest.upload_staged(
-            db=db, settings=settings, storage=storage, user_id=user.user_id,
-            filename=sanitize_filename(filename), correlation_id=request.state.correlation_id,
+            db=db,
+            settings=settings,
+            storage=storage,
+            user_id=user.user_id,
+            filename=sanitize_filename(filename),
+            correlation_id=request.state.correlation_id,
             staged=staged,
-        )  # fmt: skip
+        )
     finally:
         staged.discard()  # kept ones were moved into the store already
     if result.duplicate:

@@ -21,9 +21,11 @@ async def health() -> Health:
 
 
 @router.get(
-    "/ready", response_model=Ready, response_model_exclude_none=True,
+    "/ready",
+    response_model=Ready,
+    response_model_exclude_none=True,
     responses={503: {"model": Ready}},
-)  # fmt: skip
+)
 async def ready(request: Request, response: Response, settings: SettingsDep) -> Ready:
     """Postgres answers and the Kafka broker is reachable (503 otherwise)."""
     checks, reasons = await run_checks(

@@ -42,8 +42,9 @@ async def read_job(job_id: uuid.UUID, db: DbDep, pool: PoolDep, settings: Settin
     if row is None:
         raise not_found("job")
     if settings.rate_limits_enabled:
-        await ratelimit.hit(pool, bucket=f"poll:{job_id}",
-                            limit=ratelimit.limits(settings)["polls"])  # fmt: skip
+        await ratelimit.hit(
+            pool, bucket=f"poll:{job_id}", limit=ratelimit.limits(settings)["polls"]
+        )
     return job_public(row)
 
 
@@ -56,13 +57,20 @@ _SSE_DOC = {
 }
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse,
-            responses={**_SSE_DOC, **AUTHED, **errors(404, 429)})  # fmt: skip
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={**_SSE_DOC, **AUTHED, **errors(404, 429)},
+)
 async def stream_job_events(
-    job_id: uuid.UUID, request: Request, db: DbDep, settings: SettingsDep,
-    last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0,
-                                         description="Resume after this event id.")] = 0,
-) -> StreamingResponse:  # fmt: skip
+    job_id: uuid.UUID,
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[
+        int, Header(alias="Last-Event-ID", ge=0, description="Resume after this event id.")
+    ] = 0,
+) -> StreamingResponse:
     """Follow a job live: each transition as it commits, ending when the job does.
 
     Not counted against the status-poll limit; resume a dropped stream with `Last-Event-ID`."""
@@ -103,9 +111,16 @@ async def list_jobs(
     """Your jobs, newest first, with cursor pagination."""
     after = decode_cursor(cursor) if cursor else None
     async with db.tx() as conn:
-        rows = await crud.list_jobs(conn=conn, limit=limit + 1, after=after, status=status,
-                                    state=state, since=since, until=until,
-                                    quality=quality)  # fmt: skip
+        rows = await crud.list_jobs(
+            conn=conn,
+            limit=limit + 1,
+            after=after,
+            status=status,
+            state=state,
+            since=since,
+            until=until,
+            quality=quality,
+        )
     page = rows[:limit]
     more = len(rows) > limit
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["job_id"]) if more else None
@@ -113,9 +128,11 @@ async def list_jobs(
 
 
 @router.post(
-    "/{job_id}/retry", status_code=202, response_model=JobPublic,
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobPublic,
     responses={**AUTHED, **errors(404, 409)},
-)  # fmt: skip
+)
 async def retry_job(job_id: uuid.UUID, db: DbDep, settings: SettingsDep) -> JobPublic:
     """Re-run a failed or dead-lettered job from the stage that failed."""
     return job_public(await ingest.retry(db=db, settings=settings, job_id=job_id))

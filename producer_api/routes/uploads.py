@@ -23,8 +23,10 @@ from producer_api.routes.common import AUTHED, QUOTA, errors
 from producer_api.validation import check_mime, check_size, sanitize_filename
 
 router = APIRouter(tags=["uploads"])
-PDF_BODY = {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
-            "required": True}  # fmt: skip
+PDF_BODY = {
+    "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+    "required": True,
+}
 
 
 def _signed_url(
@@ -44,43 +46,69 @@ def _signed_url(
 
 
 @router.post(
-    "/upload", status_code=202, response_model=UploadAccepted, dependencies=QUOTA,
-    responses={200: {"model": UploadAccepted, "description": "Duplicate: your existing "
-                     "document and its latest job."}, **AUTHED, **errors(409, 413, 415)},
-)  # fmt: skip
+    "/upload",
+    status_code=202,
+    response_model=UploadAccepted,
+    dependencies=QUOTA,
+    responses={
+        200: {
+            "model": UploadAccepted,
+            "description": "Duplicate: your existing document and its latest job.",
+        },
+        **AUTHED,
+        **errors(409, 413, 415),
+    },
+)
 async def declare_upload(
-    body: UploadRequest, request: Request, response: Response, user: CurrentUser, db: DbDep,
-    settings: SettingsDep, storage: StorageDep,
-) -> UploadAccepted:  # fmt: skip
+    body: UploadRequest,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    db: DbDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+) -> UploadAccepted:
     """Declare a PDF; PUT its bytes to `signed_url` before `upload_expires_at`."""
     check_mime(body.mime)
     check_size(body.size, settings.max_upload_mb)
     assert user.user_id is not None
     doc = ingest.Declared(
-        user.user_id, sanitize_filename(body.filename), body.size, body.sha256.lower(),
-        "application/pdf", request.state.correlation_id,
-    )  # fmt: skip
+        user.user_id,
+        sanitize_filename(body.filename),
+        body.size,
+        body.sha256.lower(),
+        "application/pdf",
+        request.state.correlation_id,
+    )
     result = await ingest.create(db=db, settings=settings, storage=storage, doc=doc)
     if result.duplicate:
         response.status_code = 200
     url, expires_at = _signed_url(request, settings, storage, result.job)
     return UploadAccepted(
-        job_id=result.job["job_id"], document_id=result.job["document_id"], signed_url=url,
-        upload_expires_at=expires_at, duplicate=result.duplicate,
-    )  # fmt: skip
+        job_id=result.job["job_id"],
+        document_id=result.job["document_id"],
+        signed_url=url,
+        upload_expires_at=expires_at,
+        duplicate=result.duplicate,
+    )
 
 
 @router.put(
-    "/upload/{job_id}/content", name="put_upload_content", response_model=DocumentAccepted,
+    "/upload/{job_id}/content",
+    name="put_upload_content",
+    response_model=DocumentAccepted,
     openapi_extra={"requestBody": PDF_BODY},
     responses=errors(400, 401, 403, 404, 409, 410, 413, 422, 429),
-)  # fmt: skip
+)
 async def put_upload_content(
     job_id: uuid.UUID,
     expires: Annotated[int, Query(description="Epoch seconds the URL is valid until.")],
     signature: Annotated[str, Query(max_length=128, description="HMAC-SHA256, hex.")],
-    request: Request, pool: PoolDep, settings: SettingsDep, storage: StorageDep,
-) -> DocumentAccepted:  # fmt: skip
+    request: Request,
+    pool: PoolDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+) -> DocumentAccepted:
     """The signed URL of the local storage backend: the bytes of a declared upload."""
     check_upload_signature(settings, job_id, expires, signature)
     if isinstance(storage, S3Storage):
@@ -94,21 +122,28 @@ async def put_upload_content(
     ingest.check_waiting(job)  # 409/410 before the bytes are read
     staged = await stage_raw(request, staging_dir(settings), settings.max_upload_mb)
     try:
-        fresh = await ingest.receive(pool=pool, settings=settings, storage=storage, job=job,
-                                     data=staged, store=True)  # fmt: skip
+        fresh = await ingest.receive(
+            pool=pool, settings=settings, storage=storage, job=job, data=staged, store=True
+        )
     finally:
         staged.discard()  # kept ones were moved into the store already
     return accepted(fresh, duplicate=False)
 
 
 @router.post(
-    "/upload/{job_id}/complete", response_model=DocumentAccepted, dependencies=QUOTA,
+    "/upload/{job_id}/complete",
+    response_model=DocumentAccepted,
+    dependencies=QUOTA,
     responses={**AUTHED, **errors(400, 404, 409, 410, 413)},
-)  # fmt: skip
+)
 async def complete_upload(
-    job_id: uuid.UUID, user: CurrentUser, db: DbDep, pool: PoolDep, settings: SettingsDep,
+    job_id: uuid.UUID,
+    user: CurrentUser,
+    db: DbDep,
+    pool: PoolDep,
+    settings: SettingsDep,
     storage: StorageDep,
-) -> DocumentAccepted:  # fmt: skip
+) -> DocumentAccepted:
     """After a PUT to an S3 presigned URL: verify the object's size (before reading it) and
     sha256, keep the verified bytes where the URL cannot reach, then emit."""
     async with db.tx() as conn:
@@ -117,6 +152,7 @@ async def complete_upload(
         raise not_found("job")
     ingest.check_waiting(job)
     data = await ingest.read_stored(storage, job, settings)
-    fresh = await ingest.receive(pool=pool, settings=settings, storage=storage, job=job,
-                                 data=data, store=False)  # fmt: skip
+    fresh = await ingest.receive(
+        pool=pool, settings=settings, storage=storage, job=job, data=data, store=False
+    )
     return accepted(fresh, duplicate=False)

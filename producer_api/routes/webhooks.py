@@ -39,9 +39,13 @@ TimestampHeader = Annotated[
     str, Header(alias="X-Llamaparse-Timestamp", description="Unix seconds when it was sent.")
 ]
 SignatureHeader = Annotated[
-    str, Header(alias="X-Llamaparse-Signature", description="`sha256=<hex HMAC-SHA256>` of "
-                '`"{timestamp}.{raw body}"` with ACCESSA_LLAMAPARSE_WEBHOOK_SECRET.'),
-]  # fmt: skip
+    str,
+    Header(
+        alias="X-Llamaparse-Signature",
+        description="`sha256=<hex HMAC-SHA256>` of "
+        '`"{timestamp}.{raw body}"` with ACCESSA_LLAMAPARSE_WEBHOOK_SECRET.',
+    ),
+]
 _EVENT_BODY: dict[str, Any] = {
     "required": True,
     "content": {"application/json": {"schema": LlamaParseEvent.model_json_schema()}},
@@ -55,9 +59,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/llamaparse", response_model=WebhookRecorded, responses=_RESPONSES,
+    "/llamaparse",
+    response_model=WebhookRecorded,
+    responses=_RESPONSES,
     openapi_extra={"requestBody": _EVENT_BODY},
-)  # fmt: skip
+)
 async def llamaparse_webhook(
     request: Request,
     pool: PoolDep,

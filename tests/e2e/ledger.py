@@ -93,8 +93,11 @@ class Batch:
                 chunks = expected_chunks(self.parse(pdf), document_id, self.pipeline)
                 # what the embedder pays for: @2 embeds a contextual header with the text
                 paid = {c.embed_sha256 or c.content_sha256 for c in chunks}
-                self.uploads.append(Upload(uuid.UUID(body["job_id"]), document_id,
-                                           {c.chunk_id for c in chunks}, paid))  # fmt: skip
+                self.uploads.append(
+                    Upload(
+                        uuid.UUID(body["job_id"]), document_id, {c.chunk_id for c in chunks}, paid
+                    )
+                )
 
     @asynccontextmanager
     async def _pool(self) -> AsyncIterator[asyncpg.Pool]:
@@ -126,10 +129,13 @@ class Batch:
     async def wait_finished(self, timeout: float = 240) -> dict[uuid.UUID, str]:
         """Every job complete or failed; returns job → status."""
         return await self._wait_until(
-            lambda st: len(st) == len(self.uploads)
-            and all(s == "complete" or s.startswith("failed") for s in st.values()),
-            "jobs to finish", timeout,
-        )  # fmt: skip
+            lambda st: (
+                len(st) == len(self.uploads)
+                and all(s == "complete" or s.startswith("failed") for s in st.values())
+            ),
+            "jobs to finish",
+            timeout,
+        )
 
     async def upload_over(self, pdfs: list[bytes], seconds: float) -> int:
         """Upload `pdfs` one by one, spread evenly over `seconds` (an outage's length);
@@ -138,14 +144,16 @@ class Batch:
         pace = seconds / max(1, len(pdfs))
         for accepted, pdf in enumerate(pdfs, start=1):
             await self.upload([pdf])
-            await asyncio.sleep(max(0.0, started + pace * accepted
-                                    - time.monotonic()))  # pacing the uploads  # fmt: skip
+            await asyncio.sleep(
+                max(0.0, started + pace * accepted - time.monotonic())
+            )  # pacing the uploads
         return len(pdfs)
 
     async def wait_complete(self, at_least: int, timeout: float = 180) -> int:
         """At least `at_least` jobs complete; returns how many are."""
-        st = await self._wait_until(lambda st: _complete(st) >= at_least,
-                                    f"{at_least} complete jobs", timeout)  # fmt: skip
+        st = await self._wait_until(
+            lambda st: _complete(st) >= at_least, f"{at_least} complete jobs", timeout
+        )
         return _complete(st)
 
     async def audit(self) -> Audit:
@@ -177,8 +185,9 @@ class Batch:
                 result.problems.append(f"job {u.job_id} is {status.get(u.job_id)}")
             if set(ids) != u.chunk_ids:
                 result.lost += len(u.chunk_ids - set(ids))
-                result.problems.append(f"document {u.document_id}: {len(ids)} chunks, "
-                                       f"expected {len(u.chunk_ids)}")  # fmt: skip
+                result.problems.append(
+                    f"document {u.document_id}: {len(ids)} chunks, expected {len(u.chunk_ids)}"
+                )
             if any(r["dims"] != settings.embed_dimensions for r in got):
                 result.problems.append(f"document {u.document_id}: vectors of wrong dimension")
             for sha in u.chunk_hashes:
@@ -188,8 +197,10 @@ class Batch:
             effects = len(completed.get(str(u.document_id), set()))
             if completions[u.job_id] != 1 or effects != 1:
                 result.duplicates += max(0, completions[u.job_id] - 1) + max(0, effects - 1)
-                result.problems.append(f"job {u.job_id}: {completions[u.job_id]} completions, "
-                                       f"{effects} completed events")  # fmt: skip
+                result.problems.append(
+                    f"job {u.job_id}: {completions[u.job_id]} completions, "
+                    f"{effects} completed events"
+                )
             result.duplicates += len(ids) - len(set(ids))
         result.completed_records = sum(sent[str(u.document_id)] for u in self.uploads)
         result.buffered_left = buffered
@@ -205,8 +216,11 @@ def assert_ingested(batch: Batch, fault: str, **figures: Any) -> None:
     REPORT.fault(fault, audit, **figures)
     assert audit.problems == []
     assert (audit.complete, audit.lost, audit.duplicates, audit.paid_twice) == (
-        audit.documents, 0, 0, 0,
-    )  # fmt: skip
+        audit.documents,
+        0,
+        0,
+        0,
+    )
 
 
 def _complete(statuses: dict[uuid.UUID, str]) -> int:
@@ -232,9 +246,12 @@ def expected_chunks(markdown: str, document_id: uuid.UUID, pipeline: LocalPipeli
     """The chunks the pipeline must make of a parser's `markdown`, by its own chunk code."""
     s = pipeline.settings
     return chunk_markdown(
-        normalize_markdown(markdown), document_id=document_id, version=s.chunker_version,
-        target_tokens=s.chunk_target_tokens, overlap_tokens=s.chunk_overlap_tokens,
-    )  # fmt: skip
+        normalize_markdown(markdown),
+        document_id=document_id,
+        version=s.chunker_version,
+        target_tokens=s.chunk_target_tokens,
+        overlap_tokens=s.chunk_overlap_tokens,
+    )
 
 
 async def completed_event_ids(
@@ -288,8 +305,17 @@ class Report:
 
 
 def _figures(audit: Audit) -> dict[str, Any]:
-    keep = ("documents", "complete", "chunks", "lost", "duplicates", "paid_twice",
-            "buffered_left", "completed_records", "problems")  # fmt: skip
+    keep = (
+        "documents",
+        "complete",
+        "chunks",
+        "lost",
+        "duplicates",
+        "paid_twice",
+        "buffered_left",
+        "completed_records",
+        "problems",
+    )
     return {k: v for k, v in asdict(audit).items() if k in keep}
 
 

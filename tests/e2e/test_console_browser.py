@@ -26,8 +26,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 DOCS = REPO / "docs"
 if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip("needs Debian's chromium and chromium-driver (make system-packages)",
-                allow_module_level=True)  # fmt: skip
+    pytest.skip(
+        "needs Debian's chromium and chromium-driver (make system-packages)",
+        allow_module_level=True,
+    )
 
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import (  # noqa: E402
@@ -39,16 +41,30 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1000")  # fmt: skip
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
 
 
 def login_url(pipeline: LocalPipeline, operator: str = "oncall") -> str:
     out = subprocess.run(
         [sys.executable, "-m", "accessa.cli.main", "console", "--operator", operator, "--json"],
-        env=pipeline.env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        env=pipeline.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout)["url"]
 
 
@@ -85,10 +101,12 @@ def mock_openai(pipeline: LocalPipeline, **config: object) -> None:
 def upload(pipeline: LocalPipeline, name: str) -> str:
     """A policy PDF of its own text (no embedding-cache hits), uploaded by a fresh user."""
     pdf = make_policy_pdf(seed=random.randrange(1 << 30), pages=4)
-    with httpx.Client(base_url=pipeline.api_url, timeout=120, headers={
-        "Authorization": f"Bearer {pipeline.token(uuid.uuid4())}"}) as client:  # fmt: skip
-        response = client.post("/api/v2/documents",
-                               files={"file": (name, pdf, "application/pdf")})  # fmt: skip
+    with httpx.Client(
+        base_url=pipeline.api_url,
+        timeout=120,
+        headers={"Authorization": f"Bearer {pipeline.token(uuid.uuid4())}"},
+    ) as client:
+        response = client.post("/api/v2/documents", files={"file": (name, pdf, "application/pdf")})
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
 

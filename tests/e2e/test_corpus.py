@@ -78,8 +78,9 @@ def test_chunk_ids_are_the_same_whenever_the_same_markdown_is_chunked(
             doc = uuid.UUID(job["document_id"])
             stored = await conn.fetch(
                 "SELECT chunk_id FROM upload_pipeline.document_chunks WHERE document_id = $1 "
-                "ORDER BY ordinal", doc,
-            )  # fmt: skip
+                "ORDER BY ordinal",
+                doc,
+            )
             path = await conn.fetchval(
                 "SELECT parsed_path FROM upload_pipeline.documents WHERE document_id = $1", doc
             )

@@ -30,8 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.reliability]
 DOCS = int(os.environ.get("ACCESSA_RELIABILITY_DOCS", "6"))
 POINTS = ("before_db_commit", "after_db_commit", "after_produce")
 STAGES = ("parser", "chunker", "embedder", "finalizer")
-CASES = [(stage, point) for stage in STAGES
-         for point in POINTS] + [("embedder", "mid_embed")]  # fmt: skip
+CASES = [(stage, point) for stage in STAGES for point in POINTS] + [("embedder", "mid_embed")]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -70,10 +70,14 @@ def _run_until_it_survives(
     kills = 0
     while True:
         proc = pipeline.start("parser", **fault)
-        outcome = asyncio.run(wait_for(
-            lambda p=proc: _died_or_failed(pipeline, p, job_id), timeout=180, interval=0.5,
-            what=f"the parser to die or job {job_id} to fail",
-        ))  # fmt: skip
+        outcome = asyncio.run(
+            wait_for(
+                lambda p=proc: _died_or_failed(pipeline, p, job_id),
+                timeout=180,
+                interval=0.5,
+                what=f"the parser to die or job {job_id} to fail",
+            )
+        )
         if outcome == "failed":
             return kills, proc
         assert proc.returncode == -signal.SIGKILL, f"parser exited {proc.returncode}"
@@ -105,8 +109,11 @@ def test_a_document_that_kills_the_parser_every_time_is_dead_lettered_as_crashed
     # The session's pipeline also holds other tests' dead letters (the corpus' image-only
     # files, ...): this batch's are the ones keyed by its documents.
     ours = {str(u.document_id) for u in batch.uploads}
-    dead = [r for r in asyncio.run(read_topic(pipeline.settings, f"{prefix}uploaded.dlq"))
-            if r.headers.get(Headers.DOCUMENT_ID) in ours]  # fmt: skip
+    dead = [
+        r
+        for r in asyncio.run(read_topic(pipeline.settings, f"{prefix}uploaded.dlq"))
+        if r.headers.get(Headers.DOCUMENT_ID) in ours
+    ]
     assert [r.headers[Headers.ERROR_CODE] for r in dead] == ["crashed_consumer"]
     assert dead[0].headers[Headers.JOB_ID] == str(doomed.job_id)
     assert f"died {kills} times" in dead[0].headers[Headers.ERROR_MESSAGE]

@@ -143,13 +143,17 @@ async def retry_waits(pipeline: LocalPipeline, batch: Batch) -> list[dict]:
     how many documents on the same input partition moved past the stage meanwhile."""
     partitions = pipeline.settings.topic_partitions
     choose = DefaultPartitioner()
-    part = {u.job_id: choose(str(u.document_id).encode(), list(range(partitions)), None)
-            for u in batch.uploads}  # fmt: skip
+    part = {
+        u.job_id: choose(str(u.document_id).encode(), list(range(partitions)), None)
+        for u in batch.uploads
+    }
     pool = await create_pool(pipeline.settings, min_size=1, max_size=2)
     try:
         rows = await pool.fetch(
             "SELECT job_id, stage, kind, status, created_at FROM events "
-            "WHERE job_id = ANY($1::uuid[]) ORDER BY id", list(part))  # fmt: skip
+            "WHERE job_id = ANY($1::uuid[]) ORDER BY id",
+            list(part),
+        )
     finally:
         await pool.close()
     trail: dict = defaultdict(list)
@@ -171,7 +175,12 @@ async def retry_waits(pipeline: LocalPipeline, batch: Batch) -> list[dict]:
                 continue
             start, end = e["created_at"], after["created_at"]
             others = [t for t in passed[(e["stage"], part[job_id])] if start < t < end]
-            waits.append({"stage": e["stage"], "attempt": attempt[e["stage"]],
-                          "waited_s": round((end - start).total_seconds(), 3),
-                          "same_partition_progress": len(others)})  # fmt: skip
+            waits.append(
+                {
+                    "stage": e["stage"],
+                    "attempt": attempt[e["stage"]],
+                    "waited_s": round((end - start).total_seconds(), 3),
+                    "same_partition_progress": len(others),
+                }
+            )
     return waits

@@ -73,8 +73,9 @@ def test_the_pipeline_runs_end_to_end_over_sasl_ssl_with_per_stage_principals(
     secure_pipeline: LocalPipeline,
 ) -> None:
     users = {p: env["ACCESSA_KAFKA_SASL_USERNAME"] for p, env in secure_pipeline.kafka_env.items()}
-    assert users == {p: f"accessa-{p}" for p in ("api", "parser", "chunker", "embedder",
-                                                   "finalizer")}  # fmt: skip
+    assert users == {
+        p: f"accessa-{p}" for p in ("api", "parser", "chunker", "embedder", "finalizer")
+    }
     batch = Batch.make(secure_pipeline, 6)
 
     async def run() -> None:
@@ -102,8 +103,11 @@ def test_killing_the_broker_that_leads_most_partitions_loses_nothing(
         await asyncio.to_thread(cluster.start_node, victim)
         await batch.wait_finished(timeout=300)
         await wait_fully_replicated(settings)
-        return {"killed_node": victim.node_id, "led_partitions": leaders[victim.node_id],
-                "complete_while_down": done_without}  # fmt: skip
+        return {
+            "killed_node": victim.node_id,
+            "led_partitions": leaders[victim.node_id],
+            "complete_while_down": done_without,
+        }
 
     figures = asyncio.run(run())
     assert_ingested(batch, "leader_broker_sigkill", **figures)

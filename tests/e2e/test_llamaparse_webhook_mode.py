@@ -24,9 +24,11 @@ def webhook_pipeline(
     infra: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalPipeline]:
     pipe = LocalPipeline.create(
-        infra, tmp_path_factory.mktemp("webhook-pipeline"),
-        ACCESSA_PARSER_BACKEND="llamaparse", ACCESSA_LLAMAPARSE_MODE="webhook",
-    )  # fmt: skip
+        infra,
+        tmp_path_factory.mktemp("webhook-pipeline"),
+        ACCESSA_PARSER_BACKEND="llamaparse",
+        ACCESSA_LLAMAPARSE_MODE="webhook",
+    )
     try:
         pipe.start_all()
         yield pipe

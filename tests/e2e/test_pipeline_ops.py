@@ -21,9 +21,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def cli(pipeline: LocalPipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "accessa.cli.main", *args], env=pipeline.env, cwd=REPO,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "accessa.cli.main", *args],
+        env=pipeline.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 async def upload_and_finish(pipeline: LocalPipeline, user: uuid.UUID, name: str, pdf: bytes):
@@ -44,8 +48,9 @@ def test_search_returns_the_chunk_holding_a_known_phrase_first(pipeline: LocalPi
 
     async def run() -> dict:
         for seed in (11, 12, 13):
-            job = await upload_and_finish(pipeline, user, f"policy-{seed}.pdf",
-                                          make_policy_pdf(seed=seed, pages=6))  # fmt: skip
+            job = await upload_and_finish(
+                pipeline, user, f"policy-{seed}.pdf", make_policy_pdf(seed=seed, pages=6)
+            )
             assert job["status"] == "complete", job
         async with pipeline.client(user) as mine, pipeline.client(uuid.uuid4()) as stranger:
             r = await mine.get("/api/v2/search", params={"q": policy_phrase(12), "k": 5})
@@ -76,8 +81,11 @@ def test_every_process_exports_what_the_dashboard_and_alerts_query(
         for name in ("api", "parser", "chunker", "embedder", "finalizer"):
             url = pipeline.health[name].rsplit("/", 1)[0] + "/metrics"
             text = (await asyncio.to_thread(httpx.get, url, timeout=10)).text
-            exported |= {line.split("{")[0].split(" ")[0] for line in text.splitlines()
-                         if line.startswith("accessa_")}  # fmt: skip
+            exported |= {
+                line.split("{")[0].split(" ")[0]
+                for line in text.splitlines()
+                if line.startswith("accessa_")
+            }
         missing.clear()
         missing.update(wanted - exported)
         return not missing
@@ -93,8 +101,9 @@ def test_upload_cli_waits_for_completion_and_exits_non_zero_with_the_reason_on_f
     pipeline: LocalPipeline,
 ) -> None:
     user = str(uuid.uuid4())
-    ok = cli(pipeline, "upload", str(CORPUS / "minimal-document.pdf"), "--wait", "--json",
-             "--user", user)  # fmt: skip
+    ok = cli(
+        pipeline, "upload", str(CORPUS / "minimal-document.pdf"), "--wait", "--json", "--user", user
+    )
     assert ok.returncode == 0, ok.stderr
     (job,) = json.loads(ok.stdout)["jobs"].values()
     assert job["status"] == "complete"

@@ -19,10 +19,14 @@ async def _logins(infra: Settings, pipeline: LocalPipeline) -> dict[str, set[tup
     """Each running process (not the mocks): the (login, superuser) of its Postgres sessions."""
     port = urlsplit(infra.dsn).port
     ports = {
-        name: {c.laddr.port for c in psutil.Process(proc.pid).net_connections("tcp")
-               if c.raddr and c.raddr.port == port}
-        for name, proc in pipeline.procs.items() if name != "mocks"
-    }  # fmt: skip
+        name: {
+            c.laddr.port
+            for c in psutil.Process(proc.pid).net_connections("tcp")
+            if c.raddr and c.raddr.port == port
+        }
+        for name, proc in pipeline.procs.items()
+        if name != "mocks"
+    }
     conn = await db.connect(infra.dsn)  # the bootstrap superuser sees every session's port
     try:
         rows = await conn.fetch(

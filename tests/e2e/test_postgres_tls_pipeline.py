@@ -46,8 +46,13 @@ def bouncer(infra: Settings) -> Iterator[pgbouncer.PgBouncer]:
     # Under /tmp, not pytest's private tmp: PgBouncer runs as another user when we are root.
     folder = Path(tempfile.mkdtemp(prefix="accessa-pgbouncer-"))
     passwords = {ROLE: password, "postgres": server.password or ""}
-    running = pgbouncer.start(folder, server.port or 5432, server_host=server.hostname or "",
-                              users=(ROLE,), passwords=passwords)  # fmt: skip
+    running = pgbouncer.start(
+        folder,
+        server.port or 5432,
+        server_host=server.hostname or "",
+        users=(ROLE,),
+        passwords=passwords,
+    )
     try:
         yield running
     finally:
@@ -64,8 +69,11 @@ def _tls_pipeline(infra: Settings, home: Path, url: str) -> LocalPipeline:
 
 def _local_ports_to(pid: int, port: int) -> set[int]:
     """The local ports of `pid`'s TCP connections to 127.0.0.1:`port`."""
-    return {c.laddr.port for c in psutil.Process(pid).net_connections("tcp")
-            if c.raddr and c.raddr.port == port}  # fmt: skip
+    return {
+        c.laddr.port
+        for c in psutil.Process(pid).net_connections("tcp")
+        if c.raddr and c.raddr.port == port
+    }
 
 
 def test_the_pipeline_runs_end_to_end_over_verify_full_tls_through_pgbouncer(
@@ -152,8 +160,13 @@ def test_a_wrong_ca_leaves_the_api_and_a_stage_up_not_ready_with_the_reason_unti
         pipe.start("api")
         pipe.start("chunker", ACCESSA_DATABASE_URL=wrong)
         for name in ("api", "chunker"):
-            body = asyncio.run(wait_for(_postgres_reason(pipe.health[name], "certificate"),
-                                        timeout=60, what=f"{name} not ready"))  # fmt: skip
+            body = asyncio.run(
+                wait_for(
+                    _postgres_reason(pipe.health[name], "certificate"),
+                    timeout=60,
+                    what=f"{name} not ready",
+                )
+            )
             assert body["ready"] is False and body["checks"]["postgres"] is False
             assert body["reasons"]["postgres"] == (
                 "certificate verify failed (unable to get local issuer certificate)"

@@ -24,8 +24,9 @@ def flagged(pipeline: LocalPipeline, flag: str) -> float:
     """The parser's `accessa_documents_quality_flag_total{flag=...}` now (0 before the first)."""
     url = pipeline.health["parser"].rsplit("/", 1)[0] + "/metrics"
     text = httpx.get(url, timeout=10).text
-    found = re.search(rf'^accessa_documents_quality_flag_total{{flag="{flag}"}} (\S+)$', text,
-                      re.MULTILINE)  # fmt: skip
+    found = re.search(
+        rf'^accessa_documents_quality_flag_total{{flag="{flag}"}} (\S+)$', text, re.MULTILINE
+    )
     return float(found.group(1)) if found else 0.0
 
 
@@ -49,8 +50,7 @@ def test_a_fax_quality_scan_completes_flagged_low_ocr_confidence(pipeline: Local
     assert page["ocr_words"] >= 20 and page["ocr_confidence"] < 0.85
     assert text["status"] == "complete" and text["quality"]["flags"] == []
 
-    listed = cli(pipeline, "jobs", "--quality", "low_ocr_confidence", "--json",
-                 "--user", str(user))  # fmt: skip
+    listed = cli(pipeline, "jobs", "--quality", "low_ocr_confidence", "--json", "--user", str(user))
     assert listed.returncode == 0, listed.stderr
     items = json.loads(listed.stdout)
     assert [i["job_id"] for i in items] == [job["job_id"]]

@@ -25,10 +25,11 @@ STAGES = ("parser", "chunker", "embedder", "finalizer")
 def traced(infra: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     with OtlpReceiver() as receiver:
         pipe = LocalPipeline.create(
-            infra, tmp_path_factory.mktemp("traced"),
+            infra,
+            tmp_path_factory.mktemp("traced"),
             ACCESSA_OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             OTEL_BSP_SCHEDULE_DELAY="100",  # export within 0.1 s, not the default 5 s
-        )  # fmt: skip
+        )
         try:
             pipe.start_all()
             yield pipe, receiver
@@ -73,9 +74,16 @@ def test_an_upload_is_one_trace_from_the_request_to_completed(traced: tuple) -> 
     hops = sorted((s for s in spans if s.kind in (PRODUCER, CONSUMER)), key=lambda s: s.start_ns)
     prefix = pipe.settings.topic_prefix
     assert [s.name.replace(prefix, "") for s in hops] == [
-        "send uploaded", "process uploaded", "send parsed", "process parsed", "send chunked",
-        "process chunked", "send embedded", "process embedded", "send completed",
-    ]  # fmt: skip
+        "send uploaded",
+        "process uploaded",
+        "send parsed",
+        "process parsed",
+        "send chunked",
+        "process chunked",
+        "send embedded",
+        "process embedded",
+        "send completed",
+    ]
     assert by_id[hops[0].parent_id] is request
     for parent, child in itertools.pairwise(hops):
         assert child.parent_id == parent.span_id, (child.name, parent.name)

@@ -30,9 +30,11 @@ def slow_pipeline(
     infra: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalPipeline]:
     pipe = LocalPipeline.create(
-        infra, tmp_path_factory.mktemp("upload-wait"),
-        ACCESSA_RETRY_BASE_DELAY_S="1", ACCESSA_SSE_HEARTBEAT_S=str(HEARTBEAT_S),
-    )  # fmt: skip
+        infra,
+        tmp_path_factory.mktemp("upload-wait"),
+        ACCESSA_RETRY_BASE_DELAY_S="1",
+        ACCESSA_SSE_HEARTBEAT_S=str(HEARTBEAT_S),
+    )
     try:
         pipe.start_all()
         response = httpx.post(f"{pipe.openai_url}/_mock/config", json={"latency_ms": LATENCY_MS})
@@ -47,10 +49,24 @@ def _upload_wait(pipe: LocalPipeline, *paths: Path) -> subprocess.CompletedProce
     env = {**pipe.env, "ACCESSA_API_URL": pipe.api_url}
     env.pop("ACCESSA_TOKEN", None)
     return subprocess.run(
-        [sys.executable, "-m", "accessa.cli.main", "upload", "--wait", "--timeout", "600",
-         "--user", str(uuid.uuid4()), *map(str, paths)],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "accessa.cli.main",
+            "upload",
+            "--wait",
+            "--timeout",
+            "600",
+            "--user",
+            str(uuid.uuid4()),
+            *map(str, paths),
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def _pdf(folder: Path, seed: int) -> Path:

@@ -41,8 +41,9 @@ class Stages:
     async def start(self, *names: str) -> None:
         for name in names or STAGE_NAMES:
             app = importlib.import_module(f"consumers.{name}.app").stage
-            res = StageResources(self.settings, self.pool, self.storage,
-                                 FaultInjector(self.settings, name))  # fmt: skip
+            res = StageResources(
+                self.settings, self.pool, self.storage, FaultInjector(self.settings, name)
+            )
             runtime = StageRuntime(app, self.settings, res)
             await runtime.start()
             self.runtimes[name] = runtime
@@ -61,17 +62,33 @@ class Stages:
             await self.storage.put(key, pdf)
         await self.pool.execute(
             """INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path)
-               VALUES ($1, $2, $3, $4, $5, $6)""", doc, user, sha, len(pdf), filename, key,
-        )  # fmt: skip
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            doc,
+            user,
+            sha,
+            len(pdf),
+            filename,
+            key,
+        )
         await self.pool.execute(
             "INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id) "
-            "VALUES ($1, $2, $3, $4)", job, user, doc, f"corr-{job}",
-        )  # fmt: skip
+            "VALUES ($1, $2, $3, $4)",
+            job,
+            user,
+            doc,
+            f"corr-{job}",
+        )
         event = DocumentUploaded(
-            event_id=DocumentUploaded.make_id(job), job_id=job, document_id=doc, user_id=user,
-            correlation_id=f"corr-{job}", storage_path=key, sha256=sha, size=len(pdf),
+            event_id=DocumentUploaded.make_id(job),
+            job_id=job,
+            document_id=doc,
+            user_id=user,
+            correlation_id=f"corr-{job}",
+            storage_path=key,
+            sha256=sha,
+            size=len(pdf),
             filename=filename,
-        )  # fmt: skip
+        )
         await produce_events(self.settings, f"{self.settings.topic_prefix}uploaded", [event])
         return event
 
@@ -93,13 +110,15 @@ class Stages:
 @pytest.fixture
 async def stages(isolated_settings: Settings, tmp_path: Path) -> AsyncIterator[Stages]:
     async with running_server(create_app()) as openai_url:
-        settings = isolated_settings.model_copy(update={
-            "openai_base_url": f"{openai_url}/v1",
-            "home": tmp_path,
-            "postgres_credentials": isolated_settings.postgres_credentials_file,
-            "retry_base_delay_s": 0.5,
-            "stage_concurrency": 4,
-        })  # fmt: skip
+        settings = isolated_settings.model_copy(
+            update={
+                "openai_base_url": f"{openai_url}/v1",
+                "home": tmp_path,
+                "postgres_credentials": isolated_settings.postgres_credentials_file,
+                "retry_base_delay_s": 0.5,
+                "stage_concurrency": 4,
+            }
+        )
         await ensure_topics(settings)
         # Four stages share this pool: two connections per concurrent record each.
         pool = await create_pool(settings, max_size=4 * (2 * 4 + 2))

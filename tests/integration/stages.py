@@ -51,15 +51,22 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
         await asyncio.sleep(2)  # simulated work, so a SIGTERM arrives mid-message
     output = DocumentParsed(
         event_id=DocumentParsed.make_id(event.job_id),
-        job_id=event.job_id, document_id=event.document_id, user_id=event.user_id,
-        correlation_id=event.correlation_id, parsed_path="parsed/x.md",
-        parsed_sha256="0" * 64, pages=1, parser="echo",
-    )  # fmt: skip
+        job_id=event.job_id,
+        document_id=event.document_id,
+        user_id=event.user_id,
+        correlation_id=event.correlation_id,
+        parsed_path="parsed/x.md",
+        parsed_sha256="0" * 64,
+        pages=1,
+        parser="echo",
+    )
     async with ctx.commit(output) as conn:
         await conn.execute(
             "INSERT INTO public.runtime_test_rows (prefix, event_id, attempt) VALUES ($1, $2, $3)",
-            ctx.settings.topic_prefix, event.event_id, ctx.attempt,
-        )  # fmt: skip
+            ctx.settings.topic_prefix,
+            event.event_id,
+            ctx.attempt,
+        )
     return output
 
 
@@ -68,8 +75,9 @@ async def on_parsed(event: DocumentParsed, ctx: StageContext) -> None:
     async with ctx.commit(None) as conn:
         await conn.execute(
             "INSERT INTO public.runtime_test_effects (prefix, event_id) VALUES ($1, $2)",
-            ctx.settings.topic_prefix, event.event_id,
-        )  # fmt: skip
+            ctx.settings.topic_prefix,
+            event.event_id,
+        )
 
 
 if __name__ == "__main__":

@@ -74,20 +74,26 @@ async def test_upload_of_a_rejected_file_exits_1_with_the_reason(
 
 
 async def test_upload_wait_follows_jobs_and_exits_1_when_one_failed(
-    live: LiveServer, tmp_path: Path, pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    live: LiveServer,
+    tmp_path: Path,
+    pool: asyncpg.Pool,
+) -> None:
     user = str(uuid.uuid4())
     good, bad = _pdf(tmp_path, "good.pdf"), _pdf(tmp_path, "bad.pdf")
     base = ["--user", user, "--api-url", live.url, "--json"]
     code, out = await asyncio.to_thread(_run, "upload", str(good), str(bad), *base)
     created = json.loads(out)["jobs"]
     async with pool.acquire() as conn:
-        await jobs.advance(conn, job_id=uuid.UUID(created[str(good)]["job_id"]),
-                           status="complete", actor="test")  # fmt: skip
-        await jobs.fail(conn, job_id=uuid.UUID(created[str(bad)]["job_id"]),
-                        status="failed_parse", actor="parser",
-                        error={"stage": "parser", "code": "empty_markdown",
-                               "message": "no text"})  # fmt: skip
+        await jobs.advance(
+            conn, job_id=uuid.UUID(created[str(good)]["job_id"]), status="complete", actor="test"
+        )
+        await jobs.fail(
+            conn,
+            job_id=uuid.UUID(created[str(bad)]["job_id"]),
+            status="failed_parse",
+            actor="parser",
+            error={"stage": "parser", "code": "empty_markdown", "message": "no text"},
+        )
 
     # Uploading the same files again returns their jobs (duplicates); --wait follows them.
     code, out = await asyncio.to_thread(
@@ -102,8 +108,9 @@ async def _advance_when_created(pool: asyncpg.Pool, user: str) -> None:
     """Once the CLI's upload has made its job: through the pipeline to `complete`."""
 
     async def created() -> uuid.UUID | None:
-        return await pool.fetchval("SELECT job_id FROM upload_jobs WHERE user_id = $1",
-                                   uuid.UUID(user))  # fmt: skip
+        return await pool.fetchval(
+            "SELECT job_id FROM upload_jobs WHERE user_id = $1", uuid.UUID(user)
+        )
 
     job_id = await wait_for(created, timeout=30, what="the CLI's job")
     for status in ("parse_queued", "parsed", "chunks_stored", "complete"):
@@ -120,10 +127,21 @@ async def test_upload_wait_follows_the_event_stream_without_polling(
     )
     user, pdf = str(uuid.uuid4()), _pdf(tmp_path, "live.pdf")
     with LiveServer(create_app(settings)) as server:
-        run = asyncio.create_task(asyncio.to_thread(
-            _run, "upload", str(pdf), "--wait", "--timeout", "60", "--user", user,
-            "--api-url", server.url, "--json",
-        ))  # fmt: skip
+        run = asyncio.create_task(
+            asyncio.to_thread(
+                _run,
+                "upload",
+                str(pdf),
+                "--wait",
+                "--timeout",
+                "60",
+                "--user",
+                user,
+                "--api-url",
+                server.url,
+                "--json",
+            )
+        )
         await _advance_when_created(pool, user)
         code, out = await run
     assert code == 0, out
@@ -138,10 +156,23 @@ async def test_upload_wait_polls_when_the_stream_is_unavailable(
 
     monkeypatch.setattr(JobEventHub, "ensure_listening", refuse)  # the route answers 503
     user, pdf = str(uuid.uuid4()), _pdf(tmp_path, "polled.pdf")
-    run = asyncio.create_task(asyncio.to_thread(
-        _run, "upload", str(pdf), "--wait", "--poll-interval", "0.1", "--timeout", "60",
-        "--user", user, "--api-url", live.url, "--json",
-    ))  # fmt: skip
+    run = asyncio.create_task(
+        asyncio.to_thread(
+            _run,
+            "upload",
+            str(pdf),
+            "--wait",
+            "--poll-interval",
+            "0.1",
+            "--timeout",
+            "60",
+            "--user",
+            user,
+            "--api-url",
+            live.url,
+            "--json",
+        )
+    )
     await _advance_when_created(pool, user)
     code, out = await run
     assert code == 0, out

@@ -44,8 +44,11 @@ pytestmark = pytest.mark.integration
 
 MB = 1024 * 1024
 SECRET = "whsec-edge-test"
-EDGE = {"api_header_timeout_s": 1.0, "api_sse_streams_per_user": 2,
-        "llamaparse_webhook_secret": SecretStr(SECRET)}  # fmt: skip
+EDGE = {
+    "api_header_timeout_s": 1.0,
+    "api_sse_streams_per_user": 2,
+    "llamaparse_webhook_secret": SecretStr(SECRET),
+}
 
 
 @dataclass
@@ -58,9 +61,15 @@ class Answer:
 
 
 async def send_raw(
-    port: int, method: str, path: str, headers: dict[str, str], total: int, *,
-    chunked: bool = False, block: bytes = b"x" * 65536,
-) -> Answer:  # fmt: skip
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    total: int,
+    *,
+    chunked: bool = False,
+    block: bytes = b"x" * 65536,
+) -> Answer:
     """Send `total` body bytes (Content-Length, or chunked) while reading the answer; stop
     sending as soon as it comes. `closed`: EOF (or a reset) followed the answer (within 30 s).
 
@@ -176,17 +185,31 @@ def edge(start_edge: StartEdge) -> Edge:
 
 
 ANONYMOUS_ROUTES = {
-    "documents": ("POST", "/api/v2/documents", {"Content-Type": "multipart/form-data; boundary=b"},
-                  "not_authenticated"),
-    "upload": ("POST", "/api/v2/upload", {"Content-Type": "application/json"},
-               "not_authenticated"),
-    "webhook": ("POST", "/api/v2/webhooks/llamaparse", {"Content-Type": "application/json"},
-                "invalid_signature"),
-    "webhook-bad-header": ("POST", "/api/v2/webhooks/llamaparse", {
-        "Content-Type": "application/json", "X-Llamaparse-Timestamp": "1",
-        "X-Llamaparse-Signature": "sha256=nothex"}, "invalid_signature"),
+    "documents": (
+        "POST",
+        "/api/v2/documents",
+        {"Content-Type": "multipart/form-data; boundary=b"},
+        "not_authenticated",
+    ),
+    "upload": ("POST", "/api/v2/upload", {"Content-Type": "application/json"}, "not_authenticated"),
+    "webhook": (
+        "POST",
+        "/api/v2/webhooks/llamaparse",
+        {"Content-Type": "application/json"},
+        "invalid_signature",
+    ),
+    "webhook-bad-header": (
+        "POST",
+        "/api/v2/webhooks/llamaparse",
+        {
+            "Content-Type": "application/json",
+            "X-Llamaparse-Timestamp": "1",
+            "X-Llamaparse-Signature": "sha256=nothex",
+        },
+        "invalid_signature",
+    ),
     "signed-url": ("PUT", f"/api/v2/upload/{uuid.uuid4()}/content", {}, "signature_required"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("route", list(ANONYMOUS_ROUTES))
@@ -211,8 +234,9 @@ async def test_anonymous_chunked_body_is_401_after_at_most_1mb_read(edge: Edge) 
 async def test_upload_without_a_token_is_401_not_422(edge: Edge) -> None:
     async with httpx.AsyncClient(base_url=edge.live.url) as client:
         invalid = await client.post("/api/v2/upload", json={"filename": ""})
-        valid = await client.post("/api/v2/upload", json={
-            "filename": "a.pdf", "bytes": 10, "sha256": "0" * 64})  # fmt: skip
+        valid = await client.post(
+            "/api/v2/upload", json={"filename": "a.pdf", "bytes": 10, "sha256": "0" * 64}
+        )
     for response in (invalid, valid):
         assert response.status_code == 401, response.text
         assert response.json()["error"]["code"] == "not_authenticated"
@@ -231,8 +255,7 @@ async def test_json_body_over_64kb_is_413_without_reading_it_all(
     edge: Edge, user: uuid.UUID, chunked: bool
 ) -> None:
     headers = {**bearer(edge.settings, user), "Content-Type": "application/json"}
-    answer = await send_raw(edge.port, "POST", "/api/v2/upload", headers, 8 * MB,
-                            chunked=chunked)  # fmt: skip
+    answer = await send_raw(edge.port, "POST", "/api/v2/upload", headers, 8 * MB, chunked=chunked)
     assert (answer.status, answer.body["error"]["code"]) == (413, "file_too_large"), answer.body
     assert str(64 * 1024) in answer.body["error"]["message"]
     assert answer.closed
@@ -242,8 +265,9 @@ async def test_json_body_over_64kb_is_413_without_reading_it_all(
 async def test_json_body_under_the_cap_is_read_and_validated(edge: Edge, user: uuid.UUID) -> None:
     """The cap is the route's: a 60 KB JSON body is read whole (and found invalid: 422)."""
     async with httpx.AsyncClient(base_url=edge.live.url) as client:
-        response = await client.post("/api/v2/upload", headers=bearer(edge.settings, user),
-                                     json={"filename": "x" * 60_000})  # fmt: skip
+        response = await client.post(
+            "/api/v2/upload", headers=bearer(edge.settings, user), json={"filename": "x" * 60_000}
+        )
     assert (response.status_code, response.json()["error"]["code"]) == (422, "validation_error")
 
 
@@ -252,14 +276,23 @@ def _signed_headers(body: bytes) -> dict[str, str]:
 
     ts = str(int(time.time()))
     mac = hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"X-Llamaparse-Timestamp": ts, "X-Llamaparse-Signature": f"sha256={mac}",
-            "Content-Type": "application/json"}  # fmt: skip
+    return {
+        "X-Llamaparse-Timestamp": ts,
+        "X-Llamaparse-Signature": f"sha256={mac}",
+        "Content-Type": "application/json",
+    }
 
 
 async def test_webhook_body_over_256kb_is_413_while_streaming(edge: Edge) -> None:
     """A well-formed, fresh signature header lets the body in, up to the webhook's cap."""
-    answer = await send_raw(edge.port, "POST", "/api/v2/webhooks/llamaparse",
-                            _signed_headers(b"{}"), 8 * MB, chunked=True)  # fmt: skip
+    answer = await send_raw(
+        edge.port,
+        "POST",
+        "/api/v2/webhooks/llamaparse",
+        _signed_headers(b"{}"),
+        8 * MB,
+        chunked=True,
+    )
     assert (answer.status, answer.body["error"]["code"]) == (413, "file_too_large")
     assert str(256 * 1024) in answer.body["error"]["message"]
     assert answer.closed and edge.received() < 1 * MB
@@ -269,8 +302,7 @@ async def test_webhook_with_a_forged_hmac_under_the_cap_is_401(edge: Edge) -> No
     body = json.dumps({"job_id": "llx-1", "status": "SUCCESS"}).encode()
     headers = _signed_headers(b"another body")
     async with httpx.AsyncClient(base_url=edge.live.url) as client:
-        response = await client.post("/api/v2/webhooks/llamaparse", content=body,
-                                     headers=headers)  # fmt: skip
+        response = await client.post("/api/v2/webhooks/llamaparse", content=body, headers=headers)
     assert (response.status_code, response.json()["error"]["code"]) == (401, "invalid_signature")
 
 
@@ -285,9 +317,11 @@ async def test_uploads_stream_to_storage_hashed_and_leave_no_staging_file(
     pdf = unique_pdf()
     auth = bearer(edge.settings, user)
     async with httpx.AsyncClient(base_url=edge.live.url, timeout=60) as client:
-        one = await client.post("/api/v2/documents", headers=auth,
-                                files={"note": (None, "ignored"),
-                                       "file": ("p.pdf", pdf, "application/pdf")})  # fmt: skip
+        one = await client.post(
+            "/api/v2/documents",
+            headers=auth,
+            files={"note": (None, "ignored"), "file": ("p.pdf", pdf, "application/pdf")},
+        )
         assert one.status_code == 202, one.text
         bad = await client.post(
             "/api/v2/documents",
@@ -298,8 +332,11 @@ async def test_uploads_stream_to_storage_hashed_and_leave_no_staging_file(
         none = await client.post("/api/v2/documents", headers=auth, files={"other": ("a", b"1")})
         assert (none.status_code, none.json()["error"]["code"]) == (422, "validation_error")
         two = unique_pdf()
-        declared = await client.post("/api/v2/upload", headers=auth, json={
-            "filename": "two.pdf", "bytes": len(two), "sha256": sha256(two)})  # fmt: skip
+        declared = await client.post(
+            "/api/v2/upload",
+            headers=auth,
+            json={"filename": "two.pdf", "bytes": len(two), "sha256": sha256(two)},
+        )
         assert declared.status_code == 202, declared.text
         put = await client.put(declared.json()["signed_url"], content=two)
         assert put.status_code == 200, put.text
@@ -314,12 +351,12 @@ async def test_an_oversized_upload_is_413_while_streaming(
     start_edge: StartEdge, user: uuid.UUID
 ) -> None:
     edge = start_edge(max_upload_mb=1.0)
-    headers = {**bearer(edge.settings, user),
-               "Content-Type": "multipart/form-data; boundary=b"}  # fmt: skip
+    headers = {**bearer(edge.settings, user), "Content-Type": "multipart/form-data; boundary=b"}
     block = b"--b\r\nContent-Disposition: form-data; name=file; filename=a.pdf\r\n\r\n%PDF-"
     block += b"x" * (65536 - len(block))
-    answer = await send_raw(edge.port, "POST", "/api/v2/documents", headers, 24 * MB,
-                            chunked=True, block=block)  # fmt: skip
+    answer = await send_raw(
+        edge.port, "POST", "/api/v2/documents", headers, 24 * MB, chunked=True, block=block
+    )
     assert (answer.status, answer.body["error"]["code"]) == (413, "file_too_large")
     assert answer.closed and edge.received() < 3 * MB
     assert _incoming(edge.settings) == []
@@ -332,8 +369,9 @@ async def test_a_user_may_open_only_so_many_event_streams(edge: Edge, user: uuid
         client = await stack.enter_async_context(
             httpx.AsyncClient(base_url=edge.live.url, headers=auth, timeout=30)
         )
-        declared = await client.post("/api/v2/upload", json={
-            "filename": "p.pdf", "bytes": len(pdf), "sha256": sha256(pdf)})  # fmt: skip
+        declared = await client.post(
+            "/api/v2/upload", json={"filename": "p.pdf", "bytes": len(pdf), "sha256": sha256(pdf)}
+        )
         path = f"/api/v2/jobs/{declared.json()['job_id']}/events"
         first = await stack.enter_async_context(client.stream("GET", path))
         second = await stack.enter_async_context(client.stream("GET", path))
@@ -425,17 +463,29 @@ async def api_process(api_settings: Settings, tmp_path: Path) -> AsyncIterator[t
     """`accessa run api`'s server (no relay) in its own process, with its own TMPDIR."""
     port = free_port()
     (tmp_path / "tmp").mkdir()
-    env = {**os.environ, "ACCESSA_API_PORT": str(port), "ACCESSA_API_HOST": "127.0.0.1",
-           "ACCESSA_TOPIC_PREFIX": api_settings.topic_prefix, "ACCESSA_RATE_LIMITS_ENABLED":
-           "false", "ACCESSA_STORAGE_DIR": str(tmp_path / "storage"),
-           "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
-    code = ("from accessa.config import get_settings as g; from accessa.runtime.server import "
-            "serve_asgi; from producer_api.main import create_app; from producer_api.core."
-            "server import uvicorn_options as o; s = g(); serve_asgi(create_app(s, "
-            "with_relay=False), s.api_host, s.api_port, 5, **o(s))")  # fmt: skip
+    env = {
+        **os.environ,
+        "ACCESSA_API_PORT": str(port),
+        "ACCESSA_API_HOST": "127.0.0.1",
+        "ACCESSA_TOPIC_PREFIX": api_settings.topic_prefix,
+        "ACCESSA_RATE_LIMITS_ENABLED": "false",
+        "ACCESSA_STORAGE_DIR": str(tmp_path / "storage"),
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
+    code = (
+        "from accessa.config import get_settings as g; from accessa.runtime.server import "
+        "serve_asgi; from producer_api.main import create_app; from producer_api.core."
+        "server import uvicorn_options as o; s = g(); serve_asgi(create_app(s, "
+        "with_relay=False), s.api_host, s.api_port, 5, **o(s))"
+    )
     with (tmp_path / "api.log").open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT,  # noqa: ASYNC220
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
 
@@ -475,10 +525,9 @@ async def test_rss_stays_flat_under_16_anonymous_24mb_bodies_in_parallel(
     _reset_peak(pid)
     before = _status(pid)["VmRSS"]
     routes = [ANONYMOUS_ROUTES[name] for name in ("documents", "upload", "webhook", "signed-url")]
-    answers = await asyncio.gather(*(
-        send_raw(port, method, path, headers, 24 * MB)
-        for method, path, headers, _ in routes * 4
-    ))  # fmt: skip
+    answers = await asyncio.gather(
+        *(send_raw(port, method, path, headers, 24 * MB) for method, path, headers, _ in routes * 4)
+    )
     assert [a.status for a in answers] == [401] * 16
     peak = _status(pid)["VmHWM"]
     assert peak - before < 30 * MB, f"peak RSS grew by {(peak - before) / MB:.1f} MB"

@@ -34,8 +34,13 @@ from tests.integration.test_api_support import LiveServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, response_headers_conformance]  # fmt: skip
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 EXAMPLES_PER_OPERATION = 80
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 # The signed-URL PUT takes raw PDF bytes: send generated bodies as they are.
@@ -47,11 +52,15 @@ def live_api(infra: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     storage: Path = tmp_path_factory.mktemp("fuzz-storage")
     # The search endpoint embeds its query: give it the mock OpenAI server over real HTTP.
     openai_url, stop_openai = start_in_thread(openai_server.create_app())
-    fuzz = infra.model_copy(update={
-        "topic_prefix": f"t{uuid.uuid4().hex[:8]}-", "storage_dir": storage,
-        "rate_limits_enabled": False, "topic_partitions": 1,
-        "openai_base_url": f"{openai_url}/v1",
-    })  # fmt: skip
+    fuzz = infra.model_copy(
+        update={
+            "topic_prefix": f"t{uuid.uuid4().hex[:8]}-",
+            "storage_dir": storage,
+            "rate_limits_enabled": False,
+            "topic_partitions": 1,
+            "openai_base_url": f"{openai_url}/v1",
+        }
+    )
     asyncio.run(ensure_topics(fuzz))
     try:
         with LiveServer(create_app(fuzz)) as server:
@@ -68,8 +77,12 @@ def _conformance_test(
     key = f"{operation.label} ({mode.value})"
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def conforms(case: schemathesis.Case) -> None:
         sent[key] = sent.get(key, 0) + 1
         case.call_and_validate(base_url=live_api.url, headers=headers, checks=CHECKS)

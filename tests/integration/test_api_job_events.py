@@ -30,8 +30,16 @@ from tests.integration.test_api_support import (  # noqa: F401
 from tests.utils import wait_for
 
 pytestmark = pytest.mark.integration
-PIPELINE = ["parse_queued", "parsed", "parse_validated", "chunking", "chunks_stored",
-            "embedding_queued", "embeddings_stored", "complete"]  # fmt: skip
+PIPELINE = [
+    "parse_queued",
+    "parsed",
+    "parse_validated",
+    "chunking",
+    "chunks_stored",
+    "embedding_queued",
+    "embeddings_stored",
+    "complete",
+]
 
 
 @dataclass
@@ -175,8 +183,9 @@ async def test_a_reconnect_with_last_event_id_resumes_after_it(
     await _advance(pool, job_id, "parsed")  # missed while away
     async with pool.acquire() as conn:
         error = {"stage": "parser", "code": "boom", "message": "it broke"}
-        await jobs.fail(conn, job_id=uuid.UUID(job_id), status="failed_parse", actor="test",
-                        error=error)  # fmt: skip
+        await jobs.fail(
+            conn, job_id=uuid.UUID(job_id), status="failed_parse", actor="test", error=error
+        )
     resumed = await ended(follow(client, job_id, auth, last_event_id=last))
     assert resumed.statuses() == ["parsed", "failed_parse"]
     assert min(resumed.ids()) > last
@@ -197,8 +206,11 @@ async def test_another_users_job_is_404(
 
 
 async def test_fifty_streams_on_a_pool_of_four_all_get_their_events(
-    app: FastAPI, client: httpx.AsyncClient, small_pool_settings: Settings, pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    small_pool_settings: Settings,
+    pool: asyncpg.Pool,
+) -> None:
     auth = bearer(small_pool_settings, uuid.uuid4())
     job_ids = [await _new_job(client, auth) for _ in range(10)]
     streams = {j: [follow(client, j, auth) for _ in range(5)] for j in job_ids}
@@ -234,6 +246,7 @@ async def test_streams_do_not_count_against_the_poll_limit(
             for _ in range(4):
                 s = await ended(follow(c, job_id, auth))
                 assert s.status == 200 and s.events[-1]["event"] == "end"
-            polls = [(await c.get(f"/api/v2/jobs/{job_id}", headers=auth)).status_code
-                     for _ in range(3)]  # fmt: skip
+            polls = [
+                (await c.get(f"/api/v2/jobs/{job_id}", headers=auth)).status_code for _ in range(3)
+            ]
     assert polls == [200, 200, 429]

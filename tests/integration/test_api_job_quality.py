@@ -35,8 +35,9 @@ pytestmark = [pytest.mark.integration, needs_tesseract]
 
 @pytest.fixture
 async def parser_stage(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    res = StageResources(api_settings, pool, make_storage(api_settings),
-                         FaultInjector(api_settings, parser.name))  # fmt: skip
+    res = StageResources(
+        api_settings, pool, make_storage(api_settings), FaultInjector(api_settings, parser.name)
+    )
     runtime = StageRuntime(parser, api_settings, res)
     await runtime.start()
     yield
@@ -59,8 +60,10 @@ async def parsed(api: httpx.AsyncClient, auth: dict[str, str], job_id: str) -> d
 
 
 async def test_the_parser_stores_quality_and_the_api_lists_jobs_by_flag(
-    api: httpx.AsyncClient, auth: dict[str, str], parser_stage: None,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    parser_stage: None,
+) -> None:
     before = counted("low_ocr_confidence"), counted("none")
     fax = scan(text_pdf(known_pages(1, seed=3)), dpi=50, noise=20.0)
     bad = (await upload(api, auth, fax, name="fax.pdf")).json()["job_id"]
@@ -74,8 +77,9 @@ async def test_the_parser_stores_quality_and_the_api_lists_jobs_by_flag(
     assert [p["page"] for p in good_job["quality"]["pages"]] == [1, 2, 3, 4]
     assert all(p["ocr_confidence"] is None for p in good_job["quality"]["pages"])
 
-    listed = (await api.get("/api/v2/jobs", params={"quality": "low_ocr_confidence"},
-                            headers=auth)).json()["items"]  # fmt: skip
+    listed = (
+        await api.get("/api/v2/jobs", params={"quality": "low_ocr_confidence"}, headers=auth)
+    ).json()["items"]
     assert [j["job_id"] for j in listed] == [bad]
     none = (await api.get("/api/v2/jobs", params={"quality": "no_text"}, headers=auth)).json()
     assert none["items"] == []

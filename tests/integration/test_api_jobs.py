@@ -38,22 +38,40 @@ async def _fail(pool: asyncpg.Pool, job_id: str, status: str, stage: str, **fiel
     async with pool.acquire() as conn, conn.transaction():
         if fields:
             sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(fields, start=2))
-            await conn.execute(f"UPDATE upload_jobs SET {sets} WHERE job_id = $1",
-                               uuid.UUID(job_id), *fields.values())  # fmt: skip
-        await jobs.fail(conn, job_id=uuid.UUID(job_id), status=status, actor=stage,
-                        error={"stage": stage, "code": "boom", "message": "it broke"})  # fmt: skip
+            await conn.execute(
+                f"UPDATE upload_jobs SET {sets} WHERE job_id = $1",
+                uuid.UUID(job_id),
+                *fields.values(),
+            )
+        await jobs.fail(
+            conn,
+            job_id=uuid.UUID(job_id),
+            status=status,
+            actor=stage,
+            error={"stage": stage, "code": "boom", "message": "it broke"},
+        )
 
 
 async def test_job_status_shows_stage_progress_times_and_cost(
-    api: httpx.AsyncClient, auth: dict[str, str], pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    pool: asyncpg.Pool,
+) -> None:
     created = await _new_job(api, auth)
     job_id = uuid.UUID(created["job_id"])
     async with pool.acquire() as conn:
-        await jobs.advance(conn, job_id=job_id, status="chunks_stored", actor="chunker",
-                           chunk_count=12, chunks_version="markdown-simple@1")  # fmt: skip
-        await conn.execute("UPDATE upload_jobs SET cost_usd = 0.00012, embed_tokens = 6000 "
-                           "WHERE job_id = $1", job_id)  # fmt: skip
+        await jobs.advance(
+            conn,
+            job_id=job_id,
+            status="chunks_stored",
+            actor="chunker",
+            chunk_count=12,
+            chunks_version="markdown-simple@1",
+        )
+        await conn.execute(
+            "UPDATE upload_jobs SET cost_usd = 0.00012, embed_tokens = 6000 WHERE job_id = $1",
+            job_id,
+        )
     body = (await api.get(f"/api/v2/jobs/{job_id}", headers=auth)).json()
     assert (body["status"], body["stage"], body["progress"]) == ("chunks_stored", "chunked", 55)
     assert {"queued", "validated", "chunked"} <= set(body["stage_times"])
@@ -64,8 +82,10 @@ async def test_job_status_shows_stage_progress_times_and_cost(
 
 
 async def test_job_list_pages_with_a_cursor_and_filters_by_status_and_time(
-    api: httpx.AsyncClient, auth: dict[str, str], pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    pool: asyncpg.Pool,
+) -> None:
     made = [(await _new_job(api, auth))["job_id"] for _ in range(5)]
     await _fail(pool, made[0], "failed_parse", "parser")
     seen, cursor = [], None
@@ -95,26 +115,37 @@ async def _retry_emits(
     assert response.json()["state"] == "queued"
 
     async def record() -> Any:
-        found = [r for r in await read_topic(settings, f"{settings.topic_prefix}{topic}")
-                 if header_map(r)["x-job-id"] == job_id]  # fmt: skip
+        found = [
+            r
+            for r in await read_topic(settings, f"{settings.topic_prefix}{topic}")
+            if header_map(r)["x-job-id"] == job_id
+        ]
         return found[0] if found else None
 
     return await wait_for(record, timeout=20, what=f"retry event on {topic}")
 
 
 async def test_retry_re_emits_to_the_stage_that_failed(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+) -> None:
     parsed = {"parsed_path": "parsed/x.md", "parsed_sha256": "b" * 64, "pages": 3}
     chunked = {**parsed, "chunks_version": "markdown-simple@1", "chunk_count": 7}
     cases = [
         ("failed_parse", "parser", {}, "uploaded", DocumentUploaded, ()),
         ("failed_chunking", "chunker", parsed, "parsed", DocumentParsed, ()),
-        ("failed_embedding", "embedder", chunked, "chunked", ChunksCreated,
-         ("markdown-simple@1",)),
-        ("failed_embedding", "finalizer", {**chunked, "embed_model": "text-embedding-3-small"},
-         "embedded", ChunksEmbedded, ("markdown-simple@1", "text-embedding-3-small")),
-    ]  # fmt: skip
+        ("failed_embedding", "embedder", chunked, "chunked", ChunksCreated, ("markdown-simple@1",)),
+        (
+            "failed_embedding",
+            "finalizer",
+            {**chunked, "embed_model": "text-embedding-3-small"},
+            "embedded",
+            ChunksEmbedded,
+            ("markdown-simple@1", "text-embedding-3-small"),
+        ),
+    ]
     for status, stage, fields, topic, model, parts in cases:
         job_id = (await _new_job(api, auth))["job_id"]
         await _fail(pool, job_id, status, stage, **fields)
@@ -125,22 +156,27 @@ async def test_retry_re_emits_to_the_stage_that_failed(
             assert (event.parsed_path, event.pages) == ("parsed/x.md", 3)
         if isinstance(event, ChunksCreated | ChunksEmbedded):
             assert event.chunk_count == 7 and event.parsed_sha256 == "b" * 64
-        row = await pool.fetchrow("SELECT status, state FROM upload_jobs WHERE job_id = $1",
-                                  uuid.UUID(job_id))  # fmt: skip
+        row = await pool.fetchrow(
+            "SELECT status, state FROM upload_jobs WHERE job_id = $1", uuid.UUID(job_id)
+        )
         assert row["state"] == "queued" and row["status"] not in jobs.FAILED
 
 
 async def test_retry_of_a_job_that_has_not_failed_is_409(
-    api: httpx.AsyncClient, auth: dict[str, str],
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+) -> None:
     job_id = (await _new_job(api, auth))["job_id"]
     response = await api.post(f"/api/v2/jobs/{job_id}/retry", headers=auth)
     assert (response.status_code, response.json()["error"]["code"]) == (409, "job_not_retryable")
 
 
 async def test_another_users_job_and_document_are_404_for_read_list_and_retry(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+) -> None:
     mine = await _new_job(api, auth)
     await _fail(pool, mine["job_id"], "failed_parse", "parser")
     intruder = bearer(api_settings, uuid.uuid4())
@@ -155,16 +191,20 @@ async def test_another_users_job_and_document_are_404_for_read_list_and_retry(
         assert mine["job_id"] not in response.text
     listed = await api.get("/api/v2/jobs", headers=intruder)
     assert listed.json()["items"] == []
-    state = await pool.fetchval("SELECT state FROM upload_jobs WHERE job_id = $1",
-                                uuid.UUID(mine["job_id"]))  # fmt: skip
+    state = await pool.fetchval(
+        "SELECT state FROM upload_jobs WHERE job_id = $1", uuid.UUID(mine["job_id"])
+    )
     assert state == "deadletter"  # the intruder's retry changed nothing
     own = await api.get(f"/api/v2/documents/{mine['document_id']}", headers=auth)
     assert own.status_code == 200 and own.json()["latest_job_id"] == mine["job_id"]
 
 
 async def test_service_role_reads_any_job_and_acts_for_a_user(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, user: uuid.UUID,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+    user: uuid.UUID,
+) -> None:
     mine = await _new_job(api, auth)
     service = bearer(api_settings, uuid.uuid4(), role="service_role")
     read = await api.get(f"/api/v2/jobs/{mine['job_id']}", headers=service)

@@ -40,9 +40,12 @@ async def _unpublished(pool: asyncpg.Pool, settings: Settings) -> int:
 
 
 async def test_uploads_accepted_while_the_broker_is_down_are_published_once_when_it_is_back(
-    infra: Settings, api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings,
+    infra: Settings,
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
     pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+) -> None:
     kafka = LocalKafka(infra)
     await asyncio.to_thread(kafka.down)
     try:
@@ -80,12 +83,15 @@ async def _fill_outbox(pool: asyncpg.Pool, settings: Settings, n: int) -> list[D
 
 
 async def test_several_relays_share_the_outbox_without_publishing_a_row_twice(
-    api_settings: Settings, pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+) -> None:
     events = await _fill_outbox(pool, api_settings, 600)
     stop = asyncio.Event()
-    relays = [asyncio.create_task(relay(api_settings, pool, KafkaPublisher(api_settings), stop))
-              for _ in range(3)]  # fmt: skip
+    relays = [
+        asyncio.create_task(relay(api_settings, pool, KafkaPublisher(api_settings), stop))
+        for _ in range(3)
+    ]
     try:
         await wait_for(lambda: _none_left(pool, api_settings), timeout=60, what="outbox drained")
     finally:
@@ -97,8 +103,10 @@ async def test_several_relays_share_the_outbox_without_publishing_a_row_twice(
 
 
 async def test_relay_runs_as_a_process_of_its_own_and_stops_on_sigterm(
-    api_settings: Settings, pool: asyncpg.Pool, tmp_path: Path,
-) -> None:  # fmt: skip
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+) -> None:
     await _fill_outbox(pool, api_settings, 5)
     env = {"ACCESSA_TOPIC_PREFIX": api_settings.topic_prefix, "ACCESSA_LOG_JSON": "true"}
     proc = start_process(["producer_api.outbox"], env, tmp_path / "relay.log")

@@ -48,10 +48,14 @@ async def test_a_row_for_a_missing_topic_or_too_large_fails_alone_and_the_rest_g
     find = "SELECT id FROM outbox WHERE headers->>'x-job-id' = $1"
     rows = {j["job_id"]: await pool.fetchval(find, j["job_id"]) for j in jobs}
     # Ahead of the healthy row: one for a topic that is gone, one larger than any request.
-    await pool.execute("UPDATE outbox SET topic = $2 WHERE id = $1", rows[missing["job_id"]],
-                       f"{prefix}parsed")  # fmt: skip
-    await pool.execute("UPDATE outbox SET payload = $2 WHERE id = $1", rows[too_large["job_id"]],
-                       b"x" * (2 * 1024 * 1024))  # fmt: skip
+    await pool.execute(
+        "UPDATE outbox SET topic = $2 WHERE id = $1", rows[missing["job_id"]], f"{prefix}parsed"
+    )
+    await pool.execute(
+        "UPDATE outbox SET payload = $2 WHERE id = $1",
+        rows[too_large["job_id"]],
+        b"x" * (2 * 1024 * 1024),
+    )
     admin = kafka_clients.admin(api_settings)
     await admin.start()
     try:
@@ -71,9 +75,13 @@ async def test_a_row_for_a_missing_topic_or_too_large_fails_alone_and_the_rest_g
 
     (record,) = await uploaded_records(api_settings, expect=1)
     assert record.key.decode() == fine["document_id"]
-    state = {r["id"]: r for r in await pool.fetch(
-        "SELECT id, published_at, failed_at, failure FROM outbox WHERE id = ANY($1::bigint[])",
-        list(rows.values()))}  # fmt: skip
+    state = {
+        r["id"]: r
+        for r in await pool.fetch(
+            "SELECT id, published_at, failed_at, failure FROM outbox WHERE id = ANY($1::bigint[])",
+            list(rows.values()),
+        )
+    }
     assert state[rows[fine["job_id"]]]["published_at"] is not None
     gone = state[rows[missing["job_id"]]]
     assert gone["failed_at"] and gone["failure"] == f"topic {prefix}parsed does not exist"
@@ -82,16 +90,20 @@ async def test_a_row_for_a_missing_topic_or_too_large_fails_alone_and_the_rest_g
 
     # The jobs fail where their event was headed, with the reason.
     for job, status in ((missing, "failed_chunking"), (too_large, "failed_parse")):
-        row = await pool.fetchrow("SELECT status, state, last_error FROM upload_jobs "
-                                  "WHERE job_id = $1", uuid.UUID(job["job_id"]))  # fmt: skip
+        row = await pool.fetchrow(
+            "SELECT status, state, last_error FROM upload_jobs WHERE job_id = $1",
+            uuid.UUID(job["job_id"]),
+        )
         assert (row["status"], row["state"]) == (status, "deadletter")
         assert row["last_error"]["code"] == "outbox_undeliverable"
 
     # What an operator sees.
     assert (await database_status(pool))["outbox_failed"] >= 2
     listed = await ops.outbox_failures(pool, api_settings)
-    assert {r["id"] for r in listed} == {f"outbox:{rows[missing['job_id']]}",
-                                         f"outbox:{rows[too_large['job_id']]}"}  # fmt: skip
+    assert {r["id"] for r in listed} == {
+        f"outbox:{rows[missing['job_id']]}",
+        f"outbox:{rows[too_large['job_id']]}",
+    }
     monkeypatch.setenv("ACCESSA_TOPIC_PREFIX", prefix)
     gone_id = f"outbox:{rows[missing['job_id']]}"
     get_settings.cache_clear()

@@ -35,8 +35,9 @@ pytestmark = pytest.mark.integration
 async def stages(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
     runtimes = []
     for app in (parser, chunker):
-        res = StageResources(api_settings, pool, make_storage(api_settings),
-                             FaultInjector(api_settings, app.name))  # fmt: skip
+        res = StageResources(
+            api_settings, pool, make_storage(api_settings), FaultInjector(api_settings, app.name)
+        )
         runtime = StageRuntime(app, api_settings, res)
         await runtime.start()
         runtimes.append(runtime)
@@ -46,8 +47,10 @@ async def stages(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[No
 
 
 async def test_uploaded_pdf_is_parsed_and_chunked_by_the_real_stages(
-    api: httpx.AsyncClient, auth: dict[str, str], stages: None,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    stages: None,
+) -> None:
     created = (await upload(api, auth, unique_pdf(corpus_pdf("pdflatex-4-pages.pdf")))).json()
 
     async def chunked() -> dict | None:  # type: ignore[type-arg]

@@ -61,8 +61,9 @@ async def test_status_polls_are_limited_per_job_across_replicas(api_settings: Se
         for _ in range(3):
             minute = int(time.time() // 60)
             job_id = (await _upload(replicas[0], auth, unique_pdf())).json()["job_id"]
-            polls = [await replicas[i % 2].get(f"/api/v2/jobs/{job_id}", headers=auth)
-                     for i in range(12)]  # fmt: skip
+            polls = [
+                await replicas[i % 2].get(f"/api/v2/jobs/{job_id}", headers=auth) for i in range(12)
+            ]
             if int(time.time() // 60) == minute:
                 break
         assert [p.status_code for p in polls[:10]] == [200] * 10, polls[-1].text
@@ -90,8 +91,9 @@ async def test_active_jobs_are_limited_per_user_until_one_finishes(
     async with two_replicas(api_settings, rate_active_jobs=2) as replicas:
         jobs = [(await _upload(replicas[i], auth, unique_pdf())).json() for i in range(2)]
         _assert_429(await _upload(replicas[0], auth, unique_pdf()), "too_many_active_jobs")
-        await pool.execute("UPDATE upload_jobs SET state = 'done' WHERE job_id = $1",
-                           uuid.UUID(jobs[0]["job_id"]))  # fmt: skip
+        await pool.execute(
+            "UPDATE upload_jobs SET state = 'done' WHERE job_id = $1", uuid.UUID(jobs[0]["job_id"])
+        )
         assert (await _upload(replicas[1], auth, unique_pdf())).status_code == 202
 
 
@@ -109,8 +111,13 @@ async def test_requests_per_hour_are_limited_per_endpoint_across_replicas(
 
 async def test_rate_limits_can_be_turned_off(api_settings: Settings) -> None:
     auth = bearer(api_settings, uuid.uuid4())
-    async with two_replicas(api_settings, rate_limits_enabled=False, rate_polls_per_minute=1,
-                      rate_active_jobs=0, rate_uploads_per_day=0) as replicas:  # fmt: skip
+    async with two_replicas(
+        api_settings,
+        rate_limits_enabled=False,
+        rate_polls_per_minute=1,
+        rate_active_jobs=0,
+        rate_uploads_per_day=0,
+    ) as replicas:
         job_id = (await _upload(replicas[0], auth, unique_pdf())).json()["job_id"]
         for i in range(5):
             assert (await replicas[i % 2].get(f"/api/v2/jobs/{job_id}", headers=auth)).is_success

@@ -43,10 +43,13 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture
 def s3_settings(api_settings: Settings, moto_url: str) -> Settings:
-    return api_settings.model_copy(update={
-        "storage_backend": "s3", "s3_endpoint_url": moto_url,
-        "s3_bucket": f"accessa-{uuid.uuid4().hex[:8]}",
-    })  # fmt: skip
+    return api_settings.model_copy(
+        update={
+            "storage_backend": "s3",
+            "s3_endpoint_url": moto_url,
+            "s3_bucket": f"accessa-{uuid.uuid4().hex[:8]}",
+        }
+    )
 
 
 @pytest.fixture
@@ -57,9 +60,12 @@ async def s3_api(s3_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 def _object(settings: Settings, key: str) -> bytes:
     client = boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
-        aws_access_key_id="test", aws_secret_access_key="test",
-    )  # fmt: skip
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     return client.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
 
 
@@ -71,8 +77,11 @@ async def _declare(client: httpx.AsyncClient, auth: dict[str, str], data: bytes)
 
 
 async def test_presigned_put_then_complete_verifies_the_object_and_emits(
-    s3_api: httpx.AsyncClient, auth: dict[str, str], s3_settings: Settings, user: uuid.UUID,
-) -> None:  # fmt: skip
+    s3_api: httpx.AsyncClient,
+    auth: dict[str, str],
+    s3_settings: Settings,
+    user: uuid.UUID,
+) -> None:
     data = unique_pdf()
     body = await _declare(s3_api, auth, data)
     assert body["signed_url"].startswith(s3_settings.s3_endpoint_url)
@@ -98,8 +107,11 @@ async def test_presigned_put_then_complete_verifies_the_object_and_emits(
 
 
 async def test_complete_rejects_an_object_that_differs_from_the_declaration(
-    s3_api: httpx.AsyncClient, auth: dict[str, str], s3_settings: Settings, pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    s3_api: httpx.AsyncClient,
+    auth: dict[str, str],
+    s3_settings: Settings,
+    pool: asyncpg.Pool,
+) -> None:
     data = unique_pdf()
     body = await _declare(s3_api, auth, data)
     async with httpx.AsyncClient() as plain:
@@ -110,8 +122,10 @@ async def test_complete_rejects_an_object_that_differs_from_the_declaration(
 
 
 async def test_complete_rejects_an_encrypted_pdf_and_removes_it(
-    s3_api: httpx.AsyncClient, auth: dict[str, str], s3_settings: Settings,
-) -> None:  # fmt: skip
+    s3_api: httpx.AsyncClient,
+    auth: dict[str, str],
+    s3_settings: Settings,
+) -> None:
     body = await _declare(s3_api, auth, ENCRYPTED_PDF)
     async with httpx.AsyncClient() as plain:
         await plain.put(body["signed_url"], content=ENCRYPTED_PDF)

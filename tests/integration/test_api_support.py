@@ -52,9 +52,13 @@ def bearer(settings: Settings, user_id: uuid.UUID, **kwargs: Any) -> dict[str, s
 async def api_settings(isolated_settings: Settings, tmp_path: Path) -> AsyncIterator[Settings]:
     """This test's own topics (deleted afterwards: every test adds some to the shared broker)
     and storage folder; rate limits off (test_api_ratelimits turns them on)."""
-    settings = isolated_settings.model_copy(update={
-        "storage_dir": tmp_path / "storage", "rate_limits_enabled": False, "topic_partitions": 2,
-    })  # fmt: skip
+    settings = isolated_settings.model_copy(
+        update={
+            "storage_dir": tmp_path / "storage",
+            "rate_limits_enabled": False,
+            "topic_partitions": 2,
+        }
+    )
     names = await ensure_topics(settings)
     yield settings
     admin = kafka_clients.admin(settings)
@@ -91,9 +95,12 @@ def auth(api_settings: Settings, user: uuid.UUID) -> dict[str, str]:
 
 
 async def upload(
-    client: httpx.AsyncClient, auth: dict[str, str], data: bytes, name: str = "policy.pdf",
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    data: bytes,
+    name: str = "policy.pdf",
     headers: dict[str, str] | None = None,
-) -> httpx.Response:  # fmt: skip
+) -> httpx.Response:
     files = {"file": (name, data, "application/pdf")}
     return await client.post("/api/v2/documents", files=files, headers={**auth, **(headers or {})})
 
@@ -138,8 +145,15 @@ class LiveServer:
         """`options`: more uvicorn.Config keywords (the API's limits: `uvicorn_options`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                access_log=False, lifespan="on", **options)  # fmt: skip
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            **options,
+        )
         self.server = _QuietServer(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -39,8 +39,7 @@ async def _declare(api: httpx.AsyncClient, auth: dict[str, str], data: bytes) ->
 async def test_an_abandoned_upload_expires_frees_the_limit_and_can_be_declared_again(
     api_settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    settings = api_settings.model_copy(update={"rate_limits_enabled": True,
-                                               "rate_active_jobs": 1})  # fmt: skip
+    settings = api_settings.model_copy(update={"rate_limits_enabled": True, "rate_active_jobs": 1})
     auth = bearer(settings, uuid.uuid4())
     data = unique_pdf()
     async with running(create_app(settings)) as api:
@@ -49,11 +48,15 @@ async def test_an_abandoned_upload_expires_frees_the_limit_and_can_be_declared_a
         job_id = declared.json()["job_id"]
         blocked = await _declare(api, auth, unique_pdf())
         assert (blocked.status_code, blocked.json()["error"]["code"]) == (
-            429, "too_many_active_jobs")  # fmt: skip
+            429,
+            "too_many_active_jobs",
+        )
 
         # The URL lapsed (900 s) and the grace (3600 s) too: housekeeping expires the job.
-        await pool.execute("UPDATE upload_jobs SET created_at = now() - interval '2 hours' "
-                           "WHERE job_id = $1", uuid.UUID(job_id))  # fmt: skip
+        await pool.execute(
+            "UPDATE upload_jobs SET created_at = now() - interval '2 hours' WHERE job_id = $1",
+            uuid.UUID(job_id),
+        )
         before = _expired_total()
         assert await expire_uploads(pool, settings) >= 1
         assert _expired_total() >= before + 1
@@ -61,8 +64,9 @@ async def test_an_abandoned_upload_expires_frees_the_limit_and_can_be_declared_a
         job = (await api.get(f"/api/v2/jobs/{job_id}", headers=auth)).json()
         assert (job["status"], job["state"], job["stage"]) == ("expired", "done", "expired")
         assert job["last_error"]["code"] == "upload_expired" and "expired" in job["stage_times"]
-        kinds = await pool.fetch("SELECT kind, status FROM events WHERE job_id = $1 ORDER BY id",
-                                 uuid.UUID(job_id))  # fmt: skip
+        kinds = await pool.fetch(
+            "SELECT kind, status FROM events WHERE job_id = $1 ORDER BY id", uuid.UUID(job_id)
+        )
         assert [tuple(r) for r in kinds][-1] == ("expired", "expired")
 
         # Bytes arriving after that (on a URL still signed) are refused with a clear reason.
@@ -86,8 +90,9 @@ async def test_housekeeping_expires_on_its_own(api_settings: Settings, pool: asy
     auth = bearer(api_settings, uuid.uuid4())
     async with running(create_app(api_settings)) as api:
         job_id = uuid.UUID((await _declare(api, auth, unique_pdf())).json()["job_id"])
-    await pool.execute("UPDATE upload_jobs SET created_at = now() - interval '2 hours' "
-                       "WHERE job_id = $1", job_id)  # fmt: skip
+    await pool.execute(
+        "UPDATE upload_jobs SET created_at = now() - interval '2 hours' WHERE job_id = $1", job_id
+    )
 
     async def expired() -> bool:
         status = await pool.fetchval("SELECT status FROM upload_jobs WHERE job_id = $1", job_id)

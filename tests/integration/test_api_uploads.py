@@ -37,9 +37,12 @@ pytestmark = pytest.mark.integration
 
 
 async def test_one_step_upload_creates_job_and_emits_one_uploaded_event(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, user: uuid.UUID,
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+    user: uuid.UUID,
     pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+) -> None:
     data = unique_pdf()
     response = await upload(api, auth, data, headers={"X-Correlation-ID": "corr-one-step-1"})
     assert response.status_code == 202, response.text
@@ -54,26 +57,37 @@ async def test_one_step_upload_creates_job_and_emits_one_uploaded_event(
     assert event.sha256 == sha256(data) and event.size == len(data)
     assert event.storage_path == f"raw/{user}/{body['document_id']}.pdf"
     assert headers_of(record) == {
-        "x-correlation-id": "corr-one-step-1", "x-job-id": body["job_id"],
-        "x-user-id": str(user), "x-document-id": body["document_id"],
+        "x-correlation-id": "corr-one-step-1",
+        "x-job-id": body["job_id"],
+        "x-user-id": str(user),
+        "x-document-id": body["document_id"],
         "x-event-id": str(event.event_id),
-    }  # fmt: skip
+    }
     stored = api_settings.storage_root / event.storage_path
     assert stored.read_bytes() == data
-    job = await pool.fetchrow("SELECT * FROM upload_jobs WHERE job_id = $1",
-                              uuid.UUID(body["job_id"]))  # fmt: skip
+    job = await pool.fetchrow(
+        "SELECT * FROM upload_jobs WHERE job_id = $1", uuid.UUID(body["job_id"])
+    )
     assert job["correlation_id"] == "corr-one-step-1"
 
 
 async def _declare(api: httpx.AsyncClient, auth: dict[str, str], data: bytes, **overrides: object):  # type: ignore[no-untyped-def]
-    body = {"filename": "policy.pdf", "bytes": len(data), "sha256": sha256(data),
-            "mime": "application/pdf", **overrides}  # fmt: skip
+    body = {
+        "filename": "policy.pdf",
+        "bytes": len(data),
+        "sha256": sha256(data),
+        "mime": "application/pdf",
+        **overrides,
+    }
     return await api.post("/api/v2/upload", json=body, headers=auth)
 
 
 async def test_two_step_upload_emits_only_after_verified_bytes_arrive(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+) -> None:
     data = unique_pdf()
     declared = await _declare(api, auth, data)
     assert declared.status_code == 202, declared.text
@@ -93,8 +107,9 @@ async def test_two_step_upload_emits_only_after_verified_bytes_arrive(
 
 
 async def test_put_with_wrong_bytes_is_400_and_the_job_keeps_waiting(
-    api: httpx.AsyncClient, auth: dict[str, str],
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+) -> None:
     data = unique_pdf()
     body = (await _declare(api, auth, data)).json()
     shorter = await api.put(body["signed_url"], content=data[:-1])
@@ -106,8 +121,10 @@ async def test_put_with_wrong_bytes_is_400_and_the_job_keeps_waiting(
 
 
 async def test_tampered_or_expired_signed_url_is_403(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+) -> None:
     data = unique_pdf()
     body = (await _declare(api, auth, data)).json()
     url = httpx.URL(body["signed_url"])
@@ -126,8 +143,9 @@ async def test_tampered_or_expired_signed_url_is_403(
 
 
 async def test_declared_pdf_that_fails_validation_is_422_and_removed(
-    api: httpx.AsyncClient, auth: dict[str, str],
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+) -> None:
     data = ENCRYPTED_PDF
     body = (await _declare(api, auth, data)).json()
     response = await api.put(body["signed_url"], content=data)
@@ -146,9 +164,14 @@ async def test_declared_pdf_that_fails_validation_is_422_and_removed(
     ],
 )
 async def test_one_step_upload_rejects_bad_pdfs_with_their_codes(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, pool: asyncpg.Pool,
-    data: bytes, status: int, code: str,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+    data: bytes,
+    status: int,
+    code: str,
+) -> None:
     response = await upload(api, auth, data)
     assert (response.status_code, response.json()["error"]["code"]) == (status, code)
     assert await queued_uploads(pool, api_settings) == []
@@ -164,18 +187,25 @@ async def test_upload_over_the_size_limit_is_413(
 
 
 async def test_filename_is_sanitised_and_never_used_as_the_storage_path(
-    api: httpx.AsyncClient, auth: dict[str, str], pool: asyncpg.Pool, user: uuid.UUID,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    pool: asyncpg.Pool,
+    user: uuid.UUID,
+) -> None:
     response = await upload(api, auth, unique_pdf(), name="../../etc/pa\u0073\u0301wd\u202e.pdf")
-    doc = await pool.fetchrow("SELECT * FROM documents WHERE document_id = $1",
-                              uuid.UUID(response.json()["document_id"]))  # fmt: skip
+    doc = await pool.fetchrow(
+        "SELECT * FROM documents WHERE document_id = $1", uuid.UUID(response.json()["document_id"])
+    )
     assert doc["filename"] == "pa\u015bwd.pdf"
     assert doc["raw_path"] == f"raw/{user}/{doc['document_id']}.pdf"
 
 
 async def test_same_user_same_sha_returns_the_existing_document_as_duplicate(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, user: uuid.UUID,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+    user: uuid.UUID,
+) -> None:
     data = unique_pdf()
     first = (await upload(api, auth, data)).json()
     again = await upload(api, auth, data, name="renamed.pdf")
@@ -191,9 +221,12 @@ async def test_same_user_same_sha_returns_the_existing_document_as_duplicate(
 
 
 async def test_ten_concurrent_identical_uploads_give_one_document_one_job_one_event(
-    api: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings, user: uuid.UUID,
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    api_settings: Settings,
+    user: uuid.UUID,
     pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+) -> None:
     data = unique_pdf()
     responses = await asyncio.gather(*(upload(api, auth, data) for _ in range(10)))
     statuses = sorted(r.status_code for r in responses)

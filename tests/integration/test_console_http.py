@@ -78,8 +78,13 @@ async def _failed_job(api: httpx.AsyncClient, auth: dict[str, str], pool: asyncp
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     async with pool.acquire() as conn, conn.transaction():
-        await jobs.fail(conn, job_id=uuid.UUID(job_id), status="failed_parse", actor="parser",
-                        error={"code": "boom", "message": "it broke"})  # fmt: skip
+        await jobs.fail(
+            conn,
+            job_id=uuid.UUID(job_id),
+            status="failed_parse",
+            actor="parser",
+            error={"code": "boom", "message": "it broke"},
+        )
     return job_id
 
 
@@ -104,8 +109,13 @@ async def test_the_api_serves_no_console_page(
     api: httpx.AsyncClient, console: httpx.AsyncClient
 ) -> None:
     token = await _login_token()
-    for path in ("/console/", "/console/login", "/console/jobs", "/console/dlq",
-                 "/console/static/console.js"):  # fmt: skip
+    for path in (
+        "/console/",
+        "/console/login",
+        "/console/jobs",
+        "/console/dlq",
+        "/console/static/console.js",
+    ):
         response = await api.get(path, params={"token": token})
         assert response.status_code == 404, (path, response.status_code)
     refused = await api.post("/console/dlq/redrive", data={"id": "x:0:0", "confirm": "yes"})
@@ -146,8 +156,9 @@ async def test_an_expired_or_made_up_token_signs_nobody_in(
     token = await _login_token()
     await pool.execute(
         "UPDATE console_tokens SET expires_at = now() - interval '1 second' "
-        "WHERE token_sha256 = encode(sha256($1::text::bytea), 'hex')", token,
-    )  # fmt: skip
+        "WHERE token_sha256 = encode(sha256($1::text::bytea), 'hex')",
+        token,
+    )
     assert (await console.get("/console/login", params={"token": token})).status_code == 401
     assert (await console.get("/console/login", params={"token": "x" * 43})).status_code == 401
 
@@ -156,8 +167,13 @@ async def test_a_user_token_reads_no_console_page(
     console: httpx.AsyncClient, auth: dict[str, str], api_settings: Settings
 ) -> None:
     service = bearer(api_settings, uuid.uuid4(), role="service_role")
-    for path in ("/console/", "/console/jobs", "/console/api/pipeline", "/console/cost",
-                 "/console/dlq"):  # fmt: skip
+    for path in (
+        "/console/",
+        "/console/jobs",
+        "/console/api/pipeline",
+        "/console/cost",
+        "/console/dlq",
+    ):
         for headers in (auth, service):
             response = await console.get(path, headers=headers)
             assert response.status_code == 401, (path, response.status_code)
@@ -171,8 +187,7 @@ async def test_retry_without_the_csrf_token_is_refused_and_changes_nothing(
     for form in ({}, {"csrf": "forged"}):
         refused = await console.post(f"/console/jobs/{job_id}/retry", data=form)
         assert refused.status_code == 403 and "CSRF" in refused.text
-    row = await pool.fetchrow("SELECT status FROM upload_jobs WHERE job_id = $1",
-                              uuid.UUID(job_id))  # fmt: skip
+    row = await pool.fetchrow("SELECT status FROM upload_jobs WHERE job_id = $1", uuid.UUID(job_id))
     assert row["status"] == "failed_parse"
     redrive = await console.post("/console/dlq/redrive", data={"id": "x:0:0", "confirm": "yes"})
     assert redrive.status_code == 403 and "CSRF" in redrive.text
@@ -187,17 +202,18 @@ async def test_retry_with_the_csrf_token_reopens_the_job_and_is_audited(
     assert page.status_code == 200 and "Retry from the failed stage" in page.text
     done = await console.post(f"/console/jobs/{job_id}/retry", data={"csrf": _csrf(page.text)})
     assert done.status_code == 303, done.text
-    row = await pool.fetchrow("SELECT status, state FROM upload_jobs WHERE job_id = $1",
-                              uuid.UUID(job_id))  # fmt: skip
+    row = await pool.fetchrow(
+        "SELECT status, state FROM upload_jobs WHERE job_id = $1", uuid.UUID(job_id)
+    )
     assert row["state"] == "queued" and row["status"] not in jobs.FAILED
     reopened = await pool.fetchval(
         "SELECT stage FROM events WHERE job_id = $1 AND kind = 'reopened'", uuid.UUID(job_id)
     )
     assert reopened == "console:bob"
     audit = await pool.fetchrow(
-        "SELECT stage, detail FROM events WHERE kind = 'console_retry' "
-        "AND detail->>'job_id' = $1", job_id,
-    )  # fmt: skip
+        "SELECT stage, detail FROM events WHERE kind = 'console_retry' AND detail->>'job_id' = $1",
+        job_id,
+    )
     assert audit["stage"] == "console:bob" and audit["detail"]["result"] == "retried"
 
 
@@ -208,20 +224,24 @@ async def test_a_session_without_the_ops_role_may_read_but_not_act(
     token = await _login_token("viewer")
     await pool.execute(
         "UPDATE console_tokens SET role = 'viewer' "
-        "WHERE token_sha256 = encode(sha256($1::text::bytea), 'hex')", token,
-    )  # fmt: skip
+        "WHERE token_sha256 = encode(sha256($1::text::bytea), 'hex')",
+        token,
+    )
     assert (await console.get("/console/login", params={"token": token})).status_code == 303
     page = await console.get(f"/console/jobs/{job_id}")
     assert page.status_code == 200
-    refused = await console.post(f"/console/jobs/{job_id}/retry",
-                                 data={"csrf": _csrf(page.text)})  # fmt: skip
+    refused = await console.post(f"/console/jobs/{job_id}/retry", data={"csrf": _csrf(page.text)})
     assert refused.status_code == 403 and "ops role" in refused.text
 
 
 async def test_the_jobs_page_filters_and_pages_by_keyset(
-    api: httpx.AsyncClient, console: httpx.AsyncClient, auth: dict[str, str], user: uuid.UUID,
-    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    api: httpx.AsyncClient,
+    console: httpx.AsyncClient,
+    auth: dict[str, str],
+    user: uuid.UUID,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     made = [(await upload(api, auth, unique_pdf())).json()["job_id"] for _ in range(3)]
     failed = await _failed_job(api, auth, pool)
     await _signed_in(console)
@@ -229,8 +249,9 @@ async def test_the_jobs_page_filters_and_pages_by_keyset(
     shown = re.findall(r'<tr data-job="([^"]+)"', every.text)
     assert shown == [failed, *reversed(made)]  # newest first
 
-    only_dead = await console.get("/console/jobs",
-                                  params={"user": str(user), "state": "deadletter"})  # fmt: skip
+    only_dead = await console.get(
+        "/console/jobs", params={"user": str(user), "state": "deadletter"}
+    )
     assert re.findall(r'<tr data-job="([^"]+)"', only_dead.text) == [failed]
 
     monkeypatch.setattr(routes, "PAGE_SIZE", 2)

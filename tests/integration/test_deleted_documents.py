@@ -24,10 +24,16 @@ def _deleted_count() -> float:
 
 def _parsed(job_id: uuid.UUID, document_id: uuid.UUID, user_id: uuid.UUID) -> DocumentParsed:
     return DocumentParsed(
-        event_id=DocumentParsed.make_id(job_id), job_id=job_id, document_id=document_id,
-        user_id=user_id, correlation_id=f"corr-{job_id}", parsed_path="parsed/x.md",
-        parsed_sha256="0" * 64, pages=1, parser="test",
-    )  # fmt: skip
+        event_id=DocumentParsed.make_id(job_id),
+        job_id=job_id,
+        document_id=document_id,
+        user_id=user_id,
+        correlation_id=f"corr-{job_id}",
+        parsed_path="parsed/x.md",
+        parsed_sha256="0" * 64,
+        pages=1,
+        parser="test",
+    )
 
 
 async def test_an_event_for_a_deleted_document_is_skipped_and_a_forged_one_dead_lettered(

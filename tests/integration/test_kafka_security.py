@@ -209,8 +209,11 @@ def test_cli_commands_exit_3_with_one_line_when_kafka_refuses_them(
         expected = "TLS: the broker's certificate is not trusted"
     result = subprocess.run(
         [sys.executable, "-m", "accessa.cli.main", *command],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 3, result.stderr
     assert result.stderr.count("\n") == 1 and expected in result.stderr
     assert "Traceback" not in result.stdout + result.stderr

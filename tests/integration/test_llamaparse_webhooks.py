@@ -38,9 +38,12 @@ ENCRYPTED = (CORPUS / "libreoffice-writer-password.pdf").read_bytes()
 @pytest.fixture
 def api(infra: Settings, tmp_path: Path) -> Iterator[LiveServer]:
     """The producer API under real uvicorn, with this test's webhook secret."""
-    settings = infra.model_copy(update={
-        "storage_dir": tmp_path / "storage", "llamaparse_webhook_secret": SecretStr(SECRET),
-    })  # fmt: skip
+    settings = infra.model_copy(
+        update={
+            "storage_dir": tmp_path / "storage",
+            "llamaparse_webhook_secret": SecretStr(SECRET),
+        }
+    )
     with LiveServer(create_app(settings, with_relay=False)) as server:
         yield server
 
@@ -57,11 +60,17 @@ async def mock() -> AsyncIterator[MockControl]:
 def webhook_settings(infra: Settings, api: LiveServer, mock: MockControl) -> Settings:
     """Webhook mode with the callback URL left to its default: the API URL + the route. The
     re-check is far beyond the timeout, so only a webhook can end a wait in time."""
-    return infra.model_copy(update={
-        "parser_backend": "llamaparse", "llamaparse_mode": "webhook", "api_url": api.url,
-        "llamaparse_base_url": mock.url, "llamaparse_webhook_secret": SecretStr(SECRET),
-        "llamaparse_timeout_s": 20.0, "llamaparse_webhook_recheck_s": 600.0,
-    })  # fmt: skip
+    return infra.model_copy(
+        update={
+            "parser_backend": "llamaparse",
+            "llamaparse_mode": "webhook",
+            "api_url": api.url,
+            "llamaparse_base_url": mock.url,
+            "llamaparse_webhook_secret": SecretStr(SECRET),
+            "llamaparse_timeout_s": 20.0,
+            "llamaparse_webhook_recheck_s": 600.0,
+        }
+    )
 
 
 @pytest.fixture
@@ -78,8 +87,10 @@ async def new_document(pool: asyncpg.Pool) -> uuid.UUID:
     await pool.execute(
         "INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path) "
         "VALUES ($1, $2, $3, 1, 'p.pdf', 'raw/p.pdf')",
-        document_id, uuid.uuid4(), hashlib.sha256(document_id.bytes).hexdigest(),
-    )  # fmt: skip
+        document_id,
+        uuid.uuid4(),
+        hashlib.sha256(document_id.bytes).hexdigest(),
+    )
     return document_id
 
 
@@ -125,8 +136,9 @@ async def test_a_forged_signature_is_401_and_changes_nothing(
     job_id = f"job-{uuid.uuid4()}"
     await pool.execute(
         "INSERT INTO llamaparse_jobs (document_id, llamaparse_job_id) VALUES ($1, $2)",
-        document_id, job_id,
-    )  # fmt: skip
+        document_id,
+        job_id,
+    )
     before = await llamaparse_row(pool, document_id)
     body = json.dumps({"event": "parse.success", "job_id": job_id, "status": "SUCCESS"}).encode()
     forged = [
@@ -155,9 +167,11 @@ async def test_a_signed_event_for_an_unknown_job_is_404(api: LiveServer) -> None
 
 
 async def test_a_redelivery_after_a_crash_reuses_the_submitted_job(
-    webhook_settings: Settings, backend: LlamaParseWebhookBackend, mock: MockControl,
+    webhook_settings: Settings,
+    backend: LlamaParseWebhookBackend,
+    mock: MockControl,
     pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+) -> None:
     await mock.configure(delay_s=1.0)
     document_id = await new_document(pool)
     first = asyncio.create_task(backend.parse(FOUR_PAGES, "four.pdf", document_id=document_id))
@@ -245,8 +259,9 @@ async def test_a_job_llamaparse_has_purged_is_submitted_again(
     document_id = await new_document(pool)
     await pool.execute(
         "INSERT INTO llamaparse_jobs (document_id, llamaparse_job_id, status) "
-        "VALUES ($1, 'purged-long-ago', 'success')", document_id,
-    )  # fmt: skip
+        "VALUES ($1, 'purged-long-ago', 'success')",
+        document_id,
+    )
     parsed = await backend.parse(FOUR_PAGES, "four.pdf", document_id=document_id)
     assert parsed.pages == 4
     row = await llamaparse_row(pool, document_id)
@@ -262,10 +277,13 @@ async def webhook_stages(stages: Stages, mock: MockControl) -> AsyncIterator[Sta
     )
     with LiveServer(create_app(api_settings, with_relay=False)) as api:
         for name, value in {
-            "parser_backend": "llamaparse", "llamaparse_mode": "webhook", "api_url": api.url,
-            "llamaparse_base_url": mock.url, "llamaparse_webhook_secret": SecretStr(SECRET),
+            "parser_backend": "llamaparse",
+            "llamaparse_mode": "webhook",
+            "api_url": api.url,
+            "llamaparse_base_url": mock.url,
+            "llamaparse_webhook_secret": SecretStr(SECRET),
             "llamaparse_webhook_recheck_s": 600.0,
-        }.items():  # fmt: skip
+        }.items():
             setattr(stages.settings, name, value)
         yield stages
         await stages.stop()  # before the API goes

@@ -60,16 +60,16 @@ async def _commit_row(settings: Settings) -> int:
         async with other.acquire() as conn, conn.transaction():
             event = uploaded_event()
             await outbox.write_row(conn, f"{settings.topic_prefix}uploaded", event)
-            return await conn.fetchval("SELECT id FROM outbox WHERE headers->>'x-job-id' = $1",
-                                       str(event.job_id))  # fmt: skip
+            return await conn.fetchval(
+                "SELECT id FROM outbox WHERE headers->>'x-job-id' = $1", str(event.job_id)
+            )
     finally:
         await other.close()
 
 
 async def _published(pool: asyncpg.Pool, row: int) -> None:
     async def sent() -> bool:
-        return await pool.fetchval("SELECT published_at IS NOT NULL FROM outbox WHERE id = $1",
-                                   row)  # fmt: skip
+        return await pool.fetchval("SELECT published_at IS NOT NULL FROM outbox WHERE id = $1", row)
 
     await wait_for(sent, timeout=IN_TIME_S, what=f"outbox row {row} published")
 
@@ -82,8 +82,9 @@ async def _listener_pid(pool: asyncpg.Pool, since: datetime, other_than: int = 0
             """SELECT pid FROM pg_stat_activity
                WHERE application_name = 'accessa listen outbox' AND state = 'idle'
                  AND backend_start >= $1 AND pid <> $2""",
-            since, other_than,
-        )  # fmt: skip
+            since,
+            other_than,
+        )
 
     return await wait_for(idle, timeout=IN_TIME_S, what="the relay's LISTEN connection")
 
@@ -124,8 +125,9 @@ async def test_an_upload_wakes_the_relay_of_its_own_api_process(
         await _published(pool, first)
         response = await upload(api, bearer(slow_poll, uuid.uuid4()), unique_pdf())
         assert response.status_code == 202
-        row = await pool.fetchval("SELECT id FROM outbox WHERE headers->>'x-job-id' = $1",
-                                  response.json()["job_id"])  # fmt: skip
+        row = await pool.fetchval(
+            "SELECT id FROM outbox WHERE headers->>'x-job-id' = $1", response.json()["job_id"]
+        )
         await _published(pool, row)
     keys = {r.key.decode() for r in await uploaded_records(slow_poll, expect=2)}
     assert response.json()["document_id"] in keys
@@ -188,8 +190,9 @@ async def test_an_enqueue_wakes_the_relay_once_its_transaction_commits_and_never
             await tx.enqueue(sent)
             assert not wakeup.is_set()
         assert wakeup.is_set()  # set by the commit itself, before anything else ran
-        row = await pool.fetchval("SELECT id FROM outbox WHERE headers->>'x-job-id' = $1",
-                                  str(sent.job_id))  # fmt: skip
+        row = await pool.fetchval(
+            "SELECT id FROM outbox WHERE headers->>'x-job-id' = $1", str(sent.job_id)
+        )
         await _published(pool, row)  # in time only because the relay woke (it polls each minute)
     finally:
         stop.set()

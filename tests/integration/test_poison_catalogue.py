@@ -77,8 +77,12 @@ class Job:
         return str(self.document_id).encode()
 
     def ids(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "document_id": self.document_id,
-                "user_id": self.user_id, "correlation_id": f"corr-{self.job_id}"}  # fmt: skip
+        return {
+            "job_id": self.job_id,
+            "document_id": self.document_id,
+            "user_id": self.user_id,
+            "correlation_id": f"corr-{self.job_id}",
+        }
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,13 @@ def record_of(event: Event, **extra: bytes) -> Rec:
 
 def retry_headers(kit: Kit, due_at: bytes) -> dict[str, bytes]:
     """What the runtime adds when it sends a record to `uploaded.retry.1`."""
-    return {Headers.ATTEMPT: b"1", Headers.DUE_AT: due_at, Headers.ERROR_CODE: b"test_busy",
-            Headers.ORIGINAL_TOPIC: kit.topic("uploaded").encode(),
-            Headers.ORIGINAL_PARTITION: str(PARTITION).encode()}  # fmt: skip
+    return {
+        Headers.ATTEMPT: b"1",
+        Headers.DUE_AT: due_at,
+        Headers.ERROR_CODE: b"test_busy",
+        Headers.ORIGINAL_TOPIC: kit.topic("uploaded").encode(),
+        Headers.ORIGINAL_PARTITION: str(PARTITION).encode(),
+    }
 
 
 @dataclass
@@ -181,21 +189,29 @@ class Kit:
     ) -> Job:
         """What the API does for an upload (store, insert document + job), then `status`."""
         pdf = (CORPUS / "minimal-document.pdf").read_bytes() if pdf is None else pdf
-        job = Job(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), hashlib.sha256(pdf).hexdigest(),
-                  len(pdf))  # fmt: skip
+        job = Job(
+            uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), hashlib.sha256(pdf).hexdigest(), len(pdf)
+        )
         path = raw_key(job.user_id, job.document_id)
         if store:
             await self.stages.storage.put(path, pdf)
         await self.pool.execute(
             """INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path)
                VALUES ($1, $2, $3, $4, 'policy.pdf', $5)""",
-            job.document_id, job.user_id, job.sha256, job.size, path,
-        )  # fmt: skip
+            job.document_id,
+            job.user_id,
+            job.sha256,
+            job.size,
+            path,
+        )
         await self.pool.execute(
             "INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id) "
-            "VALUES ($1, $2, $3, $4)", job.job_id, job.user_id, job.document_id,
+            "VALUES ($1, $2, $3, $4)",
+            job.job_id,
+            job.user_id,
+            job.document_id,
             f"corr-{job.job_id}",
-        )  # fmt: skip
+        )
         if status != "uploaded":
             await self.set_status(job, status)
         return job
@@ -205,18 +221,27 @@ class Kit:
         await self.pool.execute(
             f"UPDATE upload_jobs SET status = $2, "
             f"state = CASE WHEN $2 = 'complete' THEN 'done' ELSE 'working' END{sets} "
-            f"WHERE job_id = $1", job.job_id, status, *fields.values(),
-        )  # fmt: skip
+            f"WHERE job_id = $1",
+            job.job_id,
+            status,
+            *fields.values(),
+        )
 
     async def job_row(self, job: Job) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM upload_jobs WHERE job_id = $1", job.job_id)
 
     def uploaded(self, job: Job, **overrides: Any) -> DocumentUploaded:
-        return DocumentUploaded(**{
-            "event_id": DocumentUploaded.make_id(job.job_id), **job.ids(),
-            "storage_path": raw_key(job.user_id, job.document_id), "sha256": job.sha256,
-            "size": job.size, "filename": "policy.pdf", **overrides,
-        })  # fmt: skip
+        return DocumentUploaded(
+            **{
+                "event_id": DocumentUploaded.make_id(job.job_id),
+                **job.ids(),
+                "storage_path": raw_key(job.user_id, job.document_id),
+                "sha256": job.sha256,
+                "size": job.size,
+                "filename": "policy.pdf",
+                **overrides,
+            }
+        )
 
     async def parsed(self, job: Job, markdown: str, *, store: bool = True) -> DocumentParsed:
         """The job as the parser leaves it: markdown stored, job `parse_validated`."""
@@ -225,9 +250,14 @@ class Kit:
             await self.stages.storage.put(path, markdown.encode())
         digest = sha256_text(markdown)
         await self.set_status(job, "parse_validated", parsed_path=path, parsed_sha256=digest)
-        return DocumentParsed(event_id=DocumentParsed.make_id(job.job_id), **job.ids(),
-                              parsed_path=path, parsed_sha256=digest, pages=1,
-                              parser="test")  # fmt: skip
+        return DocumentParsed(
+            event_id=DocumentParsed.make_id(job.job_id),
+            **job.ids(),
+            parsed_path=path,
+            parsed_sha256=digest,
+            pages=1,
+            parser="test",
+        )
 
     async def chunked(self, job: Job, markdown: str) -> ChunksCreated:
         """The job as the chunker leaves it: chunks buffered, job `chunks_stored`."""
@@ -236,11 +266,14 @@ class Kit:
         chunks = chunk_markdown(markdown, document_id=job.document_id, version=version)
         async with self.pool.acquire() as conn:
             await buffer_chunks(conn, parsed, version, chunks)
-        await self.set_status(job, "chunks_stored", chunks_version=version,
-                              chunk_count=len(chunks))  # fmt: skip
-        return ChunksCreated(event_id=ChunksCreated.make_id(job.job_id, version), **job.ids(),
-                             chunker_version=version, chunk_count=len(chunks),
-                             parsed_sha256=parsed.parsed_sha256)  # fmt: skip
+        await self.set_status(job, "chunks_stored", chunks_version=version, chunk_count=len(chunks))
+        return ChunksCreated(
+            event_id=ChunksCreated.make_id(job.job_id, version),
+            **job.ids(),
+            chunker_version=version,
+            chunk_count=len(chunks),
+            parsed_sha256=parsed.parsed_sha256,
+        )
 
     async def embedded(self, job: Job, markdown: str) -> ChunksEmbedded:
         """The job as the embedder leaves it: vectors buffered, job `embeddings_stored`."""
@@ -252,16 +285,27 @@ class Kit:
         await self.pool.executemany(
             """INSERT INTO document_vector_buffer (chunk_id, embed_model, job_id, document_id,
                                                    embedding) VALUES ($1, $2, $3, $4, $5)""",
-            [(r["chunk_id"], model, job.job_id, job.document_id,
-              mock_vector(r["content"], model, self.settings.embed_dimensions)) for r in rows],
-        )  # fmt: skip
+            [
+                (
+                    r["chunk_id"],
+                    model,
+                    job.job_id,
+                    job.document_id,
+                    mock_vector(r["content"], model, self.settings.embed_dimensions),
+                )
+                for r in rows
+            ],
+        )
         await self.set_status(job, "embeddings_stored", embed_model=model, vector_count=len(rows))
         return ChunksEmbedded(
             event_id=ChunksEmbedded.make_id(job.job_id, chunked.chunker_version, model),
-            **job.ids(), chunker_version=chunked.chunker_version, embed_model=model,
-            dimensions=self.settings.embed_dimensions, chunk_count=chunked.chunk_count,
+            **job.ids(),
+            chunker_version=chunked.chunker_version,
+            embed_model=model,
+            dimensions=self.settings.embed_dimensions,
+            chunk_count=chunked.chunk_count,
             parsed_sha256=chunked.parsed_sha256,
-        )  # fmt: skip
+        )
 
     async def ready(self, stage: str, markdown: str | None = None) -> tuple[Job, Event]:
         """A job waiting at `stage`'s door, and the event that opens it."""
@@ -274,12 +318,13 @@ class Kit:
 
     async def produce(self, topic: str, records: list[Rec], **config: Any) -> None:
         """Each record to `PARTITION` of `topic`, in order, acknowledged by the broker."""
-        producer = kafka_clients.producer(self.settings, acks="all", **config)  # fmt: skip
+        producer = kafka_clients.producer(self.settings, acks="all", **config)
         await producer.start()
         try:
             for r in records:
-                await producer.send_and_wait(topic, r.value, key=r.key, partition=PARTITION,
-                                             headers=list(r.headers.items()))  # fmt: skip
+                await producer.send_and_wait(
+                    topic, r.value, key=r.key, partition=PARTITION, headers=list(r.headers.items())
+                )
         finally:
             await producer.stop()
 
@@ -330,14 +375,21 @@ class Kit:
                  (SELECT count(*) FROM document_vector_buffer WHERE job_id = $3)
                    AS vector_buffer,
                  (SELECT count(*) FROM document_chunks WHERE document_id = $4) AS final_rows""",
-            self.group(stage), list(poison.event_ids), job.job_id, job.document_id,
-        )  # fmt: skip
+            self.group(stage),
+            list(poison.event_ids),
+            job.job_id,
+            job.document_id,
+        )
         parsed_file = await self.stages.storage.exists(parsed_key(job.user_id, job.document_id))
-        writes = {"parser": {"parsed_file": int(parsed_file)},
-                  "chunker": {"chunk_buffer": row["chunk_buffer"]},
-                  "embedder": {"vector_buffer": row["vector_buffer"]},
-                  "finalizer": {"chunk_buffer": row["chunk_buffer"],
-                                "vector_buffer": row["vector_buffer"]}}  # fmt: skip
+        writes = {
+            "parser": {"parsed_file": int(parsed_file)},
+            "chunker": {"chunk_buffer": row["chunk_buffer"]},
+            "embedder": {"vector_buffer": row["vector_buffer"]},
+            "finalizer": {
+                "chunk_buffer": row["chunk_buffer"],
+                "vector_buffer": row["vector_buffer"],
+            },
+        }
         return {"dedup_rows": row["dedup_rows"], "final_rows": row["final_rows"], **writes[stage]}
 
 
@@ -369,8 +421,9 @@ async def _named(kit: Kit, value: Callable[[DocumentUploaded], bytes | None]) ->
     """An `uploaded` record naming a real job in its headers, with `value` made of its event."""
     job = await kit.job()
     event = kit.uploaded(job)
-    return Poison([Rec(value(event), job.key, headers_of(event))], job=job,
-                  event_ids=(event.event_id,))  # fmt: skip
+    return Poison(
+        [Rec(value(event), job.key, headers_of(event))], job=job, event_ids=(event.event_id,)
+    )
 
 
 def _json_with(event: Event, **changes: Any) -> bytes:
@@ -400,11 +453,19 @@ async def empty_value(kit: Kit) -> Poison:
 
 async def unknown_event_type(kit: Kit) -> Poison:
     """A `chunked` event published to `uploaded`."""
-    return await _named(kit, lambda e: ChunksCreated(
-        event_id=ChunksCreated.make_id(e.job_id, "x"), job_id=e.job_id,
-        document_id=e.document_id, user_id=e.user_id, correlation_id=e.correlation_id,
-        chunker_version="markdown-simple@1", chunk_count=1, parsed_sha256="0" * 64,
-    ).to_bytes())  # fmt: skip
+    return await _named(
+        kit,
+        lambda e: ChunksCreated(
+            event_id=ChunksCreated.make_id(e.job_id, "x"),
+            job_id=e.job_id,
+            document_id=e.document_id,
+            user_id=e.user_id,
+            correlation_id=e.correlation_id,
+            chunker_version="markdown-simple@1",
+            chunk_count=1,
+            parsed_sha256="0" * 64,
+        ).to_bytes(),
+    )
 
 
 async def unknown_job(kit: Kit) -> Poison:
@@ -513,9 +574,13 @@ def with_headers(
 
 
 def garbled(event: DocumentUploaded) -> dict[str, bytes]:
-    return {Headers.CORRELATION_ID: b"\xff\xfe\xfd", Headers.JOB_ID: b"not-a-uuid",
-            Headers.DOCUMENT_ID: str(uuid.uuid4()).encode(), Headers.USER_ID: b"\xc3\x28",
-            Headers.ATTEMPT: b"many"}  # fmt: skip
+    return {
+        Headers.CORRELATION_ID: b"\xff\xfe\xfd",
+        Headers.JOB_ID: b"not-a-uuid",
+        Headers.DOCUMENT_ID: str(uuid.uuid4()).encode(),
+        Headers.USER_ID: b"\xc3\x28",
+        Headers.ATTEMPT: b"many",
+    }
 
 
 async def _output_headers_come_from_the_event(kit: Kit, poison: Poison) -> None:
@@ -563,8 +628,9 @@ async def _one_parse_two_equal_outputs(kit: Kit, poison: Poison) -> None:
     assert poison.job is not None
     advanced = await kit.pool.fetchval(
         "SELECT count(*) FROM events WHERE job_id = $1 AND kind = 'advanced' AND status = $2",
-        poison.job.job_id, "parsed",
-    )  # fmt: skip
+        poison.job.job_id,
+        "parsed",
+    )
     assert advanced == 1
     out = [r.value for r in await kit.records("parsed") if r.key == poison.job.key]
     assert len(out) == 2 and len(set(out)) == 1  # the duplicate re-emits the same event

@@ -26,8 +26,10 @@ async def _insert_document(conn: asyncpg.Connection, user_id: uuid.UUID) -> uuid
         """INSERT INTO upload_pipeline.documents
              (document_id, user_id, sha256, size, filename, raw_path)
            VALUES ($1, $2, $3, 1, 'roles.pdf', 'raw/roles.pdf')""",
-        document_id, user_id, uuid.uuid4().hex * 2,
-    )  # fmt: skip
+        document_id,
+        user_id,
+        uuid.uuid4().hex * 2,
+    )
     return document_id
 
 
@@ -102,11 +104,14 @@ async def test_a_user_transaction_that_resets_its_role_sees_nothing_more(infra: 
             for table in USER_TABLES:
                 assert await conn.fetchval(n.format(table), other) == 0, table
         # Outside a user transaction the API works across users (housekeeping, webhooks).
-        assert await pool.fetchval("SELECT count(*) FROM documents WHERE document_id = $1",
-                                   other_doc) == 1  # fmt: skip
+        assert (
+            await pool.fetchval("SELECT count(*) FROM documents WHERE document_id = $1", other_doc)
+            == 1
+        )
     finally:
-        await ops.execute("DELETE FROM upload_pipeline.documents WHERE document_id = ANY($1)",
-                          [my_doc, other_doc])  # fmt: skip
+        await ops.execute(
+            "DELETE FROM upload_pipeline.documents WHERE document_id = ANY($1)", [my_doc, other_doc]
+        )
         await ops.close()
         await pool.close()
 

@@ -57,8 +57,10 @@ async def version_rows(
     return await pool.fetch(
         "SELECT chunk_id, content, content_sha256, embedding FROM document_chunks "
         "WHERE document_id = $1 AND chunker_version = $2 AND embed_model = $3 ORDER BY ordinal",
-        document, chunker, model,
-    )  # fmt: skip
+        document,
+        chunker,
+        model,
+    )
 
 
 async def active(pool: asyncpg.Pool, document: uuid.UUID) -> tuple[str, str]:
@@ -79,8 +81,9 @@ async def search_as(stages: Stages, user: uuid.UUID, text: str, model: str) -> l
 async def reprocess(stages: Stages, document: uuid.UUID, **request: Any) -> rp.Planned:
     target = rp.resolve_target(stages.settings, **request)
     planned = await rp.plan(stages.pool, target, document=document)
-    await rp.start(stages.settings, stages.pool, target, planned,
-                   correlation_id=f"reprocess-{uuid.uuid4()}")  # fmt: skip
+    await rp.start(
+        stages.settings, stages.pool, target, planned, correlation_id=f"reprocess-{uuid.uuid4()}"
+    )
     [item] = planned
     return item
 
@@ -110,8 +113,9 @@ async def test_reprocessing_from_chunk_builds_beside_the_old_version_switches_at
     await job_reaches(stages, item.job_id, "embeddings_stored")
     buffered = await pool.fetchval(
         "SELECT count(*) FROM document_vector_buffer WHERE job_id = $1 AND embed_model = $2",
-        item.job_id, SMALL,
-    )  # fmt: skip
+        item.job_id,
+        SMALL,
+    )
     assert buffered == (await stages.job(item.job_id))["chunk_count"] > len(old)
     assert await active(pool, doc) == (V1, SMALL)
     hits = await search_as(stages, user, old[0]["content"], SMALL)
@@ -204,8 +208,11 @@ async def test_reprocessing_from_embed_re_embeds_the_active_chunks_with_the_new_
 
     # The API embeds the query with the document's active model (over HTTP to the mock).
     async with running(create_app(stages.settings)) as api:
-        response = await api.get("/api/v2/search", params={"q": old[0]["content"], "k": 3},
-                                 headers=bearer(stages.settings, user))  # fmt: skip
+        response = await api.get(
+            "/api/v2/search",
+            params={"q": old[0]["content"], "k": 3},
+            headers=bearer(stages.settings, user),
+        )
     assert response.status_code == 200, response.text
     assert response.json()["hits"][0]["chunk_id"] == str(old[0]["chunk_id"])
 
@@ -221,8 +228,11 @@ async def test_running_the_same_reprocess_again_changes_no_rows_and_costs_no_emb
     second = await reprocess(stages, doc, from_stage="chunk", chunker_version=V2)
     assert (first.action, second.action) == ("queue", "resume")
     assert second.job_id == first.job_id
-    sent = [r for r in await read_topic(settings, f"{settings.topic_prefix}parsed")
-            if json.loads(r.value)["job_id"] == str(first.job_id)]  # fmt: skip
+    sent = [
+        r
+        for r in await read_topic(settings, f"{settings.topic_prefix}parsed")
+        if json.loads(r.value)["job_id"] == str(first.job_id)
+    ]
     assert len(sent) == 2
     assert len({json.loads(r.value)["event_id"] for r in sent}) == 1
     async with pool.acquire() as conn:  # an operator's reprocess never blocks the user's uploads
@@ -231,15 +241,26 @@ async def test_running_the_same_reprocess_again_changes_no_rows_and_costs_no_emb
 
     # What the new version will hold, and which of its texts the cache already knows.
     markdown = (await stages.storage.get((await stages.job(event.job_id))["parsed_path"])).decode()
-    spec = resolve_version(V2, target_tokens=settings.chunk_target_tokens,
-                           overlap_tokens=settings.chunk_overlap_tokens)  # fmt: skip
-    expected = chunk_markdown(markdown, document_id=doc, version=spec.version,
-                              target_tokens=spec.target_tokens,
-                              overlap_tokens=spec.overlap_tokens)  # fmt: skip
+    spec = resolve_version(
+        V2, target_tokens=settings.chunk_target_tokens, overlap_tokens=settings.chunk_overlap_tokens
+    )
+    expected = chunk_markdown(
+        markdown,
+        document_id=doc,
+        version=spec.version,
+        target_tokens=spec.target_tokens,
+        overlap_tokens=spec.overlap_tokens,
+    )
     texts = {c.content_sha256 for c in expected}
-    cached = {r["content_sha256"] for r in await pool.fetch(
-        "SELECT content_sha256 FROM embedding_cache WHERE embed_model = $1 "
-        "AND content_sha256 = ANY($2::text[])", SMALL, list(texts))}  # fmt: skip
+    cached = {
+        r["content_sha256"]
+        for r in await pool.fetch(
+            "SELECT content_sha256 FROM embedding_cache WHERE embed_model = $1 "
+            "AND content_sha256 = ANY($2::text[])",
+            SMALL,
+            list(texts),
+        )
+    }
     assert texts - cached  # the smaller budget makes texts never embedded before
     before = (await stages.openai_stats())["embeds_by_hash"]
 
@@ -257,10 +278,14 @@ async def test_running_the_same_reprocess_again_changes_no_rows_and_costs_no_emb
     assert completions == 1
 
     async def counts() -> tuple[int, ...]:
-        return tuple(await pool.fetchrow(
-            "SELECT (SELECT count(*) FROM document_chunks WHERE document_id = $1),"
-            " (SELECT count(*) FROM events WHERE document_id = $1),"
-            " (SELECT count(*) FROM upload_jobs WHERE document_id = $1)", doc))  # fmt: skip
+        return tuple(
+            await pool.fetchrow(
+                "SELECT (SELECT count(*) FROM document_chunks WHERE document_id = $1),"
+                " (SELECT count(*) FROM events WHERE document_id = $1),"
+                " (SELECT count(*) FROM upload_jobs WHERE document_id = $1)",
+                doc,
+            )
+        )
 
     settled, calls = await counts(), (await stages.openai_stats())["inputs_embedded"]
     third = await reprocess(stages, doc, from_stage="chunk", chunker_version=V2)
@@ -293,14 +318,17 @@ async def test_the_cli_refuses_unknown_versions_before_publishing_and_waits_for_
     env = {"ACCESSA_TOPIC_PREFIX": settings.topic_prefix}
     base = ["--document", doc, "--json"]
 
-    for bad in (["--from-stage", "chunk", "--chunker-version", "markdown-simple@9"],
-                ["--from-stage", "embed", "--embed-model", "text-embedding-9"],
-                ["--from-stage", "embed", "--chunker-version", V2],
-                ["--from-stage", "parse"]):  # fmt: skip
+    for bad in (
+        ["--from-stage", "chunk", "--chunker-version", "markdown-simple@9"],
+        ["--from-stage", "embed", "--embed-model", "text-embedding-9"],
+        ["--from-stage", "embed", "--chunker-version", V2],
+        ["--from-stage", "parse"],
+    ):
         code, out = await asyncio.to_thread(_cli, env, *base, *bad)
         assert code == 2, out
-    code, out = await asyncio.to_thread(_cli, env, *base, "--from-stage", "chunk",
-                                        "--chunker-version", "markdown-simple@9")  # fmt: skip
+    code, out = await asyncio.to_thread(
+        _cli, env, *base, "--from-stage", "chunk", "--chunker-version", "markdown-simple@9"
+    )
     assert "unknown chunker 'markdown-simple@9'" in json.loads(out)["error"]
 
     code, out = await asyncio.to_thread(
@@ -331,7 +359,8 @@ async def test_the_cli_refuses_unknown_versions_before_publishing_and_waits_for_
         (LARGE, True),
         (SMALL, False),
     ]
-    code, out = await asyncio.to_thread(_cli, env, "gc", "--grace", "0", "--document", doc,
-                                        "--json")  # fmt: skip
+    code, out = await asyncio.to_thread(
+        _cli, env, "gc", "--grace", "0", "--document", doc, "--json"
+    )
     assert code == 0, out
     assert [v["embed_model"] for v in json.loads(out)["versions"]] == [SMALL]

@@ -25,12 +25,16 @@ DAY_S = 86_400
 
 @pytest.fixture
 def settings(infra: Settings) -> Settings:
-    return infra.model_copy(update={
-        "topic_retention_hours": 150 * 24.0,  # dedup rows must then stay 300 days
-        "retention_processed_events_days": 300.0, "retention_outbox_days": 300.0,
-        "retention_embedding_cache_days": 300.0, "retention_dlq_redrives_days": 300.0,
-        "retention_batch_rows": 1,  # several batches for two old rows
-    })  # fmt: skip
+    return infra.model_copy(
+        update={
+            "topic_retention_hours": 150 * 24.0,  # dedup rows must then stay 300 days
+            "retention_processed_events_days": 300.0,
+            "retention_outbox_days": 300.0,
+            "retention_embedding_cache_days": 300.0,
+            "retention_dlq_redrives_days": 300.0,
+            "retention_batch_rows": 1,  # several batches for two old rows
+        }
+    )
 
 
 @pytest.fixture
@@ -47,37 +51,48 @@ async def rows(pool: asyncpg.Pool) -> AsyncIterator[dict[str, dict[str, object]]
             await conn.execute(
                 "INSERT INTO processed_events (consumer, event_id, output_topic, output_value, "
                 "created_at) VALUES ($1, $2, 'parsed', 'x', now() - make_interval(days => $3))",
-                consumer, event, age,
-            )  # fmt: skip
-        for name, age, published in (("old", 400, True), ("young", 200, True),
-                                     ("unpublished", 400, False)):  # fmt: skip
+                consumer,
+                event,
+                age,
+            )
+        for name, age, published in (
+            ("old", 400, True),
+            ("young", 200, True),
+            ("unpublished", 400, False),
+        ):
             made["ob"][name] = await conn.fetchval(
                 "INSERT INTO outbox (topic, payload, created_at, published_at) VALUES "
                 "($1, 'x', now() - make_interval(days => $2), "
                 "CASE WHEN $3 THEN now() - make_interval(days => $2) END) RETURNING id",
-                f"test-gc-{tag}", age, published,
-            )  # fmt: skip
+                f"test-gc-{tag}",
+                age,
+                published,
+            )
         for name, age in (("old", 400), ("young", 200)):
             made["ec"][name] = f"{tag}-{name}"
             await conn.execute(
                 "INSERT INTO embedding_cache (content_sha256, embed_model, dimensions, embedding, "
                 "created_at) VALUES ($1, 'test-gc', 3, '[1,2,3]', "
                 "now() - make_interval(days => $2))",
-                f"{tag}-{name}", age,
-            )  # fmt: skip
+                f"{tag}-{name}",
+                age,
+            )
             made["dr"][name] = f"test-gc-{tag}:0:{age}"
             await conn.execute(
                 "INSERT INTO dlq_redrives (dlq_id, target, redriven_at) VALUES "
                 "($1, 'uploaded', now() - make_interval(days => $2))",
-                f"test-gc-{tag}:0:{age}", age,
-            )  # fmt: skip
+                f"test-gc-{tag}:0:{age}",
+                age,
+            )
     made["consumer"] = {"name": consumer}
     yield made
     async with pool.acquire() as conn:
         await conn.execute("DELETE FROM processed_events WHERE consumer = $1", consumer)
         await conn.execute("DELETE FROM outbox WHERE topic = $1", f"test-gc-{tag}")
-        await conn.execute("DELETE FROM embedding_cache WHERE embed_model = 'test-gc' "
-                           "AND content_sha256 LIKE $1", f"{tag}-%")  # fmt: skip
+        await conn.execute(
+            "DELETE FROM embedding_cache WHERE embed_model = 'test-gc' AND content_sha256 LIKE $1",
+            f"{tag}-%",
+        )
         await conn.execute("DELETE FROM dlq_redrives WHERE dlq_id LIKE $1", f"test-gc-{tag}:%")
 
 
@@ -101,9 +116,13 @@ async def _present(pool: asyncpg.Pool, made: dict[str, dict[str, object]]) -> di
             list(made["ec"].values()),
         )
     }
-    dr = {r["dlq_id"] for r in await pool.fetch(
-        "SELECT dlq_id FROM dlq_redrives WHERE dlq_id = ANY($1::text[])",
-        list(made["dr"].values()))}  # fmt: skip
+    dr = {
+        r["dlq_id"]
+        for r in await pool.fetch(
+            "SELECT dlq_id FROM dlq_redrives WHERE dlq_id = ANY($1::text[])",
+            list(made["dr"].values()),
+        )
+    }
     names = {}
     for table, found in (("pe", pe), ("ob", ob), ("ec", ec), ("dr", dr)):
         names[table] = {name for name, value in made[table].items() if value in found}
@@ -122,14 +141,18 @@ async def test_gc_deletes_rows_past_retention_and_keeps_the_rest(
     done = {o.table: o.rows for o in await retention.collect(settings, pool)}
     assert done["processed_events"] >= 2  # in batches of one row
     assert await _present(pool, rows) == {
-        "pe": {"young", "needed"}, "ob": {"young", "unpublished"},
-        "ec": {"young"}, "dr": {"young"},
-    }  # fmt: skip
+        "pe": {"young", "needed"},
+        "ob": {"young", "unpublished"},
+        "ec": {"young"},
+        "dr": {"young"},
+    }
     await retention.collect(settings, pool)  # a second run: nothing more of these goes
     assert await _present(pool, rows) == {
-        "pe": {"young", "needed"}, "ob": {"young", "unpublished"},
-        "ec": {"young"}, "dr": {"young"},
-    }  # fmt: skip
+        "pe": {"young", "needed"},
+        "ob": {"young", "unpublished"},
+        "ec": {"young"},
+        "dr": {"young"},
+    }
 
 
 async def test_a_redelivery_within_the_topic_retention_is_still_deduplicated_after_gc(

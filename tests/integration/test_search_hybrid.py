@@ -38,16 +38,33 @@ async def add_document(pool: asyncpg.Pool, user: uuid.UUID, texts: list[str]) ->
         """INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path,
                                   active_chunker_version, active_embed_model, active_since)
            VALUES ($1, $2, $3, 1, 'policy.pdf', 'raw', $4, $5, now())""",
-        doc, user, hashlib.sha256(doc.bytes).hexdigest(), CHUNKER, MODEL,
-    )  # fmt: skip
+        doc,
+        user,
+        hashlib.sha256(doc.bytes).hexdigest(),
+        CHUNKER,
+        MODEL,
+    )
     ids = [uuid.uuid4() for _ in texts]
     await pool.executemany(
         """INSERT INTO document_chunks (chunk_id, document_id, user_id, job_id, chunker_version,
                embed_model, ordinal, content, content_sha256, token_count, embedding)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 10, $10)""",
-        [(cid, doc, user, job, CHUNKER, MODEL, i, text, hashlib.sha256(text.encode()).hexdigest(),
-          mock_vector(text, MODEL)) for i, (cid, text) in enumerate(zip(ids, texts, strict=True))],
-    )  # fmt: skip
+        [
+            (
+                cid,
+                doc,
+                user,
+                job,
+                CHUNKER,
+                MODEL,
+                i,
+                text,
+                hashlib.sha256(text.encode()).hexdigest(),
+                mock_vector(text, MODEL),
+            )
+            for i, (cid, text) in enumerate(zip(ids, texts, strict=True))
+        ],
+    )
     return ids
 
 
@@ -65,15 +82,18 @@ async def test_a_policy_number_in_one_chunk_ranks_first_in_hybrid_mode_and_other
     async with running(create_app(settings)) as api:
         by_mode = {}
         for mode in ("hybrid", "vector"):
-            response = await api.get("/api/v2/search", params={"q": query, "k": 7, "mode": mode},
-                                     headers=bearer(settings, me))  # fmt: skip
+            response = await api.get(
+                "/api/v2/search",
+                params={"q": query, "k": 7, "mode": mode},
+                headers=bearer(settings, me),
+            )
             assert response.status_code == 200, response.text
             assert response.json()["mode"] == mode
             by_mode[mode] = [uuid.UUID(h["chunk_id"]) for h in response.json()["hits"]]
-        default = await api.get("/api/v2/search", params={"q": query},
-                                headers=bearer(settings, me))  # fmt: skip
-        bad = await api.get("/api/v2/search", params={"q": query, "mode": "bm25"},
-                            headers=bearer(settings, me))  # fmt: skip
+        default = await api.get("/api/v2/search", params={"q": query}, headers=bearer(settings, me))
+        bad = await api.get(
+            "/api/v2/search", params={"q": query, "mode": "bm25"}, headers=bearer(settings, me)
+        )
 
     assert by_mode["hybrid"][0] == mine[-1]
     assert default.json()["mode"] == "hybrid"

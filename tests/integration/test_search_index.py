@@ -18,8 +18,23 @@ from tests.integration.test_search_hybrid import CHUNKER, MODEL
 
 pytestmark = pytest.mark.integration
 
-WORDS = ["policy", "claim", "premium", "cover", "excess", "benefit", "hospital", "travel",
-         "baggage", "delay", "flight", "cancel", "renewal", "waiting", "period"]  # fmt: skip
+WORDS = [
+    "policy",
+    "claim",
+    "premium",
+    "cover",
+    "excess",
+    "benefit",
+    "hospital",
+    "travel",
+    "baggage",
+    "delay",
+    "flight",
+    "cancel",
+    "renewal",
+    "waiting",
+    "period",
+]
 CENTERS = np.random.default_rng(0).standard_normal((32, 1536)).astype(np.float32)
 
 
@@ -31,9 +46,13 @@ def vectors(n: int, seed: int) -> np.ndarray:
 
 
 async def add_documents(
-    pool: asyncpg.Pool, user: uuid.UUID, docs: int, per_doc: int, seed: int,
+    pool: asyncpg.Pool,
+    user: uuid.UUID,
+    docs: int,
+    per_doc: int,
+    seed: int,
     dense: np.ndarray | None = None,
-) -> dict[uuid.UUID, np.ndarray]:  # fmt: skip
+) -> dict[uuid.UUID, np.ndarray]:
     """`docs` completed documents of `user` of `per_doc` chunks each (`dense`, else `vectors`),
     in one pipelined batch; returns the chunks' vectors as stored (float32)."""
     rng = random.Random(seed)
@@ -45,8 +64,12 @@ async def add_documents(
             """INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path,
                                       active_chunker_version, active_embed_model, active_since)
                VALUES ($1, $2, $3, 1, 'policy.pdf', 'raw', $4, $5, now())""",
-            doc, user, hashlib.sha256(doc.bytes).hexdigest(), CHUNKER, MODEL,
-        )  # fmt: skip
+            doc,
+            user,
+            hashlib.sha256(doc.bytes).hexdigest(),
+            CHUNKER,
+            MODEL,
+        )
         for i in range(per_doc):
             content = " ".join(rng.choices(WORDS, k=12))
             cid, vector = uuid.uuid4(), next(dense)
@@ -100,8 +123,9 @@ async def test_vector_search_can_use_the_hnsw_index_and_returns_exact_hits_on_a_
 async def _plan(pool: asyncpg.Pool, user: uuid.UUID, query: np.ndarray) -> str:
     async with user_transaction(pool, user) as conn:
         await conn.fetchval(SEARCH_SETTINGS, EXACT_UP_TO + 1, EF_SEARCH)
-        return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, query.tolist(), 10,
-                                                        MODEL))  # fmt: skip
+        return "\n".join(
+            r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, query.tolist(), 10, MODEL)
+        )
 
 
 async def test_a_user_with_many_chunks_is_searched_through_the_index_and_one_with_few_exactly(

@@ -20,18 +20,25 @@ pytestmark = pytest.mark.asyncio
 def _event(filename: str) -> DocumentUploaded:
     job = uuid.uuid4()
     return DocumentUploaded(
-        event_id=DocumentUploaded.make_id(job), job_id=job, document_id=uuid.uuid4(),
-        user_id=uuid.uuid4(), correlation_id="c", storage_path="raw/x.pdf", sha256="a" * 64,
-        size=1, filename=filename,
-    )  # fmt: skip
+        event_id=DocumentUploaded.make_id(job),
+        job_id=job,
+        document_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        correlation_id="c",
+        storage_path="raw/x.pdf",
+        sha256="a" * 64,
+        size=1,
+        filename=filename,
+    )
 
 
 def _ctx(
     infra: Settings, pool: asyncpg.Pool, event: DocumentUploaded, consumer: str
 ) -> StageContext:
     res = StageResources(infra, pool, make_storage(infra), FaultInjector(infra, "t"))
-    return StageContext(stage="t", consumer=consumer, event=event, attempt=0, res=res,
-                        output_topic="out'\\topic")  # fmt: skip
+    return StageContext(
+        stage="t", consumer=consumer, event=event, attempt=0, res=res, output_topic="out'\\topic"
+    )
 
 
 async def _stored(pool: asyncpg.Pool, consumer: str, event_id: uuid.UUID) -> asyncpg.Record | None:
@@ -64,8 +71,11 @@ async def test_a_second_delivery_raises_already_committed_and_writes_nothing(
     second = _ctx(infra, pool, event, consumer)
     with pytest.raises(AlreadyCommitted):
         async with second.commit(None) as conn:
-            await conn.execute("INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)",
-                               consumer + "-leak", event.event_id)  # fmt: skip
+            await conn.execute(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)",
+                consumer + "-leak",
+                event.event_id,
+            )
     assert not second.committed
     assert await _stored(pool, consumer + "-leak", event.event_id) is None
     assert (await _stored(pool, consumer, event.event_id))["output_value"] == event.to_bytes()
@@ -78,8 +88,11 @@ async def test_a_failing_handler_rolls_back_its_writes_and_the_dedup_row(
     ctx = _ctx(infra, pool, event, consumer)
     with pytest.raises(ZeroDivisionError):
         async with ctx.commit(event) as conn:
-            await conn.execute("INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)",
-                               consumer + "-write", event.event_id)  # fmt: skip
+            await conn.execute(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)",
+                consumer + "-write",
+                event.event_id,
+            )
             _ = 1 / 0
     assert not ctx.committed
     assert await _stored(pool, consumer, event.event_id) is None
@@ -103,7 +116,11 @@ async def test_a_failing_statement_leaves_no_open_transaction_on_the_pooled_conn
                 await conn.execute("INSERT INTO no_such_table VALUES (1)")
         async with one.acquire() as conn:
             assert not conn.is_in_transaction()
-            assert await conn.fetchval("SELECT count(*) FROM processed_events WHERE event_id = $1",
-                                       event.event_id) == 0  # fmt: skip
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM processed_events WHERE event_id = $1", event.event_id
+                )
+                == 0
+            )
     finally:
         await one.close()

@@ -40,8 +40,11 @@ async def test_topics_are_created_with_the_configured_partitions(topics: Setting
     admin = kafka_clients.admin(topics)
     await admin.start()
     try:
-        names = [f"{topics.topic_prefix}uploaded", f"{topics.topic_prefix}chunked.retry.2",
-                 f"{topics.topic_prefix}embedded.dlq"]  # fmt: skip
+        names = [
+            f"{topics.topic_prefix}uploaded",
+            f"{topics.topic_prefix}chunked.retry.2",
+            f"{topics.topic_prefix}embedded.dlq",
+        ]
         described = await admin.describe_topics(names)
     finally:
         await admin.close()
@@ -221,8 +224,11 @@ async def test_sigkill_at_a_commit_point_then_restart_gives_exactly_one_row_and_
     survivor = start_process(["tests.integration.stages", "echo"], env, log)
     try:
         await start_stage(sink)
-        await wait_for(lambda: _count(pool, topics.topic_prefix, 6, "runtime_test_effects"),
-                       timeout=60, what="6 downstream effects")  # fmt: skip
+        await wait_for(
+            lambda: _count(pool, topics.topic_prefix, 6, "runtime_test_effects"),
+            timeout=60,
+            what="6 downstream effects",
+        )
         groups = _groups(topics, "echo") | _groups(topics, "sink", "parsed")
         await wait_quiet(topics, groups, _outputs(topics))
         stored = await rows(pool, topics.topic_prefix)
@@ -286,8 +292,11 @@ def _groups(settings: Settings, stage: str, input: str = "uploaded") -> dict[str
 def _outputs(settings: Settings) -> list[str]:
     """Every topic echo writes: its output, its retry topics, its DLQ."""
     prefix, n = settings.topic_prefix, settings.retry_max_attempts
-    return [f"{prefix}parsed", f"{prefix}uploaded.dlq",
-            *(f"{prefix}uploaded.retry.{i}" for i in range(1, n + 1))]  # fmt: skip
+    return [
+        f"{prefix}parsed",
+        f"{prefix}uploaded.dlq",
+        *(f"{prefix}uploaded.retry.{i}" for i in range(1, n + 1)),
+    ]
 
 
 async def _count(pool: asyncpg.Pool, prefix: str, n: int, table: str = "runtime_test_rows") -> bool:
@@ -309,10 +318,14 @@ async def _insert_job(pool: asyncpg.Pool, user: uuid.UUID, document: uuid.UUID, 
     await pool.execute(
         """INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path)
            VALUES ($1, $2, $3, 10, 'p.pdf', 'raw/p.pdf')""",
-        document, user, uuid.uuid4().hex * 2,
-    )  # fmt: skip
+        document,
+        user,
+        uuid.uuid4().hex * 2,
+    )
     await pool.execute(
         """INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id)
            VALUES ($1, $2, $3, 'c')""",
-        job, user, document,
-    )  # fmt: skip
+        job,
+        user,
+        document,
+    )

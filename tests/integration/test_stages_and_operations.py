@@ -26,20 +26,23 @@ async def test_a_real_pdf_goes_through_all_four_stages_to_searchable_chunks(
     assert (job["status"], job["state"]) == ("complete", "done"), job["last_error"]
     rows = await stages.pool.fetch(
         "SELECT ordinal, metadata, vector_dims(embedding) AS dims FROM document_chunks "
-        "WHERE document_id = $1 ORDER BY ordinal", event.document_id,
-    )  # fmt: skip
+        "WHERE document_id = $1 ORDER BY ordinal",
+        event.document_id,
+    )
     assert len(rows) == job["chunk_count"] == job["vector_count"] > 0
     assert {r["dims"] for r in rows} == {1536}
     assert all(r["metadata"]["page_start"] >= 1 for r in rows)
     buffered = await stages.pool.fetchval(
         "SELECT (SELECT count(*) FROM document_chunk_buffer WHERE job_id = $1) + "
-        "(SELECT count(*) FROM document_vector_buffer WHERE job_id = $1)", event.job_id,
-    )  # fmt: skip
+        "(SELECT count(*) FROM document_vector_buffer WHERE job_id = $1)",
+        event.job_id,
+    )
     assert buffered == 0
     trail = await stages.pool.fetch(
         "SELECT status, correlation_id FROM events WHERE job_id = $1 AND kind = 'advanced' "
-        "ORDER BY id", event.job_id,
-    )  # fmt: skip
+        "ORDER BY id",
+        event.job_id,
+    )
     assert [r["status"] for r in trail][-1] == "complete"
     assert {r["correlation_id"] for r in trail} == {event.correlation_id}
 
@@ -159,12 +162,21 @@ async def test_redriving_a_copy_without_its_value_sends_the_original_bytes(
     uploaded, dlq = f"{s.topic_prefix}uploaded", f"{s.topic_prefix}uploaded.dlq"
     await produce_events(s, uploaded, [original])
     (kept,) = [r async for r in scan(s, uploaded)]
-    pointer = {Headers.ORIGINAL_TOPIC: uploaded, Headers.ORIGINAL_PARTITION: str(kept.partition),
-               Headers.VALUE_OMITTED: str(len(kept.value or b""))}  # fmt: skip
-    await produce(s, dlq, [b"", b""], keys=[original.key(), b"gone"], headers=[
-        pointer | {Headers.ORIGINAL_OFFSET: str(kept.offset)},
-        pointer | {Headers.ORIGINAL_OFFSET: str(kept.offset + 1000)},
-    ])  # fmt: skip
+    pointer = {
+        Headers.ORIGINAL_TOPIC: uploaded,
+        Headers.ORIGINAL_PARTITION: str(kept.partition),
+        Headers.VALUE_OMITTED: str(len(kept.value or b"")),
+    }
+    await produce(
+        s,
+        dlq,
+        [b"", b""],
+        keys=[original.key(), b"gone"],
+        headers=[
+            pointer | {Headers.ORIGINAL_OFFSET: str(kept.offset)},
+            pointer | {Headers.ORIGINAL_OFFSET: str(kept.offset + 1000)},
+        ],
+    )
 
     copies = [r async for r in scan(s, dlq)]
     results = await ops.redrive(s, stages.pool, copies)

@@ -23,7 +23,9 @@ async def test_documents_per_minute_counts_each_document_once_per_stage(
         await pool.execute(
             f"INSERT INTO events (job_id, document_id, stage, kind, created_at) "
             f"VALUES ($1, $2, $3, 'advanced', {at})",
-            uuid.uuid4(), document_id, stage,
-        )  # fmt: skip
+            uuid.uuid4(),
+            document_id,
+            stage,
+        )
     activity = (await database_status(pool))["activity"][stage]
     assert activity["documents_last_minute"] == 2

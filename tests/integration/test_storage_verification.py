@@ -83,9 +83,12 @@ async def s3_api(s3_app: Any, gets: list[str]) -> AsyncIterator[httpx.AsyncClien
 
 
 async def test_a_put_to_the_presigned_url_after_complete_does_not_change_what_the_parser_reads(
-    s3_api: httpx.AsyncClient, auth: dict[str, str], s3_settings: Settings, pool: asyncpg.Pool,
+    s3_api: httpx.AsyncClient,
+    auth: dict[str, str],
+    s3_settings: Settings,
+    pool: asyncpg.Pool,
     user: uuid.UUID,
-) -> None:  # fmt: skip
+) -> None:
     data = unique_pdf()
     body = await _declare(s3_api, auth, data)
     async with httpx.AsyncClient() as plain:
@@ -106,8 +109,11 @@ async def test_a_put_to_the_presigned_url_after_complete_does_not_change_what_th
 
 
 async def test_an_oversize_or_wrong_size_object_is_refused_by_complete_from_a_head_without_a_get(
-    s3_api: httpx.AsyncClient, auth: dict[str, str], s3_settings: Settings, gets: list[str],
-) -> None:  # fmt: skip
+    s3_api: httpx.AsyncClient,
+    auth: dict[str, str],
+    s3_settings: Settings,
+    gets: list[str],
+) -> None:
     data = unique_pdf()
     body = await _declare(s3_api, auth, data)
     assert "content-length" in body["signed_url"].lower()  # S3 itself refuses another size
@@ -148,8 +154,11 @@ async def test_the_parser_fails_a_tampered_raw_file_raw_sha_mismatch_in_one_deli
 
 
 async def test_a_failed_upload_transaction_after_the_bytes_were_stored_leaves_no_raw_object(
-    api_settings: Settings, pool: asyncpg.Pool, auth: dict[str, str], user: uuid.UUID,
-) -> None:  # fmt: skip
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+    auth: dict[str, str],
+    user: uuid.UUID,
+) -> None:
     # A real failure after storage.put: Postgres refuses this test's outbox rows (its topics).
     refuse = f"refuse_{uuid.uuid4().hex[:12]}"
     admin = await connect(api_settings.dsn)  # the bootstrap login: no runtime login has DDL
@@ -158,8 +167,10 @@ async def test_a_failed_upload_transaction_after_the_bytes_were_stored_leaves_no
         f"IF NEW.topic = '{api_settings.topic_prefix}uploaded' THEN "
         f"RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
     )
-    await admin.execute(f"CREATE TRIGGER {refuse} BEFORE INSERT ON upload_pipeline.outbox "
-                        f"FOR EACH ROW EXECUTE FUNCTION public.{refuse}()")  # fmt: skip
+    await admin.execute(
+        f"CREATE TRIGGER {refuse} BEFORE INSERT ON upload_pipeline.outbox "
+        f"FOR EACH ROW EXECUTE FUNCTION public.{refuse}()"
+    )
     try:
         async with running(create_app(api_settings)) as api:
             response = await upload(api, auth, unique_pdf())
@@ -184,30 +195,47 @@ def gc_settings(request: pytest.FixtureRequest, api_settings: Settings) -> Setti
 
 
 async def _document(
-    pool: asyncpg.Pool, storage: Storage, *, stage: str, status: str = "uploaded",
-    age_s: float = 0, store: bool = True,
-) -> str:  # fmt: skip
+    pool: asyncpg.Pool,
+    storage: Storage,
+    *,
+    stage: str,
+    status: str = "uploaded",
+    age_s: float = 0,
+    store: bool = True,
+) -> str:
     """A document + job row, its raw object stored; returns the key."""
     user, doc = uuid.uuid4(), uuid.uuid4()
     key = raw_key(user, doc)
     await pool.execute(
         "INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path) "
-        "VALUES ($1, $2, $3, 4, 'gc.pdf', $4)", doc, user, uuid.uuid4().hex * 2, key,
-    )  # fmt: skip
+        "VALUES ($1, $2, $3, 4, 'gc.pdf', $4)",
+        doc,
+        user,
+        uuid.uuid4().hex * 2,
+        key,
+    )
     await pool.execute(
         "INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id, stage, status, "
         "state, created_at) VALUES ($1, $2, $3, 'gc', $4, $5, $6, now() - make_interval(secs "
-        "=> $7))", uuid.uuid4(), user, doc, stage, status,
-        "done" if status == "expired" else "queued", float(age_s),
-    )  # fmt: skip
+        "=> $7))",
+        uuid.uuid4(),
+        user,
+        doc,
+        stage,
+        status,
+        "done" if status == "expired" else "queued",
+        float(age_s),
+    )
     if store:
         await storage.put(key, b"%PDF")
     return key
 
 
 async def test_storage_gc_deletes_only_orphan_expired_and_abandoned_objects_past_grace(
-    gc_settings: Settings, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    gc_settings: Settings,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     storage = make_storage(gc_settings)
     if isinstance(storage, S3Storage):
         storage.ensure_bucket()
@@ -220,8 +248,9 @@ async def test_storage_gc_deletes_only_orphan_expired_and_abandoned_objects_past
     doomed = {orphan: "orphan", expired: "expired", abandoned: "abandoned"}
 
     async def gc(grace_s: float, dry_run: bool) -> storage_gc.Report:
-        return await storage_gc.collect(pool, storage, grace_s=grace_s, dry_run=dry_run,
-                                        abandoned_after_s=3600)  # fmt: skip
+        return await storage_gc.collect(
+            pool, storage, grace_s=grace_s, dry_run=dry_run, abandoned_after_s=3600
+        )
 
     young = await gc(grace_s=3600, dry_run=False)  # every object was written just now
     assert (young.scanned, young.doomed, young.deleted) == (5, [], 0)
@@ -253,8 +282,9 @@ async def test_storage_gc_deletes_only_orphan_expired_and_abandoned_objects_past
 
 
 async def test_storage_gc_refuses_a_login_that_row_level_security_hides_documents_from(
-    api_settings: Settings, pool: asyncpg.Pool,
-) -> None:  # fmt: skip
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+) -> None:
     storage = make_storage(api_settings)
     live = await _document(pool, storage, stage="validated", age_s=7200)
     async with pool.acquire() as conn:

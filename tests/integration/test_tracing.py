@@ -25,12 +25,20 @@ pytestmark = pytest.mark.integration
 
 async def upload(settings: Settings, event: DocumentUploaded) -> int:
     """Publish `uploaded` from inside a root span, as the outbox relay does; its trace id."""
-    headers = {Headers.CORRELATION_ID: event.correlation_id, Headers.JOB_ID: str(event.job_id),
-               Headers.DOCUMENT_ID: str(event.document_id)}  # fmt: skip
+    headers = {
+        Headers.CORRELATION_ID: event.correlation_id,
+        Headers.JOB_ID: str(event.job_id),
+        Headers.DOCUMENT_ID: str(event.document_id),
+    }
     with tracing.tracer.start_as_current_span("POST /api/v2/documents") as root:
         tracing.inject(headers)
-    await produce(settings, f"{settings.topic_prefix}uploaded", [event.to_bytes()],
-                  keys=[event.key()], headers=[headers])  # fmt: skip
+    await produce(
+        settings,
+        f"{settings.topic_prefix}uploaded",
+        [event.to_bytes()],
+        keys=[event.key()],
+        headers=[headers],
+    )
     return root.get_span_context().trace_id
 
 
@@ -67,11 +75,13 @@ async def test_one_document_through_two_stages_is_one_trace_with_its_waits(
     await wait_for(complete, what="4 spans (the sink emits nothing)")
     spans = chain(exporter.get_finished_spans(), trace_id)
     assert names(spans, topics.topic_prefix) == [
-        "POST /api/v2/documents", "process uploaded", "send parsed", "process parsed",
-    ]  # fmt: skip
+        "POST /api/v2/documents",
+        "process uploaded",
+        "send parsed",
+        "process parsed",
+    ]
     _, process_up, send_parsed, process_parsed = spans
-    assert [s.kind for s in spans[1:4]] == [SpanKind.CONSUMER, SpanKind.PRODUCER,
-                                            SpanKind.CONSUMER]  # fmt: skip
+    assert [s.kind for s in spans[1:4]] == [SpanKind.CONSUMER, SpanKind.PRODUCER, SpanKind.CONSUMER]
     for span, stage in ((process_up, "echo"), (process_parsed, "sink")):
         attrs = span.attributes or {}
         assert attrs["messaging.system"] == "kafka"
@@ -97,16 +107,21 @@ async def test_a_retried_document_shows_its_retry_hop(
     trace_id = await upload(topics, event)
 
     async def parsed_sent() -> bool:
-        return any(s.name.endswith("send " + f"{topics.topic_prefix}parsed")
-                   for s in exporter.get_finished_spans()
-                   if s.context.trace_id == trace_id)  # fmt: skip
+        return any(
+            s.name.endswith("send " + f"{topics.topic_prefix}parsed")
+            for s in exporter.get_finished_spans()
+            if s.context.trace_id == trace_id
+        )
 
     await wait_for(parsed_sent, what="the retried record's output")
     spans = chain(exporter.get_finished_spans(), trace_id)
     assert names(spans, topics.topic_prefix) == [
-        "POST /api/v2/documents", "process uploaded", "send uploaded.retry.1",
-        "process uploaded.retry.1", "send parsed",
-    ]  # fmt: skip
+        "POST /api/v2/documents",
+        "process uploaded",
+        "send uploaded.retry.1",
+        "process uploaded.retry.1",
+        "send parsed",
+    ]
     failed, hop = spans[1], spans[3]
     assert failed.status.status_code == StatusCode.ERROR
     assert failed.attributes["error.type"] == "TransientError"
@@ -140,8 +155,9 @@ async def test_a_dead_lettered_record_keeps_its_trace_context(
 
     [send] = await wait_for(sent, what="the DLQ send span")
     assert int(parent_hex, 16) == send.context.span_id
-    [process] = [s for s in exporter.get_finished_spans()
-                 if s.context.span_id == send.parent.span_id]  # fmt: skip
+    [process] = [
+        s for s in exporter.get_finished_spans() if s.context.span_id == send.parent.span_id
+    ]
     assert process.attributes["accessa.outcome"] == "dlq"
     assert process.attributes["accessa.error.class"] == "permanent"
     assert process.attributes["accessa.error.code"] == "test_permanent"

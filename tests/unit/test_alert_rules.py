@@ -33,8 +33,9 @@ def rule_test_files() -> list[Path]:
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     assert PROMTOOL is not None
-    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120,
-                          cwd=PROMETHEUS)  # fmt: skip
+    return subprocess.run(
+        [PROMTOOL, *args], capture_output=True, text=True, timeout=120, cwd=PROMETHEUS
+    )
 
 
 @needs_promtool

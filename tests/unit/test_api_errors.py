@@ -52,14 +52,18 @@ def test_wrong_method_is_405_in_the_error_shape(client: TestClient) -> None:
 
 def test_invalid_body_is_422_in_the_error_shape(client: TestClient) -> None:
     body = {"filename": "a.pdf", "bytes": -1, "sha256": "nope"}
-    error = _assert_error(client.post("/api/v2/upload", json=body, headers=_token()), 422,
-                          "validation_error")  # fmt: skip
+    error = _assert_error(
+        client.post("/api/v2/upload", json=body, headers=_token()), 422, "validation_error"
+    )
     assert "bytes" in error["message"] and "sha256" in error["message"]
 
 
 def test_malformed_json_is_422_in_the_error_shape(client: TestClient) -> None:
-    response = client.post("/api/v2/upload", content=b"{not json",
-                           headers={**_token(), "content-type": "application/json"})  # fmt: skip
+    response = client.post(
+        "/api/v2/upload",
+        content=b"{not json",
+        headers={**_token(), "content-type": "application/json"},
+    )
     _assert_error(response, 422, "validation_error")
 
 
@@ -80,21 +84,20 @@ def test_missing_token_is_401_with_www_authenticate(client: TestClient) -> None:
 
 def test_oversized_body_is_413_before_it_is_read(client: TestClient) -> None:
     big = b"%PDF-" + b"0" * (2 * 1024 * 1024)
-    response = client.post("/api/v2/documents", files={"file": ("a.pdf", big)},
-                           headers=_token())  # fmt: skip
+    response = client.post("/api/v2/documents", files={"file": ("a.pdf", big)}, headers=_token())
     _assert_error(response, 413, "file_too_large")
 
 
 def test_declared_size_over_the_limit_is_413(client: TestClient) -> None:
     body = {"filename": "a.pdf", "bytes": 2 * 1024 * 1024, "sha256": "a" * 64}
-    _assert_error(client.post("/api/v2/upload", json=body, headers=_token()), 413,
-                  "file_too_large")  # fmt: skip
+    _assert_error(client.post("/api/v2/upload", json=body, headers=_token()), 413, "file_too_large")
 
 
 def test_declared_mime_other_than_pdf_is_415(client: TestClient) -> None:
     body = {"filename": "a.png", "bytes": 10, "sha256": "a" * 64, "mime": "image/png"}
-    _assert_error(client.post("/api/v2/upload", json=body, headers=_token()), 415,
-                  "unsupported_media_type")  # fmt: skip
+    _assert_error(
+        client.post("/api/v2/upload", json=body, headers=_token()), 415, "unsupported_media_type"
+    )
 
 
 def test_invalid_correlation_id_is_replaced_and_echoed(client: TestClient) -> None:
@@ -105,6 +108,13 @@ def test_invalid_correlation_id_is_replaced_and_echoed(client: TestClient) -> No
 
 def test_openapi_documents_every_versioned_endpoint(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/v2/upload", "/api/v2/documents", "/api/v2/jobs", "/api/v2/jobs/{job_id}",
-            "/api/v2/jobs/{job_id}/retry", "/health", "/ready"} <= set(paths)  # fmt: skip
+    assert {
+        "/api/v2/upload",
+        "/api/v2/documents",
+        "/api/v2/jobs",
+        "/api/v2/jobs/{job_id}",
+        "/api/v2/jobs/{job_id}/retry",
+        "/health",
+        "/ready",
+    } <= set(paths)
     assert client.get("/docs").status_code == 200

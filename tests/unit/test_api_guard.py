@@ -17,8 +17,15 @@ SETTINGS = Settings(max_upload_mb=2.0, api_max_json_kb=8, api_max_webhook_kb=16)
 def _policy(method: str, path: str) -> tuple[str, int]:
     app = create_app(SETTINGS, with_relay=False)
     guard = RequestGuard(app, settings=SETTINGS)
-    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": [],
-             "query_string": b"", "app": app}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "root_path": "",
+        "headers": [],
+        "query_string": b"",
+        "app": app,
+    }
     policy, _ = guard._policy(scope)
     return policy.auth, policy.max_bytes
 
@@ -46,8 +53,9 @@ def test_each_route_gets_its_credentials_and_cap(
 def test_every_versioned_route_needs_credentials() -> None:
     """A new /api/v2 route is guarded by default: no route slips through as `none`."""
     app = create_app(SETTINGS, with_relay=False)
-    paths = [(m, p) for p, ops in app.openapi()["paths"].items() if p.startswith("/api/v2/")
-             for m in ops]  # fmt: skip
+    paths = [
+        (m, p) for p, ops in app.openapi()["paths"].items() if p.startswith("/api/v2/") for m in ops
+    ]
     assert len(paths) >= 10
     for method, path in paths:
         auth, _ = _policy(method.upper(), path.replace("{", "").replace("}", ""))

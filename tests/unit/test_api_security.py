@@ -33,8 +33,13 @@ USER = uuid.uuid4()
 
 def _claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"sub": str(USER), "aud": "authenticated", "role": "authenticated",
-              "iat": now, "exp": now + 60}  # fmt: skip
+    claims = {
+        "sub": str(USER),
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iat": now,
+        "exp": now + 60,
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -106,8 +111,12 @@ class _Keys:
         self.ec = ec.generate_private_key(ec.SECP256R1())
         rsa_jwk = RSAAlgorithm.to_jwk(self.rsa.public_key(), as_dict=True)
         ec_jwk = ECAlgorithm.to_jwk(self.ec.public_key(), as_dict=True)
-        self.jwks = {"keys": [{**rsa_jwk, "kid": "rsa-1", "alg": "RS256", "use": "sig"},
-                              {**ec_jwk, "kid": "ec-1", "alg": "ES256", "use": "sig"}]}  # fmt: skip
+        self.jwks = {
+            "keys": [
+                {**rsa_jwk, "kid": "rsa-1", "alg": "RS256", "use": "sig"},
+                {**ec_jwk, "kid": "ec-1", "alg": "ES256", "use": "sig"},
+            ]
+        }
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,9 @@ def test_every_topic_and_event_is_documented() -> None:
     assert set(Topics().all()) <= addresses
     assert {s.output for s in STAGES.values()} <= addresses
     assert set(doc["components"]["schemas"]) >= {
-        "DocumentUploaded", "DocumentParsed", "ChunksCreated", "ChunksEmbedded",
+        "DocumentUploaded",
+        "DocumentParsed",
+        "ChunksCreated",
+        "ChunksEmbedded",
         "DocumentCompleted",
-    }  # fmt: skip
+    }

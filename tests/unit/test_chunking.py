@@ -20,10 +20,27 @@ from mocks.policy_pdf import make_policy_pdf, policy_phrase
 
 DOC = uuid.UUID("00000000-0000-0000-0000-0000000000d1")
 WORDS = [
-    "the", "insured", "must", "notify", "us", "promptly", "of", "any", "loss", "under",
-    "coverage", "limits", "deductible", "premium", "policy", "period", "endorsement",
-    "exclusion", "dwelling", "liability",
-]  # fmt: skip
+    "the",
+    "insured",
+    "must",
+    "notify",
+    "us",
+    "promptly",
+    "of",
+    "any",
+    "loss",
+    "under",
+    "coverage",
+    "limits",
+    "deductible",
+    "premium",
+    "policy",
+    "period",
+    "endorsement",
+    "exclusion",
+    "dwelling",
+    "liability",
+]
 
 
 def _prose(rng: random.Random, words: int) -> str:
@@ -103,8 +120,10 @@ def test_every_chunk_respects_the_budget_and_reports_its_exact_token_count():
 
 
 def test_headings_give_each_chunk_its_heading_path():
-    markdown = "# Policy\n\nIntro.\n\n## Coverages\n\n### Dwelling\n\nCovers the house.\n\n" \
-        "## Exclusions\n\nFlood is excluded.\n"  # fmt: skip
+    markdown = (
+        "# Policy\n\nIntro.\n\n## Coverages\n\n### Dwelling\n\nCovers the house.\n\n"
+        "## Exclusions\n\nFlood is excluded.\n"
+    )
     chunks = chunk_markdown(markdown, document_id=DOC)
     assert [c.heading_path for c in chunks] == [
         ["Policy"],
@@ -125,8 +144,10 @@ def test_sections_are_never_packed_together():
 
 
 def test_page_markers_give_page_ranges_and_are_not_content():
-    markdown = "<!-- page 1 -->\n\n# T\n\nOne.\n\n<!-- page 2 -->\n\nTwo.\n\n<!-- page 3 -->\n\n" \
-        "## Next\n\nThree.\n"  # fmt: skip
+    markdown = (
+        "<!-- page 1 -->\n\n# T\n\nOne.\n\n<!-- page 2 -->\n\nTwo.\n\n<!-- page 3 -->\n\n"
+        "## Next\n\nThree.\n"
+    )
     chunks = chunk_markdown(markdown, document_id=DOC)
     assert [(c.page_start, c.page_end) for c in chunks] == [(1, 2), (3, 3)]
     assert all("<!--" not in c.content for c in chunks)

@@ -100,8 +100,10 @@ def test_the_embedding_input_has_title_and_path_and_the_text_stays_clean():
         text = chunk.embed_header + chunk.content
         assert chunk.embed_sha256 == hashlib.sha256(text.encode()).hexdigest()
         assert chunk.token_count == count_tokens(text)
-        assert embed_metadata(chunk) == {"embed_header": chunk.embed_header,
-                                         "embed_sha256": chunk.embed_sha256}  # fmt: skip
+        assert embed_metadata(chunk) == {
+            "embed_header": chunk.embed_header,
+            "embed_sha256": chunk.embed_sha256,
+        }
     v1 = chunk_markdown(PLAN, document_id=DOC, version="markdown-simple@1")
     assert all(embed_metadata(c) == {} for c in v1)
 
@@ -125,7 +127,10 @@ def test_a_split_table_repeats_its_header_row():
 
 def test_a_parsed_borderless_grid_is_chunked_as_a_table_with_its_header():
     markdown = parse_pdf(make_layout_pdf(pages=3)).markdown
-    grid = [c for c in _chunks(markdown, target_tokens=96) if "| What is the overall" in c.content
-            or "| Are there" in c.content]  # fmt: skip
+    grid = [
+        c
+        for c in _chunks(markdown, target_tokens=96)
+        if "| What is the overall" in c.content or "| Are there" in c.content
+    ]
     assert grid
     assert all(c.content.startswith("| " + " | ".join(GRID_HEADER)) for c in grid)

@@ -48,9 +48,11 @@ def test_token_mints_a_jwt_the_api_accepts() -> None:
     token = json.loads(result.output)["token"]
     settings = Settings()
     claims = jwt.decode(
-        token, settings.jwt_secret.get_secret_value(), algorithms=["HS256"],
+        token,
+        settings.jwt_secret.get_secret_value(),
+        algorithms=["HS256"],
         audience=settings.jwt_audience,
-    )  # fmt: skip
+    )
     assert claims["sub"] == user and claims["role"] == "authenticated"
 
 
@@ -58,8 +60,12 @@ def test_a_bad_user_id_is_a_usage_error() -> None:
     assert runner.invoke(app, ["token", "--user", "not-a-uuid"]).exit_code == 2
 
 
-NEVER_EMBED = ["accessa.cli.main", "consumers.parser.app", "consumers.chunker.app",
-               "consumers.finalizer.app"]  # fmt: skip
+NEVER_EMBED = [
+    "accessa.cli.main",
+    "consumers.parser.app",
+    "consumers.chunker.app",
+    "consumers.finalizer.app",
+]
 
 
 @pytest.mark.parametrize("module", NEVER_EMBED)

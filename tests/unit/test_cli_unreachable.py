@@ -46,8 +46,11 @@ def test_a_command_against_down_infrastructure_exits_3_with_one_line(
     }
     result = subprocess.run(
         [sys.executable, "-m", "accessa.cli.main", *command],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 3, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert all(part in result.stderr for part in expected), result.stderr

@@ -12,12 +12,17 @@ SOURCES = [*(ROOT / "consumers").rglob("*.py"), *(ROOT / "bench").glob("bench_*.
 
 
 def _commit_blocks(tree: ast.AST) -> list[ast.AsyncWith]:
-    return [node for node in ast.walk(tree) if isinstance(node, ast.AsyncWith) and any(
-        isinstance(item.context_expr, ast.Call)
-        and isinstance(item.context_expr.func, ast.Attribute)
-        and item.context_expr.func.attr == "commit"
-        for item in node.items
-    )]  # fmt: skip
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AsyncWith)
+        and any(
+            isinstance(item.context_expr, ast.Call)
+            and isinstance(item.context_expr.func, ast.Attribute)
+            and item.context_expr.func.attr == "commit"
+            for item in node.items
+        )
+    ]
 
 
 def test_the_stages_commit_through_ctx_commit() -> None:
@@ -30,7 +35,10 @@ def test_no_transaction_is_opened_inside_a_commit_block() -> None:
     for path in SOURCES:
         for block in _commit_blocks(ast.parse(path.read_text())):
             for node in ast.walk(block):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr == "transaction"):  # fmt: skip
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "transaction"
+                ):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []

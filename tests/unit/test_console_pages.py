@@ -17,10 +17,12 @@ def _at(seconds: float) -> str:
 
 def test_each_stage_lasts_until_the_next_began_and_the_last_until_completion() -> None:
     job = {
-        "created_at": T0, "completed_at": T0 + timedelta(seconds=10), "updated_at": None,
+        "created_at": T0,
+        "completed_at": T0 + timedelta(seconds=10),
+        "updated_at": None,
         # out of order on purpose: jsonb keeps keys sorted, not by time
         "stage_times": {"complete": _at(10), "parsing": _at(1), "embedding": _at(6)},
-    }  # fmt: skip
+    }
     bars = timeline(job)
     assert [b["stage"] for b in bars] == ["queued", "parsing", "embedding", "complete"]
     assert [b["duration_s"] for b in bars] == [1, 5, 4, 0]
@@ -29,8 +31,12 @@ def test_each_stage_lasts_until_the_next_began_and_the_last_until_completion() -
 
 
 def test_an_unfinished_job_runs_to_its_last_update() -> None:
-    job = {"created_at": T0, "completed_at": None, "updated_at": T0 + timedelta(seconds=4),
-           "stage_times": {"parsing": _at(2)}}  # fmt: skip
+    job = {
+        "created_at": T0,
+        "completed_at": None,
+        "updated_at": T0 + timedelta(seconds=4),
+        "stage_times": {"parsing": _at(2)},
+    }
     assert [b["duration_s"] for b in timeline(job)] == [2, 2]
 
 
@@ -41,8 +47,11 @@ def test_filters_keep_what_is_valid_and_name_what_is_not() -> None:
     assert f.since is not None and f.since.date().isoformat() == "2026-01-02"
     f, problems = _parse_filters({"state": "lost", "user": "bob", "until": "soon"})
     assert (f.state, f.user, f.until) == (None, None, None)
-    assert problems == ["unknown state 'lost'", "user must be a uuid",
-                        "until must be a date or time (YYYY-MM-DD[THH:MM])"]  # fmt: skip
+    assert problems == [
+        "unknown state 'lost'",
+        "user must be a uuid",
+        "until must be a date or time (YYYY-MM-DD[THH:MM])",
+    ]
 
 
 def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:

@@ -32,8 +32,11 @@ def test_the_console_has_its_own_port_and_url() -> None:
 
 def test_a_body_over_16_kb_is_refused_before_the_route() -> None:
     client = TestClient(create_console_app(Settings(_env_file=None)))  # no lifespan: no pool
-    big = client.post("/console/dlq/redrive", content=b"id=" + b"x" * MAX_BODY_BYTES,
-                      headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    big = client.post(
+        "/console/dlq/redrive",
+        content=b"id=" + b"x" * MAX_BODY_BYTES,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert big.status_code == 413
     assert big.json()["error"]["code"] == "file_too_large"
     assert big.headers["connection"] == "close"

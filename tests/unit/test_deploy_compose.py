@@ -110,8 +110,11 @@ def test_app_services_reach_kafka_and_postgres_in_containers(
 
 
 # Each service's own Postgres login (compose/postgres-logins.sh creates them).
-LOGINS = {**{n: f"accessa_{n}" for n in APP_SERVICES}, "migrate": "accessa_migrator",
-          "console": "accessa_ops"}  # fmt: skip
+LOGINS = {
+    **{n: f"accessa_{n}" for n in APP_SERVICES},
+    "migrate": "accessa_migrator",
+    "console": "accessa_ops",
+}
 LOGINS_SCRIPT = ROOT / "infra" / "compose" / "postgres-logins.sh"
 _URL = re.compile(
     r"postgresql://(?P<user>[a-z_]+):\$\{(?P<var>PG_PASSWORD_[A-Z]+):-[^}]*\}@postgres:5432/"
@@ -244,8 +247,10 @@ def test_compose_file_matches_the_compose_specification(compose: dict[str, Any])
     if cli is not None:
         run = subprocess.run(
             [*cli, "-f", str(COMPOSE), "config", "--quiet"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode == 0, run.stderr
 
 

@@ -9,8 +9,9 @@ from accessa.config import STAGE_PORTS, Settings
 
 def _stack_ports(env: dict[str, str]) -> dict[str, int]:
     """The health ports `run all`'s stage children would bind with this environment."""
-    accessa = {k.removeprefix("ACCESSA_").lower(): v for k, v in env.items()
-               if k.startswith("ACCESSA_")}  # fmt: skip
+    accessa = {
+        k.removeprefix("ACCESSA_").lower(): v for k, v in env.items() if k.startswith("ACCESSA_")
+    }
     settings = Settings(_env_file=None, **accessa)
     return {stage: settings.port_for(stage) for stage in STAGE_PROCESSES}
 

@@ -156,7 +156,7 @@ def test_each_rule_catches_its_arrow(
         "consumers/parser/ocr.py",
         "consumers/embedder/models.py",
     ):
-        (tmp_path / mod).touch()  # fmt: skip
+        (tmp_path / mod).touch()
     bad = tmp_path / module
     bad.write_text(line + "\n")
     try:

@@ -27,8 +27,13 @@ SECRET = "hs256-" + "k" * 40
 
 def _claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"sub": str(USER), "aud": "authenticated", "role": "authenticated",
-              "iat": now, "exp": now + 60}  # fmt: skip
+    claims = {
+        "sub": str(USER),
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iat": now,
+        "exp": now + 60,
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -54,10 +59,19 @@ class JwksServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.fetches += 1
-                body = json.dumps({"keys": [
-                    {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid,
-                     "alg": "RS256", "use": "sig"} for kid, key in list(owner.keys.items())
-                ]}).encode()  # fmt: skip
+                body = json.dumps(
+                    {
+                        "keys": [
+                            {
+                                **RSAAlgorithm.to_jwk(key.public_key(), as_dict=True),
+                                "kid": kid,
+                                "alg": "RS256",
+                                "use": "sig",
+                            }
+                            for kid, key in list(owner.keys.items())
+                        ]
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -163,8 +177,9 @@ def test_max_age_uses_exp_minus_iat_else_exp_minus_now() -> None:
     assert verify_token(_hs256(iat=now - 3000, exp=now + 600), settings)
     # Issued 50 min ago for two hours: too long, though 70 min remain (< an hour + 10 min).
     assert _error(_hs256(iat=now - 3000, exp=now + 4200), settings) == (
-        401, "token_too_long_lived",
-    )  # fmt: skip
+        401,
+        "token_too_long_lived",
+    )
     # No `iat`: what is left of it counts.
     assert verify_token(_hs256(iat=None, exp=now + 3000), settings)
     assert _error(_hs256(iat=None, exp=now + 7200), settings) == (401, "token_too_long_lived")

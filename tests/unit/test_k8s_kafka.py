@@ -154,13 +154,14 @@ def test_scaled_objects_log_in_like_the_processes(build: Build) -> None:
             assert "authenticationRef" not in trigger
             continue
         params = {
-            r["parameter"]: r for r in auths[trigger["authenticationRef"]["name"]]["spec"][
-                "secretTargetRef"
-            ]
-        }  # fmt: skip
+            r["parameter"]: r
+            for r in auths[trigger["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
+        }
         assert params["username"] == {
-            "parameter": "username", "name": "accessa-kafka-keda", "key": "username",
-        }  # fmt: skip
+            "parameter": "username",
+            "name": "accessa-kafka-keda",
+            "key": "username",
+        }
         assert params["password"]["name"] == "accessa-kafka-keda"
         assert params["ca"] == {"parameter": "ca", "name": "accessa-kafka-ca", "key": "ca.crt"}
 
@@ -187,8 +188,14 @@ def test_custom_resources_have_their_required_fields(build: Build) -> None:
             assert isinstance(resource["name"], str) and resource["name"]
             assert resource["patternType"] in {"literal", "prefix"}
             assert acl["operations"] and set(acl["operations"]) <= {
-                "Read", "Write", "Create", "Delete", "Alter", "Describe", "DescribeConfigs",
-            }  # fmt: skip
+                "Read",
+                "Write",
+                "Create",
+                "Delete",
+                "Alter",
+                "Describe",
+                "DescribeConfigs",
+            }
     for a in build.kind("TriggerAuthentication"):
         assert a["apiVersion"] == "keda.sh/v1alpha1"
         refs = a["spec"]["secretTargetRef"]

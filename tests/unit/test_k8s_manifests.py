@@ -295,8 +295,11 @@ def test_the_console_runs_as_its_own_cluster_internal_deployment(build: Build) -
     assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
     assert not {"externalIPs", "loadBalancerIP", "externalName"} & set(service["spec"])
     assert not build.kind("Ingress") and not build.kind("HTTPRoute")
-    budgets = [p for p in build.kind("PodDisruptionBudget")
-               if _selects(p["spec"]["selector"]["matchLabels"], labels)]  # fmt: skip
+    budgets = [
+        p
+        for p in build.kind("PodDisruptionBudget")
+        if _selects(p["spec"]["selector"]["matchLabels"], labels)
+    ]
     assert len(budgets) == 1
     assert c["image"] == _container(build.named("Deployment", "accessa-api"))["image"]
 

@@ -215,8 +215,10 @@ def test_migrate_and_gc_hold_no_kafka_credential(build: Build, where: tuple[str,
 
 
 def test_new_gc_cronjobs_run_their_command(build: Build) -> None:
-    for name, args in (("accessa-storage-gc", ["storage", "gc", "--json"]),
-                       ("accessa-gc", ["gc", "--json"])):  # fmt: skip
+    for name, args in (
+        ("accessa-storage-gc", ["storage", "gc", "--json"]),
+        ("accessa-gc", ["gc", "--json"]),
+    ):
         cron = build.named("CronJob", name)
         assert cron["spec"]["concurrencyPolicy"] == "Forbid"
         pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]

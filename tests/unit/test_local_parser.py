@@ -206,8 +206,12 @@ def test_error_codes_do_not_leak_from_one_call_into_the_next():
     buffer = io.BytesIO()
     pypdfium2.PdfDocument.new().save(buffer)
     encrypted = (CORPUS / "libreoffice-writer-password.pdf").read_bytes()
-    for data, code in [(encrypted, "pdf_encrypted"), (buffer.getvalue(), "pdf_no_pages"),
-                       (b"junk", "pdf_corrupt"), (buffer.getvalue(), "pdf_no_pages")]:  # fmt: skip
+    for data, code in [
+        (encrypted, "pdf_encrypted"),
+        (buffer.getvalue(), "pdf_no_pages"),
+        (b"junk", "pdf_corrupt"),
+        (buffer.getvalue(), "pdf_no_pages"),
+    ]:
         with pytest.raises(PermanentError) as raised:
             parse_pdf(data)
         assert raised.value.code == code

@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def exported_names() -> set[str]:
     import producer_api.metrics  # noqa: F401 - registers the API metrics on REGISTRY
 
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
-                "gauge": ("",)}  # fmt: skip
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {
         family.name + suffix
         for family in REGISTRY.collect()

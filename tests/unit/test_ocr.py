@@ -139,8 +139,9 @@ def test_without_tesseract_a_scan_fails_as_ocr_unavailable(
 
 def test_merge_replaces_only_pages_ocr_read() -> None:
     markdown = "<!-- page 1 -->\n\nText.\n\n<!-- page 2 -->\n\n<!-- page 3 -->\n\n12\n"
-    merged = ocr.merge(markdown, {2: ocr.OcrText("# not a heading\n\nRead.", 0.91),
-                                  3: ocr.OcrText("", 0.0)})  # fmt: skip
+    merged = ocr.merge(
+        markdown, {2: ocr.OcrText("# not a heading\n\nRead.", 0.91), 3: ocr.OcrText("", 0.0)}
+    )
     assert merged == (
         "<!-- page 1 -->\n\nText.\n\n<!-- page 2 ocr confidence=0.91 -->\n\n"
         "\\# not a heading\n\nRead.\n\n<!-- page 3 -->\n\n12\n"

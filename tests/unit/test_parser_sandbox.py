@@ -54,8 +54,9 @@ async def test_pdfium_past_the_cap_fails_as_a_bomb_even_when_the_guard_lets_it_t
         with pytest.raises(PermanentError) as raised:
             await unguarded.parse(bomb_pdfs.plain(300), "bomb.pdf", document_id=uuid.uuid4())
         assert raised.value.code == "pdf_bomb"
-        parsed = await unguarded.parse(make_policy_pdf(seed=3, pages=2), "ok.pdf",
-                                       document_id=uuid.uuid4())  # fmt: skip
+        parsed = await unguarded.parse(
+            make_policy_pdf(seed=3, pages=2), "ok.pdf", document_id=uuid.uuid4()
+        )
         assert parsed.pages == 2
     finally:
         unguarded.worker.close()

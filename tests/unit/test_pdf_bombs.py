@@ -25,9 +25,11 @@ def flate_pdf(inflated: bytes, *filters: bytes) -> bytes:
     names = b" ".join(filters) or b"/FlateDecode"
     stream = b"<< /Length %d /Filter %s >>\nstream\n%s\nendstream" % (len(data), names, data)
     return raw_pdf(
-        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>", stream,
-    )  # fmt: skip
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        stream,
+    )
 
 
 def test_a_stream_inflating_past_the_budget_is_a_bomb() -> None:
@@ -38,8 +40,10 @@ def test_a_stream_inflating_past_the_budget_is_a_bomb() -> None:
 
 
 def test_many_small_streams_add_up_against_one_budget() -> None:
-    streams = [b"<< /Filter /FlateDecode >>\nstream\n%s\nendstream" % zlib.compress(b"1" * MB)
-               for _ in range(20)]  # fmt: skip
+    streams = [
+        b"<< /Filter /FlateDecode >>\nstream\n%s\nendstream" % zlib.compress(b"1" * MB)
+        for _ in range(20)
+    ]
     assert check_expansion(raw_pdf(*streams), 32 * MB) == 20 * MB
     with pytest.raises(PdfBomb):
         check_expansion(raw_pdf(*streams), 16 * MB)
@@ -101,11 +105,21 @@ def test_a_real_image_is_not_counted_but_one_used_as_page_contents_is() -> None:
     data = zlib.compress(b"\0" * (16 * MB))
     page = b"<< /Type /Page /Parent 2 0 R /Contents %s /Resources << /XObject << /I 4 0 R >> >> >>"
     catalog, pages = b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] >>"
-    drawn = raw_pdf(catalog, pages, page % b"5 0 R", image % (len(data), data),
-                    b"<< /Length 10 >>\nstream\n/I Do     \nendstream")  # fmt: skip
+    drawn = raw_pdf(
+        catalog,
+        pages,
+        page % b"5 0 R",
+        image % (len(data), data),
+        b"<< /Length 10 >>\nstream\n/I Do     \nendstream",
+    )
     assert check_expansion(drawn, MB) == 0
-    as_contents = raw_pdf(catalog, pages, page % b"[5 0 R 4 0 R]", image % (len(data), data),
-                          b"<< /Length 10 >>\nstream\n/I Do     \nendstream")  # fmt: skip
+    as_contents = raw_pdf(
+        catalog,
+        pages,
+        page % b"[5 0 R 4 0 R]",
+        image % (len(data), data),
+        b"<< /Length 10 >>\nstream\n/I Do     \nendstream",
+    )
     with pytest.raises(PdfBomb):
         check_expansion(as_contents, MB)
 

@@ -37,8 +37,14 @@ def test_the_first_page_is_a_declarations_page():
 
 def test_the_policy_has_coverages_exclusions_conditions_and_endorsements():
     text = "\n".join(_pages_text(make_policy_pdf(seed=2, pages=8)))
-    for section in ["Limit of Liability", "Deductible", "Section II - Exclusions",
-                    "Section III - Conditions", "Endorsements", "Definitions"]:  # fmt: skip
+    for section in [
+        "Limit of Liability",
+        "Deductible",
+        "Section II - Exclusions",
+        "Section III - Conditions",
+        "Endorsements",
+        "Definitions",
+    ]:
         assert section in text
 
 

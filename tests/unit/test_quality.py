@@ -30,8 +30,13 @@ def test_a_text_document_has_no_flag() -> None:
     quality = summarize([page(1, text_words=300), page(2, text_words=5)], LIMITS)
     assert quality is not None
     assert quality["flags"] == [] and quality["reasons"] == []
-    assert quality["pages"][0] == {"page": 1, "text_words": 300, "ocr_words": 0,
-                                   "ocr_confidence": None, "image_coverage": 0.0}  # fmt: skip
+    assert quality["pages"][0] == {
+        "page": 1,
+        "text_words": 300,
+        "ocr_words": 0,
+        "ocr_confidence": None,
+        "image_coverage": 0.0,
+    }
 
 
 def test_the_remittance_advice_is_flagged_low_confidence_and_little_text() -> None:
@@ -72,8 +77,11 @@ def test_words_of_the_text_layer_count_on_an_image_page() -> None:
 
 
 def test_thresholds_come_from_settings() -> None:
-    settings = Settings(quality_min_ocr_confidence=0.5, quality_min_image_page_words=1,
-                        quality_image_page_coverage=0.95)  # fmt: skip
+    settings = Settings(
+        quality_min_ocr_confidence=0.5,
+        quality_min_image_page_words=1,
+        quality_image_page_coverage=0.95,
+    )
     limits = Thresholds.of(settings)
     quality = summarize([page(1, ocr_words=2, ocr_confidence=0.699, image_coverage=0.9)], limits)
     assert quality is not None and quality["flags"] == []

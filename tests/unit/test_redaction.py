@@ -22,11 +22,17 @@ DB_URL = f"postgresql://accessa:{PASSWORD}@db.internal:5432/accessa?sslmode=veri
     [
         (DB_URL, "postgresql://accessa:***@db.internal:5432/accessa?sslmode=verify-full"),
         ("GET https://bob:pw@example.com/x failed", "GET https://bob:***@example.com/x failed"),
-        ("a postgres://u:p@h/d and redis://:p2@r:6379", "a postgres://u:***@h/d and redis://:***@r:6379"),
+        (
+            "a postgres://u:p@h/d and redis://:p2@r:6379",
+            "a postgres://u:***@h/d and redis://:***@r:6379",
+        ),
         ("http://host:8080/path@v2 kept", "http://host:8080/path@v2 kept"),  # a port, no password
-        ("postgresql://postgres@127.0.0.1:54329/accessa", "postgresql://postgres@127.0.0.1:54329/accessa"),
+        (
+            "postgresql://postgres@127.0.0.1:54329/accessa",
+            "postgresql://postgres@127.0.0.1:54329/accessa",
+        ),
     ],
-)  # fmt: skip
+)
 def test_redact_hides_only_url_passwords(text: str, expected: str) -> None:
     assert redact(text) == expected
 

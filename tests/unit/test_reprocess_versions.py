@@ -63,9 +63,12 @@ def test_a_pinned_budget_gives_other_chunks_with_other_ids() -> None:
     plain = chunk_markdown(markdown, document_id=doc, version="markdown-simple@1")
     spec = resolve_version("markdown-simple@1?target=128", **DEFAULTS)
     small = chunk_markdown(
-        markdown, document_id=doc, version=spec.version, target_tokens=spec.target_tokens,
+        markdown,
+        document_id=doc,
+        version=spec.version,
+        target_tokens=spec.target_tokens,
         overlap_tokens=spec.overlap_tokens,
-    )  # fmt: skip
+    )
     assert len(small) > len(plain)
     assert max(c.token_count for c in small) <= 128
     assert not {c.chunk_id for c in small} & {c.chunk_id for c in plain}
@@ -100,8 +103,10 @@ def test_models_that_cannot_embed_at_the_configured_dimensions_are_refused(
 def test_a_reprocess_request_defaults_to_the_configured_versions() -> None:
     settings = Settings(chunker_version="markdown-simple@1", embed_model="text-embedding-3-small")
     chunk = resolve_target(settings, "chunk")
-    assert (chunk.chunker_version, chunk.embed_model) == ("markdown-simple@1",
-                                                          "text-embedding-3-small")  # fmt: skip
+    assert (chunk.chunker_version, chunk.embed_model) == (
+        "markdown-simple@1",
+        "text-embedding-3-small",
+    )
     embed = resolve_target(settings, "embed", embed_model="text-embedding-3-large")
     assert (embed.chunker_version, embed.embed_model) == (None, "text-embedding-3-large")
 
@@ -125,27 +130,41 @@ def test_an_impossible_reprocess_request_is_refused(
 def test_event_ids_of_a_reprocess_differ_by_target_version() -> None:
     job = uuid.uuid4()
     v1 = DocumentParsed.make_id(job, "reprocess", "markdown-simple@1", "text-embedding-3-small")
-    v2 = DocumentParsed.make_id(job, "reprocess", "markdown-simple@1?target=256",
-                                "text-embedding-3-small")  # fmt: skip
+    v2 = DocumentParsed.make_id(
+        job, "reprocess", "markdown-simple@1?target=256", "text-embedding-3-small"
+    )
     large = ChunksCreated.make_id(job, "markdown-simple@1", "text-embedding-3-large")
     small = ChunksCreated.make_id(job, "markdown-simple@1", "text-embedding-3-small")
     assert len({v1, v2, large, small, ChunksCreated.make_id(job, "markdown-simple@1")}) == 5
 
 
 def test_an_api_retry_of_a_reprocess_job_re_emits_its_target_version_with_the_same_ids() -> None:
-    request = {"from_stage": "chunk", "chunker_version": "markdown-simple@1?target=256",
-               "embed_model": "text-embedding-3-large"}  # fmt: skip
+    request = {
+        "from_stage": "chunk",
+        "chunker_version": "markdown-simple@1?target=256",
+        "embed_model": "text-embedding-3-large",
+    }
     job: dict[str, object] = {
-        "job_id": uuid.uuid4(), "document_id": uuid.uuid4(), "user_id": uuid.uuid4(),
-        "correlation_id": "reprocess-x", "chunks_version": request["chunker_version"],
-        "embed_model": request["embed_model"], "chunk_count": None, "parsed_path": "p.md",
-        "parsed_sha256": "a" * 64, "pages": 2, "embed_tokens": 0, "reprocess": request,
-    }  # fmt: skip
+        "job_id": uuid.uuid4(),
+        "document_id": uuid.uuid4(),
+        "user_id": uuid.uuid4(),
+        "correlation_id": "reprocess-x",
+        "chunks_version": request["chunker_version"],
+        "embed_model": request["embed_model"],
+        "chunk_count": None,
+        "parsed_path": "p.md",
+        "parsed_sha256": "a" * 64,
+        "pages": 2,
+        "embed_tokens": 0,
+        "reprocess": request,
+    }
     retried = rebuild_event(job, "chunker", Settings())  # type: ignore[arg-type]
     assert isinstance(retried, DocumentParsed)
     assert retried.event_id == entry_event(job).event_id  # type: ignore[arg-type]
-    assert (retried.chunker_version, retried.embed_model) == (request["chunker_version"],
-                                                              request["embed_model"])  # fmt: skip
+    assert (retried.chunker_version, retried.embed_model) == (
+        request["chunker_version"],
+        request["embed_model"],
+    )
 
     job["chunk_count"] = 9  # the chunker got through: the embedder failed
     retried = rebuild_event(job, "embedder", Settings())  # type: ignore[arg-type]

@@ -36,9 +36,11 @@ def _refused(process: str, **settings: object) -> str:
 
 def test_parser_starts_in_production_without_a_jwt_secret() -> None:
     settings = _production(
-        **ALL_BACKENDS, llamaparse_api_key="llx-" + STRONG,
-        s3_access_key_id="AKIA" + "Q" * 16, s3_secret_access_key=STRONG,
-    )  # fmt: skip
+        **ALL_BACKENDS,
+        llamaparse_api_key="llx-" + STRONG,
+        s3_access_key_id="AKIA" + "Q" * 16,
+        s3_secret_access_key=STRONG,
+    )
     assert settings.jwt_secret.get_secret_value() == Settings().jwt_secret.get_secret_value()
     assert settings.production_problems("parser") == []
     settings.require_production_ready("parser")
@@ -95,10 +97,14 @@ def test_each_process_names_only_the_default_secrets_it_uses() -> None:
 
 def test_every_process_accepts_real_values_for_every_backend() -> None:
     settings = _production(
-        jwt_secret=STRONG, **ALL_BACKENDS, s3_access_key_id="AKIA" + "Q" * 16,
-        s3_secret_access_key=STRONG, llamaparse_api_key="llx-" + STRONG,
-        llamaparse_webhook_secret="whsec-" + STRONG, openai_api_key="sk-" + STRONG,
-    )  # fmt: skip
+        jwt_secret=STRONG,
+        **ALL_BACKENDS,
+        s3_access_key_id="AKIA" + "Q" * 16,
+        s3_secret_access_key=STRONG,
+        llamaparse_api_key="llx-" + STRONG,
+        llamaparse_webhook_secret="whsec-" + STRONG,
+        openai_api_key="sk-" + STRONG,
+    )
     for process in PROCESSES:
         settings.require_production_ready(process)
 
@@ -122,8 +128,13 @@ def test_change_me_in_the_database_url_is_refused_in_every_process(process: str)
 )
 def test_change_me_in_a_used_secret_is_refused(process: str, setting: str, value: str) -> None:
     storage = "s3" if setting.startswith("s3_") else "local"
-    base = {"jwt_secret": STRONG, "openai_api_key": "sk-" + STRONG, "storage_backend": storage,
-            "s3_access_key_id": "AKIA" + "Q" * 16, "s3_secret_access_key": STRONG}  # fmt: skip
+    base = {
+        "jwt_secret": STRONG,
+        "openai_api_key": "sk-" + STRONG,
+        "storage_backend": storage,
+        "s3_access_key_id": "AKIA" + "Q" * 16,
+        "s3_secret_access_key": STRONG,
+    }
     message = _refused(process, **{**base, setting: value})
     assert message.endswith(f"ACCESSA_{setting.upper()}")
     assert value not in message
@@ -171,8 +182,13 @@ def test_stage_runtime_api_app_and_token_minting_refuse_before_starting() -> Non
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ACCESSA_")}
     clean.update(ACCESSA_ENV="production", ACCESSA_HOME=os.environ.get("TMPDIR", "/tmp"), **env)
-    return subprocess.run([sys.executable, "-m", "accessa.cli.main", *args],
-                          env=clean, capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "accessa.cli.main", *args],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _one_line_exit_3(result: subprocess.CompletedProcess[str], *names: str) -> None:

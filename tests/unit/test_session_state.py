@@ -29,8 +29,11 @@ def test_every_set_in_the_code_is_transaction_local() -> None:
 
 
 def test_set_config_is_only_ever_transaction_local() -> None:
-    calls = [(path, m.group(0)) for path in SOURCES
-             for m in re.finditer(r"set_config\([^)]*\)", path.read_text())]  # fmt: skip
+    calls = [
+        (path, m.group(0))
+        for path in SOURCES
+        for m in re.finditer(r"set_config\([^)]*\)", path.read_text())
+    ]
     assert calls, "the RLS user id is set with set_config somewhere"
     assert [c for c in calls if not c[1].replace(" ", "").endswith(",true)")] == []
 

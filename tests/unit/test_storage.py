@@ -35,7 +35,9 @@ async def test_local_storage_heads_lists_and_reads_a_prefix_of_an_object(tmp_pat
     assert await store.get("raw/u/d.pdf", limit=4) == b"%PDF"
     pages = [page async for page in store.scan("raw/")]
     assert [(o.key, o.size) for page in pages for o in page] == [
-        ("raw/u/d.pdf", 13), ("raw/u/d/abc.pdf", 4)]  # fmt: skip
+        ("raw/u/d.pdf", 13),
+        ("raw/u/d/abc.pdf", 4),
+    ]
     with pytest.raises(ObjectNotFound):
         await store.head("raw/none.pdf")
     assert [page async for page in LocalStorage(tmp_path / "empty").scan("raw/")] == [[]]

@@ -23,8 +23,10 @@ def _event(event_id: int, stage: str) -> bytes:
     return f"id: {event_id}\nevent: advanced\ndata: {json.dumps(data)}\n\n".encode()
 
 
-END = b'event: end\ndata: {"job_id": "' + JOB.encode() + b'", "state": "done", ' \
-      b'"status": "complete", "stage": "complete", "progress": 100}\n\n'  # fmt: skip
+END = (
+    b'event: end\ndata: {"job_id": "' + JOB.encode() + b'", "state": "done", '
+    b'"status": "complete", "stage": "complete", "progress": 100}\n\n'
+)
 
 
 class Script:
@@ -80,8 +82,10 @@ def test_heartbeats_between_events_dispatch_nothing(serve) -> None:
 
 
 def test_a_dropped_stream_resumes_after_the_last_event_it_saw(serve) -> None:
-    script = Script(_event(1, "parsed") + _event(2, "chunking") + b": heartbeat\n\n",
-                    _event(3, "embedding_queued") + END)  # fmt: skip
+    script = Script(
+        _event(1, "parsed") + _event(2, "chunking") + b": heartbeat\n\n",
+        _event(3, "embedding_queued") + END,
+    )
     ended, seen = _run(serve(script))
     assert ended is not None and ended["state"] == "done"
     assert script.last_event_ids == [None, "2"]

@@ -92,33 +92,46 @@ def documents() -> list[dict[str, Any]]:
         # The retention `accessa infra topics` sets (ACCESSA_TOPIC_RETENTION_HOURS; DLQ 30 days).
         retention = int(topic_configs(settings, name, None)["retention.ms"])
         config: dict[str, Any] = {"min.insync.replicas": MIN_INSYNC, "retention.ms": retention}
-        docs.append({
-            "apiVersion": "kafka.strimzi.io/v1beta2",
-            "kind": "KafkaTopic",
-            # Prefixed to stay unique among other teams' topics; spec.topicName is the real name.
-            "metadata": {"name": f"accessa-{name.replace('.', '-')}", "labels": labels},
-            "spec": {
-                "topicName": name, "partitions": PARTITIONS, "replicas": REPLICAS, "config": config,
-            },
-        })  # fmt: skip
+        docs.append(
+            {
+                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "kind": "KafkaTopic",
+                # Prefixed to stay unique among other teams' topics; spec.topicName is the
+                # real name.
+                "metadata": {"name": f"accessa-{name.replace('.', '-')}", "labels": labels},
+                "spec": {
+                    "topicName": name,
+                    "partitions": PARTITIONS,
+                    "replicas": REPLICAS,
+                    "config": config,
+                },
+            }
+        )
     for user, acls in principals().items():
         process = user.removeprefix("accessa-")
-        docs.append({
-            "apiVersion": "kafka.strimzi.io/v1beta2",
-            "kind": "KafkaUser",
-            "metadata": {"name": user, "labels": labels},
-            "spec": {
-                # The password is the one the pods read (Secret accessa-kafka-<process>), so
-                # the secret store stays the only source of the credential.
-                "authentication": {
-                    "type": "scram-sha-512",
-                    "password": {"valueFrom": {"secretKeyRef": {
-                        "name": f"accessa-kafka-{process}", "key": "password",
-                    }}},
+        docs.append(
+            {
+                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "kind": "KafkaUser",
+                "metadata": {"name": user, "labels": labels},
+                "spec": {
+                    # The password is the one the pods read (Secret accessa-kafka-<process>), so
+                    # the secret store stays the only source of the credential.
+                    "authentication": {
+                        "type": "scram-sha-512",
+                        "password": {
+                            "valueFrom": {
+                                "secretKeyRef": {
+                                    "name": f"accessa-kafka-{process}",
+                                    "key": "password",
+                                }
+                            }
+                        },
+                    },
+                    "authorization": {"type": "simple", "acls": acls},
                 },
-                "authorization": {"type": "simple", "acls": acls},
-            },
-        })  # fmt: skip
+            }
+        )
     return docs
 
 
