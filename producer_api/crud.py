@@ -223,11 +223,12 @@ async def list_jobs(
         numbers = range(len(args) + 1, len(args) + 1 + len(values))
         where.append(clause.format(*numbers))
         args.extend(values)
-    return await conn.fetch(
+    rows: list[Any] = await conn.fetch(
         f"{_JOB} WHERE {' AND '.join(where)}"
         f" ORDER BY j.created_at DESC, j.job_id DESC LIMIT {int(limit)}",
         *args,
     )
+    return rows
 
 
 async def set_raw_path(*, conn: asyncpg.Connection, document_id: uuid.UUID, raw_path: str) -> None:

@@ -294,7 +294,7 @@ async def read_stored(storage: Storage, job: asyncpg.Record, settings: Settings)
 
 def failed_stage(job: asyncpg.Record) -> str:
     """The stage a failed or dead-lettered job must go back to."""
-    reported = (job["last_error"] or {}).get("stage")
+    reported: str | None = (job["last_error"] or {}).get("stage")
     if job["status"] == "failed_parse":
         return "parser"
     if job["status"] == "failed_chunking":

@@ -54,7 +54,7 @@ def route_template(scope: Scope) -> str:
 
     An included router's route knows only its own part of the path; the prefix is the
     request path's leading segments (route parameters never contain a slash here)."""
-    route = getattr(scope.get("route"), "path", None)
+    route: str | None = getattr(scope.get("route"), "path", None)
     if route is None:
         return "unmatched"
     segments = scope["path"].rstrip("/").split("/")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import ClassVar, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import PoisonMessage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 _EVENT_NS = uuid.UUID("6f1c1f38-2d0e-4d67-9a59-4b0a3e0f2c11")
 
 
@@ -149,7 +149,7 @@ def decode_event(model: type[E], raw: bytes | None) -> E:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        first: dict[str, Any] = exc.errors()[0]
+        first = exc.errors()[0]
         if first["type"] == "json_invalid":
             raise PoisonMessage(f"not JSON: {first['msg']}", code="not_json") from exc
         where = ".".join(str(p) for p in first["loc"]) or "<root>"

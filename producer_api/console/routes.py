@@ -73,7 +73,8 @@ SessionDep = Annotated[ConsoleSession, Depends(current_session)]
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def _page(request: Request, name: str, session: ConsoleSession | None, **ctx: Any) -> Response:
@@ -148,7 +149,10 @@ async def _snapshot(request: Request) -> dict[str, Any]:
     state = request.app.state
     if getattr(state, "console_snapshots", None) is None:
         state.console_snapshots = data.Snapshots()
-    return await state.console_snapshots.get(state.settings, _pool(request), state.db)
+    snapshot: dict[str, Any] = await state.console_snapshots.get(
+        state.settings, _pool(request), state.db
+    )
+    return snapshot
 
 
 @router.get("/")

@@ -95,6 +95,18 @@ async def stage_raw(request: Request, staging_dir: Path, max_mb: float) -> Stage
     return sink.result()
 
 
+@dataclass
+class _PartState:
+    """What the multipart callbacks know of the part being read."""
+
+    header: bytes = b""
+    value: bytes = b""
+    disposition: bytes = b""
+    in_file: bool = False
+    found: bool = False
+    filename: str = ""
+
+
 async def stage_multipart(
     request: Request, staging_dir: Path, max_mb: float, field: str = "file"
 ) -> tuple[str, Staged]:
@@ -110,45 +122,38 @@ async def stage_multipart(
         )
     sink = _Sink(staging_dir, max_mb)
     pending: list[bytes] = []
-    state = {
-        "header": b"",
-        "value": b"",
-        "disposition": b"",
-        "in_file": False,
-        "found": False,
-        "filename": "",
-    }
+    state = _PartState()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header"] = state["header"] + data[start:end]  # type: ignore[operator]
+        state.header += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] = state["value"] + data[start:end]  # type: ignore[operator]
+        state.value += data[start:end]
 
     def on_header_end() -> None:
-        if state["header"].lower() == b"content-disposition":  # type: ignore[union-attr]
-            state["disposition"] = state["value"]
-        state["header"], state["value"] = b"", b""
+        if state.header.lower() == b"content-disposition":
+            state.disposition = state.value
+        state.header, state.value = b"", b""
 
     def on_headers_finished() -> None:
-        _, disp = parse_options_header(state["disposition"])  # type: ignore[arg-type]
-        is_file = disp.get(b"name") == field.encode() and not state["found"]
-        state["in_file"] = is_file
+        _, disp = parse_options_header(state.disposition)
+        is_file = disp.get(b"name") == field.encode() and not state.found
+        state.in_file = is_file
         if is_file:
-            state["found"] = True
-            state["filename"] = disp.get(b"filename", b"").decode("utf-8", "replace")
-        state["disposition"] = b""
+            state.found = True
+            state.filename = disp.get(b"filename", b"").decode("utf-8", "replace")
+        state.disposition = b""
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["in_file"]:
+        if state.in_file:
             pending.append(data[start:end])
 
     def on_part_end() -> None:
-        state["in_file"] = False
+        state.in_file = False
 
     parser = MultipartParser(
         boundary,
-        callbacks={  # type: ignore[arg-type]
+        callbacks={
             "on_header_field": on_header_field,
             "on_header_value": on_header_value,
             "on_header_end": on_header_end,
@@ -168,6 +173,6 @@ async def stage_multipart(
             parser.finalize()
         except ValueError as exc:  # python-multipart's MultipartParseError is a ValueError
             raise ApiError(400, "bad_request", f"unreadable multipart body: {exc}") from exc
-        if not state["found"]:
+        if not state.found:
             raise ApiError(422, "validation_error", f"body.{field}: Field required")
-    return str(state["filename"]), sink.result()
+    return state.filename, sink.result()

@@ -21,7 +21,8 @@ from producer_api.core.security import CurrentPrincipal, Principal
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_pool(request: Request) -> asyncpg.Pool:
@@ -33,7 +34,8 @@ async def get_pool(request: Request) -> asyncpg.Pool:
 
 
 async def get_storage(request: Request) -> Storage:
-    return request.app.state.storage
+    storage: Storage = request.app.state.storage
+    return storage
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

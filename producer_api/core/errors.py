@@ -6,6 +6,7 @@ Routes raise `ApiError`; FastAPI's own 404/405/422 and unexpected exceptions (se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,7 +57,7 @@ def error_response(
     code: str,
     message: str,
     correlation_id: str | None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "correlation_id": correlation_id}}
     return JSONResponse(body, status_code=status, headers=headers)

@@ -60,7 +60,8 @@ def route_policies(settings: Settings) -> tuple[dict[str, Policy], Policy, Polic
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
-            return value.decode("latin-1")
+            decoded: str = value.decode("latin-1")
+            return decoded
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -45,7 +47,7 @@ async def metrics() -> Response:
 
 
 @router.get("/asyncapi.json", include_in_schema=False)
-async def asyncapi() -> dict:
+async def asyncapi() -> dict[str, Any]:
     """The AsyncAPI document of the pipeline's topics and events (as in docs/asyncapi.json)."""
     from importlib.metadata import version
 
