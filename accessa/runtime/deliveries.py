@@ -91,7 +91,7 @@ class DeliveryLedger:
 
     async def starting(self, record: ConsumerRecord) -> int:
         """Count one start of a suspect, durably, before its handler runs; returns the count."""
-        return await self.pool.fetchval(_STARTING, self.group, *key(record))
+        return int(await self.pool.fetchval(_STARTING, self.group, *key(record)))
 
     async def finished(self, keys: Sequence[Key]) -> None:
         """Forget finished records, in one statement (and, once an hour, stale rows)."""

@@ -23,7 +23,8 @@ async def lag_reporter(runtime: StageRuntime, interval_s: float = 10.0) -> None:
     while True:
         with contextlib.suppress(Exception):
             dlq_parts = await partitions(runtime.settings, dlq)
-            consumer = runtime.broker.subscribers[0].consumer
+            # The Kafka subscriber's aiokafka consumer: not on faststream's base subscriber type.
+            consumer = runtime.broker.subscribers[0].consumer  # type: ignore[attr-defined]
             if consumer is not None and dlq_parts:
                 ends = await consumer.end_offsets(dlq_parts)
                 starts = await consumer.beginning_offsets(dlq_parts)

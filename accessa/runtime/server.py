@@ -89,7 +89,9 @@ class DrainingServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def serve_asgi(asgi: object, host: str, port: int, grace_s: float, **options: Any) -> None:
+def serve_asgi(
+    asgi: Callable[..., Any], host: str, port: int, grace_s: float, **options: Any
+) -> None:
     """uvicorn until SIGTERM/SIGINT; `options` are more uvicorn.Config keywords (limits)."""
     config = uvicorn.Config(
         asgi,

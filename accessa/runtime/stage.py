@@ -43,9 +43,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream import AckPolicy
@@ -70,6 +70,8 @@ from accessa.topics import topics_for
 from schemas.events import Event, decode_event
 from schemas.headers import Headers
 from schemas.topics import STAGES, Stage
+
+T = TypeVar("T")
 
 log = logging.getLogger("accessa.runtime")
 
@@ -179,7 +181,7 @@ async def _poll_batch(subscriber: Any, consumer: Any) -> tuple[ConsumerRecord, .
 def _record_size(key: bytes | None, value: bytes, headers: dict[str, str]) -> int:
     """Bytes the producer counts against `max_request_size` for this record."""
     encoded = [(k, v.encode()) for k, v in headers.items()]
-    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, encoded)
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, encoded))
 
 
 def _int(value: str | None, default: int = 0) -> int:
@@ -347,7 +349,8 @@ class StageRuntime:
         await self._run_batch(msg, due)
 
     def _hold(self, msg: KafkaMessage, tp: TopicPartition, offset: int, delay_s: float) -> None:
-        consumer = msg.consumer
+        # faststream's ConsumerProtocol has no pause/resume: the aiokafka consumer underneath.
+        consumer = cast(AIOKafkaConsumer, msg.consumer)
         consumer.seek(tp, offset)
         consumer.pause(tp)
 
@@ -496,7 +499,7 @@ class StageRuntime:
 
         return await self._infra(attempt, "record")
 
-    async def _infra(self, op: Callable[[], Awaitable[Any]], what: str) -> Any:
+    async def _infra(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         return await retry_infra(op, what, stage=self.app.name)
 
     async def _traced(self, record: ConsumerRecord, prefetched: Prefetched | None) -> Outcome:
@@ -636,7 +639,9 @@ class StageRuntime:
     ) -> Outcome:
         error = exc if isinstance(exc, PipelineError) else None
         code = error.code if error else f"unexpected_{type(exc).__name__}"
-        if isinstance(exc, OSError) and exc.errno in errno.errorcode:  # a full disk, EACCES...
+        if (
+            isinstance(exc, OSError) and exc.errno is not None and exc.errno in errno.errorcode
+        ):  # a full disk, EACCES...
             code = f"os_{errno.errorcode[exc.errno]}"
         message = error.message if error else str(exc) or type(exc).__name__
         kind = "permanent" if isinstance(exc, PermanentError) else "transient"
