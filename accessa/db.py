@@ -252,7 +252,7 @@ async def user_transaction(
 def migration_files() -> list[tuple[str, str]]:
     """(name, sql) of every packaged migration, in order."""
     folder = resources.files("accessa") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name, p.read_text()) for p in files]
 
 

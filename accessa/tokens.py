@@ -37,6 +37,7 @@ def _load_bindings() -> ModuleType:
         if path.is_file():
             loader = importlib.machinery.ExtensionFileLoader("bpe_openai._bindings", str(path))
             spec = importlib.util.spec_from_file_location(loader.name, path, loader=loader)
+            assert spec is not None  # a file location with its loader always makes a spec
             module = importlib.util.module_from_spec(spec)
             loader.exec_module(module)
             sys.modules[loader.name] = module  # so a later `import bpe_openai` reuses it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import IntEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def fail(message: str, code: Exit = Exit.FAILED, *, as_json: bool = False) -> None:
+def fail(message: str, code: Exit = Exit.FAILED, *, as_json: bool = False) -> NoReturn:
     if as_json:
         emit_json({"error": message})
     else:

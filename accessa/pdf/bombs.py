@@ -34,6 +34,7 @@ from accessa.pdf.syntax import (
     decode_name,
     header_number,
     keywords,
+    matched,
     next_token,
     parse_object,
     parse_value,
@@ -146,8 +147,11 @@ class _Reader:
 
     def _end(self, start: int, info: dict) -> int:
         length = self.resolve(info.get("Length"))
-        fits = isinstance(length, int) and 0 <= length <= len(self.data) - start
-        if fits and self.data.startswith(b"endstream", next_token(self.data, start + length)):
+        if (
+            isinstance(length, int)
+            and 0 <= length <= len(self.data) - start
+            and self.data.startswith(b"endstream", next_token(self.data, start + length))
+        ):
             return start + length
         found = self.data.find(b"endstream", start)
         return len(self.data) if found < 0 else found
@@ -161,11 +165,11 @@ class _Reader:
             for at in self.objs:
                 if (num := header_number(self.data, at)) is not None:
                     self._index[num] = at
-        at = self._index.get(value.num)
-        if at is None:
+        found = self._index.get(value.num)
+        if found is None:
             return None
         try:
-            return parse_object(self.data, at + 3, len(self.data), self.work)[0]
+            return parse_object(self.data, found + 3, len(self.data), self.work)[0]
         except Malformed:
             return None
 
@@ -264,7 +268,7 @@ def _ends_before(data: bytes, header: int, at: int) -> bool:
     if data.find(b"(", header, end) < 0 and data.find(b"%", header, end) < 0:
         return True
     # The regex walks bytewise: long objects (an image in a string) are left to the parser.
-    return end - header <= 4096 and _PLAIN_STRINGS.match(data, header, end).end() == end
+    return end - header <= 4096 and matched(_PLAIN_STRINGS.match(data, header, end)).end() == end
 
 
 def _data_start(data: bytes, after_keyword: int) -> int:

@@ -11,6 +11,8 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 
+from accessa.pdf.syntax import matched
+
 CHUNK = 1 << 20
 _NOT_HEX = re.compile(rb"[^0-9A-Fa-f]")
 _NOT_A85 = re.compile(rb"[^!-uz]")
@@ -99,7 +101,7 @@ def ascii85(chunks: Chunks, parms: dict) -> Iterator[bytes]:
         text = bytes(chunk)
         end = text.find(b"~")
         text = carry + _NOT_A85.sub(b"", text if end < 0 else text[:end])
-        cut = _A85_GROUPS.match(text).end()
+        cut = matched(_A85_GROUPS.match(text)).end()
         carry = text[cut:]
         try:
             yield base64.a85decode(text[:cut])  # at most 4 bytes a character (`z`)

@@ -94,6 +94,14 @@ def keywords(data: bytes, word: bytes) -> Iterator[int]:
         at = data.find(word, end)
 
 
+def matched(match: re.Match[bytes] | None) -> re.Match[bytes]:
+    """`match` of a pattern that cannot fail where it is used (it matches the empty string,
+    or the token it matches was already seen): a None here is a bug, not bad input."""
+    if match is None:
+        raise AssertionError("a pattern that cannot fail did not match")
+    return match
+
+
 def header_number(data: bytes, obj_at: int) -> int | None:
     """The object number written before the `obj` keyword at `obj_at`, if plainly written."""
     match = _HEADER.search(data, max(0, obj_at - 24), obj_at)
@@ -102,7 +110,7 @@ def header_number(data: bytes, obj_at: int) -> int | None:
 
 def next_token(data: bytes, pos: int) -> int:
     """Where the next token starts (after white space and comments)."""
-    return SKIP.match(data, pos).end()
+    return matched(SKIP.match(data, pos)).end()
 
 
 def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, int]:
@@ -114,7 +122,7 @@ def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, i
     opens: list[int] = []
     try:
         while True:
-            match = _TOKEN.match(data, pos, end)
+            match = matched(_TOKEN.match(data, pos, end))
             kind = match.lastindex
             if kind is None:
                 pos = match.end()
@@ -122,7 +130,7 @@ def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, i
             pos, after = match.span(kind)  # a bad token's bytes go uncounted
             if kind == _NAME_TOKEN:
                 if after == end:  # a name runs on past `end`, as far as its characters go
-                    after = NAME.match(data, pos).end()
+                    after = matched(NAME.match(data, pos)).end()
                 value: object = decode_name(data[pos + 1 : after])
             elif kind in (_OPEN_DICT, _OPEN_ARRAY):
                 stack.append([])
@@ -145,7 +153,7 @@ def parse_object(data: bytes, pos: int, end: int, work: Work) -> tuple[object, i
                 value = int(data[pos:after])
             else:
                 if after == end:  # a word runs on past `end` too
-                    after = _REGULAR.match(data, pos).end()
+                    after = matched(_REGULAR.match(data, pos)).end()
                 value = _word(data[pos:after], stack[-1])
             pos = after
             stack[-1].append(value)
@@ -161,7 +169,7 @@ def parse_value(data: bytes, pos: int, end: int, work: Work) -> object:
     if type(value) is int:
         try:
             gen, after = parse_object(data, after, end, work)
-            word = _REGULAR.match(data, SKIP.match(data, after, end).end())
+            word = _REGULAR.match(data, matched(SKIP.match(data, after, end)).end())
         except Malformed:
             return value
         if type(gen) is int and word is not None and word.group() == b"R":

@@ -88,7 +88,9 @@ class OpenAIProvider:
             base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout_s
         )
         # Only text-embedding-3 and later accept `dimensions`; older models 400 on it.
-        self._extra = {"dimensions": dimensions} if model.startswith("text-embedding-3") else {}
+        self._dimensions: int | openai.Omit = (
+            dimensions if model.startswith("text-embedding-3") else openai.omit
+        )
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -122,7 +124,7 @@ class OpenAIProvider:
     async def _request(self, batch: list[str]) -> tuple[list[list[float]], int]:
         try:
             resp = await self._client.embeddings.create(
-                input=batch, model=self.model, **self._extra
+                input=batch, model=self.model, dimensions=self._dimensions
             )
         except openai.APIError as e:
             raise _map_error(e) from e
@@ -166,8 +168,9 @@ def _map_error(e: openai.APIError) -> PipelineError:
         return PermanentError(message, code="provider_auth")
     if isinstance(e, openai.BadRequestError):
         return PermanentError(message, code="provider_rejected_input")
-    status = e.status_code if isinstance(e, openai.APIStatusError) else 0
-    if status >= 500 or status in (408, 409):
+    if isinstance(e, openai.APIStatusError) and (
+        e.status_code >= 500 or e.status_code in (408, 409)
+    ):
         return TransientError(message, code="provider_unavailable", defer_s=_retry_after_s(e))
     return PermanentError(message, code="provider_error")
 
