@@ -180,7 +180,8 @@ async def fill_chunks(
     """Completed documents of `users` (round robin) holding `vectors` as active chunks of
     ~80 words, by COPY; returns each user's row numbers in `vectors` and each row's chunk id."""
     rng = np.random.default_rng(seed)
-    docs, chunks, owned = [], [], {u: [] for u in users}
+    docs, chunks = [], []
+    owned: dict[uuid.UUID, list[int]] = {u: [] for u in users}
     for start in range(0, len(vectors), per_doc):
         user, doc = users[(start // per_doc) % len(users)], uuid.uuid4()
         docs.append(
@@ -262,7 +263,7 @@ def _markdown(rng: np.random.Generator, sections: int) -> str:
 async def _prepare_documents(pool: asyncpg.Pool, n: int, seed: int) -> list[dict[str, Any]]:
     """`n` documents with their upload jobs, chunks and vectors, ready to be written."""
     rng = np.random.default_rng(seed)
-    prepared = []
+    prepared: list[dict[str, Any]] = []
     for i in range(n):
         user, doc, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         chunks = chunk_markdown(_markdown(rng, 20), document_id=doc, version=CHUNKER)
@@ -531,11 +532,11 @@ def _searching_binary(binary: bool) -> Any:
     """accessa.search with the binary index's query while `binary`."""
     current = accessa.search.search_chunks
     if binary:
-        accessa.search.search_chunks = _binary_search_chunks  # type: ignore[assignment]
+        accessa.search.search_chunks = _binary_search_chunks
     try:
         yield
     finally:
-        accessa.search.search_chunks = current  # type: ignore[assignment]
+        accessa.search.search_chunks = current
 
 
 def _p50_p95(ms: list[float]) -> dict[str, float]:
@@ -581,10 +582,11 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
         }
         # Hybrid only for the small user: its BM25 half reads the caller's whole scope (the
         # same query on both sides), seconds per query for a quarter of 100k chunks.
-        for label, user, modes in (
+        cases: tuple[tuple[str, uuid.UUID, tuple[accessa.search.Mode, ...]], ...] = (
             ("user_1pct", people[0], ("vector", "hybrid")),
             ("user_25pct", heavy, ("vector",)),
-        ):
+        )
+        for label, user, modes in cases:
             mine = vectors[owned[user]]
             latency: dict[str, list[float]] = {}
             found = {"vector": 0, "binary": 0}
@@ -607,8 +609,8 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
             for side, n in found.items():
                 one[f"{side}_index"] = {"recall_at_10": round(n / (10 * queries), 3)}
             for key, values in latency.items():
-                side, mode = key.split("_")
-                one[f"{side}_index"][f"{mode}_mode"] = _p50_p95([1000 * v for v in values])
+                side, mode_name = key.split("_")
+                one[f"{side}_index"][f"{mode_name}_mode"] = _p50_p95([1000 * v for v in values])
             result[label] = one
         # The large user's vector search through the index at other candidate-list lengths.
         heavy_rows = vectors[owned[heavy]]

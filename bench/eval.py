@@ -77,7 +77,7 @@ def holds(chunk: str, answer: str) -> bool:
 
 def score(questions: list[dict[str, Any]], ranked: list[list[str]]) -> dict[str, Any]:
     """hit@1, hit@5 and MRR overall and per document; `ranked[i]`: question i's top texts."""
-    ranks = []
+    ranks: list[int | None] = []
     for q, texts in zip(questions, ranked, strict=True):
         rank = next((i for i, t in enumerate(texts[:K], 1) if holds(t, q["answer"])), None)
         ranks.append(rank)
@@ -88,7 +88,7 @@ def score(questions: list[dict[str, Any]], ranked: list[list[str]]) -> dict[str,
             "questions": n,
             "hit@1": round(sum(ranks[i] == 1 for i in idx) / n, 3),
             "hit@5": round(sum(ranks[i] is not None for i in idx) / n, 3),
-            "mrr": round(sum(1 / ranks[i] for i in idx if ranks[i]) / n, 3),
+            "mrr": round(sum(1 / r for i in idx if (r := ranks[i])) / n, 3),
         }
 
     by_doc: dict[str, list[int]] = {}

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -141,7 +142,7 @@ def run(corpus: Path) -> dict:
     for name, licence, package, convert in CANDIDATES:
         with contextlib.suppress(Exception):
             convert(files["minimal-document.pdf"])  # warm-up: imports, models
-        entry = {
+        entry: dict[str, Any] = {
             "licence": licence,
             "package": package,
             "version": _version(package),
@@ -202,7 +203,10 @@ def over_raw(corpus: Path = CORPUS, passes: int = 3) -> dict:
 
 def _structure(file_name: str, text: str) -> dict:
     headings = [h.strip("*_ ").strip() for h in HEADING.findall(text)]
-    found = {"headings": len(headings), "tables": len(TABLE_SEPARATOR.findall(text))}
+    found: dict[str, Any] = {
+        "headings": len(headings),
+        "tables": len(TABLE_SEPARATOR.findall(text)),
+    }
     if file_name == "generated-policy.pdf":
         hits = sum(any(expected in h for h in headings) for expected in POLICY_HEADINGS)
         found["policy_heading_recall"] = round(hits / len(POLICY_HEADINGS), 2)

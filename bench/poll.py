@@ -12,7 +12,7 @@ T = TypeVar("T")
 
 
 async def until(
-    check: Callable[[], Awaitable[T]], *, timeout: float, interval: float, what: str
+    check: Callable[[], Awaitable[T | None]], *, timeout: float, interval: float, what: str
 ) -> T:
     """Poll `check` every `interval` s until it returns something truthy; TimeoutError after
     `timeout` s. Keep `interval` small against the durations being measured."""

@@ -160,7 +160,7 @@ def create_app(
         auth = request.headers.get("authorization", "")
         key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
         if not key or (api_key is not None and key != api_key):
-            resp = JSONResponse({"detail": "Invalid authentication credentials"}, 401)
+            resp: Response = JSONResponse({"detail": "Invalid authentication credentials"}, 401)
         elif (status := state.draw_failure()) is not None:
             resp = state.failure_response(status)
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+from typing import Any
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -81,7 +82,7 @@ def scan_images(
             page.close()
             angle = float(rng.uniform(-skew_deg, skew_deg))
             image = image.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=255)
-            pixels = np.asarray(image, dtype=np.float32)
+            pixels: np.ndarray[Any, Any] = np.asarray(image, dtype=np.float32)
             pixels = pixels + rng.normal(0, noise, pixels.shape)
             specks = rng.random(pixels.shape) < 0.0005
             pixels[specks] = rng.uniform(0, 120, int(specks.sum()))

@@ -11,7 +11,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,8 +23,9 @@ HOST = "127.0.0.1"
 
 
 class _Server(uvicorn.Server):
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _server(app: FastAPI, port: int, host: str = HOST) -> tuple[_Server, socket.socket]:
@@ -39,14 +40,20 @@ def _server(app: FastAPI, port: int, host: str = HOST) -> tuple[_Server, socket.
 
 async def serve_mocks(settings: Settings) -> None:
     """Serve mock LlamaParse and mock OpenAI until cancelled (or until one of them stops)."""
-    sim = {"latency_ms": settings.mock_latency_ms, "failure_rate": settings.mock_failure_rate}
+    latency_ms, failure_rate = settings.mock_latency_ms, settings.mock_failure_rate
     llamaparse = llamaparse_server.create_app(
-        **sim, webhook_secret=settings.llamaparse_webhook_secret.get_secret_value()
+        latency_ms=latency_ms,
+        failure_rate=failure_rate,
+        webhook_secret=settings.llamaparse_webhook_secret.get_secret_value(),
     )
     servers = [
         # Containers set ACCESSA_HEALTH_HOST=0.0.0.0 so other services can reach the mocks.
         _server(llamaparse, settings.mock_llamaparse_port, settings.health_host),
-        _server(openai_server.create_app(**sim), settings.mock_openai_port, settings.health_host),
+        _server(
+            openai_server.create_app(latency_ms=latency_ms, failure_rate=failure_rate),
+            settings.mock_openai_port,
+            settings.health_host,
+        ),
     ]
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
     try:

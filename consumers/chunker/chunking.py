@@ -310,7 +310,9 @@ def _sections(blocks: list[_Piece]) -> list[tuple[list[str], list[_Piece]]]:
                 current = []
             while stack and stack[-1][0] >= block.level:
                 stack.pop()
-            stack.append((block.level, _heading(block.text)[1]))
+            heading = _heading(block.text)
+            assert heading is not None  # the block is a heading: its line parses as one
+            stack.append((block.level, heading[1]))
         current.append(block)
     if current:
         sections.append(([text for _, text in stack], current))

@@ -96,11 +96,12 @@ def image_coverage(page: pypdfium2.PdfPage) -> float:
     return round(min(covered / (width * height), 1.0), 3)
 
 
-def _prototype(function: object, restype: type, *argtypes: type) -> Callable[..., Any]:
+def _prototype(function: Any, restype: type, *argtypes: type) -> Callable[..., Any]:
     """pdfium's `function` with plain `c_void_p` pointer arguments: converting pypdfium2's
     typed pointers costs more than the call itself, and these run once or twice a word."""
     address = ctypes.cast(function, ctypes.c_void_p).value
-    return ctypes.CFUNCTYPE(restype, *argtypes)(address)
+    # Never NULL: a symbol of the loaded pdfium library.
+    return ctypes.CFUNCTYPE(restype, *argtypes)(address)  # type: ignore[arg-type]
 
 
 _PTR, _INT = ctypes.c_void_p, ctypes.c_int
@@ -126,7 +127,7 @@ def page_lines(textpage: pypdfium2.PdfTextPage) -> list[Line]:
         # Characters outside the BMP shift string offsets off pdfium's indices: no geometry.
         return [Line(t.strip(), 0.0, False, 0, 0, 0, 0) for t in text.splitlines() if t.strip()]
     raw = ctypes.cast(textpage.raw, ctypes.c_void_p).value
-    fonts = _Fonts(raw)
+    fonts = _Fonts(raw)  # type: ignore[arg-type]  # never NULL: pypdfium2 checked the text page
     handle = ctypes.c_void_p(raw)
     box = pdfium_c.FS_RECTF()
     box_ref = ctypes.byref(box)
