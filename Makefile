@@ -8,7 +8,7 @@ KAFKA_STAMP := infra/kafka/lib/.resolved
 KUSTOMIZE := .accessa/bin/kustomize
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages run test test-fast bench reliability fuzz eval lint format clean
+.PHONY: setup system-packages run test test-fast bench reliability fuzz eval lint typecheck format clean
 
 setup: $(STAMP) $(KAFKA_STAMP) system-packages ## venv, Python deps (constrained), Kafka jars, Debian packages; quick when done
 
@@ -99,9 +99,12 @@ $(EVAL_STAMP): $(STAMP)
 eval: setup $(EVAL_STAMP) ## retrieval hit@1/hit@5/MRR vs a LlamaIndex peer -> bench/eval.json
 	$(BIN)/python -m bench.eval
 
-lint: setup
+lint: setup typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: setup ## mypy over the packages ([tool.mypy] in pyproject.toml: which, how strict)
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff check --fix .
