@@ -56,9 +56,11 @@ def to_parsed(event: DocumentUploaded) -> DocumentParsed:
 NOOP_STAGE = Stage("parser", "uploaded", "parsed", "failed_parse")
 # Production-like: dedup lookup, one ctx.commit() transaction (its processed_events row), and
 # delivery counting, as every production stage has.
-noop = StageApp("noop", DocumentUploaded, stage=NOOP_STAGE)
+noop: StageApp[None] = StageApp("noop", DocumentUploaded, stage=NOOP_STAGE)
 # The old, unfair variant: no dedup row, no lookup (no production stage is stateless).
-noop_stateless = StageApp("noop", DocumentUploaded, stage=NOOP_STAGE, stateless=True)
+noop_stateless: StageApp[None] = StageApp(
+    "noop", DocumentUploaded, stage=NOOP_STAGE, stateless=True
+)
 
 
 @noop.handle
@@ -219,7 +221,13 @@ async def commit_strategies(
         async def one(event: DocumentParsed) -> None:
             async with gate:
                 ctx = StageContext(
-                    stage="noop", consumer=group, event=event, attempt=0, res=res, output_topic="t"
+                    stage="noop",
+                    consumer=group,
+                    event=event,
+                    attempt=0,
+                    res=res,
+                    output_topic="t",
+                    own=None,
                 )
                 async with ctx.commit(event):
                     pass

@@ -10,8 +10,8 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import asyncpg
 from aiokafka.errors import (
@@ -29,6 +29,9 @@ from accessa.storage import Storage
 from schemas.events import Event
 
 T = TypeVar("T")
+# A stage's own per-process resources (the parser's backend, the embedder's providers), as
+# its setup makes them; None for a stage without one.
+R = TypeVar("R")
 log = logging.getLogger("accessa.runtime")
 
 
@@ -158,12 +161,11 @@ class StageResources:
     pool: asyncpg.Pool
     storage: Storage
     faults: FaultInjector
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class StageContext:
-    """Per-record view handed to the handler."""
+class StageContext(Generic[R]):
+    """Per-record view handed to the handler; `own` is what the stage's setup made."""
 
     stage: str
     consumer: str
@@ -171,6 +173,7 @@ class StageContext:
     attempt: int
     res: StageResources
     output_topic: str
+    own: R
     committed: bool = False
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from accessa.runtime import metrics
 from accessa.topic_scan import partitions
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("accessa.lag")
 
 
-async def lag_reporter(runtime: StageRuntime, interval_s: float = 10.0) -> None:
+async def lag_reporter(runtime: StageRuntime[Any], interval_s: float = 10.0) -> None:
     """Every `interval_s`, publish the lag of the partitions this replica owns."""
     dlq = runtime.topics.dlq(runtime.stage.input)
     while True:

@@ -115,7 +115,7 @@ def dump_tasks() -> None:
         )
 
 
-async def start_when_allowed(runtime: StageRuntime, state: dict[str, object]) -> None:
+async def start_when_allowed(runtime: StageRuntime[Any], state: dict[str, object]) -> None:
     """Start consuming once the principal may: until then the process stays up and not ready
     with the reason, and retries with backoff (one log line per try, not a crash loop)."""
     delay = 1.0
@@ -130,7 +130,7 @@ async def start_when_allowed(runtime: StageRuntime, state: dict[str, object]) ->
 
 
 async def start_with_pool(
-    app: StageApp, settings: Settings, opener: PoolOpener, state: dict[str, object]
+    app: StageApp[Any], settings: Settings, opener: PoolOpener, state: dict[str, object]
 ) -> None:
     """Open the pool (retrying while Postgres refuses the process), then start consuming once
     Kafka allows it: no record is taken before both are there."""
@@ -141,7 +141,7 @@ async def start_with_pool(
     await start_when_allowed(runtime, state)
 
 
-def run_stage(app: StageApp, settings: Settings) -> None:
+def run_stage(app: StageApp[Any], settings: Settings) -> None:
     """Run one stage process until SIGTERM/SIGINT, then drain and leave the group."""
     settings.require_production_ready(app.name)  # before anything starts, however it was run
     setup_logging(app.name, settings.log_level, settings.log_json)

@@ -43,7 +43,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
@@ -72,10 +72,12 @@ from schemas.headers import Headers
 from schemas.topics import STAGES, Stage
 
 T = TypeVar("T")
+R = TypeVar("R")  # the stage's own resources (`StageApp.setup`), None without a setup
 
 log = logging.getLogger("accessa.runtime")
 
-Handler = Callable[[Any, StageContext], Awaitable[Event | None]]
+Handler = Callable[[Any, StageContext[R]], Awaitable[Event | None]]
+Setup = Callable[[StageResources], Awaitable[R]]
 # Idempotent, fully acknowledged; batches big enough that producers rarely wait to drain.
 # A short linger: each ms is added to every hop of an idle document, and under load records
 # batch up anyway while the previous request to the broker is in flight.
@@ -108,13 +110,15 @@ WHERE consumer = $1 AND event_id = ANY($2::uuid[])"""
 
 
 @dataclass
-class StageApp:
-    """A stage: its name, input event model and handler. `consumers/<stage>/app.py` makes one."""
+class StageApp(Generic[R]):
+    """A stage: its name, input event model and handler, and the setup that makes its own
+    resources once per process (the handler reads them as `ctx.own`).
+    `consumers/<stage>/app.py` makes one."""
 
     name: str
     input_model: type[Event]
     stage: Stage | None = None  # defaults to STAGES[name]
-    handler: Handler | None = None
+    handler: Handler[R] | None = None
     max_records: int | None = None
     # A pure transform (no database writes): no dedup row and no ctx.commit() needed, since
     # its output is a function of the input with a deterministic id the next stage dedups.
@@ -122,19 +126,17 @@ class StageApp:
     # The longest one record's handling may take (a stage that bounds its own work, e.g. the
     # parser's document timeout): the consumer's max.poll.interval is sized to a batch of them.
     record_time_limit_s: Callable[[Settings], float] | None = None
-    startup: list[Callable[[StageResources], Awaitable[None]]] = field(default_factory=list)
+    setup: Setup[R] | None = None
 
     def __post_init__(self) -> None:
         self.stage = self.stage or STAGES[self.name]
 
-    def handle(self, fn: Handler) -> Handler:
+    def handle(self, fn: Handler[R]) -> Handler[R]:
         self.handler = fn
         return fn
 
-    def on_startup(
-        self, fn: Callable[[StageResources], Awaitable[None]]
-    ) -> Callable[[StageResources], Awaitable[None]]:
-        self.startup.append(fn)
+    def on_setup(self, fn: Setup[R]) -> Setup[R]:
+        self.setup = fn
         return fn
 
 
@@ -191,10 +193,12 @@ def _int(value: str | None, default: int = 0) -> int:
         return default
 
 
-class StageRuntime:
+class StageRuntime(Generic[R]):
     """Runs one StageApp on a FastStream KafkaBroker."""
 
-    def __init__(self, app: StageApp, settings: Settings, resources: StageResources) -> None:
+    own: R  # the stage's setup result, made in start() before any record is consumed
+
+    def __init__(self, app: StageApp[R], settings: Settings, resources: StageResources) -> None:
         self.app = app
         self.settings = settings
         self.res = resources
@@ -315,8 +319,8 @@ class StageRuntime:
         return None
 
     async def start(self) -> None:
-        for hook in self.app.startup:
-            await hook(self.res)
+        # A stage without a setup is a StageApp[None]: its handlers get `ctx.own` None.
+        self.own = await self.app.setup(self.res) if self.app.setup else cast(R, None)
         await self.producer.start()
         await self.broker.start()
 
@@ -550,6 +554,7 @@ class StageRuntime:
                 attempt=attempt,
                 res=self.res,
                 output_topic=self.output_topic,
+                own=self.own,
             )
             assert self.app.handler is not None
             self.res.faults.handling(event.document_id)

@@ -16,7 +16,7 @@ from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
 from consumers.chunker.contextual import embed_metadata
 from schemas.events import ChunksCreated, DocumentParsed
 
-stage = StageApp("chunker", DocumentParsed)
+stage: StageApp[None] = StageApp("chunker", DocumentParsed)
 
 
 async def buffer_chunks(
@@ -57,7 +57,7 @@ def chunk_metadata(chunk: Chunk) -> dict:
 
 
 @stage.handle
-async def on_parsed(event: DocumentParsed, ctx: StageContext) -> ChunksCreated:
+async def on_parsed(event: DocumentParsed, ctx: StageContext[None]) -> ChunksCreated:
     await ctx.job()
     try:
         markdown = (await ctx.storage.get(event.parsed_path)).decode()

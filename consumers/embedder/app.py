@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from accessa import jobs
 from accessa.errors import PermanentError
 from accessa.providers.embeddings import EmbeddingProvider, make_provider
@@ -10,34 +12,42 @@ from consumers.embedder.models import check_model
 from consumers.embedder.vectors import BUFFERED_CHUNKS, document_lock, embed_missing, target_model
 from schemas.events import ChunksCreated, ChunksEmbedded
 
-stage = StageApp("embedder", ChunksCreated)
+
+@dataclass
+class EmbedderResources:
+    """Made once per process: one provider per model, the configured one from the start."""
+
+    providers: dict[str, EmbeddingProvider] = field(default_factory=dict)
 
 
-@stage.on_startup
-async def load_provider(res: StageResources) -> None:
-    res.extra["providers"] = {res.settings.embed_model: make_provider(res.settings)}
+stage: StageApp[EmbedderResources] = StageApp("embedder", ChunksCreated)
+
+
+@stage.on_setup
+async def load_provider(res: StageResources) -> EmbedderResources:
     # Export the model's counters at 0 from the start (cached work may never move them).
     metrics.EMBED_TOKENS.labels(res.settings.embed_model)
     metrics.EMBED_COST.labels(res.settings.embed_model)
+    return EmbedderResources({res.settings.embed_model: make_provider(res.settings)})
 
 
-def provider_for(res: StageResources, model: str) -> EmbeddingProvider:
+def provider_for(ctx: StageContext[EmbedderResources], model: str) -> EmbeddingProvider:
     """One provider per model, made on first use (a reprocess may name another model)."""
-    providers = res.extra["providers"]
+    providers = ctx.own.providers
     if model not in providers:
         try:
-            check_model(model, res.settings.embed_dimensions)
+            check_model(model, ctx.settings.embed_dimensions)
         except ValueError as exc:
             raise PermanentError(str(exc), code="unsupported_embed_model") from exc
-        providers[model] = make_provider(res.settings, model)
+        providers[model] = make_provider(ctx.settings, model)
     return providers[model]
 
 
 @stage.handle
-async def on_chunked(event: ChunksCreated, ctx: StageContext) -> ChunksEmbedded:
+async def on_chunked(event: ChunksCreated, ctx: StageContext[EmbedderResources]) -> ChunksEmbedded:
     await ctx.job()
     settings, model = ctx.settings, target_model(event, ctx.settings)
-    provider = provider_for(ctx.res, model)
+    provider = provider_for(ctx, model)
     async with document_lock(ctx.pool, event.document_id) as conn:
         chunks = await conn.fetch(
             BUFFERED_CHUNKS, event.job_id, event.chunker_version, model, settings.embed_dimensions

@@ -10,7 +10,7 @@ from accessa.errors import PermanentError
 from accessa.runtime import StageApp, StageContext, metrics
 from schemas.events import ChunksEmbedded, DocumentCompleted
 
-stage = StageApp("finalizer", ChunksEmbedded)
+stage: StageApp[None] = StageApp("finalizer", ChunksEmbedded)
 
 CHECK = """
 SELECT (SELECT count(*) FROM document_chunk_buffer
@@ -47,7 +47,7 @@ WHERE document_id = $1
 
 
 @stage.handle
-async def on_embedded(event: ChunksEmbedded, ctx: StageContext) -> DocumentCompleted:
+async def on_embedded(event: ChunksEmbedded, ctx: StageContext[None]) -> DocumentCompleted:
     job = await ctx.job()
     if job["parsed_sha256"] != event.parsed_sha256:
         raise PermanentError(

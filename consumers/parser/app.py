@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -12,18 +13,29 @@ from accessa.errors import PermanentError
 from accessa.runtime import StageApp, StageContext, StageResources, metrics
 from accessa.storage import ObjectNotFound, parsed_key
 from accessa.text import has_text, normalize_markdown, sha256_text
-from consumers.parser.backends import document_timeout_s, make_backend
+from consumers.parser.backends import ParserBackend, document_timeout_s, make_backend
 from consumers.parser.quality import Thresholds, summarize
 from schemas.events import DocumentParsed, DocumentUploaded
 
 # Parsing is CPU-heavy: a small poll keeps the batch (and its offset commit) short. Each
 # document's parse is bounded (`parse_timeout`), and the poll interval sized to 16 of them.
-stage = StageApp("parser", DocumentUploaded, max_records=16, record_time_limit_s=document_timeout_s)
 
 
-@stage.on_startup
-async def load_backend(res: StageResources) -> None:
-    res.extra["backend"] = make_backend(res.settings, res.pool)
+@dataclass(frozen=True)
+class ParserResources:
+    """Made once per process: the configured parser backend."""
+
+    backend: ParserBackend
+
+
+stage: StageApp[ParserResources] = StageApp(
+    "parser", DocumentUploaded, max_records=16, record_time_limit_s=document_timeout_s
+)
+
+
+@stage.on_setup
+async def load_backend(res: StageResources) -> ParserResources:
+    return ParserResources(make_backend(res.settings, res.pool))
 
 
 async def read_raw(ctx: StageContext, job: asyncpg.Record) -> bytes:
@@ -49,7 +61,9 @@ async def read_raw(ctx: StageContext, job: asyncpg.Record) -> bytes:
 
 
 @stage.handle
-async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentParsed:
+async def on_uploaded(
+    event: DocumentUploaded, ctx: StageContext[ParserResources]
+) -> DocumentParsed:
     job = await ctx.job()
     async with ctx.pool.acquire() as conn, conn.transaction():  # one commit: status and event
         await jobs.advance(conn, job_id=event.job_id, status="parse_queued", actor="parser")
@@ -59,8 +73,7 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
         async with ctx.pool.acquire() as conn:
             await jobs.report_ocr(conn, job_id=event.job_id, pages_done=done, pages_total=total)
 
-    backend = ctx.res.extra["backend"]
-    parsed = await backend.parse(
+    parsed = await ctx.own.backend.parse(
         pdf, event.filename, document_id=event.document_id, progress=ocr_progress
     )
     markdown = normalize_markdown(parsed.markdown)

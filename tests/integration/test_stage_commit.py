@@ -37,7 +37,13 @@ def _ctx(
 ) -> StageContext:
     res = StageResources(infra, pool, make_storage(infra), FaultInjector(infra, "t"))
     return StageContext(
-        stage="t", consumer=consumer, event=event, attempt=0, res=res, output_topic="out'\\topic"
+        stage="t",
+        consumer=consumer,
+        event=event,
+        attempt=0,
+        res=res,
+        output_topic="out'\\topic",
+        own=None,
     )
 
 
