@@ -9,6 +9,7 @@ import io
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -115,29 +116,39 @@ def dump_tasks() -> None:
         )
 
 
-async def start_when_allowed(runtime: StageRuntime[Any], state: dict[str, object]) -> None:
+@dataclass
+class Starting:
+    """How far the start-up task has got: for /ready, and for what the shutdown stops."""
+
+    runtime: StageRuntime[Any] | None = None
+    kafka_problem: str | None = None
+    started: bool = False
+    reporter: asyncio.Task[None] | None = None
+
+
+async def start_when_allowed(runtime: StageRuntime[Any], state: Starting) -> None:
     """Start consuming once the principal may: until then the process stays up and not ready
     with the reason, and retries with backoff (one log line per try, not a crash loop)."""
     delay = 1.0
     while (problem := await runtime.access_problem()) is not None:
-        state["kafka_problem"] = problem
+        state.kafka_problem = problem
         log.error("cannot consume yet: %s (retrying in %.0f s)", problem, delay)
         await asyncio.sleep(delay)  # backoff between access checks
         delay = min(delay * 2, 60.0)
     await runtime.start()
-    state["started"] = True
-    state["reporter"] = asyncio.create_task(lag_reporter(runtime))
+    state.started = True
+    state.reporter = asyncio.create_task(lag_reporter(runtime))
 
 
 async def start_with_pool(
-    app: StageApp[Any], settings: Settings, opener: PoolOpener, state: dict[str, object]
+    app: StageApp[Any], settings: Settings, opener: PoolOpener, state: Starting
 ) -> None:
     """Open the pool (retrying while Postgres refuses the process), then start consuming once
     Kafka allows it: no record is taken before both are there."""
     pool = await opener.open()
     res = StageResources(settings, pool, make_storage(settings), FaultInjector(settings, app.name))
     runtime = StageRuntime(app, settings, res)
-    state["runtime"] = runtime
+    state.runtime = runtime
     await start_when_allowed(runtime, state)
 
 
@@ -146,7 +157,7 @@ def run_stage(app: StageApp[Any], settings: Settings) -> None:
     settings.require_production_ready(app.name)  # before anything starts, however it was run
     setup_logging(app.name, settings.log_level, settings.log_json)
     tracing.setup(settings, app.name)
-    state: dict[str, object] = {}
+    state = Starting()
     # A handler may hold two connections at once (e.g. the embedder's advisory lock plus
     # a write): size the pool so every concurrent record can, or they deadlock.
     opener = PoolOpener(
@@ -164,15 +175,15 @@ def run_stage(app: StageApp[Any], settings: Settings) -> None:
             starter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await starter
-            if state.get("started"):
-                state["reporter"].cancel()  # type: ignore[attr-defined]
-                await state["runtime"].stop()  # type: ignore[attr-defined]
+            if state.started and state.reporter and state.runtime:  # set once consuming
+                state.reporter.cancel()
+                await state.runtime.stop()
             await opener.close()
             tracing.shutdown()
 
     async def kafka_ready() -> str | None:
-        if not state.get("started"):
-            return str(state.get("kafka_problem") or "the stage has not started consuming yet")
+        if not state.started:
+            return state.kafka_problem or "the stage has not started consuming yet"
         return await broker_check(settings, timeout_s=3, process=app.name)
 
     asgi = health_app(app.name, lifespan, {"postgres": opener.problem, "kafka": kafka_ready})
