@@ -73,9 +73,10 @@ def test_the_pipeline_runs_end_to_end_over_sasl_ssl_with_per_stage_principals(
     secure_pipeline: LocalPipeline,
 ) -> None:
     users = {p: env["ACCESSA_KAFKA_SASL_USERNAME"] for p, env in secure_pipeline.kafka_env.items()}
+    # Each process its own principal; the operator's console is the operator (ops).
     assert users == {
         p: f"accessa-{p}" for p in ("api", "parser", "chunker", "embedder", "finalizer")
-    }
+    } | {"console": "accessa-ops"}
     batch = Batch.make(secure_pipeline, 6)
 
     async def run() -> None:
