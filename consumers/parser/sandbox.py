@@ -10,8 +10,13 @@ worker killed (`parse_timeout`). A dead worker is replaced on the next call.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
+import multiprocessing.forkserver
+import os
 import resource
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,10 +26,38 @@ from accessa.errors import PermanentError
 
 DEFAULT_MEMORY_LIMIT_MB = 512
 _PRELOAD = ["consumers.parser.local"]  # imported once in the fork server, not per worker
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_the_fork_server() -> None:
+    """Let the fork server exit when the parser dies, and the worker with it, even on SIGKILL.
+
+    The fork server exits on EOF of its "alive" pipe, but it hands the pipe's write end to
+    every child it forks; this worker also holds the write end of its own call queue and of
+    the resource tracker's pipe. So when the parser died without cleanup, the worker waited
+    forever for a call, the fork server for EOF, and the tracker too: all three leaked.
+    """
+    if sys.platform == "linux":
+        # Linux-only: SIGKILL this worker when its parent (the fork server's only thread) ends.
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    # Closed only after the prctl: the fork server cannot see EOF, and exit, before it is set.
+    server = multiprocessing.forkserver._forkserver  # no public handle (Python 3.11)
+    alive_fd = server._forkserver_alive_fd  # type: ignore[attr-defined]
+    if alive_fd is not None:
+        os.close(alive_fd)
+        server._forkserver_alive_fd = None  # type: ignore[attr-defined]
+
+
+def _init_worker(extra_bytes: int) -> None:
+    """Worker initializer."""
+    _die_with_the_fork_server()
+    _limit_address_space(extra_bytes)
 
 
 def _limit_address_space(extra_bytes: int) -> None:
-    """Worker initializer: the address space it has now, plus `extra_bytes`, and no more."""
+    """The worker's address space as it is now, plus `extra_bytes`, and no more."""
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[0])
     limit = pages * resource.getpagesize() + extra_bytes
@@ -57,7 +90,7 @@ class MemoryCappedWorker:
             self._executor = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=context,
-                initializer=_limit_address_space,
+                initializer=_init_worker,
                 initargs=(self.memory_limit_mb * 1_048_576,),
             )
         return self._executor

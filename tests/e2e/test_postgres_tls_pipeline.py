@@ -11,7 +11,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -135,7 +135,7 @@ async def test_migrations_run_over_verify_full_tls_on_a_fresh_database(
     assert logins and all(tls.startswith("TLSv1.") for tls in logins)
 
 
-def _postgres_reason(url: str, expected: str) -> object:
+def _postgres_reason(url: str, expected: str) -> Callable[[], Awaitable[dict | None]]:
     async def poll() -> dict | None:
         async with httpx.AsyncClient(timeout=3) as client:
             try:

@@ -105,7 +105,7 @@ async def test_an_event_delivered_again_re_emits_its_stored_output_and_runs_once
     assert sorted(r["event_id"] for r in await rows(pool, topics.topic_prefix)) == sorted(
         e.event_id for e in done + fresh
     )
-    values: dict[bytes | None, set[bytes]] = {}
+    values: dict[bytes | None, set[bytes | None]] = {}
     for record in out:
         values.setdefault(record.key, set()).add(record.value)
     assert {e.key() for e in done + fresh} == set(values)

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
+import psutil
 import pytest
 
 from accessa.errors import PermanentError
@@ -66,3 +69,40 @@ async def test_other_permanent_errors_keep_their_code(backend: LocalBackend) -> 
     with pytest.raises(PermanentError) as raised:
         await backend.parse(b"%PDF-1.7\n garbage", "bad.pdf", document_id=uuid.uuid4())
     assert raised.value.code == "pdf_corrupt"
+
+
+_PARSE_THEN_WAIT = """
+import asyncio, sys, uuid
+from consumers.parser.backends import LocalBackend
+from mocks.policy_pdf import make_policy_pdf
+
+backend = LocalBackend()  # held, as the stage holds it: its worker stays up
+pdf = make_policy_pdf(seed=5, pages=1)
+parsed = asyncio.run(backend.parse(pdf, "ok.pdf", document_id=uuid.uuid4()))
+print(parsed.pages, flush=True)
+sys.stdin.read()  # parked until the test kills it
+"""
+
+
+def test_a_killed_parser_takes_its_forkserver_worker_and_resource_tracker_with_it() -> None:
+    """SIGKILL runs no cleanup: the helpers must still go (they used to keep each other alive)."""
+    parser = subprocess.Popen(
+        [sys.executable, "-c", _PARSE_THEN_WAIT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parser.stdout is not None
+        assert parser.stdout.readline().strip() == "1"
+        helpers = psutil.Process(parser.pid).children(recursive=True)
+        commands = " ".join(" ".join(helper.cmdline()) for helper in helpers)
+        assert "forkserver" in commands and "resource_tracker" in commands
+        assert len(helpers) >= 3  # resource tracker, fork server, and the fork server's worker
+        parser.kill()
+        parser.wait(timeout=30)
+        _, alive = psutil.wait_procs(helpers, timeout=30)
+        assert alive == [], f"left running: {[' '.join(p.cmdline()) for p in alive]}"
+    finally:
+        parser.kill()
+        parser.wait(timeout=30)
