@@ -32,7 +32,8 @@ class ReceivedSpan:
 
 
 def _value(v: AnyValue) -> Any:
-    return getattr(v, v.WhichOneof("value")) if v.WhichOneof("value") else None
+    field = v.WhichOneof("value")
+    return getattr(v, field) if field else None
 
 
 class OtlpReceiver:

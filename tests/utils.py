@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ import httpx
 from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.topic_scan import Record, partitions, scan
-from schemas.events import DocumentUploaded
+from schemas.events import DocumentUploaded, Event
 from schemas.headers import Headers
 
 T = TypeVar("T")
@@ -28,7 +28,7 @@ CORPUS = ROOT.parent / "shared" / "corpus"  # CI clones main with shared/ beside
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | None]],
     *,
     timeout: float = 30.0,
     interval: float = 0.1,
@@ -131,7 +131,7 @@ async def produce(
         await producer.stop()
 
 
-async def produce_events(settings: Settings, topic: str, events: list[DocumentUploaded]) -> None:
+async def produce_events(settings: Settings, topic: str, events: Sequence[Event]) -> None:
     await produce(
         settings,
         topic,

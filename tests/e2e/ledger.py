@@ -263,7 +263,7 @@ async def completed_event_ids(
     found: dict[str, set[str]] = {}
     sent: Counter[str] = Counter()
     async for record in scan(pipeline.settings, topic):
-        body = json.loads(record.value)
+        body = json.loads(record.value or b"")
         found.setdefault(body["document_id"], set()).add(body["event_id"])
         sent[body["document_id"]] += 1
     return found, sent

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -71,6 +72,7 @@ def login_url(pipeline: LocalPipeline, operator: str = "oncall") -> str:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
+    assert CHROMIUM is not None  # else the module was skipped
     options.binary_location = CHROMIUM
     for flag in FLAGS:
         options.add_argument(flag)
@@ -111,7 +113,7 @@ def upload(pipeline: LocalPipeline, name: str) -> str:
     return response.json()["job_id"]
 
 
-def read(driver: WebDriver, selector: str, expr: str) -> object:
+def read(driver: WebDriver, selector: str, expr: str) -> Any:
     """`expr` of the first element matching `selector` (None if none), read in one script so
     the page's live refresh cannot swap the element away between two reads."""
     return driver.execute_script(

@@ -70,9 +70,13 @@ def _run_until_it_survives(
     kills = 0
     while True:
         proc = pipeline.start("parser", **fault)
+
+        async def died_or_failed(p: subprocess.Popen[bytes] = proc) -> str:
+            return await _died_or_failed(pipeline, p, job_id)
+
         outcome = asyncio.run(
             wait_for(
-                lambda p=proc: _died_or_failed(pipeline, p, job_id),
+                died_or_failed,
                 timeout=180,
                 interval=0.5,
                 what=f"the parser to die or job {job_id} to fail",

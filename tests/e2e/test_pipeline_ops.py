@@ -160,7 +160,7 @@ def test_a_burst_queued_behind_a_stopped_embedder_completes_when_it_starts(
     users = [uuid.uuid4() for _ in range(15)]  # 2 active jobs per user at most
     try:
 
-        async def submit() -> list[str]:
+        async def submit() -> list[tuple[uuid.UUID, str]]:
             jobs = []
             for i, user in enumerate(users):
                 async with pipeline.client(user) as client:

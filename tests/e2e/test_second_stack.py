@@ -30,6 +30,7 @@ def test_two_stacks_run_their_chunkers_side_by_side_on_their_base_ports(
         first.wait_ready(("chunker",))
         second.wait_ready(("chunker",))
         for pipe in (first, second):
+            assert pipe.health_base_port is not None
             port = pipe.health_base_port + STAGE_PORT_OFFSETS["chunker"]
             assert pipe.health["chunker"] == f"http://127.0.0.1:{port}/ready"
             assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200

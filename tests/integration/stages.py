@@ -31,10 +31,10 @@ GRANT SELECT, INSERT, DELETE ON public.runtime_test_rows, public.runtime_test_ef
   TO accessa_ops;
 """
 
-echo = StageApp(
+echo: StageApp[None] = StageApp(
     "echo", DocumentUploaded, stage=Stage("parser", "uploaded", "parsed", "failed_parse")
 )
-sink = StageApp(
+sink: StageApp[None] = StageApp(
     "sink", DocumentParsed, stage=Stage("chunker", "parsed", "chunked", "failed_chunking")
 )
 

@@ -124,6 +124,7 @@ async def test_a_hostile_pdf_is_refused_with_its_code_and_nothing_is_stored(
     assert error["code"] == code and error["message"] and error["correlation_id"]
     assert await pool.fetchval("SELECT count(*) FROM documents WHERE user_id = $1", user) == 0
     assert await pool.fetchval("SELECT count(*) FROM upload_jobs WHERE user_id = $1", user) == 0
+    assert api_settings.storage_dir is not None
     stored = [p for p in Path(api_settings.storage_dir).rglob("*") if p.is_file()]  # noqa: ASYNC240
     assert stored == []
     assert await queued_uploads(pool, api_settings) == []

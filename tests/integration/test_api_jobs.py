@@ -133,7 +133,8 @@ async def test_retry_re_emits_to_the_stage_that_failed(
 ) -> None:
     parsed = {"parsed_path": "parsed/x.md", "parsed_sha256": "b" * 64, "pages": 3}
     chunked = {**parsed, "chunks_version": "markdown-simple@1", "chunk_count": 7}
-    cases = [
+    # (status, stage, job fields, retried topic, the event model, make_id's other parts)
+    cases: list[tuple[str, str, dict[str, Any], str, Any, tuple[str, ...]]] = [
         ("failed_parse", "parser", {}, "uploaded", DocumentUploaded, ()),
         ("failed_chunking", "chunker", parsed, "parsed", DocumentParsed, ()),
         ("failed_embedding", "embedder", chunked, "chunked", ChunksCreated, ("markdown-simple@1",)),

@@ -5,6 +5,7 @@ uploaded PDF to `chunks_stored`, seen through GET /api/v2/jobs/{job_id}."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -33,12 +34,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def stages(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
-    runtimes = []
+    runtimes: list[StageRuntime[Any]] = []
     for app in (parser, chunker):
         res = StageResources(
             api_settings, pool, make_storage(api_settings), FaultInjector(api_settings, app.name)
         )
-        runtime = StageRuntime(app, api_settings, res)
+        runtime: StageRuntime[Any] = StageRuntime(app, api_settings, res)
         await runtime.start()
         runtimes.append(runtime)
     yield
@@ -53,7 +54,7 @@ async def test_uploaded_pdf_is_parsed_and_chunked_by_the_real_stages(
 ) -> None:
     created = (await upload(api, auth, unique_pdf(corpus_pdf("pdflatex-4-pages.pdf")))).json()
 
-    async def chunked() -> dict | None:  # type: ignore[type-arg]
+    async def chunked() -> dict | None:
         job = (await api.get(f"/api/v2/jobs/{created['job_id']}", headers=auth)).json()
         return (
             job if job["status"] in ("chunks_stored", "failed_parse", "failed_chunking") else None

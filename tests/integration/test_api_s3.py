@@ -69,7 +69,7 @@ def _object(settings: Settings, key: str) -> bytes:
     return client.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
 
 
-async def _declare(client: httpx.AsyncClient, auth: dict[str, str], data: bytes) -> dict:  # type: ignore[type-arg]
+async def _declare(client: httpx.AsyncClient, auth: dict[str, str], data: bytes) -> dict:
     body = {"filename": "s3.pdf", "bytes": len(data), "sha256": sha256(data)}
     response = await client.post("/api/v2/upload", json=body, headers=auth)
     assert response.status_code == 202, response.text

@@ -72,7 +72,7 @@ async def test_an_abandoned_upload_expires_frees_the_limit_and_can_be_declared_a
         # Bytes arriving after that (on a URL still signed) are refused with a clear reason.
         expires = int(time.time()) + 60
         signature = sign_upload(settings, uuid.UUID(job_id), expires)
-        params = {"expires": expires, "signature": signature}
+        params: dict[str, str | int] = {"expires": expires, "signature": signature}
         late = await api.put(f"/api/v2/upload/{job_id}/content", params=params, content=data)
         assert (late.status_code, late.json()["error"]["code"]) == (410, "upload_expired")
 

@@ -71,7 +71,7 @@ async def test_one_step_upload_creates_job_and_emits_one_uploaded_event(
     assert job["correlation_id"] == "corr-one-step-1"
 
 
-async def _declare(api: httpx.AsyncClient, auth: dict[str, str], data: bytes, **overrides: object):  # type: ignore[no-untyped-def]
+async def _declare(api: httpx.AsyncClient, auth: dict[str, str], data: bytes, **overrides: object):
     body = {
         "filename": "policy.pdf",
         "bytes": len(data),

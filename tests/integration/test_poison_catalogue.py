@@ -313,7 +313,11 @@ class Kit:
         markdown = markdown or policy_markdown()
         if stage == "parser":
             return job, self.uploaded(job)
-        build = {"chunker": self.parsed, "embedder": self.chunked, "finalizer": self.embedded}
+        build: dict[str, Callable[[Job, str], Awaitable[Event]]] = {
+            "chunker": self.parsed,
+            "embedder": self.chunked,
+            "finalizer": self.embedded,
+        }
         return job, await build[stage](job, markdown)
 
     async def produce(self, topic: str, records: list[Rec], **config: Any) -> None:

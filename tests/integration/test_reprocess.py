@@ -109,6 +109,7 @@ async def test_reprocessing_from_chunk_builds_beside_the_old_version_switches_at
 
     await stages.stop("finalizer")  # hold the switch: the new version is built, not active
     item = await reprocess(stages, doc, from_stage="chunk", chunker_version=V2)
+    assert item.job_id is not None
     assert (item.action, item.chunker_version, item.embed_model) == ("queue", V2, SMALL)
     await job_reaches(stages, item.job_id, "embeddings_stored")
     buffered = await pool.fetchval(
@@ -180,6 +181,7 @@ async def test_reprocessing_from_embed_re_embeds_the_active_chunks_with_the_new_
 
     await stages.stop("finalizer")
     item = await reprocess(stages, doc, from_stage="embed", embed_model=LARGE)
+    assert item.job_id is not None
     assert (item.action, item.chunker_version, item.embed_model) == ("queue", V1, LARGE)
     await job_reaches(stages, item.job_id, "embeddings_stored")
     assert await active(pool, doc) == (V1, SMALL)
@@ -225,16 +227,17 @@ async def test_running_the_same_reprocess_again_changes_no_rows_and_costs_no_emb
     await stages.stop()  # the request waits in the topic while it is sent again
 
     first = await reprocess(stages, doc, from_stage="chunk", chunker_version=V2)
+    assert first.job_id is not None
     second = await reprocess(stages, doc, from_stage="chunk", chunker_version=V2)
     assert (first.action, second.action) == ("queue", "resume")
     assert second.job_id == first.job_id
     sent = [
         r
         for r in await read_topic(settings, f"{settings.topic_prefix}parsed")
-        if json.loads(r.value)["job_id"] == str(first.job_id)
+        if json.loads(r.value or b"")["job_id"] == str(first.job_id)
     ]
     assert len(sent) == 2
-    assert len({json.loads(r.value)["event_id"] for r in sent}) == 1
+    assert len({json.loads(r.value or b"")["event_id"] for r in sent}) == 1
     async with pool.acquire() as conn:  # an operator's reprocess never blocks the user's uploads
         one_active = settings.model_copy(update={"rate_active_jobs": 1})
         await check_active_jobs(conn, settings=one_active, user_id=event.user_id)
@@ -295,6 +298,7 @@ async def test_running_the_same_reprocess_again_changes_no_rows_and_costs_no_emb
     assert len(await read_topic(settings, f"{settings.topic_prefix}parsed")) == 3  # 1 + 2
 
     back = await reprocess(stages, doc, from_stage="chunk", chunker_version=V1)
+    assert back.job_id is not None
     assert back.action == "queue"
     assert (await stages.finished(back.job_id))["status"] == "complete"
     assert await active(pool, doc) == (V1, SMALL)
@@ -337,7 +341,9 @@ async def test_the_cli_refuses_unknown_versions_before_publishing_and_waits_for_
     assert code == 0, out
     assert [d["action"] for d in json.loads(out)["documents"]] == ["queue"]
     parsed = await read_topic(settings, f"{settings.topic_prefix}parsed")
-    assert [json.loads(r.value)["job_id"] for r in parsed] == [str(event.job_id)]  # the upload's
+    assert [json.loads(r.value or b"")["job_id"] for r in parsed] == [
+        str(event.job_id)
+    ]  # the upload's
     assert len(await read_topic(settings, f"{settings.topic_prefix}chunked")) == 1
     jobs = await stages.pool.fetchval(
         "SELECT count(*) FROM upload_jobs WHERE document_id = $1", event.document_id

@@ -106,8 +106,8 @@ async def test_a_policy_number_in_one_chunk_ranks_first_in_hybrid_mode_and_other
     vector = mock_vector(query, MODEL).tolist()
     async with user_transaction(pool, other) as conn:
         for mode in ("hybrid", "vector"):
-            hits = await search(conn, query, {MODEL: vector}, 50, mode)  # type: ignore[arg-type]
-            assert {h["chunk_id"] for h in hits} == theirs, mode
+            rows = await search(conn, query, {MODEL: vector}, 50, mode)  # type: ignore[arg-type]
+            assert {h["chunk_id"] for h in rows} == theirs, mode
 
 
 async def test_vector_mode_is_the_vector_search_unchanged(stages: Stages) -> None:

@@ -57,7 +57,7 @@ async def add_documents(
     in one pipelined batch; returns the chunks' vectors as stored (float32)."""
     rng = random.Random(seed)
     chunks, stored = [], {}
-    dense = iter(vectors(docs * per_doc, seed) if dense is None else dense)
+    supply = iter(vectors(docs * per_doc, seed) if dense is None else dense)
     for _ in range(docs):
         doc = uuid.uuid4()
         await pool.execute(
@@ -72,7 +72,7 @@ async def add_documents(
         )
         for i in range(per_doc):
             content = " ".join(rng.choices(WORDS, k=12))
-            cid, vector = uuid.uuid4(), next(dense)
+            cid, vector = uuid.uuid4(), next(supply)
             sha = hashlib.sha256(content.encode()).hexdigest()
             chunks.append((cid, doc, user, doc, CHUNKER, MODEL, i, content, sha, 10, vector))
             stored[cid] = vector

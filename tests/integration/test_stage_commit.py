@@ -84,7 +84,9 @@ async def test_a_second_delivery_raises_already_committed_and_writes_nothing(
             )
     assert not second.committed
     assert await _stored(pool, consumer + "-leak", event.event_id) is None
-    assert (await _stored(pool, consumer, event.event_id))["output_value"] == event.to_bytes()
+    stored = await _stored(pool, consumer, event.event_id)
+    assert stored is not None
+    assert stored["output_value"] == event.to_bytes()
 
 
 async def test_a_failing_handler_rolls_back_its_writes_and_the_dedup_row(

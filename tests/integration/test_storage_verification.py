@@ -48,7 +48,7 @@ async def _declare(client: httpx.AsyncClient, auth: dict[str, str], data: bytes)
     body = {"filename": "s3.pdf", "bytes": len(data), "sha256": sha256(data)}
     response = await client.post("/api/v2/upload", json=body, headers=auth)
     assert response.status_code == 202, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 async def _document_job(pool: asyncpg.Pool, job_id: str) -> asyncpg.Record:
@@ -191,7 +191,7 @@ async def test_a_failed_upload_transaction_after_the_bytes_were_stored_leaves_no
 def gc_settings(request: pytest.FixtureRequest, api_settings: Settings) -> Settings:
     if request.param == "local":
         return api_settings
-    return request.getfixturevalue("s3_settings")  # type: ignore[no-any-return]
+    return request.getfixturevalue("s3_settings")
 
 
 async def _document(

@@ -23,6 +23,11 @@ from tests.utils import header_map, produce, read_topic, uploaded_event, wait_fo
 pytestmark = pytest.mark.integration
 
 
+def _attrs(span: ReadableSpan) -> dict[str, Any]:
+    """A finished span's attributes, typed loosely for the assertions (None is none)."""
+    return dict(span.attributes or {})
+
+
 async def upload(settings: Settings, event: DocumentUploaded) -> int:
     """Publish `uploaded` from inside a root span, as the outbox relay does; its trace id."""
     headers = {
@@ -83,7 +88,7 @@ async def test_one_document_through_two_stages_is_one_trace_with_its_waits(
     _, process_up, send_parsed, process_parsed = spans
     assert [s.kind for s in spans[1:4]] == [SpanKind.CONSUMER, SpanKind.PRODUCER, SpanKind.CONSUMER]
     for span, stage in ((process_up, "echo"), (process_parsed, "sink")):
-        attrs = span.attributes or {}
+        attrs = _attrs(span)
         assert attrs["messaging.system"] == "kafka"
         assert attrs["messaging.operation.type"] == "process"
         assert attrs["accessa.stage"] == stage
@@ -93,9 +98,9 @@ async def test_one_document_through_two_stages_is_one_trace_with_its_waits(
         assert attrs["messaging.kafka.wait_ms"] >= 0
     # The record waited in `parsed` from its send (the record's timestamp) to its process.
     waited_ms = (process_parsed.start_time - send_parsed.start_time) / 1e6  # type: ignore[operator]
-    assert abs(process_parsed.attributes["messaging.kafka.wait_ms"] - waited_ms) < 250
-    assert send_parsed.attributes["messaging.destination.name"] == f"{topics.topic_prefix}parsed"
-    assert "messaging.kafka.offset" in send_parsed.attributes  # ended on the broker's ack
+    assert abs(_attrs(process_parsed)["messaging.kafka.wait_ms"] - waited_ms) < 250
+    assert _attrs(send_parsed)["messaging.destination.name"] == f"{topics.topic_prefix}parsed"
+    assert "messaging.kafka.offset" in _attrs(send_parsed)  # ended on the broker's ack
 
 
 async def test_a_retried_document_shows_its_retry_hop(
@@ -124,12 +129,12 @@ async def test_a_retried_document_shows_its_retry_hop(
     ]
     failed, hop = spans[1], spans[3]
     assert failed.status.status_code == StatusCode.ERROR
-    assert failed.attributes["error.type"] == "TransientError"
-    assert failed.attributes["accessa.error.code"] == "test_busy"
-    assert failed.attributes["accessa.error.class"] == "transient"
-    assert failed.attributes["accessa.outcome"] == "retry"
-    assert hop.attributes["accessa.attempt"] == 1
-    assert hop.attributes["messaging.kafka.wait_ms"] >= 500 - 50  # its backoff, in the topic
+    assert _attrs(failed)["error.type"] == "TransientError"
+    assert _attrs(failed)["accessa.error.code"] == "test_busy"
+    assert _attrs(failed)["accessa.error.class"] == "transient"
+    assert _attrs(failed)["accessa.outcome"] == "retry"
+    assert _attrs(hop)["accessa.attempt"] == 1
+    assert _attrs(hop)["messaging.kafka.wait_ms"] >= 500 - 50  # its backoff, in the topic
     assert hop.status.status_code != StatusCode.ERROR
     assert time.time() - started < 30
 
@@ -155,9 +160,10 @@ async def test_a_dead_lettered_record_keeps_its_trace_context(
 
     [send] = await wait_for(sent, what="the DLQ send span")
     assert int(parent_hex, 16) == send.context.span_id
+    assert send.parent is not None
     [process] = [
         s for s in exporter.get_finished_spans() if s.context.span_id == send.parent.span_id
     ]
-    assert process.attributes["accessa.outcome"] == "dlq"
-    assert process.attributes["accessa.error.class"] == "permanent"
-    assert process.attributes["accessa.error.code"] == "test_permanent"
+    assert _attrs(process)["accessa.outcome"] == "dlq"
+    assert _attrs(process)["accessa.error.class"] == "permanent"
+    assert _attrs(process)["accessa.error.code"] == "test_permanent"

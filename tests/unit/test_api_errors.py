@@ -31,7 +31,7 @@ def _token() -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(SETTINGS, uuid.uuid4())}"}
 
 
-def _assert_error(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+def _assert_error(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"code", "message", "correlation_id"}

@@ -18,7 +18,12 @@ pytestmark = pytest.mark.usefixtures("without_runner_settings")
 
 def test_run_all_starts_the_console_beside_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[list[str]] = []
-    monkeypatch.setattr(run_cmd, "run_children", lambda names, env: started.append(names) or 0)
+
+    def run_children(names: list[str], env: dict[str, str]) -> int:
+        started.append(names)
+        return 0
+
+    monkeypatch.setattr(run_cmd, "run_children", run_children)
     result = CliRunner().invoke(cli, ["run", "all", "--no-with-mocks"])
     assert result.exit_code == 0, result.output
     assert started == [["api", "parser", "chunker", "embedder", "finalizer", "console"]]

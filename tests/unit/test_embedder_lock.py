@@ -45,7 +45,7 @@ class _Pool:
 
 async def test_the_lock_is_released_and_the_connection_kept() -> None:
     conn = _Conn(None)
-    async with document_lock(_Pool(conn), uuid.uuid4()):  # type: ignore[arg-type]
+    async with document_lock(_Pool(conn), uuid.uuid4()):
         pass
     assert "pg_advisory_unlock" in conn.statements[-1] and not conn.terminated
 
@@ -54,6 +54,6 @@ async def test_the_lock_is_released_and_the_connection_kept() -> None:
 async def test_a_connection_whose_unlock_failed_is_closed_not_pooled(error: BaseException) -> None:
     conn = _Conn(error)
     with pytest.raises(type(error)):
-        async with document_lock(_Pool(conn), uuid.uuid4()):  # type: ignore[arg-type]
+        async with document_lock(_Pool(conn), uuid.uuid4()):
             pass
     assert conn.terminated

@@ -3,13 +3,15 @@ second stack with its own ACCESSA_HOME runs beside the first."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from accessa.cli.run import STAGE_PROCESSES, child_env
 from accessa.config import STAGE_PORTS, Settings
 
 
 def _stack_ports(env: dict[str, str]) -> dict[str, int]:
     """The health ports `run all`'s stage children would bind with this environment."""
-    accessa = {
+    accessa: dict[str, Any] = {
         k.removeprefix("ACCESSA_").lower(): v for k, v in env.items() if k.startswith("ACCESSA_")
     }
     settings = Settings(_env_file=None, **accessa)

@@ -83,7 +83,7 @@ async def test_in_place_retries_show_on_the_gauge_and_warn_once_a_minute(
 ) -> None:
     stage = f"unit-{uuid.uuid4().hex[:6]}"
     sleep = asyncio.sleep
-    monkeypatch.setattr(context.asyncio, "sleep", lambda _s: sleep(0.01))
+    monkeypatch.setattr(context.asyncio, "sleep", lambda _s: sleep(0.01))  # type: ignore[attr-defined]
     waited: list[float | None] = []
 
     async def op() -> str:

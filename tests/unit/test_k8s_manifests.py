@@ -101,7 +101,7 @@ class Build:
         """The Settings the API pod would get (placeholder secret where the overlay has none)."""
         secret = self.secrets.get("accessa-api-secrets", {})
         env = {**{k: "x" * 40 for k in SECRET_FIELDS}, **secret, **self.config}
-        known = {SETTINGS_ENV[k]: v for k, v in env.items() if k in SETTINGS_ENV}
+        known: dict[str, Any] = {SETTINGS_ENV[k]: v for k, v in env.items() if k in SETTINGS_ENV}
         return Settings(**known)  # unknown keys fail test_config_and_secret_keys_are_settings
 
     def pod_specs(self) -> list[tuple[str, dict[str, Any]]]:

@@ -293,7 +293,8 @@ def _production_env(build: Build, pod: dict[str, Any], c: dict[str, Any]) -> dic
 
 def _production_settings(env: dict[str, str]) -> Settings:
     assert env["ACCESSA_ENV"] == "production"
-    return Settings(**{SETTINGS_ENV[k]: v for k, v in env.items() if k in SETTINGS_ENV})
+    fields: dict[str, Any] = {SETTINGS_ENV[k]: v for k, v in env.items() if k in SETTINGS_ENV}
+    return Settings(**fields)
 
 
 def test_every_process_starts_in_production() -> None:

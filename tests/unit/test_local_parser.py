@@ -101,7 +101,9 @@ def test_expectations_cover_every_corpus_pdf():
 
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if isinstance(e, tuple)))
 def test_corpus_file_parses_with_its_pages_and_text(name):
-    min_chars, must_contain = EXPECTED[name]
+    expected = EXPECTED[name]
+    assert isinstance(expected, tuple)
+    min_chars, must_contain = expected
     parsed = _parse_corpus(name)
     assert parsed.parser == PARSER_NAME
     assert parsed.pages == _declared_pages()[name]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -24,7 +25,7 @@ def allocate(mb: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def backend() -> LocalBackend:
+def backend() -> Iterator[LocalBackend]:
     backend = LocalBackend(max_expanded_bytes=16 * MB)
     yield backend
     backend.worker.close()

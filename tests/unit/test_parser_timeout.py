@@ -73,7 +73,7 @@ def test_the_default_budget_comes_from_the_page_cap_and_fits_the_poll_interval()
     settings = Settings(parser_document_timeout_s=None)
     assert document_timeout_s(settings) == 60 + 1.5 * 2000
     assert document_timeout_s(Settings(parser_document_timeout_s=90)) == 90
-    runtime_poll_ms = StageRuntime.max_poll_interval_ms(_Runtime(settings))
+    runtime_poll_ms = StageRuntime.max_poll_interval_ms(_Runtime(settings))  # type: ignore[arg-type]
     # Sixteen documents a poll, each within its budget, one after another, and a minute more.
     assert runtime_poll_ms >= (16 * document_timeout_s(settings) + 60) * 1000
 

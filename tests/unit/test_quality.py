@@ -23,7 +23,7 @@ LIMITS = Thresholds(min_ocr_confidence=0.85, min_image_page_words=20, image_page
 
 
 def page(n: int, **figures: object) -> PageQuality:
-    return PageQuality(page=n, **figures)  # type: ignore[arg-type]
+    return PageQuality(page=n, **figures)
 
 
 def test_a_text_document_has_no_flag() -> None:

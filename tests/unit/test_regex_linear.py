@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import random
 import re
-import re._constants as c
-import re._parser as sre_parse
-from re import _compiler
+import re._constants as c  # type: ignore[import-not-found]
+import re._parser as sre_parse  # type: ignore[import-not-found]
+from re import _compiler  # type: ignore[attr-defined]
 
 import pytest
 
@@ -123,7 +123,7 @@ class Check:
                     self.found.append("nested unbounded repeats")
                 if (body := self.run((op, av))) is not None:
                     for right in self._firsts(after):
-                        if self.chars(body) & self.chars(self.run(right)):
+                        if self.chars(body) & self.chars(self.run(right)):  # type: ignore[arg-type]
                             self.found.append("adjacent unbounded repeats over common chars")
             if op in REPEATS:
                 self._walk(list(av[2]), after)

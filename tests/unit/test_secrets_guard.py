@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ STRONG = "s3cr3t-" + "k" * 40  # a real-looking value of any secret
 ALL_BACKENDS = {"storage_backend": "s3", "parser_backend": "llamaparse", "embed_provider": "openai"}
 
 
-def _production(**settings: object) -> Settings:
+def _production(**settings: Any) -> Settings:
     return Settings(_env_file=None, env="production", **settings)
 
 

@@ -27,6 +27,7 @@ CL100K_PATTERN = (
 def _bundled_vocabulary() -> bytes:
     # Located without importing bpe_openai, whose __init__ parses every vocabulary.
     package = importlib.util.find_spec("bpe_openai")
+    assert package is not None and package.submodule_search_locations is not None
     folder = Path(next(iter(package.submodule_search_locations)))
     return gzip.decompress((folder / "data" / "cl100k_base.tiktoken.gz").read_bytes())
 

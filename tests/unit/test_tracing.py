@@ -51,7 +51,9 @@ def test_send_span_continues_the_trace_in_the_headers(exporter: InMemorySpanExpo
     assert span is not None
     span.end()
     [_, send] = exporter.get_finished_spans()
+    assert send.parent is not None
     assert send.parent.span_id == parent.get_span_context().span_id
+    assert send.attributes is not None
     assert send.kind == SpanKind.PRODUCER
     assert send.attributes["accessa.job_id"] == "j1"
     assert send.attributes["messaging.kafka.message.key"] == "d1"

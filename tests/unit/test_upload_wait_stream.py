@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -38,7 +38,7 @@ class Script:
 
 
 @pytest.fixture
-def serve() -> Iterator[callable]:
+def serve() -> Iterator[Callable[[Script], str]]:
     servers: list[ThreadingHTTPServer] = []
 
     def start(script: Script) -> str:
