@@ -490,7 +490,7 @@ class Settings(BaseSettings):
 
     @property
     def postgres_credentials_file(self) -> Path:
-        """The embedded server's generated password of each login (accessa.db.bootstrap)."""
+        """The embedded server's generated password of each login (accessa.migrate.bootstrap)."""
         return self.postgres_credentials or self.home.resolve() / "postgres" / "credentials.json"
 
     def dsn_for(self, process: str | None = "ops") -> str:

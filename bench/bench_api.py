@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from accessa import kafka_clients
 from accessa.auth import mint_token
 from accessa.config import Settings, get_settings
-from accessa.db import migrate
+from accessa.migrate import migrate
 from accessa.topics import ensure_topics, topics_for
 from mocks.policy_pdf import raw_pdf
 from producer_api.validation import validate_pdf

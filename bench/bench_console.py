@@ -24,7 +24,8 @@ import httpx
 
 from accessa.config import get_settings
 from accessa.console_auth import issue_login_token
-from accessa.db import connect, migrate, with_database
+from accessa.db import connect, with_database
+from accessa.migrate import migrate
 from producer_api.console import data
 from producer_api.console.app import create_console_app
 

@@ -34,7 +34,8 @@ import psutil
 
 import accessa.search
 from accessa.config import Settings
-from accessa.db import connect, create_pool, migrate, user_transaction, with_database
+from accessa.db import connect, create_pool, user_transaction, with_database
+from accessa.migrate import migrate
 from bench.bench_hnsw import clustered
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import chunk_markdown

@@ -317,7 +317,8 @@ async def run(settings: Settings, pool: Any, n: int = 20000, rounds: int = 3) ->
 
 async def _one_side(side: str, n: int) -> None:
     from accessa.config import get_settings
-    from accessa.db import create_pool, migrate
+    from accessa.db import create_pool
+    from accessa.migrate import migrate
 
     settings = get_settings()
     await migrate(settings)

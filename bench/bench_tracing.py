@@ -31,7 +31,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from accessa import tracing
 from accessa.config import Settings, get_settings
-from accessa.db import create_pool, migrate
+from accessa.db import create_pool
+from accessa.migrate import migrate
 from accessa.topics import ensure_topics
 from accessa.tracing import end_when_acked, producing
 from bench.bench_runtime import fill, runtime_loop

@@ -187,9 +187,9 @@ def peer_answers(
 
 def infra_up(settings: Settings) -> list[Any]:
     """Local Postgres and Kafka up (those this run started are returned, to stop them)."""
-    from accessa.db import migrate
     from accessa.devstack.kafka import LocalKafka
     from accessa.devstack.postgres import LocalPostgres
+    from accessa.migrate import migrate
     from accessa.topics import ensure_topics
 
     started: list[Any] = []

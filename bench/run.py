@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from accessa.config import Settings, get_settings
-from accessa.db import create_pool, migrate
+from accessa.db import create_pool
 from accessa.devstack.kafka import LocalKafka
 from accessa.devstack.postgres import LocalPostgres
+from accessa.migrate import migrate
 
 RESULTS = Path(__file__).with_name("results.json")
 

@@ -71,7 +71,7 @@ def infra() -> Iterator[Settings]:
             started.append(kafka)
     import asyncio
 
-    from accessa.db import migrate
+    from accessa.migrate import migrate
     from accessa.topics import ensure_topics
 
     asyncio.run(migrate(settings))

@@ -143,7 +143,7 @@ def topics(as_json: JsonOpt = False) -> None:
 
 def migrate_command(as_json: JsonOpt = False) -> None:
     """Apply pending SQL migrations in order (idempotent)."""
-    from accessa.db import migrate
+    from accessa.migrate import migrate
 
     try:
         applied = asyncio.run(migrate(get_settings()))

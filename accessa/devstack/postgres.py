@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from accessa import db
+from accessa import db, migrate
 from accessa.config import Settings
 from accessa.devstack import process
 from accessa.devstack.kafka import ComponentStatus
@@ -130,7 +130,7 @@ class LocalPostgres:
         hba = self.data / "pg_hba.conf"
         if hba.read_text() == _HBA:
             return
-        asyncio.run(db.bootstrap(self.settings))
+        asyncio.run(migrate.bootstrap(self.settings))
         hba.write_text(_HBA)
         self._run("pg_ctl", "reload", **_run_as())
 

@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from accessa import db, kafka_clients
+from accessa import db, kafka_clients, migrate
 from accessa.config import Settings
 from accessa.devstack import pgbouncer
 from accessa.devstack.tls import create_ca
@@ -119,8 +119,8 @@ async def test_migrations_run_over_verify_full_tls_on_a_fresh_database(
     try:
         # As `postgres` (no role search path), as `accessa migrate` runs; the pool as ROLE.
         migrator = infra.model_copy(update={"database_url": bouncer.url("postgres", name)})
-        applied = await db.migrate(migrator)
-        assert applied == [m for m, _ in db.migration_files()]
+        applied = await migrate.migrate(migrator)
+        assert applied == [m for m, _ in migrate.migration_files()]
         app = infra.model_copy(update={"database_url": bouncer.url(ROLE, name)})
         pool = await db.create_pool(app, min_size=1, max_size=2)
         try:

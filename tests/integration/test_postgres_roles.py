@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from accessa import db
+from accessa import db, migrate
 from accessa.config import POSTGRES_LOGINS, Settings
 
 USER_TABLES = ("documents", "upload_jobs", "document_chunks", "events")
@@ -134,8 +134,8 @@ async def test_migrate_runs_as_the_migrator_and_the_owner_owns_everything(
     infra: Settings,
 ) -> None:
     assert _user(infra.dsn_for("migrator")) == "accessa_migrator"
-    assert await db.migrate(infra) == []  # applied already, by the session, as the migrator
-    conn = await db.migrator_connection(infra)
+    assert await migrate.migrate(infra) == []  # applied already, by the session, as the migrator
+    conn = await migrate.migrator_connection(infra)
     try:
         assert await conn.fetchval("SELECT session_user") == "accessa_migrator"
         assert await conn.fetchval("SELECT current_user") == "accessa_owner"

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from accessa import db
+from accessa import db, migrate
 from accessa.config import Settings
 from accessa.devstack.postgres import POSTGRES_BIN_PATH, LocalPostgres, ssl_supported
 from accessa.devstack.tls import create_ca
@@ -71,7 +71,7 @@ async def test_verify_full_with_the_right_ca_connects_and_uses_ssl(
 ) -> None:
     assert "sslmode=verify-full" in tls_settings.dsn
     assert "@127.0.0.1:" in tls_settings.dsn
-    await db.ensure_database(tls_settings)
+    await migrate.ensure_database(tls_settings)
     assert await db.problem(tls_settings.dsn) is None
     # The check above can tell: the same server without TLS reports ssl = false.
     plain = tls_settings.dsn.split("?")[0] + "?sslmode=disable"
@@ -118,8 +118,8 @@ async def test_migrations_and_the_pool_run_over_verify_full(tls_settings: Settin
         await conn.close()
     if not vector:
         pytest.skip("the Postgres build with TLS on this machine has no pgvector")
-    applied = await db.migrate(tls_settings)
-    assert applied == [name for name, _ in db.migration_files()]
+    applied = await migrate.migrate(tls_settings)
+    assert applied == [name for name, _ in migrate.migration_files()]
     pool = await db.create_pool(tls_settings, min_size=1, max_size=2)
     try:
         assert await pool.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")

@@ -13,7 +13,7 @@ import pytest
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.db import applied_migrations, migrate
+from accessa.migrate import applied_migrations, migrate
 from schemas.headers import Headers
 from tests.integration.conftest import StartStage
 from tests.integration.stages import echo, sink

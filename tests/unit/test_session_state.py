@@ -12,7 +12,7 @@ SOURCES = [p for d in ("accessa", "consumers", "producer_api") for p in (ROOT / 
 # Code that holds its own connection outside the pool (accessa.db.connect, asyncpg.connect),
 # and the embedder's document lock, which unlocks in `finally` and, if it cannot, closes the
 # connection instead of returning it (tests/unit/test_embedder_lock.py).
-OWN_CONNECTION = {"accessa/db.py", "accessa/providers/llamaparse_jobs.py"}
+OWN_CONNECTION = {"accessa/db.py", "accessa/migrate.py", "accessa/providers/llamaparse_jobs.py"}
 SESSION_LOCK_GUARDED = {"consumers/embedder/vectors.py"}
 
 
