@@ -158,18 +158,19 @@ def test_an_api_retry_of_a_reprocess_job_re_emits_its_target_version_with_the_sa
         "embed_tokens": 0,
         "reprocess": request,
     }
-    retried = rebuild_event(job, "chunker", Settings())  # type: ignore[arg-type]
+    retried = rebuild_event(job, "chunker", Settings())
     assert isinstance(retried, DocumentParsed)
-    assert retried.event_id == entry_event(job).event_id  # type: ignore[arg-type]
+    assert retried.event_id == entry_event(job).event_id
     assert (retried.chunker_version, retried.embed_model) == (
         request["chunker_version"],
         request["embed_model"],
     )
 
     job["chunk_count"] = 9  # the chunker got through: the embedder failed
-    retried = rebuild_event(job, "embedder", Settings())  # type: ignore[arg-type]
+    retried = rebuild_event(job, "embedder", Settings())
     assert isinstance(retried, ChunksCreated)
     assert retried.embed_model == request["embed_model"]
+    assert isinstance(job["job_id"], uuid.UUID)
     assert retried.event_id == ChunksCreated.make_id(
         job["job_id"], request["chunker_version"], request["embed_model"]
     )
