@@ -25,6 +25,7 @@ from producer_api.core.security import jwks_client
 from producer_api.core.server import uvicorn_options
 from producer_api.job_events import JobEventHub
 from producer_api.metrics import UPLOADS_EXPIRED, MetricsMiddleware
+from producer_api.outbox_publisher import KafkaPublisher
 from producer_api.routes import api_router, health
 
 log = logging.getLogger("accessa.api")
@@ -66,7 +67,7 @@ async def _when_pool_open(
     settings: Settings = app.state.settings
     tasks = [_housekeeping(app, stop)]
     if with_relay:
-        tasks.append(outbox.relay(settings, pool, outbox.KafkaPublisher(settings), stop))
+        tasks.append(outbox.relay(settings, pool, KafkaPublisher(settings), stop))
     await asyncio.gather(*tasks, return_exceptions=True)
 
 

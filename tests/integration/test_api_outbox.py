@@ -15,7 +15,8 @@ import pytest
 from accessa.config import Settings
 from accessa.devstack.kafka import LocalKafka
 from producer_api import outbox
-from producer_api.outbox import KafkaPublisher, relay
+from producer_api.outbox import relay
+from producer_api.outbox_publisher import KafkaPublisher
 from schemas.events import DocumentUploaded
 from tests.integration.test_api_support import (  # noqa: F401
     api,

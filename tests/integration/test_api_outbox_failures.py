@@ -19,7 +19,8 @@ from accessa.cli.main import app as cli
 from accessa.config import Settings, get_settings
 from accessa.status import database_status
 from producer_api.main import create_app
-from producer_api.outbox import KafkaPublisher, relay_once
+from producer_api.outbox import relay_once
+from producer_api.outbox_publisher import KafkaPublisher
 from tests.integration.test_api_support import (  # noqa: F401
     api_settings,
     bearer,

@@ -21,7 +21,8 @@ from accessa.config import Settings
 from accessa.db import create_pool
 from producer_api import outbox
 from producer_api.main import create_app
-from producer_api.outbox import KafkaPublisher, relay
+from producer_api.outbox import relay
+from producer_api.outbox_publisher import KafkaPublisher
 from tests.integration.test_api_support import (  # noqa: F401
     api_settings,
     bearer,
