@@ -1,4 +1,4 @@
-"""The upload flows and the retry, in the order that keeps them atomic.
+"""The upload flows, in the order that keeps them atomic (the retry: producer_api.job_retry).
 
 New upload, one transaction: insert the document (`ON CONFLICT (user_id, sha256) DO NOTHING`
 decides duplicates, even for concurrent identical uploads) → count the daily quota (its
@@ -16,17 +16,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from accessa import jobs
 from accessa.config import Settings
 from accessa.db import user_transaction
 from accessa.storage import ObjectNotFound, Storage, raw_key, verified_raw_key
 from producer_api import crud, outbox, ratelimit
 from producer_api.core.body import Staged
 from producer_api.core.config import Db
-from producer_api.core.errors import ApiError, not_found
+from producer_api.core.errors import ApiError
 from producer_api.validation import PdfInfo, check_size, validate_pdf
-from schemas.events import ChunksCreated, ChunksEmbedded, DocumentParsed, DocumentUploaded, Event
-from schemas.topics import STAGES
+from schemas.events import DocumentUploaded
 
 log = logging.getLogger("accessa.api")
 
@@ -81,7 +79,7 @@ async def create(
             job = await _new_job(conn, settings, doc, document_id, job_id, data is not None)
             if data is not None:
                 await _store(storage, path, data)
-                await tx.enqueue(_uploaded(job_id, document_id, path, doc))
+                await tx.enqueue(uploaded_event(job_id, document_id, path, doc))
         return Accepted(job, duplicate=False)
     except _Duplicate:
         async with db.tx() as conn:
@@ -150,7 +148,9 @@ async def _renew(
             )
             await _store(storage, job["raw_path"], data)
             # The document's own name and type: those of its first upload, as its row holds.
-            await tx.enqueue(_uploaded(job["job_id"], document_id, job["raw_path"], _declared(job)))
+            await tx.enqueue(
+                uploaded_event(job["job_id"], document_id, job["raw_path"], declared_of(job))
+            )
     return Accepted(job, duplicate=False)
 
 
@@ -254,7 +254,7 @@ async def receive(
             await crud.set_raw_path(conn=conn, document_id=job["document_id"], raw_path=path)
         fresh = await crud.get_job(conn=conn, job_id=job["job_id"])
         assert fresh is not None
-        await tx.enqueue(_uploaded(job["job_id"], job["document_id"], path, _declared(job)))
+        await tx.enqueue(uploaded_event(job["job_id"], job["document_id"], path, declared_of(job)))
     if path != job["raw_path"]:
         try:  # what the client PUT is no longer read; gc removes it if this fails
             await storage.delete(job["raw_path"])
@@ -289,88 +289,7 @@ async def read_stored(storage: Storage, job: asyncpg.Record, settings: Settings)
         raise ApiError(409, "upload_missing", "no bytes were uploaded for this job yet") from exc
 
 
-# --- retry
-
-
-def failed_stage(job: asyncpg.Record) -> str:
-    """The stage a failed or dead-lettered job must go back to."""
-    reported: str | None = (job["last_error"] or {}).get("stage")
-    if job["status"] == "failed_parse":
-        return "parser"
-    if job["status"] == "failed_chunking":
-        return "chunker"
-    if job["status"] == "failed_embedding":
-        return "finalizer" if reported == "finalizer" else "embedder"
-    if reported in STAGES:
-        return reported
-    # Dead-lettered without a failed_* status: the last stage whose entry status it reached.
-    order = list(jobs.PROGRESS)
-    rank = order.index(job["status"]) if job["status"] in order else 0
-    for stage, entry in reversed(jobs.ENTRY_STATUS.items()):
-        if rank >= order.index(entry):
-            return stage
-    return "parser"
-
-
-def rebuild_event(job: asyncpg.Record, stage: str, settings: Settings) -> Event:
-    """The input event of `stage` for this job, rebuilt from the job row with the same
-    deterministic id the pipeline used. Falls back to an earlier stage when the job lacks
-    the outputs the later one needs."""
-    base = {
-        "job_id": job["job_id"],
-        "document_id": job["document_id"],
-        "user_id": job["user_id"],
-        "correlation_id": job["correlation_id"],
-    }
-    job_id, version, model = job["job_id"], job["chunks_version"], job["embed_model"]
-    # A reprocess job's events name its target version (and their ids include it).
-    request = job.get("reprocess")
-    target = {"embed_model": request["embed_model"]} if request else {}
-    if stage == "finalizer" and version and model and job["chunk_count"] is not None:
-        return ChunksEmbedded(
-            **base,
-            event_id=ChunksEmbedded.make_id(job_id, version, model),
-            chunker_version=version,
-            embed_model=model,
-            dimensions=settings.embed_dimensions,
-            chunk_count=job["chunk_count"],
-            parsed_sha256=job["parsed_sha256"],
-            tokens=job["embed_tokens"],
-        )
-    if stage in ("finalizer", "embedder") and version and job["chunk_count"] is not None:
-        return ChunksCreated(
-            **base,
-            event_id=ChunksCreated.make_id(job_id, version, *target.values()),
-            chunker_version=version,
-            chunk_count=job["chunk_count"],
-            parsed_sha256=job["parsed_sha256"],
-            **target,
-        )
-    if request and job["parsed_path"] and job["parsed_sha256"]:
-        versions = (request["chunker_version"], request["embed_model"])
-        return DocumentParsed(
-            **base,
-            event_id=DocumentParsed.make_id(job_id, "reprocess", *versions),
-            parsed_path=job["parsed_path"],
-            parsed_sha256=job["parsed_sha256"],
-            pages=job["pages"] or 0,
-            parser="retry",
-            chunker_version=versions[0],
-            embed_model=versions[1],
-        )
-    if stage != "parser" and job["parsed_path"] and job["parsed_sha256"]:
-        return DocumentParsed(
-            **base,
-            event_id=DocumentParsed.make_id(job_id),
-            parsed_path=job["parsed_path"],
-            parsed_sha256=job["parsed_sha256"],
-            pages=job["pages"] or 0,
-            parser="retry",
-        )
-    return _uploaded(job_id, job["document_id"], job["raw_path"], _declared(job))
-
-
-def _uploaded(
+def uploaded_event(
     job_id: uuid.UUID, document_id: uuid.UUID, raw_path: str, doc: Declared
 ) -> DocumentUploaded:
     """The parser's input for a job whose document's bytes are at `raw_path`."""
@@ -388,7 +307,7 @@ def _uploaded(
     )
 
 
-def _declared(job: asyncpg.Record) -> Declared:
+def declared_of(job: asyncpg.Record) -> Declared:
     """What a job row (joined with its document) says was declared."""
     return Declared(
         job["user_id"],
@@ -398,33 +317,6 @@ def _declared(job: asyncpg.Record) -> Declared:
         job["mime"],
         job["correlation_id"],
     )
-
-
-_STAGE_OF_EVENT = {s.input: s.name for s in STAGES.values()}
-
-
-async def retry(
-    *, db: Db, settings: Settings, job_id: uuid.UUID, actor: str = "api"
-) -> asyncpg.Record:
-    """Reopen a failed job and re-emit its failed stage's input, in one transaction; `actor`
-    names who asked in the audit trail."""
-    async with outbox.transaction(db.tx(), settings) as tx:
-        conn = tx.conn
-        job = await crud.get_job(conn=conn, job_id=job_id, for_update=True)
-        if job is None:
-            raise not_found("job")
-        if job["status"] not in jobs.FAILED and job["state"] != "deadletter":
-            raise ApiError(
-                409, "job_not_retryable", f"job is {job['status']}/{job['state']}, not failed"
-            )
-        event = rebuild_event(job, failed_stage(job), settings)
-        stage = _STAGE_OF_EVENT[event.topic]
-        if not await jobs.reopen(conn, job_id=job_id, stage=stage, actor=actor):
-            raise ApiError(409, "job_not_retryable", "the job changed; not failed any more")
-        await tx.enqueue(event)
-        fresh = await crud.get_job(conn=conn, job_id=job_id)
-    assert fresh is not None
-    return fresh
 
 
 async def _new_job(

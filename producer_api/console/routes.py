@@ -25,7 +25,7 @@ from accessa import cost as spend
 from accessa import operations as ops
 from accessa.config import Settings
 from accessa.console_auth import OPS_ROLE, ConsoleSession
-from producer_api import ingest
+from producer_api import job_retry
 from producer_api.console import data
 from producer_api.core.config import Db
 from producer_api.core.errors import ApiError
@@ -263,7 +263,7 @@ async def retry(
     pool, actor = _pool(request), f"console:{session.operator}"
     db = Db(pool, Principal(user_id=None, role="service_role", claims={}))
     try:
-        await ingest.retry(db=db, settings=_settings(request), job_id=job["job_id"], actor=actor)
+        await job_retry.retry(db=db, settings=_settings(request), job_id=job["job_id"], actor=actor)
         result = "retried"
     except ApiError as exc:
         result = exc.message

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from accessa.db import describe_error
-from producer_api import crud, ingest, job_events, ratelimit
+from producer_api import crud, job_events, job_retry, ratelimit
 from producer_api.core.config import DbDep, PoolDep, SettingsDep
 from producer_api.core.errors import ApiError, not_found
 from producer_api.models import JobList, JobPublic, JobState, JobStatus, job_public
@@ -135,4 +135,4 @@ async def list_jobs(
 )
 async def retry_job(job_id: uuid.UUID, db: DbDep, settings: SettingsDep) -> JobPublic:
     """Re-run a failed or dead-lettered job from the stage that failed."""
-    return job_public(await ingest.retry(db=db, settings=settings, job_id=job_id))
+    return job_public(await job_retry.retry(db=db, settings=settings, job_id=job_id))

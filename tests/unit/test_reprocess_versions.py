@@ -12,7 +12,7 @@ from consumers.chunker.chunking import ChunkerSpec, chunk_markdown, resolve_vers
 from consumers.embedder.models import check_model
 from consumers.parser.local import parse_pdf
 from mocks.policy_pdf import make_policy_pdf
-from producer_api.ingest import rebuild_event
+from producer_api.job_retry import rebuild_event
 from schemas.events import ChunksCreated, DocumentParsed
 
 DEFAULTS = {"target_tokens": 512, "overlap_tokens": 64}
