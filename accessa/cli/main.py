@@ -84,7 +84,7 @@ def token(
 @app.command()
 def version(as_json: JsonOpt = False) -> None:
     """Print the version of Accessa Ingest and its infrastructure."""
-    from accessa.devstack.kafka import kafka_version
+    from accessa.devstack.kafka_jars import kafka_version
     from accessa.devstack.postgres import postgres_version
 
     info = {

@@ -27,13 +27,11 @@ import psutil
 from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.devstack import process
+from accessa.devstack.kafka_jars import java_command, kafka_version
 from accessa.devstack.tls import create_ca, issue_cert
 from accessa.health import broker_check
 from accessa.kafka_clients import OPS, credentials_file, principal_name
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-KAFKA_POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
-KAFKA_LIB = REPO_ROOT / "infra" / "kafka" / "lib"
 _MARKER = "kafka.Kafka"
 
 
@@ -47,28 +45,6 @@ class ComponentStatus:
     version: str | None = None
     pid: int | None = None
     detail: str = ""
-
-
-def ensure_jars() -> Path:
-    """Resolve the broker jars from Maven Central into infra/kafka/lib (once)."""
-    if not any(KAFKA_LIB.glob("kafka_2.13-*.jar")):
-        if shutil.which("mvn") is None:
-            raise RuntimeError("Maven (mvn) is needed to fetch the Kafka jars")
-        subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies"],
-            check=True,
-        )
-    return KAFKA_LIB
-
-
-def kafka_version() -> str | None:
-    jars = sorted(KAFKA_LIB.glob("kafka_2.13-*.jar"))
-    return jars[0].stem.removeprefix("kafka_2.13-") if jars else None
-
-
-def _java() -> list[str]:
-    """`java -cp <the broker jars>`, resolving the jars first."""
-    return [shutil.which("java") or "java", "-cp", f"{ensure_jars()}/*"]
 
 
 def new_cluster_id() -> str:
@@ -264,7 +240,7 @@ class LocalKafka:
         if not todo:
             return False
         self._check_shape()
-        java = _java()
+        java = java_command()
         if self.settings.kafka_secure:
             self._tls_material()
         cluster_file = self.dir / "cluster.id"
@@ -305,7 +281,7 @@ class LocalKafka:
 
     def start_node(self, node: KafkaNode, timeout_s: float = 90.0) -> None:
         """Start one stopped node again (failover tests)."""
-        java = _java()
+        java = java_command()
         self._wait_ready({node.node_id: self._start(node, java)}, timeout_s, [node])
 
     def _start(self, node: KafkaNode, java: list[str]) -> subprocess.Popen[bytes]:
@@ -441,7 +417,3 @@ async def external_status(settings: Settings) -> ComponentStatus:
         address=settings.bootstrap_servers,
         detail=f"external, {settings.kafka_protocol}" + (f"; {problem}" if problem else ""),
     )
-
-
-def java_available() -> bool:
-    return shutil.which("java") is not None or bool(os.environ.get("JAVA_HOME"))
