@@ -45,7 +45,8 @@ class _Backend:
 
 def test_the_replay_tells_clean_from_crash_and_hang() -> None:
     pdf = make_policy_pdf(seed=1, pages=1)
-    target = Target(step_timeout_s=1)
+    # 5 s, not 1: a clean parse on a loaded 2-core CI machine took over 1 s and read as a hang.
+    target = Target(step_timeout_s=5)
     try:
         assert target.check(pdf).problem is None
         assert target.check(b"%PDF-1.7\n" + b"\x00" * 64).problem is None  # refused, typed
@@ -57,7 +58,7 @@ def test_the_replay_tells_clean_from_crash_and_hang() -> None:
         target.backend = _Backend(_spin)
         started = time.monotonic()
         assert target.check(pdf).problem == "hang"
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 30  # cut off, not waited out
         assert target.check(pdf).problem is None  # a fresh worker replaced the hung one
     finally:
         target.close()
