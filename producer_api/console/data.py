@@ -29,17 +29,8 @@ STAGE_ORDER = ["queued", *dict.fromkeys(stage for stage, _ in PROGRESS.values())
 JOB_STATES = ("queued", "working", "retryable", "done", "deadletter")
 _JOB_COLUMNS = """j.job_id, j.user_id, j.document_id, d.filename, j.status, j.state, j.stage,
     j.progress, j.cost_usd, j.embed_tokens, j.pages, j.chunk_count, j.retry_count, j.last_error,
-    j.created_at, j.updated_at, j.completed_at, j.stage_times, j.trace_id, j.correlation_id"""
-
-
-async def has_quality(pool: asyncpg.Pool) -> bool:
-    """Whether `upload_jobs.quality` exists yet (migration 0019 adds it)."""
-    return bool(
-        await pool.fetchval(
-            """SELECT 1 FROM information_schema.columns WHERE table_schema = 'upload_pipeline'
-               AND table_name = 'upload_jobs' AND column_name = 'quality'"""
-        )
-    )
+    j.created_at, j.updated_at, j.completed_at, j.stage_times, j.trace_id, j.correlation_id,
+    j.quality"""
 
 
 class Snapshots:
@@ -195,7 +186,6 @@ async def list_jobs(
     *,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-    quality: bool,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page, newest first, by keyset: the SQL names only the filters given, so each
     combination gets a plan that walks an index (0021_console.sql) and stops at `limit`."""
@@ -215,11 +205,11 @@ async def list_jobs(
         where.append(f"j.created_at >= {arg(f.since)}")
     if f.until:
         where.append(f"j.created_at < {arg(f.until)}")
-    if f.flag and quality:
+    if f.flag:
         where.append(f"j.quality -> 'flags' ? {arg(f.flag)}")
     if after:
         where.append(f"(j.created_at, j.job_id) < ({arg(after[0])}, {arg(after[1])})")
-    sql = f"""SELECT {_JOB_COLUMNS}{", j.quality" if quality else ""}
+    sql = f"""SELECT {_JOB_COLUMNS}
               FROM upload_jobs j JOIN documents d USING (document_id)
               {"WHERE " + " AND ".join(where) if where else ""}
               ORDER BY j.created_at DESC, j.job_id DESC LIMIT {arg(limit + 1)}"""
@@ -229,11 +219,9 @@ async def list_jobs(
     return page, encode_cursor(page[-1]["created_at"], page[-1]["job_id"]) if more else None
 
 
-async def job_detail(
-    pool: asyncpg.Pool, job_id: uuid.UUID, *, quality: bool
-) -> dict[str, Any] | None:
+async def job_detail(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[str, Any] | None:
     row = await pool.fetchrow(
-        f"""SELECT {_JOB_COLUMNS}{", j.quality" if quality else ""}, d.size, d.sha256
+        f"""SELECT {_JOB_COLUMNS}, d.size, d.sha256
             FROM upload_jobs j JOIN documents d USING (document_id) WHERE j.job_id = $1""",
         job_id,
     )

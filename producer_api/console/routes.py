@@ -203,10 +203,7 @@ async def jobs_page(request: Request, session: SessionDep) -> Response:
     if params.get("cursor") and after is None:
         problems.append("the cursor is not one this page made")
     pool = _pool(request)
-    quality = await data.has_quality(pool)
-    rows, cursor = await data.list_jobs(
-        pool, filters, after=after, limit=PAGE_SIZE, quality=quality
-    )
+    rows, cursor = await data.list_jobs(pool, filters, after=after, limit=PAGE_SIZE)
     keep = {k: v for k, v in params.items() if v and k != "cursor"}
     return _page(
         request,
@@ -217,7 +214,6 @@ async def jobs_page(request: Request, session: SessionDep) -> Response:
         next_cursor=cursor,
         params=keep,
         problems=problems,
-        quality=quality,
         states=data.JOB_STATES,
         stages=data.STAGE_ORDER,
     )
@@ -229,7 +225,7 @@ async def _job(request: Request, job_id: str) -> dict[str, Any]:
     except ValueError:
         raise ConsoleDenied(404, "No such job", f"{job_id!r} is not a job id.") from None
     pool = _pool(request)
-    job = await data.job_detail(pool, jid, quality=await data.has_quality(pool))
+    job = await data.job_detail(pool, jid)
     if job is None:
         raise ConsoleDenied(404, "No such job", f"No job {jid}.")
     return job
