@@ -93,6 +93,21 @@ async def wait_quiet(
         await admin.close()
 
 
+def token_claims(user: uuid.UUID, **overrides: Any) -> dict[str, Any]:
+    """The claims of a user's bearer token, valid for a minute; an override of None drops a
+    claim."""
+    now = int(time.time())
+    claims = {
+        "sub": str(user),
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iat": now,
+        "exp": now + 60,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
 def uploaded_event(filename: str = "ok.pdf", **overrides: Any) -> DocumentUploaded:
     job_id = overrides.pop("job_id", uuid.uuid4())
     fields: dict[str, Any] = {

@@ -26,22 +26,14 @@ from producer_api.core.security import (
     sign_upload,
     verify_token,
 )
+from tests.utils import token_claims
 
 SETTINGS = Settings()
 USER = uuid.uuid4()
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "sub": str(USER),
-        "aud": "authenticated",
-        "role": "authenticated",
-        "iat": now,
-        "exp": now + 60,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
+    return token_claims(USER, **overrides)
 
 
 def _hs256(**overrides: Any) -> str:

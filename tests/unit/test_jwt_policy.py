@@ -20,22 +20,14 @@ from accessa.auth import mint_token
 from accessa.config import Settings
 from producer_api.core.errors import ApiError
 from producer_api.core.security import jwks_client, verify_token
+from tests.utils import token_claims
 
 USER = uuid.uuid4()
 SECRET = "hs256-" + "k" * 40
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "sub": str(USER),
-        "aud": "authenticated",
-        "role": "authenticated",
-        "iat": now,
-        "exp": now + 60,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
+    return token_claims(USER, **overrides)
 
 
 def _hs256(**overrides: Any) -> str:
