@@ -82,18 +82,54 @@ def read_pages(
 
 def image_coverage(page: pypdfium2.PdfPage) -> float:
     """Share of the page's area under image objects (their boxes clipped to the page, summed,
-    capped at 1: overlapping images are rare on the pages this is for, scans)."""
+    capped at 1: overlapping images are rare on the pages this is for, scans). Images inside
+    form XObjects count, down to `_MAX_DEPTH` levels."""
     width, height = page.get_size()
     if width <= 0 or height <= 0:
         return 0.0
     covered = 0.0
-    for image in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=8):
-        left, bottom, right, top = image.get_bounds()
+    for left, bottom, right, top in _image_bounds(page):
         w = min(right, width) - max(left, 0.0)
         h = min(top, height) - max(bottom, 0.0)
         if w > 0 and h > 0:
             covered += w * h
     return round(min(covered / (width * height), 1.0), 3)
+
+
+class _Handle(ctypes.c_void_p):
+    """A pdfium handle returned as is: a subclass of `c_void_p` is not converted to an int,
+    so it goes back into the next call without a conversion."""
+
+
+def _image_bounds(page: pypdfium2.PdfPage) -> list[tuple[float, float, float, float]]:
+    """Each image object's bounds, in the order of pypdfium2's `get_objects` (pre-order,
+    into forms to `_MAX_DEPTH`) but through plain ctypes calls: its wrapper object per page
+    object made this the parser's largest cost on pages drawn with many paths."""
+    found: list[tuple[float, float, float, float]] = []
+    edges = [ctypes.c_float() for _ in range(4)]
+    refs = [ctypes.byref(edge) for edge in edges]
+    # (parent, its object count, next index, level); forms are rare: their calls stay typed.
+    handle = ctypes.c_void_p(ctypes.cast(page.raw, ctypes.c_void_p).value)
+    stack: list[tuple[Any, int, int, int]] = [(handle, _PAGE_COUNT(handle), 0, 0)]
+    while stack:
+        parent, count, start, level = stack.pop()
+        if count < 0:
+            raise pypdfium2.PdfiumError("Failed to get number of pageobjects.")
+        get = _FORM_OBJECT if level else _PAGE_OBJECT
+        for index in range(start, count):
+            obj = get(parent, index)
+            if not obj.value:
+                raise pypdfium2.PdfiumError("Failed to get pageobject.")
+            kind = _OBJECT_TYPE(obj)
+            if kind == _IMAGE:
+                if not _BOUNDS(obj, *refs):
+                    raise pypdfium2.PdfiumError("Failed to locate pageobject.")
+                found.append((edges[0].value, edges[1].value, edges[2].value, edges[3].value))
+            elif kind == _FORM and level < _MAX_DEPTH - 1:
+                stack.append((parent, count, index + 1, level))  # resume here after the form
+                stack.append((obj, _FORM_COUNT(obj), 0, level + 1))
+                break
+    return found
 
 
 def _prototype(function: Any, restype: type, *argtypes: type) -> Callable[..., Any]:
@@ -113,6 +149,15 @@ _FONT_WEIGHT = _prototype(pdfium_c.FPDFText_GetFontWeight, _INT, _PTR, _INT)
 _FONT_INFO = _prototype(
     pdfium_c.FPDFText_GetFontInfo, ctypes.c_ulong, _PTR, _INT, _PTR, ctypes.c_ulong, _PTR
 )
+# Once or twice per page object: untyped, the handles passed as `_Handle`s (see above).
+_PAGE_COUNT = _prototype(pdfium_c.FPDFPage_CountObjects, _INT)
+_PAGE_OBJECT = _prototype(pdfium_c.FPDFPage_GetObject, _Handle)
+_OBJECT_TYPE = _prototype(pdfium_c.FPDFPageObj_GetType, _INT)
+_BOUNDS = _prototype(pdfium_c.FPDFPageObj_GetBounds, _INT)
+_FORM_COUNT = _prototype(pdfium_c.FPDFFormObj_CountObjects, _INT, _PTR)
+_FORM_OBJECT = _prototype(pdfium_c.FPDFFormObj_GetObject, _Handle, _PTR, ctypes.c_ulong)
+_IMAGE, _FORM = pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_FORM
+_MAX_DEPTH = 8  # form XObject levels searched for images, as before (pypdfium2's max_depth)
 _SEGMENT = re.compile(r"[^\r\n]+")
 _WORD = re.compile(r"\S+")
 
