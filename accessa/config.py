@@ -24,7 +24,16 @@ MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the 
 LLAMAPARSE_WEBHOOK_PATH = "/api/v2/webhooks/llamaparse"
 
 # The process logins of Postgres (accessa_<name>); migration 0017 holds their grants.
-POSTGRES_LOGINS = ("api", "parser", "chunker", "embedder", "finalizer", "ops", "migrator")
+POSTGRES_LOGINS = (
+    "api",
+    "parser",
+    "chunker",
+    "embedder",
+    "finalizer",
+    "ops",
+    "migrator",
+    "compactor",
+)
 
 # Every process `Settings.require_production_ready` knows (`secrets_used` has each one's).
 PROCESSES = (
@@ -39,9 +48,17 @@ PROCESSES = (
     "storage-gc",
     "token",
     "console",
+    "compactor",
 )
 
-STAGE_PORTS = {"api": 8000, "parser": 9101, "chunker": 9102, "embedder": 9103, "finalizer": 9104}
+STAGE_PORTS = {
+    "api": 8000,
+    "parser": 9101,
+    "chunker": 9102,
+    "embedder": 9103,
+    "finalizer": 9104,
+    "compactor": 9105,
+}
 # A stage's health port is ACCESSA_HEALTH_BASE_PORT + this (STAGE_PORTS at the default 9100).
 STAGE_PORT_OFFSETS = {"parser": 1, "chunker": 2, "embedder": 3, "finalizer": 4}
 
@@ -372,6 +389,28 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="`accessa reprocess gc` keeps replaced versions this long."
     )
 
+    # --- segmented vector storage (accessa/segments.py, migration 0022)
+    segment_seal_rows: int = Field(
+        20000,
+        ge=1,
+        description="The compactor seals the growing chunk segment (builds its HNSW index in "
+        "bulk) once it holds this many rows.",
+    )
+    segment_seal_age_s: float = Field(
+        600.0,
+        gt=0,
+        description="The compactor also seals the growing segment once its oldest row is this old.",
+    )
+    segment_poll_s: float = Field(
+        5.0, gt=0, description="How often the compactor checks the growing segment."
+    )
+    segment_build_memory_mb: int = Field(
+        512,
+        ge=64,
+        description="maintenance_work_mem of the compactor's HNSW builds: a segment's graph "
+        "that fits is built several times faster.",
+    )
+
     # --- mock servers
     mock_llamaparse_port: int = Field(8091, description="Mock LlamaParse port.")
     mock_openai_port: int = Field(8092, description="Mock OpenAI port.")
@@ -399,6 +438,7 @@ class Settings(BaseSettings):
             "console": kafka,  # as ops: reads the DLQs, redrives; no JWT (its own sessions)
             "storage-gc": s3,  # `accessa storage gc` deletes raw objects
             "token": {"jwt_secret"},  # `accessa token`, `--user`: mints JWTs
+            "compactor": set(),  # Postgres only: seals chunk segments
         }
         if process not in table:
             raise ValueError(f"unknown process {process!r}; one of {', '.join(PROCESSES)}")

@@ -27,6 +27,7 @@ class Process(StrEnum):
     mocks = "mocks"
     relay = "relay"
     console = "console"
+    compactor = "compactor"
     all = "all"
 
 
@@ -39,6 +40,7 @@ _COLORS = {
     "finalizer": "blue",
     "mocks": "white",
     "console": "bright_red",
+    "compactor": "bright_blue",
 }
 
 
@@ -61,7 +63,12 @@ def run(
     settings = get_settings()
     if process == Process.all:
         # Each child checks its own secrets (`accessa run <name>`).
-        names = (["mocks"] if with_mocks else []) + ["api", *STAGE_PROCESSES, "console"]
+        names = (["mocks"] if with_mocks else []) + [
+            "api",
+            *STAGE_PROCESSES,
+            "console",
+            "compactor",
+        ]
         raise typer.Exit(run_children(names, child_env(base_port)))
     settings.require_production_ready(process.value)  # exit 3 in one line (cli/unreachable.py)
     if process == Process.api:
@@ -76,6 +83,10 @@ def run(
         from producer_api.outbox import run_relay
 
         run_relay(settings)
+    elif process == Process.compactor:
+        from accessa.segments import run_compactor
+
+        run_compactor(settings)
     elif process == Process.mocks:
         import asyncio
 

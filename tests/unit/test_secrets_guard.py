@@ -87,6 +87,7 @@ def test_each_process_names_only_the_default_secrets_it_uses() -> None:
         "storage-gc": set(s3),
         "token": {"ACCESSA_JWT_SECRET"},
         "console": set(),  # as ops: no JWT secret, no S3 or provider key
+        "compactor": set(),  # Postgres only
     }
     assert set(want) == set(PROCESSES) - {"mocks"}
     for process, names in want.items():
