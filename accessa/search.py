@@ -18,35 +18,53 @@ import asyncpg
 
 # RLS filters rows after the index scan; iterative scans keep going until `k` rows of this
 # user are found (pgvector >= 0.8), so a user with few documents still gets k results.
-SEARCH = """
-SELECT c.chunk_id, c.document_id, d.filename, c.ordinal, c.content, c.metadata,
-       c.chunker_version, c.embed_model, 1 - (c.embedding <=> $1) AS score
-FROM document_chunks c JOIN documents d USING (document_id)
-WHERE c.chunker_version = d.active_chunker_version AND c.embed_model = d.active_embed_model
-  AND ($3::text IS NULL OR c.embed_model = $3)
-ORDER BY c.embedding <=> $1
+# document_chunks is segmented (migrations 0022-0023): the segments read by index ($4: sealed,
+# holding many of the caller's chunks) give their best `k` through a Merge Append of their
+# HNSW indexes; the others ($5: growing, sealing, or few of the caller's) sort the caller's
+# chunks exactly, ordered by `distance + 0`, which no index serves (else the planner would
+# merge those segments' index scans too, walking their graphs for a few rows). The lists are
+# parameters, so a custom plan prunes each part to its own partitions.
+_SEGMENTS = """
+  SELECT c.chunk_id, c.document_id, d.filename, c.ordinal, c.content, c.metadata,
+         c.chunker_version, c.embed_model, c.embedding <=> $1 AS distance
+  FROM document_chunks c JOIN documents d USING (document_id)
+  WHERE c.segment = ANY(${}::bigint[])
+    AND c.chunker_version = d.active_chunker_version AND c.embed_model = d.active_embed_model
+    AND ($3::text IS NULL OR c.embed_model = $3)
+  ORDER BY {}
+  LIMIT $2
+"""
+SEARCH = f"""
+SELECT chunk_id, document_id, filename, ordinal, content, metadata, chunker_version,
+       embed_model, 1 - distance AS score
+FROM (({_SEGMENTS.format(4, "c.embedding <=> $1")})
+      UNION ALL ({_SEGMENTS.format(5, "(c.embedding <=> $1) + 0")})) hits
+ORDER BY distance
 LIMIT $2
 """
 # Up to this many chunks of the caller, search sorts them all by distance (exact; about 18 ms
 # for 2000 here); beyond, it reads the HNSW index first (about 10 ms, see EF_SEARCH). The
 # planner does not choose so itself: it charges a 1536-d distance like one integer comparison
 # and underestimates the join with the active versions, so it sorted every chunk of a user with
-# 24k of 100k chunks: 970 ms p50 (bench/bench_pgcost.py, vector_search_latency).
+# 24k of 100k chunks: 970 ms p50 (bench/bench_pgcost.py, vector_search_latency). The same
+# bound holds per segment.
 EXACT_UP_TO = 2000
 # The index's candidate list for those callers: recall@10 against exact search for a user with
 # 24k of 100k clustered chunks was 0.85 / 0.91 / 0.95 / 0.96 at 100 / 200 / 400 / 800, p50
 # 7 / 5 / 8 / 10 ms (bench_pgcost.search_latency, "ef_search_sweep"; 0.78-0.94 in another run).
 EF_SEARCH = 800
-# One round trip, for the transaction: whether the caller has few enough chunks to sort; the
-# index's settings; a custom plan for every search (a generic plan of the prepared statement,
-# which Postgres switches to after five runs, cannot see `k` and assumes a tenth of the rows
-# are wanted); and, for a large caller, no sort.
+# One round trip, for the transaction: which segments hold the caller's chunks and how each is
+# read (`upload_pipeline.user_segments`), whether the caller has few enough chunks to sort them
+# all; the index's settings; a custom plan for every search (a generic plan of the prepared
+# statement, which Postgres switches to after five runs, cannot see `k` or the segment lists
+# and assumes a tenth of the rows are wanted); and, for a large caller, no sort.
 SEARCH_SETTINGS = """
-WITH small AS (
-  SELECT count(*) < $1 AS yes FROM (
-    SELECT FROM document_chunks WHERE user_id = upload_pipeline.current_user_id() LIMIT $1) s
-)
-SELECT yes, set_config('hnsw.ef_search', $2::int::text, true),
+WITH seg AS MATERIALIZED (SELECT * FROM upload_pipeline.user_segments($1)),
+small AS (SELECT coalesce(sum(rows), 0) <= $1 AS yes FROM seg)
+SELECT yes,
+       ARRAY(SELECT segment FROM seg WHERE indexed AND NOT yes) AS indexed,
+       ARRAY(SELECT segment FROM seg WHERE NOT indexed OR yes) AS exact,
+       set_config('hnsw.ef_search', $2::int::text, true),
        set_config('hnsw.iterative_scan', 'relaxed_order', true),
        set_config('plan_cache_mode', 'force_custom_plan', true),
        set_config('enable_sort', CASE WHEN yes THEN 'on' ELSE 'off' END, true)
@@ -158,14 +176,15 @@ async def search_chunks(
 ) -> list[dict[str, Any]]:
     """The `k` chunks nearest to `vector`, best first (score = cosine similarity), among
     documents embedded with `model` (None: all). Runs in the caller's transaction."""
-    small = await conn.fetchval(SEARCH_SETTINGS, EXACT_UP_TO + 1, EF_SEARCH)
-    rows = await conn.fetch(SEARCH, list(vector), k, model)
-    if not small:  # the rest of the transaction (hybrid's full-text ranking) sorts as usual
+    plan = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH)
+    rows = await conn.fetch(SEARCH, list(vector), k, model, plan["indexed"], plan["exact"])
+    if not plan["yes"]:  # the rest of the transaction (hybrid's full-text ranking) sorts
         await conn.execute("SET LOCAL enable_sort = on")
         if len(rows) < k:
             # The index's iterative scan gave up first (hnsw.max_scan_tuples, or its memory)
             # where other users' chunks crowd the caller's: sort them after all.
-            rows = await conn.fetch(SEARCH, list(vector), k, model)
+            every = plan["indexed"] + plan["exact"]
+            rows = await conn.fetch(SEARCH, list(vector), k, model, [], every)
     return [_hit(r, round(float(r["score"]), 4)) for r in rows]
 
 

@@ -1,11 +1,12 @@
-"""Vector search can read the HNSW index on document_chunks.embedding (bench/bench_pgcost.py
-compared other indexes; this keeps the search query one the index serves), and on a small set
-its hits are exact search's."""
+"""Vector search can read the HNSW index of a sealed segment of document_chunks
+(bench/bench_pgcost.py compared other indexes; this keeps the search query one the index
+serves), and on a small set its hits are exact search's."""
 
 from __future__ import annotations
 
 import hashlib
 import random
+import re
 import uuid
 
 import asyncpg
@@ -14,6 +15,7 @@ import pytest
 
 from accessa.db import user_transaction
 from accessa.search import EF_SEARCH, EXACT_UP_TO, SEARCH, SEARCH_SETTINGS, search_chunks
+from tests.integration.segments import seal_now
 from tests.integration.test_search_hybrid import CHUNKER, MODEL
 
 pytestmark = pytest.mark.integration
@@ -35,6 +37,9 @@ WORDS = [
     "waiting",
     "period",
 ]
+INDEX_SCAN = r"Index Scan using document_chunks_s\d+_embedding_hnsw"
+# The segments holding the caller's chunks (migration 0023).
+SEGMENTS = "SELECT segment FROM upload_pipeline.user_segments(0)"
 CENTERS = np.random.default_rng(0).standard_normal((32, 1536)).astype(np.float32)
 
 
@@ -98,6 +103,7 @@ async def test_vector_search_can_use_the_hnsw_index_and_returns_exact_hits_on_a_
     # Another user's chunks around mine: RLS filters them out.
     await add_documents(pool, uuid.uuid4(), docs=5, per_doc=200, seed=2)
     mine = await add_documents(pool, me, docs=1, per_doc=200, seed=1)
+    await seal_now(pool)
     await pool.execute("ANALYZE documents; ANALYZE document_chunks")
     queries = list(vectors(10, seed=7))
 
@@ -109,10 +115,13 @@ async def test_vector_search_can_use_the_hnsw_index_and_returns_exact_hits_on_a_
         # not match the index's operator class).
         await conn.execute("SET LOCAL enable_sort = off")
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        explain = await conn.fetch("EXPLAIN " + SEARCH, queries[0].tolist(), 10, MODEL)
+        segments = [r["segment"] for r in await conn.fetch(SEGMENTS)]
+        explain = await conn.fetch(
+            "EXPLAIN " + SEARCH, queries[0].tolist(), 10, MODEL, segments, []
+        )
 
     plan = "\n".join(r[0] for r in explain)
-    assert "Index Scan using document_chunks_embedding_hnsw" in plan, plan
+    assert re.search(INDEX_SCAN, plan), plan
     for query, got in zip(queries, hits, strict=True):
         exact = sorted(mine, key=lambda cid: -cosine(mine[cid], query))[:10]
         assert [h["chunk_id"] for h in got] == exact
@@ -122,10 +131,9 @@ async def test_vector_search_can_use_the_hnsw_index_and_returns_exact_hits_on_a_
 
 async def _plan(pool: asyncpg.Pool, user: uuid.UUID, query: np.ndarray) -> str:
     async with user_transaction(pool, user) as conn:
-        await conn.fetchval(SEARCH_SETTINGS, EXACT_UP_TO + 1, EF_SEARCH)
-        return "\n".join(
-            r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, query.tolist(), 10, MODEL)
-        )
+        how = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH)
+        args = (query.tolist(), 10, MODEL, how["indexed"], how["exact"])
+        return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, *args))
 
 
 async def test_a_user_with_many_chunks_is_searched_through_the_index_and_one_with_few_exactly(
@@ -134,15 +142,16 @@ async def test_a_user_with_many_chunks_is_searched_through_the_index_and_one_wit
     many, few = uuid.uuid4(), uuid.uuid4()
     await add_documents(pool, many, docs=20, per_doc=250, seed=11)  # 5000 chunks
     mine = await add_documents(pool, few, docs=1, per_doc=40, seed=12)
+    await seal_now(pool)
     await pool.execute("ANALYZE documents; ANALYZE document_chunks")
     query = vectors(1, seed=13)[0]
     # Left to itself the planner sorted these 5000 chunks too: 35-50 ms where the index takes 3.
-    assert "Index Scan using document_chunks_embedding_hnsw" in await _plan(pool, many, query)
+    assert re.search(INDEX_SCAN, await _plan(pool, many, query))
     async with user_transaction(pool, many) as conn:
         assert len(await search_chunks(conn, query.tolist(), 10, model=MODEL)) == 10
         assert await conn.fetchval("SHOW enable_sort") == "on"  # for the rest of the transaction
     plan = await _plan(pool, few, query)
-    assert "Sort" in plan and "document_chunks_embedding_hnsw" not in plan, plan
+    assert "Sort" in plan and "_embedding_hnsw" not in plan, plan
     async with user_transaction(pool, few) as conn:
         hits = await search_chunks(conn, query.tolist(), 10, model=MODEL)
     exact = sorted(mine, key=lambda cid: -cosine(mine[cid], query))[:10]
@@ -162,6 +171,7 @@ async def test_a_large_callers_search_sorts_exactly_when_the_index_scan_gives_up
     await add_documents(pool, uuid.uuid4(), 10, 300, seed=24, dense=around(crowd_center, 3000, 25))
     many = uuid.uuid4()
     mine = await add_documents(pool, many, 10, 250, seed=26, dense=around(my_center, 2500, 27))
+    await seal_now(pool)
     await pool.execute("ANALYZE documents; ANALYZE document_chunks")
     query = crowd_center / np.linalg.norm(crowd_center)
     async with user_transaction(pool, many) as conn:
