@@ -25,10 +25,10 @@ from re import _compiler  # type: ignore[attr-defined]
 import pytest
 
 from accessa import text as normalize
-from consumers.chunker import chunking
+from consumers.chunker import blocks, packing
 from consumers.parser import layout
 
-MODULES = (layout, normalize, chunking)
+MODULES = (layout, normalize, blocks, packing)
 UNIVERSE = [chr(i) for i in range(0x3000)] + ["\u3000", "\ufeff"]
 SINGLE = (c.LITERAL, c.NOT_LITERAL, c.IN, c.ANY)
 REPEATS = (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT)
@@ -38,8 +38,8 @@ OLD = {
     "layout._PAGE_NUMBER": re.compile(
         r"(?:[/|\s-]*\bpage\s*\d+(?:\s*(?:of|/)\s*\d+)?\b|^\s*\d+\s*$)", re.I
     ),
-    "chunking._HEADING": re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$"),
-    "chunking._TABLE_SEPARATOR": re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$"),
+    "blocks._HEADING": re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$"),
+    "blocks._TABLE_SEPARATOR": re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$"),
     "normalize._TRAILING_SPACE": re.compile(r"[ \t\u00a0]+$", re.MULTILINE),
     "normalize._PAGE_MARKERS": re.compile(
         r"^\s*<!--\s*page\s+\d+(?:\s+ocr\s+confidence=[\d.]+)?\s*-->\s*$",
@@ -212,11 +212,11 @@ def test_page_numbers_on_a_1_mb_line_of_separators() -> None:
 
 def test_headings_and_table_separators_on_1_mb_lines() -> None:
     spaces = " \t" * (MB // 2)
-    assert chunking._heading(f"# a{spaces}b") == (1, f"a{spaces}b")
-    assert chunking._heading(f"## Title{spaces}##{spaces}") == (2, "Title")
-    assert chunking._heading("#" * MB) is None
-    assert not chunking._is_table_separator(f"| --- |{spaces}x")
-    assert chunking._is_table_separator("|" + " --- |" * (MB // 6))
+    assert blocks.heading(f"# a{spaces}b") == (1, f"a{spaces}b")
+    assert blocks.heading(f"## Title{spaces}##{spaces}") == (2, "Title")
+    assert blocks.heading("#" * MB) is None
+    assert not blocks.is_table_separator(f"| --- |{spaces}x")
+    assert blocks.is_table_separator("|" + " --- |" * (MB // 6))
 
 
 def test_normalize_on_1_mb_lines() -> None:
@@ -235,11 +235,11 @@ def test_the_new_matchers_answer_as_the_old_patterns_did() -> None:
 
     for _ in range(20_000):
         line = text(["#", " ", "\t", "a", "##", "x "])
-        old = OLD["chunking._HEADING"].match(line)
-        assert chunking._heading(line) == (old and (len(old.group(1)), old.group(2))), line
+        old = OLD["blocks._HEADING"].match(line)
+        assert blocks.heading(line) == (old and (len(old.group(1)), old.group(2))), line
         line = text(["|", " ", "-", "---", ":", "\t", "x", "\u2003"], 10)
-        old_sep = OLD["chunking._TABLE_SEPARATOR"].match(line)
-        assert chunking._is_table_separator(line) == bool(old_sep), line
+        old_sep = OLD["blocks._TABLE_SEPARATOR"].match(line)
+        assert blocks.is_table_separator(line) == bool(old_sep), line
         line = text(["page", "Page", " ", "1", "23", "/", "|", "-", "of", "x", "\n"], 10)
         assert layout._PAGE_NUMBER.sub("", line) == OLD["layout._PAGE_NUMBER"].sub("", line)
         line = text([" ", "\t", "\u00a0", "a", "\n"])
