@@ -6,6 +6,7 @@ A job never moves backwards: replays and out-of-order events leave a later statu
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -232,3 +233,51 @@ async def reopen(conn: asyncpg.Connection, *, job_id: uuid.UUID, stage: str, act
         detail={"stage": stage},
     )
     return True
+
+
+# The upload_jobs columns a transition may set, with their types: a batched advance passes each
+# as an array to `unnest`, which needs the element type spelled out.
+FIELD_TYPES = {
+    "parsed_path": "text",
+    "parsed_sha256": "text",
+    "pages": "int",
+    "chunks_version": "text",
+    "chunk_count": "int",
+    "embed_model": "text",
+    "vector_count": "int",
+}
+
+
+@functools.cache
+def advance_sql(status: str, fields: tuple[str, ...]) -> str:
+    """`advance` for many jobs in one statement: `$1` job ids, `$2` actors, `$3..` `fields`
+    (arrays, one element per job); the audit rows come from the same statement. A job's
+    document and owner must be the ones given (`$3`, `$4` before the fields): a record never
+    moves someone else's job."""
+    stage, percent = PROGRESS[status]
+    state = "done" if status == "complete" else "working"
+    sets = "".join(f", {name} = v.{name}" for name in fields)
+    types = "".join(f", ${i}::{FIELD_TYPES[name]}[]" for i, name in enumerate(fields, start=5))
+    detail = "".join(f", '{name}', v.{name}::text" for name in fields)
+    completed = "now()" if status == "complete" else "j.completed_at"
+    returned = "".join(f", v.{name}" for name in fields)
+    return f"""
+WITH v AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[]{types})
+    AS v(job_id, actor, document_id, user_id{"".join(", " + name for name in fields)})
+), moved AS (
+  UPDATE upload_jobs j
+  SET status = '{status}', state = '{state}', stage = '{stage}',
+      progress = jsonb_build_object('percent', {percent}),
+      stage_times = j.stage_times || jsonb_build_object('{stage}', now()),
+      completed_at = {completed}, updated_at = now(){sets}
+  FROM v
+  WHERE j.job_id = v.job_id AND j.document_id = v.document_id AND j.user_id = v.user_id
+    AND j.status NOT IN ('failed_parse', 'failed_chunking', 'failed_embedding')
+    AND array_position(ARRAY{list(PROGRESS)!r}::text[], j.status) <= {_RANK[status]}
+  RETURNING j.job_id, j.document_id, j.user_id, j.correlation_id, v.actor{returned}
+)
+INSERT INTO events (job_id, document_id, user_id, stage, kind, status, correlation_id, detail)
+SELECT job_id, document_id, user_id, actor, 'advanced', '{status}', correlation_id,
+       jsonb_build_object('percent', {percent}{detail.replace("v.", "moved.")})
+FROM moved"""

@@ -39,7 +39,7 @@ from accessa.migrate import migrate
 from bench.bench_hnsw import clustered
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import chunk_markdown
-from consumers.finalizer.app import CHECK, LOCK_DOCUMENT, MOVE, SWITCH
+from consumers.finalizer.app import CHECK, DROP_CHUNKS, DROP_VECTORS, LOCK_DOCUMENTS, MOVE, SWITCH
 from schemas.events import DocumentParsed
 
 DIMS = 1536
@@ -322,11 +322,11 @@ async def _write_document(conn: asyncpg.Connection, d: dict[str, Any], copy: boo
         await conn.executemany(CACHE, cached)
     async with conn.transaction():
         await conn.fetchrow(CHECK, d["job"], CHUNKER, MODEL, DIMS)
-        await conn.execute(LOCK_DOCUMENT, d["doc"])
-        await conn.execute(MOVE, d["job"], CHUNKER, MODEL)
-        await conn.execute("DELETE FROM document_vector_buffer WHERE job_id = $1", d["job"])
-        await conn.execute("DELETE FROM document_chunk_buffer WHERE job_id = $1", d["job"])
-        await conn.execute(SWITCH, d["doc"], CHUNKER, MODEL)
+        await LOCK_DOCUMENTS.execute(conn, [(d["doc"],)])
+        await MOVE.execute(conn, [(d["job"], CHUNKER, MODEL)])
+        await DROP_VECTORS.execute(conn, [(d["job"],)])
+        await DROP_CHUNKS.execute(conn, [(d["job"],)])
+        await SWITCH.execute(conn, [(d["doc"], CHUNKER, MODEL)])
 
 
 async def _cost_round(

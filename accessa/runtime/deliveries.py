@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import ConsumerRecord
 
-Key = tuple[str, int, int]  # topic, partition, offset
+from accessa.runtime.incoming import Key
+
 GC_AFTER_S = 7 * 24 * 3600
 GC_EVERY_S = 3600.0
 
@@ -45,7 +46,7 @@ VALUES ($1, $2, $3, $4)
 ON CONFLICT (consumer_group, topic, partition, "offset")
 DO UPDATE SET attempts = d.attempts + 1, last_at = now()
 RETURNING attempts"""
-_FINISHED = """
+FINISHED = """
 DELETE FROM delivery_attempts AS d
 USING unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
 WHERE d.consumer_group = $1 AND d.topic = u.t AND d.partition = u.p AND d."offset" = u.o"""
@@ -62,7 +63,7 @@ class Delivery:
     suspect: bool  # delivered before without finishing: run alone, count each start
 
 
-def _columns(keys: Iterable[Key]) -> tuple[list[str], list[int], list[int]]:
+def columns(keys: Iterable[Key]) -> tuple[list[str], list[int], list[int]]:
     topics, partitions, offsets = [], [], []
     for topic, partition, offset in dict.fromkeys(keys):  # one row may not be hit twice
         topics.append(topic)
@@ -83,7 +84,7 @@ class DeliveryLedger:
         """Count a delivery of each record, in one statement, before any of them starts."""
         if not records:
             return {}
-        rows = await self.pool.fetch(_DELIVERED, self.group, *_columns(map(key, records)))
+        rows = await self.pool.fetch(_DELIVERED, self.group, *columns(map(key, records)))
         return {
             (r["topic"], r["partition"], r["offset"]): Delivery(r["attempts"], r["deliveries"] > 1)
             for r in rows
@@ -96,7 +97,7 @@ class DeliveryLedger:
     async def finished(self, keys: Sequence[Key]) -> None:
         """Forget finished records, in one statement (and, once an hour, stale rows)."""
         if keys:
-            await self.pool.execute(_FINISHED, self.group, *_columns(keys))
+            await self.pool.execute(FINISHED, self.group, *columns(keys))
         if time.monotonic() >= self._next_gc:
             self._next_gc = time.monotonic() + GC_EVERY_S
             await self.pool.execute(_GC, float(GC_AFTER_S))

@@ -25,10 +25,11 @@ from accessa.db import PoolOpener
 from accessa.health import broker_check
 from accessa.logs import setup_logging
 from accessa.runtime import metrics
+from accessa.runtime.app import StageApp
 from accessa.runtime.context import StageResources
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.lag import lag_reporter
-from accessa.runtime.stage import StageApp, StageRuntime
+from accessa.runtime.stage import StageRuntime
 from accessa.storage import make_storage
 
 ReadyCheck = Callable[[], Awaitable[bool | str | None]]

@@ -7,9 +7,8 @@ import json
 
 import asyncpg
 
-from accessa import jobs
 from accessa.errors import PermanentError
-from accessa.runtime import StageApp, StageContext
+from accessa.runtime import Batched, StageApp, StageContext, Work
 from accessa.storage import ObjectNotFound
 from accessa.text import sha256_text
 from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
@@ -19,29 +18,45 @@ from schemas.events import ChunksCreated, DocumentParsed
 stage: StageApp[None] = StageApp("chunker", DocumentParsed)
 
 
+# All of a wave's chunks in one statement; ON CONFLICT makes a redelivery harmless.
+BUFFER_CHUNKS = Batched(
+    """INSERT INTO document_chunk_buffer
+         (chunk_id, job_id, document_id, user_id, chunker_version, ordinal, content,
+          content_sha256, token_count, metadata)
+       SELECT id, job, doc, usr, ver, ord, content, sha, tokens, meta::jsonb
+       FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int[],
+                   $7::text[], $8::text[], $9::int[], $10::text[])
+         AS t(id, job, doc, usr, ver, ord, content, sha, tokens, meta)
+       ON CONFLICT (job_id, chunk_id) DO NOTHING"""
+)
+
+
+def buffer_rows(
+    event: DocumentParsed, version: str, chunks: list[Chunk]
+) -> list[tuple[object, ...]]:
+    """The BUFFER_CHUNKS rows of one document's chunks."""
+    return [
+        (
+            c.chunk_id,
+            event.job_id,
+            event.document_id,
+            event.user_id,
+            version,
+            c.ordinal,
+            c.content,
+            c.content_sha256,
+            c.token_count,
+            json.dumps(chunk_metadata(c)),
+        )
+        for c in chunks
+    ]
+
+
 async def buffer_chunks(
     conn: asyncpg.Connection, event: DocumentParsed, version: str, chunks: list[Chunk]
 ) -> None:
-    """All chunks in one round trip; ON CONFLICT makes a redelivery harmless."""
-    await conn.execute(
-        """INSERT INTO document_chunk_buffer
-             (chunk_id, job_id, document_id, user_id, chunker_version, ordinal, content,
-              content_sha256, token_count, metadata)
-           SELECT id, $2, $3, $4, $5, ord, content, sha, tokens, meta::jsonb
-           FROM unnest($1::uuid[], $6::int[], $7::text[], $8::text[], $9::int[], $10::text[])
-             AS t(id, ord, content, sha, tokens, meta)
-           ON CONFLICT (job_id, chunk_id) DO NOTHING""",
-        [c.chunk_id for c in chunks],
-        event.job_id,
-        event.document_id,
-        event.user_id,
-        version,
-        [c.ordinal for c in chunks],
-        [c.content for c in chunks],
-        [c.content_sha256 for c in chunks],
-        [c.token_count for c in chunks],
-        [json.dumps(chunk_metadata(c)) for c in chunks],
-    )
+    """The chunks written at once, outside a stage's work (tools and benchmarks seed buffers)."""
+    await BUFFER_CHUNKS.execute(conn, buffer_rows(event, version, chunks))
 
 
 def chunk_metadata(chunk: Chunk) -> dict:
@@ -57,7 +72,7 @@ def chunk_metadata(chunk: Chunk) -> dict:
 
 
 @stage.handle
-async def on_parsed(event: DocumentParsed, ctx: StageContext[None]) -> ChunksCreated:
+async def on_parsed(event: DocumentParsed, ctx: StageContext[None]) -> Work:
     await ctx.job()
     try:
         markdown = (await ctx.storage.get(event.parsed_path)).decode()
@@ -102,14 +117,8 @@ async def on_parsed(event: DocumentParsed, ctx: StageContext[None]) -> ChunksCre
         chunk_count=len(chunks),
         parsed_sha256=event.parsed_sha256,
     )
-    async with ctx.commit(output) as conn:
-        await buffer_chunks(conn, event, version, chunks)
-        await jobs.advance(
-            conn,
-            job_id=event.job_id,
-            status="chunks_stored",
-            actor="chunker",
-            chunks_version=version,
-            chunk_count=len(chunks),
-        )
-    return output
+    return (
+        ctx.work(output)
+        .extend(BUFFER_CHUNKS, buffer_rows(event, version, chunks))
+        .advance("chunks_stored", chunks_version=version, chunk_count=len(chunks))
+    )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from accessa import jobs
 from accessa.errors import PermanentError
 from accessa.providers.embeddings import EmbeddingProvider, make_provider
-from accessa.runtime import StageApp, StageContext, StageResources, metrics
+from accessa.runtime import StageApp, StageContext, StageResources, Work, metrics
 from consumers.embedder.models import check_model
 from consumers.embedder.vectors import BUFFERED_CHUNKS, document_lock, embed_missing, target_model
 from schemas.events import ChunksCreated, ChunksEmbedded
@@ -20,7 +19,9 @@ class EmbedderResources:
     providers: dict[str, EmbeddingProvider] = field(default_factory=dict)
 
 
-stage: StageApp[EmbedderResources] = StageApp("embedder", ChunksCreated)
+stage: StageApp[EmbedderResources] = StageApp(
+    "embedder", ChunksCreated, working_status="embedding_in_progress"
+)
 
 
 @stage.on_setup
@@ -44,7 +45,7 @@ def provider_for(ctx: StageContext[EmbedderResources], model: str) -> EmbeddingP
 
 
 @stage.handle
-async def on_chunked(event: ChunksCreated, ctx: StageContext[EmbedderResources]) -> ChunksEmbedded:
+async def on_chunked(event: ChunksCreated, ctx: StageContext[EmbedderResources]) -> Work:
     await ctx.job()
     settings, model = ctx.settings, target_model(event, ctx.settings)
     provider = provider_for(ctx, model)
@@ -56,14 +57,6 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext[EmbedderResources])
             raise PermanentError(
                 f"{len(chunks)} buffered chunks, event says {event.chunk_count}",
                 code="chunk_count_mismatch",
-            )
-        async with ctx.pool.acquire() as c, c.transaction():  # one commit: status and event
-            await jobs.advance(
-                c,
-                job_id=event.job_id,
-                status="embedding_in_progress",
-                actor="embedder",
-                embed_model=model,
             )
         await embed_missing(ctx, event, chunks, provider)
 
@@ -79,12 +72,6 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext[EmbedderResources])
         chunk_count=event.chunk_count,
         parsed_sha256=event.parsed_sha256,
     )
-    async with ctx.commit(output) as conn:
-        await jobs.advance(
-            conn,
-            job_id=event.job_id,
-            status="embeddings_stored",
-            actor="embedder",
-            vector_count=event.chunk_count,
-        )
-    return output
+    return ctx.work(output).advance(
+        "embeddings_stored", embed_model=model, vector_count=event.chunk_count
+    )

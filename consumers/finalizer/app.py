@@ -5,9 +5,8 @@ search sees the old version until the commit and the new one after it."""
 
 from __future__ import annotations
 
-from accessa import jobs
 from accessa.errors import PermanentError
-from accessa.runtime import StageApp, StageContext, metrics
+from accessa.runtime import Batched, StageApp, StageContext, Work, metrics
 from schemas.events import ChunksEmbedded, DocumentCompleted
 
 stage: StageApp[None] = StageApp("finalizer", ChunksEmbedded)
@@ -22,36 +21,66 @@ SELECT (SELECT count(*) FROM document_chunk_buffer
          WHERE job_id = $1 AND embed_model = $3 AND vector_dims(embedding) <> $4) AS bad_dims
 """
 
-MOVE = """
-INSERT INTO document_chunks
-  (chunk_id, document_id, user_id, job_id, chunker_version, embed_model, ordinal, content,
-   content_sha256, token_count, metadata, embedding)
-SELECT c.chunk_id, c.document_id, c.user_id, c.job_id, c.chunker_version, v.embed_model,
-       c.ordinal, c.content, c.content_sha256, c.token_count, c.metadata, v.embedding
-FROM document_chunk_buffer c JOIN document_vector_buffer v USING (job_id, chunk_id)
-WHERE c.job_id = $1 AND c.chunker_version = $2 AND v.embed_model = $3
-ON CONFLICT (chunk_id, embed_model) DO NOTHING
-"""
-
+# Everything below runs once per wave, for all its documents (rows: one per document).
 # The row lock orders this against `accessa reprocess gc`, which deletes inactive versions
 # under the same lock: rows this transaction found already present stay until it switches.
-LOCK_DOCUMENT = "SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE"
+# In document order, so that two waves locking the same documents cannot deadlock.
+LOCK_DOCUMENTS = Batched(
+    """SELECT 1 FROM documents d JOIN unnest($1::uuid[]) AS v(document_id) USING (document_id)
+       ORDER BY d.document_id FOR UPDATE OF d"""
+)
 
-SWITCH = """
-UPDATE documents
-SET active_since = CASE WHEN active_chunker_version = $2 AND active_embed_model = $3
-                        THEN coalesce(active_since, now()) ELSE now() END,
-    active_chunker_version = $2, active_embed_model = $3, updated_at = now()
-WHERE document_id = $1
-"""
+# NOT EXISTS as well as ON CONFLICT: under the document lock it keeps one row per chunk and
+# model whatever the table's unique constraints.
+MOVE = Batched(
+    """INSERT INTO document_chunks
+         (chunk_id, document_id, user_id, job_id, chunker_version, embed_model, ordinal, content,
+          content_sha256, token_count, metadata, embedding)
+       SELECT c.chunk_id, c.document_id, c.user_id, c.job_id, c.chunker_version, v.embed_model,
+              c.ordinal, c.content, c.content_sha256, c.token_count, c.metadata, v.embedding
+       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(job_id, chunker_version, embed_model)
+       JOIN document_chunk_buffer c
+         ON c.job_id = w.job_id AND c.chunker_version = w.chunker_version
+       JOIN document_vector_buffer v
+         ON v.job_id = c.job_id AND v.chunk_id = c.chunk_id AND v.embed_model = w.embed_model
+       WHERE NOT EXISTS (SELECT 1 FROM document_chunks x
+                         WHERE x.chunk_id = c.chunk_id AND x.embed_model = v.embed_model)
+       ON CONFLICT DO NOTHING"""
+)
+
+DROP_VECTORS = Batched("DELETE FROM document_vector_buffer WHERE job_id = ANY($1::uuid[])")
+DROP_CHUNKS = Batched("DELETE FROM document_chunk_buffer WHERE job_id = ANY($1::uuid[])")
+
+SWITCH = Batched(
+    """UPDATE documents d
+       SET active_since = CASE WHEN d.active_chunker_version = w.chunker_version
+                                AND d.active_embed_model = w.embed_model
+                               THEN coalesce(d.active_since, now()) ELSE now() END,
+           active_chunker_version = w.chunker_version, active_embed_model = w.embed_model,
+           updated_at = now()
+       FROM unnest($1::uuid[], $2::text[], $3::text[])
+         AS w(document_id, chunker_version, embed_model)
+       WHERE d.document_id = w.document_id"""
+)
 
 
 @stage.handle
-async def on_embedded(event: ChunksEmbedded, ctx: StageContext[None]) -> DocumentCompleted:
+async def on_embedded(event: ChunksEmbedded, ctx: StageContext[None]) -> Work:
     job = await ctx.job()
     if job["parsed_sha256"] != event.parsed_sha256:
         raise PermanentError(
             "the parsed document changed since it was chunked", code="parsed_sha_mismatch"
+        )
+    # Read before the wave's transaction: the buffers of this job and version are complete
+    # once its `embedded` event exists (both stages commit before they emit).
+    check = await ctx.pool.fetchrow(
+        CHECK, event.job_id, event.chunker_version, event.embed_model, event.dimensions
+    )
+    if not check["chunks"] == check["vectors"] == event.chunk_count or check["bad_dims"]:
+        raise PermanentError(
+            f"consistency check failed: {check['chunks']} chunks, {check['vectors']} "
+            f"vectors, {check['bad_dims']} of wrong dimension, event says {event.chunk_count}",
+            code="consistency_check_failed",
         )
 
     output = DocumentCompleted(
@@ -64,28 +93,15 @@ async def on_embedded(event: ChunksEmbedded, ctx: StageContext[None]) -> Documen
         embed_model=event.embed_model,
         chunk_count=event.chunk_count,
     )
-    async with ctx.commit(output) as conn:
-        check = await conn.fetchrow(
-            CHECK, event.job_id, event.chunker_version, event.embed_model, event.dimensions
-        )
-        if not check["chunks"] == check["vectors"] == event.chunk_count or check["bad_dims"]:
-            raise PermanentError(
-                f"consistency check failed: {check['chunks']} chunks, {check['vectors']} "
-                f"vectors, {check['bad_dims']} of wrong dimension, event says "
-                f"{event.chunk_count}",
-                code="consistency_check_failed",
-            )
-        await conn.execute(LOCK_DOCUMENT, event.document_id)
-        await conn.execute(MOVE, event.job_id, event.chunker_version, event.embed_model)
-        await conn.execute("DELETE FROM document_vector_buffer WHERE job_id = $1", event.job_id)
-        await conn.execute("DELETE FROM document_chunk_buffer WHERE job_id = $1", event.job_id)
-        await conn.execute(SWITCH, event.document_id, event.chunker_version, event.embed_model)
-        await jobs.advance(
-            conn,
-            job_id=event.job_id,
-            status="complete",
-            actor="finalizer",
-            vector_count=event.chunk_count,
-        )
-    metrics.JOB_DURATION.observe((output.occurred_at - job["created_at"]).total_seconds())
-    return output
+    version = (event.chunker_version, event.embed_model)
+    took = (output.occurred_at - job["created_at"]).total_seconds()
+    return (
+        ctx.work(output)
+        .add(LOCK_DOCUMENTS, event.document_id)
+        .add(MOVE, event.job_id, *version)
+        .add(DROP_VECTORS, event.job_id)
+        .add(DROP_CHUNKS, event.job_id)
+        .add(SWITCH, event.document_id, *version)
+        .advance("complete", vector_count=event.chunk_count)
+        .then(lambda: metrics.JOB_DURATION.observe(took))
+    )

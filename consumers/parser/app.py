@@ -10,7 +10,7 @@ import asyncpg
 
 from accessa import jobs
 from accessa.errors import PermanentError
-from accessa.runtime import StageApp, StageContext, StageResources, metrics
+from accessa.runtime import Batched, StageApp, StageContext, StageResources, Work, metrics
 from accessa.storage import ObjectNotFound, parsed_key
 from accessa.text import has_text, normalize_markdown, sha256_text
 from consumers.parser.backends import ParserBackend, document_timeout_s, make_backend
@@ -29,7 +29,21 @@ class ParserResources:
 
 
 stage: StageApp[ParserResources] = StageApp(
-    "parser", DocumentUploaded, max_records=16, record_time_limit_s=document_timeout_s
+    "parser",
+    DocumentUploaded,
+    max_records=16,
+    record_time_limit_s=document_timeout_s,
+    working_status="parse_queued",
+)
+
+SET_PARSED = Batched(
+    """UPDATE documents d SET parsed_path = w.path, pages = w.pages, updated_at = now()
+       FROM unnest($1::uuid[], $2::text[], $3::int[]) AS w(document_id, path, pages)
+       WHERE d.document_id = w.document_id"""
+)
+SET_QUALITY = Batched(
+    """UPDATE upload_jobs j SET quality = w.quality
+       FROM unnest($1::uuid[], $2::jsonb[]) AS w(job_id, quality) WHERE j.job_id = w.job_id"""
 )
 
 
@@ -61,12 +75,8 @@ async def read_raw(ctx: StageContext, job: asyncpg.Record) -> bytes:
 
 
 @stage.handle
-async def on_uploaded(
-    event: DocumentUploaded, ctx: StageContext[ParserResources]
-) -> DocumentParsed:
+async def on_uploaded(event: DocumentUploaded, ctx: StageContext[ParserResources]) -> Work:
     job = await ctx.job()
-    async with ctx.pool.acquire() as conn, conn.transaction():  # one commit: status and event
-        await jobs.advance(conn, job_id=event.job_id, status="parse_queued", actor="parser")
     pdf = await read_raw(ctx, job)
 
     async def ocr_progress(done: int, total: int) -> None:
@@ -96,28 +106,17 @@ async def on_uploaded(
         page_stats=list(parsed.page_stats),
     )
     quality = summarize(parsed.page_stats, Thresholds.of(ctx.settings))
-    async with ctx.commit(output) as conn:
-        await conn.execute(
-            "UPDATE documents SET parsed_path = $2, pages = $3, updated_at = now() "
-            "WHERE document_id = $1",
-            event.document_id,
-            path,
-            parsed.pages,
-        )
-        await jobs.advance(
-            conn,
-            job_id=event.job_id,
-            status="parsed",
-            actor="parser",
-            parsed_path=path,
-            parsed_sha256=digest,
-            pages=parsed.pages,
-        )
-        await jobs.advance(conn, job_id=event.job_id, status="parse_validated", actor="parser")
-        await conn.execute(
-            "UPDATE upload_jobs SET quality = $2 WHERE job_id = $1", event.job_id, quality
-        )
-    # Counted here, after the commit: a redelivery re-emits the committed output unhandled.
-    for flag in (quality["flags"] or ["none"]) if quality else ():
-        metrics.QUALITY_FLAGS.labels(flag).inc()
-    return output
+    flags = (quality["flags"] or ["none"]) if quality else []
+
+    def count_flags() -> None:  # after the commit: a redelivery re-emits, unhandled
+        for flag in flags:
+            metrics.QUALITY_FLAGS.labels(flag).inc()
+
+    return (
+        ctx.work(output)
+        .add(SET_PARSED, event.document_id, path, parsed.pages)
+        .advance("parsed", parsed_path=path, parsed_sha256=digest, pages=parsed.pages)
+        .advance("parse_validated")
+        .add(SET_QUALITY, event.job_id, quality)
+        .then(count_flags)
+    )

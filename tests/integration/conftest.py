@@ -16,9 +16,10 @@ import pytest
 
 from accessa.config import Settings
 from accessa.db import connect, create_pool
+from accessa.runtime.app import StageApp
 from accessa.runtime.context import StageResources
 from accessa.runtime.faults import FaultInjector
-from accessa.runtime.stage import StageApp, StageRuntime
+from accessa.runtime.stage import StageRuntime
 from accessa.storage import Storage, make_storage, raw_key
 from accessa.topics import ensure_topics
 from mocks.openai_server import create_app

@@ -16,9 +16,8 @@ import sys
 
 from accessa.config import get_settings
 from accessa.errors import PermanentError, TransientError
-from accessa.runtime.context import StageContext
+from accessa.runtime import Batched, StageApp, StageContext, Work
 from accessa.runtime.server import run_stage
-from accessa.runtime.stage import StageApp
 from schemas.events import DocumentParsed, DocumentUploaded
 from schemas.topics import Stage
 
@@ -31,6 +30,15 @@ GRANT SELECT, INSERT, DELETE ON public.runtime_test_rows, public.runtime_test_ef
   TO accessa_ops;
 """
 
+ROW = Batched(
+    """INSERT INTO public.runtime_test_rows (prefix, event_id, attempt)
+       SELECT * FROM unnest($1::text[], $2::uuid[], $3::int[])"""
+)
+EFFECT = Batched(
+    """INSERT INTO public.runtime_test_effects (prefix, event_id)
+       SELECT * FROM unnest($1::text[], $2::uuid[])"""
+)
+
 echo: StageApp[None] = StageApp(
     "echo", DocumentUploaded, stage=Stage("parser", "uploaded", "parsed", "failed_parse")
 )
@@ -40,7 +48,7 @@ sink: StageApp[None] = StageApp(
 
 
 @echo.handle
-async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentParsed:
+async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> Work:
     if event.filename.startswith("transient") and ctx.attempt == 0:
         raise TransientError("the upstream service is busy", code="test_busy")
     if event.filename.startswith("permanent"):
@@ -60,24 +68,12 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> DocumentPar
         pages=1,
         parser="echo",
     )
-    async with ctx.commit(output) as conn:
-        await conn.execute(
-            "INSERT INTO public.runtime_test_rows (prefix, event_id, attempt) VALUES ($1, $2, $3)",
-            ctx.settings.topic_prefix,
-            event.event_id,
-            ctx.attempt,
-        )
-    return output
+    return ctx.work(output).add(ROW, ctx.settings.topic_prefix, event.event_id, ctx.attempt)
 
 
 @sink.handle
-async def on_parsed(event: DocumentParsed, ctx: StageContext) -> None:
-    async with ctx.commit(None) as conn:
-        await conn.execute(
-            "INSERT INTO public.runtime_test_effects (prefix, event_id) VALUES ($1, $2)",
-            ctx.settings.topic_prefix,
-            event.event_id,
-        )
+async def on_parsed(event: DocumentParsed, ctx: StageContext) -> Work:
+    return ctx.work(None).add(EFFECT, ctx.settings.topic_prefix, event.event_id)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
 
 from accessa.config import Settings
-from accessa.runtime import context
-from accessa.runtime.context import is_infra, retry_infra
+from accessa.runtime import infra
+from accessa.runtime.infra import is_infra, retry_infra
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.metrics import REGISTRY
 
@@ -83,7 +83,7 @@ async def test_in_place_retries_show_on_the_gauge_and_warn_once_a_minute(
 ) -> None:
     stage = f"unit-{uuid.uuid4().hex[:6]}"
     sleep = asyncio.sleep
-    monkeypatch.setattr(context.asyncio, "sleep", lambda _s: sleep(0.01))  # type: ignore[attr-defined]
+    monkeypatch.setattr(infra.asyncio, "sleep", lambda _s: sleep(0.01))  # type: ignore[attr-defined]
     waited: list[float | None] = []
 
     async def op() -> str:
