@@ -10,7 +10,7 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
   -v migrator="$PG_PASSWORD_MIGRATOR" -v api="$PG_PASSWORD_API" \
   -v parser="$PG_PASSWORD_PARSER" -v chunker="$PG_PASSWORD_CHUNKER" \
   -v embedder="$PG_PASSWORD_EMBEDDER" -v finalizer="$PG_PASSWORD_FINALIZER" \
-  -v ops="$PG_PASSWORD_OPS" <<'SQL'
+  -v ops="$PG_PASSWORD_OPS" -v compactor="$PG_PASSWORD_COMPACTOR" <<'SQL'
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE ROLE accessa_owner NOLOGIN;
 ALTER DATABASE accessa OWNER TO accessa_owner;
@@ -21,4 +21,5 @@ CREATE ROLE accessa_chunker LOGIN PASSWORD :'chunker';
 CREATE ROLE accessa_embedder LOGIN PASSWORD :'embedder';
 CREATE ROLE accessa_finalizer LOGIN PASSWORD :'finalizer';
 CREATE ROLE accessa_ops LOGIN PASSWORD :'ops';
+CREATE ROLE accessa_compactor LOGIN PASSWORD :'compactor';
 SQL

@@ -25,7 +25,7 @@ COMPOSE = ROOT / "infra" / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 SETTINGS_ENV = {f"ACCESSA_{name.upper()}" for name in Settings.model_fields}
-APP_SERVICES = ("api", *STAGES)
+APP_SERVICES = ("api", *STAGES, "compactor")
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ SECRET_FIELDS = {
     for name, info in Settings.model_fields.items()
     if info.annotation is SecretStr
 }
-APP_DEPLOYMENTS = {f"accessa-{p}": p for p in ("api", *STAGES)}
+APP_DEPLOYMENTS = {f"accessa-{p}": p for p in ("api", *STAGES, "compactor")}
 
 
 def _kustomize() -> str:

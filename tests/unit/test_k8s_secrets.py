@@ -60,6 +60,11 @@ ALLOWED: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {
         {"accessa-ops-secrets", "accessa-pg-tls"},
         {DB, *S3},
     ),
+    # The compactor: its Postgres login only (no Kafka: it seals chunk segments).
+    ("Deployment", "accessa-compactor", "compactor"): (
+        {"accessa-compactor-secrets", "accessa-pg-tls"},
+        {DB},
+    ),
     # The console: the ops login and the ops principal only (no JWT secret, no S3, no keys).
     ("Deployment", "accessa-console", "console"): (
         {"accessa-console-secrets", "accessa-kafka-ops", *TLS},
@@ -73,7 +78,7 @@ ALLOWED: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {
 }
 # Secret -> the Postgres login in its ACCESSA_DATABASE_URL.
 LOGINS = {
-    **{f"accessa-{p}-secrets": f"accessa_{p}" for p in ("api", *STAGES, "ops")},
+    **{f"accessa-{p}-secrets": f"accessa_{p}" for p in ("api", *STAGES, "ops", "compactor")},
     "accessa-migrate-secrets": "accessa_migrator",
     "accessa-console-secrets": "accessa_ops",  # the console runs as ops, not as the API
 }
@@ -82,6 +87,7 @@ NO_KAFKA = [
     ("CronJob", "accessa-reprocess-gc", "gc"),
     ("CronJob", "accessa-gc", "gc"),
     ("CronJob", "accessa-storage-gc", "gc"),
+    ("Deployment", "accessa-compactor", "compactor"),
 ]
 LOGIN_SCRIPTS = [
     ROOT / "infra" / "k8s" / "overlays" / "local" / "postgres-logins.sql",

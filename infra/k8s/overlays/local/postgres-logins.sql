@@ -13,3 +13,4 @@ CREATE ROLE accessa_chunker LOGIN PASSWORD 'accessa_chunker';
 CREATE ROLE accessa_embedder LOGIN PASSWORD 'accessa_embedder';
 CREATE ROLE accessa_finalizer LOGIN PASSWORD 'accessa_finalizer';
 CREATE ROLE accessa_ops LOGIN PASSWORD 'accessa_ops';
+CREATE ROLE accessa_compactor LOGIN PASSWORD 'accessa_compactor';
