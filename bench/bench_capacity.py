@@ -25,6 +25,7 @@ from accessa.ops.localrun import PROCESSES, LocalPipeline
 from accessa.topic_scan import Record, group_members, scan
 from bench.bench_pipeline import CpuMeter, _upload_all, corpus_files
 from bench.poll import until
+from bench.workloads import copies
 from schemas.topics import STAGES
 
 # The status a stage leaves a job in, and the one its input is complete at.
@@ -61,7 +62,8 @@ async def _drain(settings: Settings, stage: str, replicas: int, users: int) -> d
         pool = await create_pool(settings, max_size=2)
         try:
             await asyncio.to_thread(source.start_all, tuple(p for p in PROCESSES if p != stage))
-            jobs = [uuid.UUID(j) for j in await _upload_all(source, corpus_files(), users)]
+            uploads = copies(corpus_files(), users)
+            jobs = [uuid.UUID(j) for j in await _upload_all(source, uploads)]
             await until(
                 lambda: _backlog_ready(pool, stage, jobs),
                 timeout=900,

@@ -24,6 +24,14 @@ from accessa.providers.embeddings import make_provider
 from accessa.storage import raw_key
 from accessa.text import normalize_markdown
 from bench.poll import until
+from bench.workloads import (
+    STATS_FLUSH_S,
+    Upload,
+    commit_counters,
+    commits_per_document,
+    copies,
+    read_all,
+)
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
 from consumers.parser.local import parse_pdf
@@ -68,34 +76,39 @@ def steady_state(started: float, completions: Sequence[float], trim: float = 0.1
     }
 
 
-async def _upload_all(pipe: LocalPipeline, files: list[Path], users: int) -> list[str]:
-    """Each user uploads every file (different users: no dedup), 16 clients at a time."""
+async def _upload_all(pipe: LocalPipeline, uploads: list[Upload]) -> list[str]:
+    """Each upload by its user (different users: no dedup), 16 clients at a time."""
     sem = asyncio.Semaphore(16)
     jobs: list[str] = []
-    contents = {p.name: p.read_bytes() for p in files}
+    contents = read_all(uploads)
 
-    async def one(client: httpx.AsyncClient, name: str) -> None:
+    async def one(client: httpx.AsyncClient, name: str, path: Path) -> None:
         async with sem:
-            upload = {"file": (name, contents[name], "application/pdf")}
+            upload = {"file": (name, contents[path], "application/pdf")}
             r = await client.post("/api/v2/documents", files=upload)
             r.raise_for_status()
             jobs.append(r.json()["job_id"])
 
-    clients = [pipe.client(uuid.uuid4()) for _ in range(users)]
+    clients = [pipe.client(uuid.uuid4()) for _ in range(max(u for u, _, _ in uploads) + 1)]
     try:
-        await asyncio.gather(*(one(c, name) for c in clients for name in contents))
+        await asyncio.gather(*(one(clients[u], name, path) for u, name, path in uploads))
     finally:
         for c in clients:
             await c.aclose()
     return jobs
 
 
-async def _wait_finished(pool: Any, jobs: list[str], timeout: float = 900) -> list[Any]:
+async def _wait_finished(
+    pool: Any, jobs: list[str], timeout: float = 900, polls: list[int] | None = None
+) -> list[Any]:
+    """The jobs' rows once all are done or dead-lettered; each poll appends to `polls`."""
     ids = [uuid.UUID(j) for j in jobs]
     if not ids:
         return []
 
     async def finished() -> list[Any] | None:
+        if polls is not None:
+            polls.append(1)
         rows = await pool.fetch(
             "SELECT job_id, state, status, pages, created_at, completed_at FROM upload_jobs "
             "WHERE job_id = ANY($1::uuid[])",
@@ -187,12 +200,16 @@ async def end_to_end(
     parsers: int = 1,
     big: bool = True,
     ocr: bool = False,
+    uploads: list[Upload] | None = None,
+    commits: bool = False,
 ) -> dict[str, Any]:
-    """Every corpus file uploaded by each of `users` users, through the API and every stage
-    process; `parsers` parser replicas (parsing is the CPU-heavy stage, and pdfium reads one
-    page at a time per process). OCR is off unless asked: the baseline and the peer read text
-    layers only, and one scanned page (inline-image.pdf) took 70 % of the parser's worker."""
-    files = corpus_files()
+    """`uploads` (default: every corpus file by each of `users` users) through the API and
+    every stage process; `parsers` parser replicas (parsing is the CPU-heavy stage, and pdfium
+    reads one page at a time per process). OCR is off unless asked: the baseline and the peer
+    read text layers only, and one scanned page (inline-image.pdf) took 70 % of the parser's
+    worker. With `commits`, Postgres transactions per document too (waits out the statistics'
+    flush before and after: 22 s)."""
+    uploads = uploads if uploads is not None else copies(corpus_files(), users)
     pipe = await asyncio.to_thread(
         LocalPipeline.create, settings, home, ACCESSA_OCR="on" if ocr else "off"
     )
@@ -204,15 +221,23 @@ async def end_to_end(
     pool = await create_pool(settings, max_size=4)
     # Every round pays for its embeddings as the first did: no texts cached by earlier rounds
     # (within a round, the cache still serves the other users' copies of a text).
-    await pool.execute("TRUNCATE embedding_cache")
+    await pool.execute("DELETE FROM embedding_cache")  # ops may not TRUNCATE (0017)
     rows_before = await pool.fetchval("SELECT count(*) FROM document_chunks")
     meter = CpuMeter(pipe, settings)
+    polls: list[int] = []
     try:
+        if commits:  # the start-up's transactions flushed to the statistics first
+            await asyncio.sleep(STATS_FLUSH_S)
+            counters = await commit_counters(pool)
         started = time.time()
         cpu_before = meter.snapshot()
-        jobs = await _upload_all(pipe, files, users)
-        rows = await _wait_finished(pool, jobs)
+        jobs = await _upload_all(pipe, uploads)
+        rows = await _wait_finished(pool, jobs, polls=polls)
         cpu = meter.spent(cpu_before, meter.snapshot())
+        wall = time.time() - started
+        if commits:
+            await asyncio.sleep(STATS_FLUSH_S)  # PGSTAT_IDLE_INTERVAL: not a synchronisation
+            after = await commit_counters(pool)
         chunks = await pool.fetchval("SELECT count(*) FROM document_chunks") - rows_before
         done = [r for r in rows if r["status"] == "complete"]
         span = max(r["completed_at"] for r in done) - min(r["created_at"] for r in rows)
@@ -227,12 +252,16 @@ async def end_to_end(
             "pages_per_s": round(sum(r["pages"] or 0 for r in done) / span.total_seconds(), 1),
             "latency_p50_s": round(percentile(latencies, 50), 2),
             "latency_p95_s": round(percentile(latencies, 95), 2),
-            "wall_s": round(time.time() - started, 1),
+            "wall_s": round(wall, 1),
             "parser_replicas": parsers,
             "index_rows_before": rows_before,
             "cpu_s": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
             "cores_busy": round(sum(cpu.values()) / span.total_seconds(), 2),
         }
+        if commits:  # the first snapshot and each poll of the wait were one transaction each
+            result["postgres_commits"] = commits_per_document(
+                counters, after, len(done), own_queries=1 + len(polls)
+            )
         if big:
             result["big_pdf"] = await big_pdf(pipe, pool)
         return result
@@ -291,12 +320,17 @@ async def embed_cached(pool: Any, provider: Any, s: Settings, chunks: list[Chunk
     return [known[k] for k in keys]
 
 
-async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, Any]:
+async def baseline(
+    settings: Settings, home: Path, users: int = 8, uploads: list[Upload] | None = None
+) -> dict[str, Any]:
     """The same parse → normalise → chunk (the configured chunker) → embed (real client, mock
     server in its own process, the embedder's cache semantics) in one process, straight into
     document_chunks: no Kafka, no buffers. Like the end-to-end run, it starts with an empty
-    embedding cache, so both embed each distinct text once per round."""
-    files = [(p.name, p.read_bytes()) for p in corpus_files()]
+    embedding cache, so both embed each distinct text once per round. `uploads` as for
+    `end_to_end`."""
+    uploads = uploads if uploads is not None else copies(corpus_files(), users)
+    contents = read_all(uploads)
+    owners = [uuid.uuid4() for _ in range(max(u for u, _, _ in uploads) + 1)]
     pipe = await asyncio.to_thread(LocalPipeline.create, settings, home)
     await asyncio.to_thread(pipe.start_all, ("mocks",))
     s = pipe.settings.model_copy(update={"openai_base_url": f"{pipe.openai_url}/v1"})
@@ -307,7 +341,7 @@ async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, 
     )
     provider = make_provider(s)
     pool = await create_pool(settings, max_size=8)
-    await pool.execute("TRUNCATE embedding_cache")
+    await pool.execute("DELETE FROM embedding_cache")  # ops may not TRUNCATE (0017)
     rows_before = await pool.fetchval("SELECT count(*) FROM document_chunks")
     sem = asyncio.Semaphore(4)
     completions: list[float] = []
@@ -362,16 +396,14 @@ async def baseline(settings: Settings, home: Path, users: int = 8) -> dict[str, 
     try:
         cpu_before = meter.snapshot()
         started = time.time()
-        await asyncio.gather(
-            *(one(u, n, b) for u in (uuid.uuid4() for _ in range(users)) for n, b in files)
-        )
+        await asyncio.gather(*(one(owners[u], n, contents[p]) for u, n, p in uploads))
         elapsed = time.time() - started
         cpu = meter.spent(cpu_before, meter.snapshot())
         chunks = await pool.fetchval("SELECT count(*) FROM document_chunks") - rows_before
         return {
-            "documents": users * len(files),
+            "documents": len(uploads),
             "chunks": chunks,
-            "docs_per_s": round(users * len(files) / elapsed, 2),
+            "docs_per_s": round(len(uploads) / elapsed, 2),
             **steady_state(started, completions),
             "wall_s": round(elapsed, 1),
             "index_rows_before": rows_before,

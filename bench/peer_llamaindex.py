@@ -24,6 +24,7 @@ import asyncpg
 from accessa.config import Settings
 from accessa.ops.localrun import LocalPipeline
 from bench.bench_pipeline import CpuMeter, corpus_files, steady_state
+from bench.workloads import Upload, copies, read_all
 
 SCHEMA = "bench_peer"
 TABLE = "llamaindex"  # PGVectorStore names the table data_llamaindex
@@ -43,7 +44,9 @@ async def our_index(settings: Settings) -> tuple[str, str]:
     try:
         indexdef = await conn.fetchval(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = 'upload_pipeline' "
-            "AND tablename = 'document_chunks' AND indexdef LIKE '% USING hnsw %'"
+            # A segmented document_chunks (0022) has its HNSW indexes on its partitions.
+            "AND tablename LIKE 'document\\_chunks%' AND indexdef LIKE '% USING hnsw %' "
+            "ORDER BY tablename LIMIT 1"
         )
         column = await conn.fetchval(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -78,10 +81,14 @@ def pdf_text(pdf: bytes) -> str:
 
 
 async def run(
-    settings: Settings, home: Path, users: int = 32, concurrency: int = 4
+    settings: Settings,
+    home: Path,
+    users: int = 32,
+    concurrency: int = 4,
+    uploads: list[Upload] | None = None,
 ) -> dict[str, Any]:
-    """Every corpus file once per user (as the end-to-end run uploads them) through the peer;
-    its table is kept between rounds, as our `document_chunks` is."""
+    """`uploads` (default: every corpus file once per user, as the end-to-end run uploads
+    them) through the peer; its table is kept between rounds, as our `document_chunks` is."""
     from llama_index.core import Document
     from llama_index.core.ingestion import IngestionPipeline
     from llama_index.core.node_parser import SentenceSplitter
@@ -93,7 +100,8 @@ async def run(
     dims = settings.embed_dimensions
     if column != f"vector({dims})":
         raise RuntimeError(f"our embedding column is {column}; the peer would store vector({dims})")
-    files = [(p.name, p.read_bytes()) for p in corpus_files()]
+    uploads = uploads if uploads is not None else copies(corpus_files(), users)
+    contents = read_all(uploads)
     pipe = await asyncio.to_thread(LocalPipeline.create, settings, home)
     await asyncio.to_thread(pipe.start_all, ("mocks",))
     dsn = settings.dsn.split("?")[0]
@@ -133,7 +141,7 @@ async def run(
         rows_before = await _rows(settings)
         cpu_before = meter.snapshot()
         started = time.time()
-        await asyncio.gather(*(one(n, b) for _ in range(users) for n, b in files))
+        await asyncio.gather(*(one(n, contents[p]) for _, n, p in uploads))
         elapsed = time.time() - started
         cpu = meter.spent(cpu_before, meter.snapshot())
         return {
@@ -144,6 +152,7 @@ async def run(
             "wall_s": round(elapsed, 1),
             "index_rows_before": rows_before,
             "hnsw": hnsw,
+            "embedding": "OpenAIEmbedding over HTTP to the mock OpenAI server, as our embedder",
             "our_index": ours,
             "cpu_s": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
             "cores_busy": round(sum(cpu.values()) / elapsed, 2),

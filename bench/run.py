@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ BEFORE = {
     "runtime_over_raw": "0.64-0.81 (stateless no-op: no dedup)",
     "postgres_cpu_per_1000_chunks": "the vector-index path (measured below as 1.0x)",
     "idle_latency_p50_ms": "197-677 (stage_times, 7 uploads)",
+    # Issue 20's goals table (its "today" figures).
+    "pipeline_over_peer_copies_x32_steady": "0.84 (peer embedding through the mock over HTTP)",
+    "pipeline_over_peer_distinct": "1.43 (768 distinct policies, peer over HTTP)",
 }
 
 
@@ -82,6 +86,7 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             False,
             "postgres_cost_per_1000_chunks, vector_recall",
         )
+    _issue20_goals(results, goal)
     p50 = ((results.get("idle_latency") or {}).get("woken") or {}).get("upload_to_complete_p50_ms")
     goal(
         "idle_latency_p50_ms",
@@ -91,6 +96,31 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "idle_latency.woken",
     )
     return out
+
+
+def _issue20_goals(results: dict[str, Any], goal: Callable[..., None]) -> None:
+    """Issue 20's pipeline ÷ peer rows: the copies x32 at steady state, and the distinct-text
+    workload; both need the peer to have embedded over HTTP, as our embedder does."""
+    over_http = "over HTTP" in (results.get("pipeline_peer_llamaindex") or {}).get("embedding", "")
+    copies = results.get("pipeline_over_peer") or {}
+    ratio = copies.get("ratio_steady") if over_http else None
+    goal(
+        "pipeline_over_peer_copies_x32_steady",
+        ratio,
+        ">= 1.0",
+        None if ratio is None else ratio >= 1.0,
+        "pipeline_over_peer.ratio_steady",
+    )
+    peer = results.get("pipeline_peer_llamaindex_distinct") or {}
+    distinct = results.get("pipeline_over_peer_distinct") or {}
+    ratio = distinct.get("ratio") if "over HTTP" in peer.get("embedding", "") else None
+    goal(
+        "pipeline_over_peer_distinct",
+        ratio,
+        ">= 2.0",
+        None if ratio is None else ratio >= 2.0,
+        "pipeline_over_peer_distinct.ratio",
+    )
 
 
 def save(results: dict[str, Any]) -> None:
@@ -107,7 +137,12 @@ def save(results: dict[str, Any]) -> None:
     RESULTS.write_text(json.dumps(previous, indent=2) + "\n")
 
 
-async def _main(only: set[str] | None, pgcost_rows: int = 20_000) -> dict[str, Any]:
+async def _main(
+    only: set[str] | None,
+    pgcost_rows: int = 20_000,
+    distinct_docs: int = 384,
+    soak_s: float = 600,
+) -> dict[str, Any]:
     from bench import (
         bench_api,
         bench_capacity,
@@ -150,6 +185,20 @@ async def _main(only: set[str] | None, pgcost_rows: int = 20_000) -> dict[str, A
             save(results)
         if not only or "pipeline" in only:
             results.update(await _pipeline(settings))
+            save(results)
+        if not only or "pipeline_distinct" in only:
+            from bench import bench_distinct
+
+            results.update(await bench_distinct.run(settings, docs=distinct_docs))
+            save(results)
+        if not only or "soak" in only:
+            from bench import bench_soak
+
+            peak = (results.get("pipeline_e2e_distinct") or {}).get("steady_docs_per_s")
+            with tempfile.TemporaryDirectory() as home:
+                results["soak"] = await bench_soak.run(
+                    settings, Path(home), duration=soak_s, peak=peak
+                )
             save(results)
         if (not only or "security" in only) and settings.embedded_kafka:
             results["pipeline_sasl_ssl"] = await _security(settings)
@@ -205,7 +254,7 @@ async def _pipeline(settings: Settings, rounds: int = 3) -> dict[str, Any]:
             with tempfile.TemporaryDirectory() as home:
                 runs["e2e"].append(
                     await bench_pipeline.end_to_end(
-                        settings, Path(home), users=PIPELINE_USERS, big=n == 0
+                        settings, Path(home), users=PIPELINE_USERS, big=n == 0, commits=n == 0
                     )
                 )
             with tempfile.TemporaryDirectory() as home:
@@ -295,6 +344,15 @@ def main() -> None:
         default=20_000,
         help="pgcost: rows of the larger recall and search-latency set (e.g. 100000)",
     )
+    parser.add_argument(
+        "--distinct-docs",
+        type=int,
+        default=384,
+        help="pipeline_distinct: generated policies per side and round",
+    )
+    parser.add_argument(
+        "--soak-seconds", type=float, default=600, help="soak: seconds at 80%% of the peak"
+    )
     args = parser.parse_args()
     settings = get_settings()
     started: list[LocalPostgres | LocalKafka] = []
@@ -305,7 +363,8 @@ def main() -> None:
         if embedded and component.up():
             started.append(component)
     try:
-        results = asyncio.run(_main(set(args.only) if args.only else None, args.pgcost_rows))
+        only = set(args.only) if args.only else None
+        results = asyncio.run(_main(only, args.pgcost_rows, args.distinct_docs, args.soak_seconds))
     finally:
         for component in reversed(started):  # leave the ports as we found them
             component.down()
