@@ -182,6 +182,9 @@ async def _main(
         if not only or "hotpaths" in only:
             results["chunking_1200_pages"] = await asyncio.to_thread(bench_hotpaths.chunking)
             results["parser_hostile"] = await asyncio.to_thread(bench_hotpaths.parser_hostile)
+            from bench import bench_codecs
+
+            results["event_codecs"] = await asyncio.to_thread(bench_codecs.run)
             save(results)
         if not only or "pipeline" in only:
             results.update(await _pipeline(settings))
