@@ -236,6 +236,9 @@ async def user_transaction(
 ) -> AsyncIterator[asyncpg.Connection]:
     """A transaction running as `accessa_app` with `app.user_id` set: RLS applies to it."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL ROLE accessa_app")
-        await conn.execute("SELECT set_config('app.user_id', $1, true)", str(user_id))
+        # One round trip: set_config('role', ..., true) is SET LOCAL ROLE (as PostgREST does).
+        await conn.execute(
+            "SELECT set_config('role', 'accessa_app', true), set_config('app.user_id', $1, true)",
+            str(user_id),
+        )
         yield conn

@@ -2,11 +2,18 @@
 
 Real uvicorn (`accessa run api` in a child process, outbox relay included), real Postgres
 and Kafka, rate limits off, 16 concurrent clients. Reports uploads/s, client-side p50/p95
-latency, and how long after the last 202 the last `uploaded` event was published.
+latency, how long after the last 202 the last `uploaded` event was published, and the API
+process's CPU seconds per upload (psutil, from the start of the measured load until the outbox
+has drained, so the relay's share is in it).
+
+`python -m bench.bench_api --baseline DIR` also runs the API of another checkout of the code
+(e.g. `git worktree add /tmp/api-old <commit>`), interleaved with this one in the same run,
+and reports the CPU-per-upload ratio: the way to measure a change to the upload path.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -21,6 +28,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 from pydantic import SecretStr
 
 from accessa import kafka_clients
@@ -144,21 +152,41 @@ async def _drop_topics(settings: Settings) -> None:
         await admin.close()
 
 
+def _cpu_s(proc: psutil.Process) -> float:
+    """User + system CPU seconds of the process and its children so far."""
+    total = 0.0
+    for p in (proc, *proc.children(recursive=True)):
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 async def _measure(
     settings: Settings, proc: subprocess.Popen[bytes], payloads: list[bytes], concurrency: int
-) -> tuple[list[float], float, float]:
+) -> tuple[list[float], float, float, float]:
+    """(latencies, wall s of the load, s to drain the outbox after it, API CPU s of both)."""
     url = f"http://{settings.api_host}:{settings.api_port}"
     await _wait_healthy(url, proc)
     token = mint_token(settings, uuid.uuid4())
     await _load(url, token, payloads[:concurrency], concurrency)  # warm-up
+    await _published(settings)
+    api = psutil.Process(proc.pid)
+    cpu_before = _cpu_s(api)
     start = time.perf_counter()
     latencies = await _load(url, token, payloads[concurrency:], concurrency)
     wall = time.perf_counter() - start
-    return latencies, wall, await _published(settings)
+    drained = await _published(settings)
+    return latencies, wall, drained, _cpu_s(api) - cpu_before
 
 
-def run(settings: Settings, *, uploads: int = 400, concurrency: int = 16) -> dict[str, Any]:
-    """Benchmark figures for bench/results.json (key `api_upload`)."""
+def run(
+    settings: Settings, *, uploads: int = 400, concurrency: int = 16, tree: Path | None = None
+) -> dict[str, Any]:
+    """Benchmark figures for bench/results.json (key `api_upload`). `tree`: run the API of
+    that checkout instead of this one (a baseline side)."""
     settings = settings.model_copy(
         update={
             "topic_prefix": f"bench{uuid.uuid4().hex[:6]}-",
@@ -172,9 +200,12 @@ def run(settings: Settings, *, uploads: int = 400, concurrency: int = 16) -> dic
     validate_pdf(base)  # the payload must pass the API's own checks
     payloads = [base + f"%{uuid.uuid4()}\n".encode() for _ in range(uploads + concurrency)]
     env = {**os.environ, **settings_env(settings), "ACCESSA_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "accessa.cli.main", "run", "api"], env=env)
+    # `python -m` puts the working directory first on sys.path: `tree`'s packages win over ours.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accessa.cli.main", "run", "api"], env=env, cwd=tree
+    )
     try:
-        latencies, wall, drained = asyncio.run(_measure(settings, proc, payloads, concurrency))
+        latencies, wall, drained, cpu = asyncio.run(_measure(settings, proc, payloads, concurrency))
     finally:
         proc.terminate()
         proc.wait(60)
@@ -189,6 +220,27 @@ def run(settings: Settings, *, uploads: int = 400, concurrency: int = 16) -> dic
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
         "p95_ms": round(q[94] * 1000, 1),
         "outbox_drained_s_after_last_upload": round(drained, 2),
+        "api_cpu_ms_per_upload": round(cpu / uploads * 1000, 2),
+    }
+
+
+def compare(
+    settings: Settings, baseline: Path, *, rounds: int = 3, uploads: int = 400
+) -> dict[str, Any]:
+    """This checkout's API against `baseline`'s, interleaved (new, old, new, old, ...): each
+    side's best CPU per upload and uploads/s, and new ÷ old."""
+    sides: dict[str, list[dict[str, Any]]] = {"new": [], "old": []}
+    for _ in range(rounds):
+        sides["new"].append(run(settings, uploads=uploads))
+        sides["old"].append(run(settings, uploads=uploads, tree=baseline))
+    cpu = {k: min(r["api_cpu_ms_per_upload"] for r in v) for k, v in sides.items()}
+    rate = {k: max(r["uploads_per_s"] for r in v) for k, v in sides.items()}
+    return {
+        "rounds": sides,
+        "api_cpu_ms_per_upload": cpu,
+        "uploads_per_s": rate,
+        "cpu_new_over_old": round(cpu["new"] / cpu["old"], 3),
+        "uploads_per_s_new_over_old": round(rate["new"] / rate["old"], 3),
     }
 
 
@@ -201,4 +253,13 @@ def _free_port() -> int:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"api_upload": run(get_settings())}, indent=2))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--baseline", type=Path, help="a checkout to compare with, interleaved")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--uploads", type=int, default=400)
+    args = parser.parse_args()
+    if args.baseline:
+        figures = compare(get_settings(), args.baseline, rounds=args.rounds, uploads=args.uploads)
+        print(json.dumps({"api_upload_compare": figures}, indent=2))
+    else:
+        print(json.dumps({"api_upload": run(get_settings(), uploads=args.uploads)}, indent=2))

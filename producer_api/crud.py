@@ -84,15 +84,26 @@ async def insert_job(
     user_id: uuid.UUID,
     correlation_id: str,
     validated: bool,
-) -> None:
-    """A new job: `validated` (10%) when the bytes are in, else waiting for them (0%)."""
+) -> asyncpg.Record:
+    """A new job: `validated` (10%) when the bytes are in, else waiting for them (0%); with its
+    `created` audit event, in one statement. Returns the job as `get_job` reads it."""
     stage, percent = ("validated", 10) if validated else (AWAITING_BYTES, 0)
-    await conn.execute(
-        """INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id, stage,
-                                    progress, stage_times)
-           VALUES ($1, $2, $3, $4, $5, jsonb_build_object('percent', $6::int),
-                   jsonb_build_object('queued', now()) || CASE WHEN $7
-                     THEN jsonb_build_object('validated', now()) ELSE '{}'::jsonb END)""",
+    row = await conn.fetchrow(
+        """WITH j AS (
+             INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id, stage,
+                                      progress, stage_times)
+             VALUES ($1, $2, $3, $4, $5, jsonb_build_object('percent', $6::int),
+                     jsonb_build_object('queued', now()) || CASE WHEN $7
+                       THEN jsonb_build_object('validated', now()) ELSE '{}'::jsonb END)
+             RETURNING *),
+           e AS (
+             INSERT INTO events (job_id, document_id, user_id, stage, kind, status,
+                                 correlation_id, detail)
+             SELECT job_id, document_id, user_id, 'api', 'created', 'uploaded', correlation_id,
+                    jsonb_build_object('stage', stage)
+             FROM j)
+           SELECT j.*, d.filename, d.sha256, d.size, d.mime, d.raw_path
+           FROM j JOIN documents d USING (document_id)""",
         job_id,
         user_id,
         document_id,
@@ -101,17 +112,8 @@ async def insert_job(
         percent,
         validated,
     )
-    await jobs.record_event(
-        conn,
-        job_id=job_id,
-        document_id=document_id,
-        user_id=user_id,
-        stage="api",
-        kind="created",
-        status="uploaded",
-        correlation_id=correlation_id,
-        detail={"stage": stage},
-    )
+    assert row is not None  # the caller inserted (or locked) the document in this transaction
+    return row
 
 
 async def mark_validated(

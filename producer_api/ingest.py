@@ -332,7 +332,7 @@ async def _new_job(
         quota = ratelimit.limits(settings)["uploads"]
         await ratelimit.hit(conn, bucket=f"uploads:{doc.user_id}", limit=quota)
         await ratelimit.check_active_jobs(conn, settings=settings, user_id=doc.user_id)
-    await crud.insert_job(
+    return await crud.insert_job(
         conn=conn,
         job_id=job_id,
         document_id=document_id,
@@ -340,6 +340,3 @@ async def _new_job(
         correlation_id=doc.correlation_id,
         validated=validated,
     )
-    job = await crud.get_job(conn=conn, job_id=job_id)
-    assert job is not None
-    return job

@@ -21,7 +21,7 @@ from producer_api import crud, outbox, ratelimit
 from producer_api.core.correlation import CorrelationMiddleware
 from producer_api.core.errors import install_error_handlers
 from producer_api.core.guard import RequestGuard
-from producer_api.core.security import jwks_client
+from producer_api.core.security import VerifiedTokens, jwks_client
 from producer_api.core.server import uvicorn_options
 from producer_api.job_events import JobEventHub
 from producer_api.metrics import UPLOADS_EXPIRED, MetricsMiddleware
@@ -107,6 +107,7 @@ def create_app(settings: Settings, *, with_relay: bool = True) -> FastAPI:
     )
     app.state.settings = settings
     app.state.jwks = jwks_client(settings)
+    app.state.verified_tokens = VerifiedTokens.for_settings(settings)
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(health.router)

@@ -115,6 +115,7 @@ class RequestGuard:
                 app_state.jwks,
                 _header(scope, b"authorization"),
                 _header(scope, b"x-user-id"),
+                getattr(app_state, "verified_tokens", None),
             )
         elif policy.auth == "signed_url":
             query = parse_qs(scope["query_string"].decode("latin-1"))
