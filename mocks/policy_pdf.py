@@ -32,124 +32,12 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from mocks import policy_text
+from mocks.policy_text import policy_phrase
+
+__all__ = ["make_policy_pdf", "policy_phrase", "raw_pdf"]
+
 _RL_CONFIG_LOCK = threading.Lock()
-_FIRST = ["Avery", "Jordan", "Morgan", "Riley", "Casey", "Quinn", "Harper", "Rowan", "Emerson"]
-_LAST = ["Whitfield", "Okafor", "Lindqvist", "Moreau", "Tanaka", "Castellano", "Brennan"]
-_STREETS = ["Juniper Lane", "Harbor View Road", "Old Mill Street", "Cedar Ridge Drive"]
-_CITIES = ["Springfield, IL", "Portland, OR", "Asheville, NC", "Madison, WI", "Boise, ID"]
-_INSURERS = ["Northwind Mutual Insurance Company", "Bluestone Casualty Group"]
-_PHRASE_WORDS = [
-    "amber",
-    "basalt",
-    "cobalt",
-    "delta",
-    "ember",
-    "fjord",
-    "garnet",
-    "harbor",
-    "indigo",
-    "juniper",
-    "kestrel",
-    "lantern",
-    "meridian",
-    "nimbus",
-    "obsidian",
-    "pelican",
-    "quartz",
-    "rosewood",
-    "saffron",
-    "tundra",
-    "umber",
-    "vesper",
-    "willow",
-    "xenon",
-    "yarrow",
-    "zephyr",
-]
-_PERILS = [
-    "fire or lightning",
-    "windstorm or hail",
-    "explosion",
-    "riot or civil commotion",
-    "aircraft",
-    "vehicles",
-    "smoke",
-    "vandalism or malicious mischief",
-    "theft",
-    "falling objects",
-    "weight of ice, snow or sleet",
-    "accidental discharge of water",
-]
-_EXCLUSIONS = [
-    "Ordinance or Law, meaning the enforcement of any ordinance or law regulating construction",
-    "Earth Movement, including earthquake, landslide, mudflow and sinkhole collapse",
-    "Water Damage caused by flood, surface water, waves, tidal water or overflow",
-    "Power Failure, meaning the failure of power or other utility service off premises",
-    "Neglect, meaning neglect of an insured to use all reasonable means to save property",
-    "War, including undeclared war, civil war, insurrection, rebellion or revolution",
-    "Nuclear Hazard, as defined in the Conditions of this policy",
-    "Intentional Loss, meaning any loss arising out of any act an insured commits",
-    "Governmental Action, meaning the destruction or seizure of property by order of authority",
-    "Wear and tear, marring, deterioration, mechanical breakdown or latent defect",
-]
-_CONDITIONS = [
-    "Insurable Interest and Limit of Liability",
-    "Duties After Loss",
-    "Loss Settlement",
-    "Appraisal",
-    "Other Insurance",
-    "Suit Against Us",
-    "Our Option",
-    "Loss Payment",
-    "Abandonment of Property",
-    "Mortgage Clause",
-    "Cancellation",
-    "Nonrenewal",
-]
-_ENDORSEMENTS = [
-    ("HO 04 90", "Personal Property Replacement Cost"),
-    ("HO 04 61", "Scheduled Personal Property"),
-    ("HO 04 95", "Water Back-Up and Sump Discharge"),
-    ("HO 04 20", "Specified Additional Amount"),
-    ("HO 24 82", "Personal Injury Coverage"),
-    ("HO 04 53", "Credit Card and Forgery"),
-]
-_TERMS = [
-    "Bodily injury",
-    "Business",
-    "Insured",
-    "Occurrence",
-    "Property damage",
-    "Residence employee",
-    "Motor vehicle",
-]
-_SENTENCES = [
-    "We will pay for direct physical loss to the property described in Coverage {cov}, "
-    "provided the loss is caused by {peril}.",
-    "The deductible of {amount} applies to each covered loss, unless a different deductible "
-    "is shown in the Declarations.",
-    "You must give prompt notice to us or our agent and protect the property from further "
-    "damage after a loss caused by {peril}.",
-    "Our limit of liability for Coverage {cov} will not be more than {amount} for any one "
-    "occurrence, regardless of the number of insureds.",
-    "This provision applies only while the residence premises is occupied by an insured and "
-    "is not rented to others for more than {days} days.",
-    "If you and we fail to agree on the amount of loss, either may demand an appraisal "
-    "within {days} days after receipt of a written request.",
-    "Payment will be made within {days} days after we reach agreement with you or an "
-    "appraisal award is filed with us.",
-    "Loss to property described in Coverage {cov} caused by {peril} is covered only if "
-    "the damage is reported within {days} days.",
-    "We do not cover loss to the extent the amount exceeds {amount} for property of this "
-    "kind, unless it is scheduled by endorsement.",
-]
-
-
-def policy_phrase(seed: int) -> str:
-    """A phrase that only the policy of this seed contains."""
-    rng = random.Random(f"phrase:{seed}")
-    words = rng.sample(_PHRASE_WORDS, 3)
-    return f"{words[0]} {words[1]} {words[2]} rider {seed:06d}"
 
 
 def make_policy_pdf(*, seed: int, pages: int = 8, target_bytes: int | None = None) -> bytes:
@@ -169,7 +57,7 @@ def make_policy_pdf(*, seed: int, pages: int = 8, target_bytes: int | None = Non
 
 def _build(seed: int, pages: int, *, image_bytes: int) -> bytes:
     rng = random.Random(seed)
-    facts = _facts(rng, seed)
+    facts = policy_text.policy_facts(rng, seed)
     styles = _styles()
     story: list[Flowable] = []
     builders = _page_builders(pages)
@@ -218,20 +106,6 @@ def _binary_streams() -> Iterator[None]:
             rl_config.useA85 = saved
 
 
-def _facts(rng: random.Random, seed: int) -> dict[str, str]:
-    start_year = 2020 + rng.randint(0, 6)
-    month, day = rng.randint(1, 12), rng.randint(1, 28)
-    return {
-        "insured": f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
-        "policy_number": f"HO-{seed % 100:02d}-{rng.randint(1_000_000, 9_999_999)}",
-        "period": f"{month:02d}/{day:02d}/{start_year} to {month:02d}/{day:02d}/{start_year + 1}",
-        "address": f"{rng.randint(10, 9999)} {rng.choice(_STREETS)}, {rng.choice(_CITIES)}",
-        "insurer": rng.choice(_INSURERS),
-        "agent": f"{rng.choice(_FIRST)} {rng.choice(_LAST)} Agency",
-        "phrase": policy_phrase(seed),
-    }
-
-
 def _styles() -> dict[str, ParagraphStyle]:
     sheet = getSampleStyleSheet()
     body = ParagraphStyle("Body", parent=sheet["Normal"], fontSize=10, leading=12, spaceAfter=6)
@@ -272,7 +146,7 @@ def _declarations(rng, facts, styles, number) -> list[Flowable]:
             "applies to the residence premises shown above.",
             styles["body"],
         ),
-        Paragraph(_prose(rng, 3), styles["body"]),
+        Paragraph(policy_text.prose(rng, 3), styles["body"]),
     ]
 
 
@@ -295,13 +169,13 @@ def _coverages(rng, facts, styles, number) -> list[Flowable]:
         Paragraph("Schedule of Coverages", styles["h3"]),
         _table(rows, [2.1 * inch, 1.6 * inch, 1.2 * inch, 1.4 * inch], header=True),
         Paragraph("Perils Insured Against", styles["h3"]),
-        Paragraph(_prose(rng, 4), styles["body"]),
-        _bullets([p.capitalize() for p in rng.sample(_PERILS, 5)], styles),
+        Paragraph(policy_text.prose(rng, 4), styles["body"]),
+        _bullets([p.capitalize() for p in rng.sample(policy_text.PERILS, 5)], styles),
     ]
 
 
 def _exclusions(rng, facts, styles, number) -> list[Flowable]:
-    items = rng.sample(_EXCLUSIONS, 8)
+    items = rng.sample(policy_text.EXCLUSIONS, 8)
     return [
         Paragraph("Section II - Exclusions", styles["h2"]),
         Paragraph(
@@ -314,20 +188,20 @@ def _exclusions(rng, facts, styles, number) -> list[Flowable]:
             bulletType="1",
             bulletFormat="%s.",
         ),
-        Paragraph(_prose(rng, 3), styles["body"]),
+        Paragraph(policy_text.prose(rng, 3), styles["body"]),
     ]
 
 
 def _conditions(rng, facts, styles, number) -> list[Flowable]:
     flow: list[Flowable] = [Paragraph("Section III - Conditions", styles["h2"])]
-    for index, title in enumerate(rng.sample(_CONDITIONS, 4), start=1):
+    for index, title in enumerate(rng.sample(policy_text.CONDITIONS, 4), start=1):
         flow.append(Paragraph(f"{index}. {title}", styles["h3"]))
-        flow.append(Paragraph(_prose(rng, 3), styles["body"]))
+        flow.append(Paragraph(policy_text.prose(rng, 3), styles["body"]))
     return flow
 
 
 def _endorsements(rng, facts, styles, number) -> list[Flowable]:
-    chosen = rng.sample(_ENDORSEMENTS, 4)
+    chosen = rng.sample(policy_text.ENDORSEMENTS, 4)
     rows = [["Form", "Title", "Edition", "Premium"]]
     rows += [
         [
@@ -342,24 +216,24 @@ def _endorsements(rng, facts, styles, number) -> list[Flowable]:
         Paragraph("Endorsements", styles["h2"]),
         _table(rows, [1.0 * inch, 3.0 * inch, 1.0 * inch, 1.0 * inch], header=True),
         Paragraph(f"Endorsement {chosen[0][0]}", styles["h3"]),
-        Paragraph(_prose(rng, 4), styles["body"]),
+        Paragraph(policy_text.prose(rng, 4), styles["body"]),
     ]
 
 
 def _definitions(rng, facts, styles, number) -> list[Flowable]:
     flow: list[Flowable] = [Paragraph(f"Definitions (Part {number})", styles["h2"])]
-    for term in rng.sample(_TERMS, 3):
+    for term in rng.sample(policy_text.TERMS, 3):
         flow.append(Paragraph(term, styles["h3"]))
-        flow.append(Paragraph(f'"{term}" means {_prose(rng, 2)}', styles["body"]))
+        flow.append(Paragraph(f'"{term}" means {policy_text.prose(rng, 2)}', styles["body"]))
     return flow
 
 
 def _provisions(rng, facts, styles, number) -> list[Flowable]:
     return [
         Paragraph(f"Additional Provisions (Part {number})", styles["h2"]),
-        Paragraph(_prose(rng, 4), styles["body"]),
-        _bullets([_prose(rng, 1) for _ in range(3)], styles),
-        Paragraph(_prose(rng, 3), styles["body"]),
+        Paragraph(policy_text.prose(rng, 4), styles["body"]),
+        _bullets([policy_text.prose(rng, 1) for _ in range(3)], styles),
+        Paragraph(policy_text.prose(rng, 3), styles["body"]),
     ]
 
 
@@ -384,18 +258,6 @@ def _bullets(items: list[str], styles: dict[str, ParagraphStyle]) -> ListFlowabl
         [ListItem(Paragraph(text, styles["body"])) for text in items],
         bulletType="bullet",
         start="•",
-    )
-
-
-def _prose(rng: random.Random, sentences: int) -> str:
-    return " ".join(
-        rng.choice(_SENTENCES).format(
-            cov=rng.choice("ABCDEF"),
-            peril=rng.choice(_PERILS),
-            amount=f"${rng.choice([500, 1000, 2500, 5000, 10000]):,}",
-            days=rng.choice([30, 60, 90]),
-        )
-        for _ in range(sentences)
     )
 
 
