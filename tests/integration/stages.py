@@ -4,7 +4,8 @@
 
 `echo` consumes `uploaded`, writes one row per event, emits `parsed`. Its behaviour is chosen by
 the event's filename: `transient*` fails transiently on attempt 0, `permanent*` fails for good,
-`slow*` takes two seconds of work, `denied*` cannot read its file (PermissionError, every time).
+`slow*` takes two seconds of work, `denied*` cannot read its file (PermissionError, every time),
+`unwritable*` returns a write that fails when its wave commits (every time).
 `sink` consumes `parsed` and records one effect per event.
 """
 
@@ -38,6 +39,8 @@ EFFECT = Batched(
     """INSERT INTO public.runtime_test_effects (prefix, event_id)
        SELECT * FROM unnest($1::text[], $2::uuid[])"""
 )
+# Fails at commit time, not in the handler: casting the row's text to int.
+UNWRITABLE = Batched("SELECT $1::text[]::int[]")
 
 echo: StageApp[None] = StageApp(
     "echo", DocumentUploaded, stage=Stage("parser", "uploaded", "parsed", "failed_parse")
@@ -68,7 +71,10 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> Work:
         pages=1,
         parser="echo",
     )
-    return ctx.work(output).add(ROW, ctx.settings.topic_prefix, event.event_id, ctx.attempt)
+    work = ctx.work(output).add(ROW, ctx.settings.topic_prefix, event.event_id, ctx.attempt)
+    if event.filename.startswith("unwritable"):
+        work.add(UNWRITABLE, "not a number")
+    return work
 
 
 @sink.handle

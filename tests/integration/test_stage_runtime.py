@@ -81,6 +81,57 @@ async def test_stage_writes_one_row_per_event_and_emits_with_correlation_headers
         assert headers[Headers.JOB_ID] == str(event.job_id)
 
 
+async def test_a_polled_batch_commits_its_records_together_not_one_by_one(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    """Records waiting when the stage starts arrive in one poll and commit in one wave: their
+    dedup rows and writes share a transaction (rows of one transaction share their xmin)."""
+    events = [uploaded_event(f"batch-{i}.pdf") for i in range(20)]
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", events)
+    await start_stage(echo)
+    await wait_for(lambda: _count(pool, topics.topic_prefix, 20), what="20 rows")
+    group = f"{topics.topic_prefix}{topics.group_prefix}echo"
+    transactions = await pool.fetchval(
+        """SELECT count(DISTINCT xmin::text) FROM processed_events
+           WHERE consumer = $1 AND event_id = ANY($2::uuid[])""",
+        group,
+        [e.event_id for e in events],
+    )
+    writes = await pool.fetchval(
+        "SELECT count(DISTINCT xmin::text) FROM public.runtime_test_rows WHERE prefix = $1",
+        topics.topic_prefix,
+    )
+    assert 1 <= transactions <= 4 and writes == transactions  # a transaction per record: 20
+
+
+async def test_a_record_whose_writes_fail_at_commit_is_routed_alone_and_its_wave_commits(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    user, document, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await _insert_job(pool, user, document, job)
+    bad = uploaded_event("unwritable.pdf", job_id=job, document_id=document, user_id=user)
+    good = [uploaded_event(f"good-{i}.pdf") for i in range(7)]
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", [*good[:4], bad, *good[4:]])
+    await start_stage(echo, retry_base_delay_s=0.2)
+
+    dlq_topic = f"{topics.topic_prefix}uploaded.dlq"
+    await wait_for(lambda: read_topic(topics, dlq_topic), timeout=30, what="a DLQ record")
+    await wait_quiet(topics, _groups(topics, "echo"), _outputs(topics))
+    (dead,) = await read_topic(topics, dlq_topic)
+    assert dead.key == bad.key()
+    assert header_map(dead)[Headers.ERROR_CODE] == "unexpected_InvalidTextRepresentationError"
+    out = await read_topic(topics, f"{topics.topic_prefix}parsed")
+    assert sorted(r.key for r in out) == sorted(e.key() for e in good)
+    assert sorted(r["event_id"] for r in await rows(pool, topics.topic_prefix)) == sorted(
+        e.event_id for e in good
+    )  # the bad record's row was rolled back with its dedup row, every time
+    job_row = await pool.fetchrow(
+        "SELECT status, last_error FROM upload_jobs WHERE job_id = $1", job
+    )
+    assert job_row["status"] == "failed_parse"
+    assert job_row["last_error"]["code"] == "unexpected_InvalidTextRepresentationError"
+
+
 async def test_an_event_delivered_again_re_emits_its_stored_output_and_runs_once(
     start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
 ) -> None:
