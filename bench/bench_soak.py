@@ -20,26 +20,68 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
+from aiokafka import TopicPartition
 
-from accessa.config import Settings
+from accessa import kafka_clients
+from accessa.config import POSTGRES_LOGINS, Settings
 from accessa.db import create_pool
 from accessa.ops.localrun import LocalPipeline
-from accessa.status import kafka_status
+from accessa.topic_scan import partitions
+from accessa.topics import topics_for
 from bench.bench_pipeline import percentile, steady_state
 from bench.poll import until
 from bench.workloads import Upload, distinct
+from schemas.topics import STAGES
 
 PEAK_BLOCK, SOAK_BLOCK = 50, 51  # seed blocks of bench/workloads.py no other benchmark uses
 FRACTION = 0.8
 
 GROWING = (
-    "SELECT count(*) FROM document_chunks "
-    "WHERE segment = (SELECT segment FROM chunk_segments WHERE state = 'growing')"
+    "SELECT (SELECT count(*) FROM document_chunks WHERE segment = "
+    "(SELECT segment FROM chunk_segments WHERE state = 'growing')) AS growing_segment, "
+    "(SELECT count(*) FROM chunk_segments WHERE state = 'sealed') AS sealed_segments"
 )
 BUFFERS = (
     "SELECT (SELECT count(*) FROM document_chunk_buffer) AS chunk_buffer, "
     "(SELECT count(*) FROM document_vector_buffer) AS vector_buffer"
 )
+
+
+class LagProbe:
+    """Consumer lag of each stage's group on its input topic (end offset - committed, as
+    `accessa status` reports it), from one admin client and one consumer kept open: a fresh
+    `kafka_status` per sample took seconds on the loaded machine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.admin = kafka_clients.admin(settings)
+        self.consumer = kafka_clients.consumer(settings)
+        self.parts: dict[str, tuple[str, list[TopicPartition]]] = {}
+
+    async def __aenter__(self) -> LagProbe:
+        names = topics_for(self.settings)
+        for stage in STAGES.values():
+            group = f"{self.settings.topic_prefix}{self.settings.group_prefix}{stage.name}"
+            parts = await partitions(self.settings, names.name(stage.input))
+            self.parts[stage.name] = (group, parts)
+        await self.admin.start()
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def sample(self) -> dict[str, int]:
+        out = {}
+        for stage, (group, parts) in self.parts.items():
+            committed = await self.admin.list_consumer_group_offsets(group)
+            ends = await self.consumer.end_offsets(parts)
+            starts = await self.consumer.beginning_offsets(parts)
+            out[stage] = sum(
+                ends[tp] - (committed[tp].offset if tp in committed else starts[tp]) for tp in parts
+            )
+        return out
 
 
 def trend(points: list[tuple[float, float]]) -> dict[str, float | None]:
@@ -69,7 +111,7 @@ def tree_pss_mb(procs: dict[str, psutil.Process]) -> dict[str, float]:
 async def _growing_rows(pool: asyncpg.Pool) -> dict[str, int]:
     """The growing segment's rows when segmented storage (0022) is there, else the buffers'."""
     if await pool.fetchval("SELECT to_regclass('chunk_segments') IS NOT NULL"):
-        return {"growing_segment": await pool.fetchval(GROWING)}
+        return dict(await pool.fetchrow(GROWING))
     return dict(await pool.fetchrow(BUFFERS))
 
 
@@ -152,6 +194,9 @@ async def run(
     cache = settings.home / "bench-policies"
     pipe = await asyncio.to_thread(LocalPipeline.create, settings, home, ACCESSA_OCR="off")
     await asyncio.to_thread(pipe.start_all)
+    if "compactor" in POSTGRES_LOGINS:  # `accessa run all` runs it; LocalPipeline does not
+        pipe.start("compactor", ACCESSA_DATABASE_URL=settings.dsn_for("compactor"))
+        await asyncio.to_thread(pipe.wait_ready, ("compactor",))
     pool = await create_pool(settings, max_size=4)
     procs = {n: psutil.Process(p.pid) for n, p in pipe.procs.items()}
     try:
@@ -167,19 +212,20 @@ async def run(
 
         jobs: list[str] = []
         samples: list[dict[str, Any]] = []
-        uploader = asyncio.create_task(_upload(pipe, uploads, rate, jobs))
-        started = time.monotonic()
-        while not uploader.done():
-            sample: dict[str, Any] = {"t": round(time.monotonic() - started, 1)}
-            with contextlib.suppress(Exception):  # a sample lost to a slow broker is skipped
-                status = await kafka_status(pipe.settings)
-                sample["lag"] = {stage: s["lag"] for stage, s in status.items()}
-            sample["pss_mb"] = await asyncio.to_thread(tree_pss_mb, procs)
-            sample["rows"] = await _growing_rows(pool)
-            samples.append(sample)
-            with contextlib.suppress(TimeoutError):  # the sampling period, or the end
-                await asyncio.wait_for(asyncio.shield(uploader), interval)
-        sent = uploader.result()
+        async with LagProbe(pipe.settings) as lag:
+            uploader = asyncio.create_task(_upload(pipe, uploads, rate, jobs))
+            started = time.monotonic()
+            while not uploader.done():
+                sample: dict[str, Any] = {"t": round(time.monotonic() - started, 1)}
+                with contextlib.suppress(Exception):  # a sample lost to a slow broker: skipped
+                    sample["lag"] = await lag.sample()
+                sample["pss_mb"] = await asyncio.to_thread(tree_pss_mb, procs)
+                sample["rows"] = await _growing_rows(pool)
+                samples.append(sample)
+                due = started + len(samples) * interval - time.monotonic()
+                with contextlib.suppress(TimeoutError):  # the next sample's time, or the end
+                    await asyncio.wait_for(asyncio.shield(uploader), max(due, 0.1))
+            sent = uploader.result()
         draining = time.monotonic()
         rows = await _finished(pool, jobs, timeout=max(600, duration))
         drain_s = time.monotonic() - draining
