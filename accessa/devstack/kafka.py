@@ -28,9 +28,10 @@ from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.devstack import process
 from accessa.devstack.kafka_jars import java_command, kafka_version
+from accessa.devstack.kafka_properties import BROKER_PRINCIPAL, server_properties
 from accessa.devstack.tls import create_ca, issue_cert
 from accessa.health import broker_check
-from accessa.kafka_clients import OPS, credentials_file, principal_name
+from accessa.kafka_clients import credentials_file, principal_name
 
 _MARKER = "kafka.Kafka"
 
@@ -59,7 +60,6 @@ def new_cluster_id() -> str:
 
 
 PROCESSES = ("api", "parser", "chunker", "embedder", "finalizer", "ops")
-BROKER_PRINCIPAL = "accessa-broker"  # the nodes' own certificate: controller and replication
 
 
 @dataclass
@@ -120,67 +120,10 @@ class LocalKafka:
     # --- configuration
 
     def _properties(self, node: KafkaNode) -> str:
-        s = self.settings
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
-        rf = min(3, len(self.nodes))
-        lines = [
-            "process.roles=broker,controller",
-            f"node.id={node.node_id}",
-            f"controller.quorum.voters={voters}",
-            f"listeners=CLIENT://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{node.internal_port},"
-            f"CONTROLLER://127.0.0.1:{node.controller_port}",
-            f"advertised.listeners=CLIENT://127.0.0.1:{node.port},"
-            f"INTERNAL://127.0.0.1:{node.internal_port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=INTERNAL",
-            f"log.dirs={node.data}",
-            f"num.partitions={s.topic_partitions}",
-            "auto.create.topics.enable=false",
-            f"default.replication.factor={rf}",
-            f"min.insync.replicas={2 if rf >= 3 else 1}",
-            f"offsets.topic.replication.factor={rf}",
-            "offsets.topic.num.partitions=12",
-            f"transaction.state.log.replication.factor={rf}",
-            f"transaction.state.log.min.isr={2 if rf >= 3 else 1}",
-            f"share.coordinator.state.topic.replication.factor={rf}",
-            # Local nodes: no need to wait for more members before rebalancing.
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=168",
-        ]
-        if not s.kafka_secure:
-            lines.append(
-                "listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,"
-                "CONTROLLER:PLAINTEXT"
-            )
-        else:
-            lines += self._secure_properties()
-        return "\n".join([*lines, ""])
-
-    def _secure_properties(self) -> list[str]:
-        """Clients on SASL_SSL (SCRAM-SHA-512/256, PLAIN); nodes among themselves on mutual
-        TLS, their certificate mapped to the super user `accessa-broker`."""
-        plain_users = " ".join(
-            f'user_{user}="{password}"' for user, password in self.passwords().items()
+        passwords = self.passwords() if self.settings.kafka_secure else {}
+        return server_properties(
+            self.settings, self.nodes, node, tls_dir=self.tls_dir, passwords=passwords
         )
-        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-        plain = f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
-        return [
-            "listener.security.protocol.map=CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
-            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
-            f"listener.name.client.scram-sha-512.sasl.jaas.config={scram}",
-            f"listener.name.client.scram-sha-256.sasl.jaas.config={scram}",
-            f"listener.name.client.plain.sasl.jaas.config={plain}",
-            "ssl.keystore.type=PEM",
-            f"ssl.keystore.location={self.tls_dir / 'broker.pem'}",
-            "ssl.truststore.type=PEM",
-            f"ssl.truststore.location={self.tls_dir / 'ca.crt'}",
-            "listener.name.internal.ssl.client.auth=required",
-            "listener.name.controller.ssl.client.auth=required",
-            "ssl.principal.mapping.rules=RULE:^CN=([^,]+),.*$/$1/,DEFAULT",
-            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            f"super.users=User:{BROKER_PRINCIPAL};User:{principal_name(OPS)}",
-            "allow.everyone.if.no.acl.found=false",
-        ]
 
     def passwords(self) -> dict[str, str]:
         """The generated password of each process's principal (created once, kept 0600)."""
