@@ -18,7 +18,7 @@ import asyncpg
 
 # RLS filters rows after the index scan; iterative scans keep going until `k` rows of this
 # user are found (pgvector >= 0.8), so a user with few documents still gets k results.
-# document_chunks is segmented (migrations 0022-0023): the segments read by index ($4: sealed,
+# document_chunks is segmented (migrations 0022-0024): the segments read by index ($4: sealed,
 # holding many of the caller's chunks) give their best `k` through a Merge Append of their
 # HNSW indexes; the others ($5: growing, sealing, or few of the caller's) sort the caller's
 # chunks exactly, ordered by `distance + 0`, which no index serves (else the planner would
@@ -46,21 +46,26 @@ LIMIT $2
 # for 2000 here); beyond, it reads the HNSW index first (about 10 ms, see EF_SEARCH). The
 # planner does not choose so itself: it charges a 1536-d distance like one integer comparison
 # and underestimates the join with the active versions, so it sorted every chunk of a user with
-# 24k of 100k chunks: 970 ms p50 (bench/bench_pgcost.py, vector_search_latency). The same
-# bound holds per segment.
+# 24k of 100k chunks: 970 ms p50 (bench/bench_pgcost.py, vector_search_latency).
 EXACT_UP_TO = 2000
+# Beyond EXACT_UP_TO, a sealed segment holding more than this many of the caller's chunks is
+# read through its index (a fixed cost per segment, ~ef_search candidates), one holding fewer
+# is sorted (~9 us per chunk): a caller spread over segments sorts at most this many in each.
+SEGMENT_EXACT_UP_TO = 500
 # The index's candidate list for those callers: recall@10 against exact search for a user with
 # 24k of 100k clustered chunks was 0.85 / 0.91 / 0.95 / 0.96 at 100 / 200 / 400 / 800, p50
 # 7 / 5 / 8 / 10 ms (bench_pgcost.search_latency, "ef_search_sweep"; 0.78-0.94 in another run).
 EF_SEARCH = 800
 # One round trip, for the transaction: which segments hold the caller's chunks and how each is
-# read (`upload_pipeline.user_segments`), whether the caller has few enough chunks to sort them
-# all; the index's settings; a custom plan for every search (a generic plan of the prepared
+# read (`upload_pipeline.user_segment_rows`), whether the caller has few enough chunks to sort
+# them all; the index's settings; a custom plan for every search (a generic plan of the prepared
 # statement, which Postgres switches to after five runs, cannot see `k` or the segment lists
 # and assumes a tenth of the rows are wanted); and, for a large caller, no sort.
 SEARCH_SETTINGS = """
-WITH seg AS MATERIALIZED (SELECT * FROM upload_pipeline.user_segments($1)),
-small AS (SELECT coalesce(sum(rows), 0) <= $1 AS yes FROM seg)
+WITH seg AS MATERIALIZED (
+  SELECT segment, sealed AND rows > $3 AS indexed, rows
+  FROM upload_pipeline.user_segment_rows($1)
+), small AS (SELECT coalesce(sum(rows), 0) <= $1 AS yes FROM seg)
 SELECT yes,
        ARRAY(SELECT segment FROM seg WHERE indexed AND NOT yes) AS indexed,
        ARRAY(SELECT segment FROM seg WHERE NOT indexed OR yes) AS exact,
@@ -176,7 +181,7 @@ async def search_chunks(
 ) -> list[dict[str, Any]]:
     """The `k` chunks nearest to `vector`, best first (score = cosine similarity), among
     documents embedded with `model` (None: all). Runs in the caller's transaction."""
-    plan = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH)
+    plan = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH, SEGMENT_EXACT_UP_TO)
     rows = await conn.fetch(SEARCH, list(vector), k, model, plan["indexed"], plan["exact"])
     if not plan["yes"]:  # the rest of the transaction (hybrid's full-text ranking) sorts
         await conn.execute("SET LOCAL enable_sort = on")

@@ -170,6 +170,11 @@ async def _main(
         if not only or "pgcost" in only:
             results.update(await bench_pgcost.run(settings, rows=pgcost_rows))
             save(results)
+        if not only or "segments" in only:
+            from bench import bench_segments
+
+            results.update(await bench_segments.run(settings, rows=pgcost_rows))
+            save(results)
         if not only or "api" in only:
             results["api_upload"] = await asyncio.to_thread(bench_api.run, settings)
             save(results)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from accessa.cli import client, gc_cmd, infra, ops, reprocess_cmd, storage_cmd
+from accessa.cli import client, gc_cmd, infra, ops, reprocess_cmd, segments_cmd, storage_cmd
 from accessa.cli.config_cmd import asyncapi, config
 from accessa.cli.console_cmd import console_command
 from accessa.cli.cost_cmd import cost
@@ -35,6 +35,7 @@ app.add_typer(ops.consumers_app, name="consumers")
 app.command("replay")(ops.replay)
 app.add_typer(reprocess_cmd.app, name="reprocess")
 app.add_typer(storage_cmd.app, name="storage")
+app.add_typer(segments_cmd.app, name="segments")
 app.command("gc")(gc_cmd.gc)
 app.command("status")(status)
 app.command("cost")(cost)
@@ -46,7 +47,7 @@ app.command("search")(client.search)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 # The process (Settings.secrets_used) whose secrets a command uses, else `ops`; `token` (and
 # `--user`) check the JWT secret where they mint (accessa/auth.py).
-COMMAND_PROCESS = {"storage": "storage-gc"}
+COMMAND_PROCESS = {"storage": "storage-gc", "segments": "compactor"}
 
 
 def command_process(args: Sequence[str]) -> str | None:

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from accessa.db import user_transaction
-from accessa.search import EF_SEARCH, EXACT_UP_TO, SEARCH, SEARCH_SETTINGS, search_chunks
+from accessa.search import (
+    EF_SEARCH,
+    EXACT_UP_TO,
+    SEARCH,
+    SEARCH_SETTINGS,
+    SEGMENT_EXACT_UP_TO,
+    search_chunks,
+)
 from tests.integration.segments import seal_now
 from tests.integration.test_search_hybrid import CHUNKER, MODEL
 
@@ -39,7 +46,7 @@ WORDS = [
 ]
 INDEX_SCAN = r"Index Scan using document_chunks_s\d+_embedding_hnsw"
 # The segments holding the caller's chunks (migration 0023).
-SEGMENTS = "SELECT segment FROM upload_pipeline.user_segments(0)"
+SEGMENTS = "SELECT segment FROM upload_pipeline.user_segment_rows(0)"
 CENTERS = np.random.default_rng(0).standard_normal((32, 1536)).astype(np.float32)
 
 
@@ -131,7 +138,7 @@ async def test_vector_search_can_use_the_hnsw_index_and_returns_exact_hits_on_a_
 
 async def _plan(pool: asyncpg.Pool, user: uuid.UUID, query: np.ndarray) -> str:
     async with user_transaction(pool, user) as conn:
-        how = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH)
+        how = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH, SEGMENT_EXACT_UP_TO)
         args = (query.tolist(), 10, MODEL, how["indexed"], how["exact"])
         return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, *args))
 

@@ -22,7 +22,15 @@ import pytest
 from accessa.config import Settings
 from accessa.db import connect, user_transaction
 from accessa.ops import reprocess
-from accessa.search import EF_SEARCH, EXACT_UP_TO, SEARCH, SEARCH_SETTINGS, search, search_chunks
+from accessa.search import (
+    EF_SEARCH,
+    EXACT_UP_TO,
+    SEARCH,
+    SEARCH_SETTINGS,
+    SEGMENT_EXACT_UP_TO,
+    search,
+    search_chunks,
+)
 from accessa.segments import SEAL, compact_once
 from tests.integration.segments import seal_now
 from tests.integration.test_search_hybrid import CHUNKER, MODEL
@@ -103,7 +111,7 @@ async def test_a_chunk_is_found_in_the_growing_segment_at_once_and_through_the_i
     assert await pool.fetchval(STATE, growing) == "sealed"
     await pool.execute("ANALYZE document_chunks")
     async with user_transaction(pool, me) as conn:
-        how = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH)
+        how = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH, SEGMENT_EXACT_UP_TO)
         args = (query.tolist(), 10, MODEL, how["indexed"], how["exact"])
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, *args))
     async with user_transaction(pool, me) as conn:
