@@ -60,7 +60,7 @@ STAGE_PORTS = {
     "compactor": 9105,
 }
 # A stage's health port is ACCESSA_HEALTH_BASE_PORT + this (STAGE_PORTS at the default 9100).
-STAGE_PORT_OFFSETS = {"parser": 1, "chunker": 2, "embedder": 3, "finalizer": 4}
+STAGE_PORT_OFFSETS = {"parser": 1, "chunker": 2, "embedder": 3, "finalizer": 4, "compactor": 5}
 
 
 class Settings(BaseSettings):
@@ -185,9 +185,9 @@ class Settings(BaseSettings):
     health_base_port: int = Field(
         9100,
         ge=1,
-        le=65531,
+        le=65530,
         description="Stage health ports when ACCESSA_HEALTH_PORT is unset: "
-        "parser base+1, chunker +2, embedder +3, finalizer +4.",
+        "parser base+1, chunker +2, embedder +3, finalizer +4, compactor +5.",
     )
     health_host: str = Field("127.0.0.1", description="Bind address of the health server.")
     max_message_bytes: int = Field(1_048_576, description="Largest event the runtime accepts.")

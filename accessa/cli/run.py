@@ -53,9 +53,9 @@ def run(
         int | None,
         typer.Option(
             min=1,
-            max=65531,
+            max=65530,
             envvar="ACCESSA_HEALTH_BASE_PORT",
-            help="Stage health ports: parser base+1 .. finalizer base+4 (default 9100).",
+            help="Health ports: parser base+1 .. finalizer base+4, compactor +5 (default 9100).",
         ),
     ] = None,
 ) -> None:
