@@ -116,7 +116,7 @@ async def run_loop(opener: PoolOpener, settings: Settings, stop: asyncio.Event) 
             async with pool.acquire() as conn:
                 await compact_once(conn, settings.segment_seal_rows, settings.segment_seal_age_s)
                 await report(conn)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("compactor pass failed: %s (retrying)", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.segment_poll_s)  # the poll period

@@ -36,6 +36,7 @@ import accessa.search
 from accessa.config import Settings
 from accessa.db import connect, create_pool, user_transaction, with_database
 from accessa.migrate import migrate
+from accessa.segments import compact_once
 from bench.bench_hnsw import clustered
 from consumers.chunker.app import buffer_chunks
 from consumers.chunker.chunking import chunk_markdown
@@ -567,8 +568,12 @@ async def search_latency(settings: Settings, rows: int, users: int, queries: int
             owners = people + [heavy] * (users // 3)
             owned, ids = await fill_chunks(conn, vectors, owners, seed=3)
             await conn.execute("SET maintenance_work_mem = '2GB'")
-            builds = {}
-            for name, body in (("vector", VECTOR_INDEX), ("binary", BINARY_INDEX)):
+            # The rows' segment sealed (migration 0022): its HNSW index is the vector index, and
+            # search reads it (a growing segment is searched exactly).
+            started = time.perf_counter()
+            await compact_once(conn, seal_rows=1, seal_age_s=3600)
+            builds = {"vector": round(time.perf_counter() - started, 1)}
+            for name, body in (("binary", BINARY_INDEX),):
                 started = time.perf_counter()
                 await conn.execute(f"CREATE INDEX bench_{name} ON document_chunks {body}")
                 builds[name] = round(time.perf_counter() - started, 1)
