@@ -26,7 +26,9 @@ def test_run_all_starts_the_console_beside_the_api(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(run_cmd, "run_children", run_children)
     result = CliRunner().invoke(cli, ["run", "all", "--no-with-mocks"])
     assert result.exit_code == 0, result.output
-    assert started == [["api", "parser", "chunker", "embedder", "finalizer", "console"]]
+    assert started == [
+        ["api", "parser", "chunker", "embedder", "finalizer", "console", "compactor"]
+    ]
 
 
 def test_the_console_has_its_own_port_and_url() -> None:
