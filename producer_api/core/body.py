@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -60,11 +61,15 @@ class _Sink:
     """One staging file: counted as it grows, hashed and appended to in a worker thread."""
 
     def __init__(self, staging_dir: Path, max_mb: float) -> None:
-        staging_dir.mkdir(parents=True, exist_ok=True)
-        self.file: IO[bytes] = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in staged())
-            dir=staging_dir, prefix="upload-", suffix=".part", delete=False
-        )
-        self.path = Path(self.file.name)
+        # mkstemp, not NamedTemporaryFile: the file is ours to remove, and its wrapper cost
+        # more than the open; the folder is made when missing, not checked on every upload.
+        try:
+            fd, name = tempfile.mkstemp(dir=staging_dir, prefix="upload-", suffix=".part")
+        except FileNotFoundError:
+            staging_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=staging_dir, prefix="upload-", suffix=".part")
+        self.file: IO[bytes] = os.fdopen(fd, "wb")
+        self.path = Path(name)
         self.max_mb = max_mb
         self.size = 0
         self.hash = hashlib.sha256()
