@@ -70,6 +70,13 @@ panels = [
     ),
     ("Oldest unpublished outbox row", "max(accessa_outbox_oldest_seconds)", "s"),
     ("Processes not ready", "sum by (process) (1 - accessa_ready)", "short"),
+    ("Growing chunk segment rows (exact search)", "max(accessa_segment_growing_rows)", "short"),
+    ("Chunk segments by state", "max by (state) (accessa_segments)", "short"),
+    (
+        "Segment seal p95 (bulk HNSW build)",
+        "histogram_quantile(0.95, sum by (le) (rate(accessa_segment_seal_seconds_bucket[1h])))",
+        "s",
+    ),
 ]
 dash = {
     "title": "Accessa Ingest pipeline",

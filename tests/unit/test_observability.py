@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def exported_names() -> set[str]:
+    import accessa.segments  # noqa: F401 - registers the compactor's metrics on REGISTRY
     import producer_api.metrics  # noqa: F401 - registers the API metrics on REGISTRY
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
