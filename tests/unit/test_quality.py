@@ -3,6 +3,8 @@ summary, and OCR's upscaled retry of a low-confidence page."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from accessa.config import Settings
@@ -118,3 +120,30 @@ def test_a_confident_reading_is_not_retried() -> None:
     pdf = scan(text_pdf(known_pages(1, seed=3)), dpi=200)
     result = ocr.ocr_pages(pdf, [1], retry_below=0.85)[1]
     assert result is not None and result.confidence >= 0.85 and not result.upscaled
+
+
+def _images_in_a_form_and_off_the_page() -> bytes:
+    """A 200 x 100 pt page: a 100 x 100 image drawn inside a form XObject (half the page) and
+    another starting at x=150 (half of it off the page), and a line of text."""
+    from PIL import Image
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=(200, 100))
+    image = ImageReader(Image.new("RGB", (8, 8), "gray"))
+    pdf.beginForm("logo")
+    pdf.drawImage(image, 0, 0, 100, 100)
+    pdf.endForm()
+    pdf.doForm("logo")
+    pdf.drawImage(image, 150, 0, 100, 100)
+    pdf.drawString(10, 50, "Images inside forms count too, clipped to the page.")
+    pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+def test_image_coverage_counts_images_inside_forms_clipped_to_the_page() -> None:
+    (stats,) = parse_pdf(_images_in_a_form_and_off_the_page()).page_stats
+    assert stats.image_coverage == 0.75  # 100 x 100 in the form + 50 x 100 on the page
+    assert stats.text_words == 9
