@@ -52,6 +52,11 @@ EXACT_UP_TO = 2000
 # read through its index (a fixed cost per segment, ~ef_search candidates), one holding fewer
 # is sorted (~9 us per chunk): a caller spread over segments sorts at most this many in each.
 SEGMENT_EXACT_UP_TO = 500
+# The candidate list per indexed segment: EF_SEARCH shared among them, at least this many. Each
+# segment's index scan costs about its list's length, and a segment's graph is smaller than the
+# table's: at 100k rows in 5 segments, EF_SEARCH in each cost 3.2x one index's p95 for the user
+# with 24k chunks, at recall@10 0.987 against its 0.94 (bench/bench_segments.py).
+SEGMENT_EF_MIN = 200
 # The index's candidate list for those callers: recall@10 against exact search for a user with
 # 24k of 100k clustered chunks was 0.85 / 0.91 / 0.95 / 0.96 at 100 / 200 / 400 / 800, p50
 # 7 / 5 / 8 / 10 ms (bench_pgcost.search_latency, "ef_search_sweep"; 0.78-0.94 in another run).
@@ -65,15 +70,20 @@ SEARCH_SETTINGS = """
 WITH seg AS MATERIALIZED (
   SELECT segment, sealed AND rows > $3 AS indexed, rows
   FROM upload_pipeline.user_segment_rows($1)
-), small AS (SELECT coalesce(sum(rows), 0) <= $1 AS yes FROM seg)
-SELECT yes,
-       ARRAY(SELECT segment FROM seg WHERE indexed AND NOT yes) AS indexed,
-       ARRAY(SELECT segment FROM seg WHERE NOT indexed OR yes) AS exact,
-       set_config('hnsw.ef_search', $2::int::text, true),
+), small AS (SELECT coalesce(sum(rows), 0) <= $1 AS yes FROM seg
+), lists AS (
+  SELECT yes,
+         ARRAY(SELECT segment FROM seg WHERE indexed AND NOT yes) AS indexed,
+         ARRAY(SELECT segment FROM seg WHERE NOT indexed OR yes) AS exact
+  FROM small
+)
+SELECT yes, indexed, exact,
+       set_config('hnsw.ef_search',
+                  greatest($4::int, $2::int / greatest(cardinality(indexed), 1))::text, true),
        set_config('hnsw.iterative_scan', 'relaxed_order', true),
        set_config('plan_cache_mode', 'force_custom_plan', true),
        set_config('enable_sort', CASE WHEN yes THEN 'on' ELSE 'off' END, true)
-FROM small
+FROM lists
 """
 # BM25 (k1 1.2, b 0.75) over the active chunks of the caller's scope: a chunk matches any
 # lexeme of the query (OR: a question's words rarely all appear in its answer), and each
@@ -116,6 +126,11 @@ WHERE (c.chunk_id, c.embed_model) IN (SELECT * FROM unnest($1::uuid[], $2::text[
 ACTIVE_MODELS = """
 SELECT DISTINCT active_embed_model FROM documents WHERE active_embed_model IS NOT NULL ORDER BY 1
 """
+
+
+def settings_args() -> tuple[int, int, int, int]:
+    """SEARCH_SETTINGS' parameters (read at each call: a benchmark may vary EF_SEARCH)."""
+    return EXACT_UP_TO, EF_SEARCH, SEGMENT_EXACT_UP_TO, SEGMENT_EF_MIN
 
 
 async def active_models(conn: asyncpg.Connection) -> list[str]:
@@ -181,7 +196,7 @@ async def search_chunks(
 ) -> list[dict[str, Any]]:
     """The `k` chunks nearest to `vector`, best first (score = cosine similarity), among
     documents embedded with `model` (None: all). Runs in the caller's transaction."""
-    plan = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH, SEGMENT_EXACT_UP_TO)
+    plan = await conn.fetchrow(SEARCH_SETTINGS, *settings_args())
     rows = await conn.fetch(SEARCH, list(vector), k, model, plan["indexed"], plan["exact"])
     if not plan["yes"]:  # the rest of the transaction (hybrid's full-text ranking) sorts
         await conn.execute("SET LOCAL enable_sort = on")

@@ -15,12 +15,10 @@ import pytest
 
 from accessa.db import user_transaction
 from accessa.search import (
-    EF_SEARCH,
-    EXACT_UP_TO,
     SEARCH,
     SEARCH_SETTINGS,
-    SEGMENT_EXACT_UP_TO,
     search_chunks,
+    settings_args,
 )
 from tests.integration.segments import seal_now
 from tests.integration.test_search_hybrid import CHUNKER, MODEL
@@ -138,7 +136,7 @@ async def test_vector_search_can_use_the_hnsw_index_and_returns_exact_hits_on_a_
 
 async def _plan(pool: asyncpg.Pool, user: uuid.UUID, query: np.ndarray) -> str:
     async with user_transaction(pool, user) as conn:
-        how = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH, SEGMENT_EXACT_UP_TO)
+        how = await conn.fetchrow(SEARCH_SETTINGS, *settings_args())
         args = (query.tolist(), 10, MODEL, how["indexed"], how["exact"])
         return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, *args))
 

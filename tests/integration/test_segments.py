@@ -23,13 +23,12 @@ from accessa.config import Settings
 from accessa.db import connect, user_transaction
 from accessa.ops import reprocess
 from accessa.search import (
-    EF_SEARCH,
     EXACT_UP_TO,
     SEARCH,
     SEARCH_SETTINGS,
-    SEGMENT_EXACT_UP_TO,
     search,
     search_chunks,
+    settings_args,
 )
 from accessa.segments import SEAL, compact_once
 from tests.integration.segments import seal_now
@@ -111,7 +110,7 @@ async def test_a_chunk_is_found_in_the_growing_segment_at_once_and_through_the_i
     assert await pool.fetchval(STATE, growing) == "sealed"
     await pool.execute("ANALYZE document_chunks")
     async with user_transaction(pool, me) as conn:
-        how = await conn.fetchrow(SEARCH_SETTINGS, EXACT_UP_TO, EF_SEARCH, SEGMENT_EXACT_UP_TO)
+        how = await conn.fetchrow(SEARCH_SETTINGS, *settings_args())
         args = (query.tolist(), 10, MODEL, how["indexed"], how["exact"])
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + SEARCH, *args))
     async with user_transaction(pool, me) as conn:
