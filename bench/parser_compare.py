@@ -183,8 +183,8 @@ def over_raw(corpus: Path = CORPUS, passes: int = 3) -> dict:
 
     Measured twice: `parse_pdf` in this process, and as the stage pays it, through
     `LocalBackend` (the memory-capped worker process: the PDF pickled there, the result
-    back; OCR off, so only text layers are read). `worker_fixed_ms` is the worker's round
-    trip less the parse itself, on the smallest file."""
+    back; OCR off, so only text layers are read). `worker_round_trip_ms` is what the worker
+    adds per document: a no-op call through it with the smallest and the largest PDF."""
     files = [p.read_bytes() for p in sorted(corpus.glob("*.pdf"))]
     usable = []
     for data in files:
@@ -198,14 +198,14 @@ def over_raw(corpus: Path = CORPUS, passes: int = 3) -> dict:
     def in_worker(data: bytes) -> None:
         loop.run_until_complete(backend.parse(data, "bench.pdf", document_id=uuid.uuid4()))
 
-    smallest = min(usable, key=len)
+    smallest, largest = min(usable, key=len), max(usable, key=len)
     converters: dict[str, Callable[[bytes], object]] = {
         "raw": pypdfium2_text,
         "ours": local_markdown,
         "worker": in_worker,
     }
     best: dict[str, float] = {}
-    small: dict[str, float] = {}
+    trip: dict[int, float] = {}  # a no-op call (len) through the worker, by PDF size
     try:
         in_worker(smallest)  # the worker process started, its imports done
         for _ in range(passes):
@@ -215,12 +215,12 @@ def over_raw(corpus: Path = CORPUS, passes: int = 3) -> dict:
                     convert(data)
                 elapsed = time.perf_counter() - started
                 best[name] = min(best.get(name, elapsed), elapsed)
-            for name in ("ours", "worker"):
+            for data in (smallest, largest):
                 started = time.perf_counter()
                 for _ in range(10):
-                    converters[name](smallest)
+                    loop.run_until_complete(backend.worker.run(len, data))
                 elapsed = (time.perf_counter() - started) / 10
-                small[name] = min(small.get(name, elapsed), elapsed)
+                trip[len(data)] = min(trip.get(len(data), elapsed), elapsed)
     finally:
         backend.worker.close()
         loop.close()
@@ -232,7 +232,9 @@ def over_raw(corpus: Path = CORPUS, passes: int = 3) -> dict:
         "ours_over_raw": round(best["raw"] / best["ours"], 3),
         "ours_in_worker_pages_per_s": round(pages / best["worker"], 1),
         "in_worker_over_raw": round(best["raw"] / best["worker"], 3),
-        "worker_fixed_ms": round((small["worker"] - small["ours"]) * 1000, 2),
+        "worker_round_trip_ms": {
+            f"{size // 1024} KiB": round(seconds * 1000, 2) for size, seconds in trip.items()
+        },
     }
 
 
