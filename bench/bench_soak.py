@@ -117,12 +117,13 @@ async def _growing_rows(pool: asyncpg.Pool) -> dict[str, int]:
 
 async def _upload(
     pipe: LocalPipeline, uploads: list[Upload], rate: float | None, jobs: list[str]
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Upload each file by its user, the i-th at i / `rate` seconds (as fast as 16 clients go
     when `rate` is None); the job ids are appended to `jobs` as they are accepted."""
     sem = asyncio.Semaphore(16)
     clients = [pipe.client(uuid.uuid4()) for _ in range(max(u for u, _, _ in uploads) + 1)]
     behind = 0.0
+    errors: list[str] = []
 
     async def one(client: httpx.AsyncClient, name: str, path: Path) -> None:
         try:
@@ -131,6 +132,8 @@ async def _upload(
             r = await client.post("/api/v2/documents", files=files)
             r.raise_for_status()
             jobs.append(r.json()["job_id"])
+        except httpx.HTTPError as exc:  # a refused upload is a finding, not the end of the soak
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
         finally:
             sem.release()
 
@@ -150,7 +153,12 @@ async def _upload(
         for c in clients:
             await c.aclose()
     elapsed = time.monotonic() - started
-    return {"upload_s": round(elapsed, 1), "most_behind_schedule_s": round(behind, 2)}
+    return {
+        "upload_s": round(elapsed, 1),
+        "most_behind_schedule_s": round(behind, 2),
+        "upload_errors": len(errors),
+        "first_upload_errors": errors[:3],
+    }
 
 
 async def _finished(pool: asyncpg.Pool, jobs: list[str], timeout: float) -> list[asyncpg.Record]:
@@ -241,7 +249,7 @@ def _report(
     peak: float,
     measured: bool,
     rate: float,
-    sent: dict[str, float],
+    sent: dict[str, Any],
     generated_s: float,
     drain_s: float,
     duration: float,
