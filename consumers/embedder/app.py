@@ -8,7 +8,13 @@ from accessa.errors import PermanentError
 from accessa.providers.embeddings import EmbeddingProvider, make_provider
 from accessa.runtime import StageApp, StageContext, StageResources, Work, metrics
 from consumers.embedder.models import check_model
-from consumers.embedder.vectors import BUFFERED_CHUNKS, document_lock, embed_missing, target_model
+from consumers.embedder.vectors import (
+    BUFFER_VECTORS,
+    BUFFERED_CHUNKS,
+    document_lock,
+    embed_missing,
+    target_model,
+)
 from schemas.events import ChunksCreated, ChunksEmbedded
 
 
@@ -58,7 +64,7 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext[EmbedderResources])
                 f"{len(chunks)} buffered chunks, event says {event.chunk_count}",
                 code="chunk_count_mismatch",
             )
-        await embed_missing(ctx, event, chunks, provider)
+        free = await embed_missing(ctx, event, chunks, provider)
 
     output = ChunksEmbedded(
         event_id=ChunksEmbedded.make_id(event.job_id, event.chunker_version, model),
@@ -72,6 +78,8 @@ async def on_chunked(event: ChunksCreated, ctx: StageContext[EmbedderResources])
         chunk_count=event.chunk_count,
         parsed_sha256=event.parsed_sha256,
     )
-    return ctx.work(output).advance(
-        "embeddings_stored", embed_model=model, vector_count=event.chunk_count
+    return (
+        ctx.work(output)
+        .extend(BUFFER_VECTORS, free)
+        .advance("embeddings_stored", embed_model=model, vector_count=event.chunk_count)
     )

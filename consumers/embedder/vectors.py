@@ -14,7 +14,7 @@ import asyncpg
 
 from accessa.config import Settings
 from accessa.errors import TransientError
-from accessa.runtime import StageContext, metrics, retry_infra
+from accessa.runtime import Batched, StageContext, metrics, retry_infra
 from consumers.embedder.budget import check_budget, record_spend
 from schemas.events import ChunksCreated
 
@@ -62,12 +62,24 @@ async def document_lock(pool: asyncpg.Pool, document_id: uuid.UUID) -> AsyncIter
                 raise
 
 
+# Vectors that cost nothing (cached, or a repeat of a text embedded in this document): written
+# with the record's wave by the runtime, not in a transaction of their own.
+BUFFER_VECTORS = Batched(
+    """INSERT INTO document_vector_buffer (chunk_id, embed_model, job_id, document_id, embedding)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::vector[])
+       ON CONFLICT DO NOTHING"""
+)
+
+
 async def embed_missing(
     ctx: StageContext, event: ChunksCreated, chunks: Sequence[Any], provider: Any
-) -> None:
-    """Buffer a vector for every chunk that has none, paying only for texts never embedded."""
+) -> list[tuple[Any, ...]]:
+    """Buffer a vector for every chunk that has none, paying only for texts never embedded.
+    Paid vectors are saved as each provider batch returns; the free ones (cached, repeats)
+    come back as BUFFER_VECTORS rows for the record's unit of work."""
+    model = target_model(event, ctx.settings)
     todo = [c for c in chunks if not c["embedded"]]
-    await save_batch(ctx, event, [c for c in todo if c["cached"] is not None], None)
+    free = [(c["chunk_id"], c["cached"]) for c in todo if c["cached"] is not None]
     missing = [c for c in todo if c["cached"] is None]
     unique = {c["content_sha256"]: c for c in missing}  # the same text is embedded once
     await check_budget(
@@ -88,12 +100,12 @@ async def embed_missing(
         ctx.fault("mid_embed")
 
     await asyncio.gather(*(embed(b) for b in batches(list(unique.values()), ctx.settings)))
-    repeats = [
-        {**c, "cached": fresh[c["content_sha256"]]}
+    free += [
+        (c["chunk_id"], fresh[c["content_sha256"]])
         for c in missing
         if unique[c["content_sha256"]] is not c
     ]
-    await save_batch(ctx, event, repeats, None)
+    return [(chunk, model, event.job_id, event.document_id, vector) for chunk, vector in free]
 
 
 def batches(chunks: Sequence[Any], settings: Settings) -> Iterator[list[Any]]:

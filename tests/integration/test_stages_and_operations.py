@@ -55,7 +55,12 @@ async def test_redriving_a_fixed_cause_completes_the_job(stages: Stages) -> None
     assert (failed["status"], failed["last_error"]["code"]) == ("failed_parse", "raw_file_missing")
 
     await stages.storage.put(event.storage_path, pdf)  # the operator fixes the cause
-    records = await ops.dlq_records(stages.settings, document=str(event.document_id))
+
+    # The job is marked failed before its DLQ copy is produced: wait for the copy.
+    async def dead_lettered() -> list:
+        return await ops.dlq_records(stages.settings, document=str(event.document_id))
+
+    records = await wait_for(dead_lettered, timeout=30, what="the DLQ record")
     assert len(records) == 1
     results = await ops.redrive(stages.settings, stages.pool, records)
     assert [r.status for r in results] == ["redriven"]
