@@ -55,7 +55,8 @@ SEGMENT_EXACT_UP_TO = 500
 # The candidate list per indexed segment: EF_SEARCH shared among them, at least this many. Each
 # segment's index scan costs about its list's length, and a segment's graph is smaller than the
 # table's: at 100k rows in 5 segments, EF_SEARCH in each cost 3.2x one index's p95 for the user
-# with 24k chunks, at recall@10 0.987 against its 0.94 (bench/bench_segments.py).
+# with 24k chunks (recall@10 0.987 against its 0.94); shared, 1.78x at recall 0.997 against
+# 0.95 (bench/bench_segments.py; a lower floor may trade some of that recall for time).
 SEGMENT_EF_MIN = 200
 # The index's candidate list for those callers: recall@10 against exact search for a user with
 # 24k of 100k clustered chunks was 0.85 / 0.91 / 0.95 / 0.96 at 100 / 200 / 400 / 800, p50
