@@ -15,8 +15,8 @@ from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTime
 
 from accessa.config import Settings
 from accessa.runtime import infra
-from accessa.runtime.infra import is_infra, retry_infra
 from accessa.runtime.faults import FaultInjector
+from accessa.runtime.infra import is_infra, retry_infra
 from accessa.runtime.metrics import REGISTRY
 
 INFRA = [
