@@ -8,10 +8,10 @@ metrics, drain).
 
 The no-op stage is stateful like every production stage: each record is looked up in, and
 committed to, `processed_events` with the rest of its poll (the batched commit), and its
-delivery is counted in `delivery_attempts`. The old stateless variant (no dedup at all, which no production stage is)
-is measured too, for comparison with earlier figures. Rounds are interleaved (raw, stateful,
-stateless, raw, ...) so that a noisy neighbour does not land on one side only; the best round
-of each side is compared, and every round is reported.
+delivery is counted in `delivery_attempts`. The old stateless variant (no dedup at all, which
+no production stage is) is measured too, for comparison with earlier figures. Rounds are
+interleaved (raw, stateful, stateless, raw, ...) so that a noisy neighbour does not land on one
+side only; the best round of each side is compared, and every round is reported.
 
 `python -m bench.bench_runtime --side runtime --messages 100000` runs one side alone against
 running infrastructure (`accessa infra up`), e.g. under `py-spy record`.
