@@ -11,10 +11,7 @@ from typing import Any
 
 from accessa.config import Settings
 from bench import bench_pipeline, peer_llamaindex, workloads
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
+from bench.rounds import compare as compare_rounds
 
 
 async def run(settings: Settings, docs: int, rounds: int = 2) -> dict[str, Any]:
@@ -47,18 +44,7 @@ async def run(settings: Settings, docs: int, rounds: int = 2) -> dict[str, Any]:
                 runs[side].append(result)
     finally:
         await peer_llamaindex.reset(settings)
-    best = {k: max(v, key=lambda r: r["docs_per_s"]) for k, v in runs.items()}
-    rates = {k: [r["docs_per_s"] for r in v] for k, v in runs.items()}
-    steady = {k: max((r["steady_docs_per_s"] or 0) for r in v) for k, v in runs.items()}
-
-    def over(side: str) -> dict[str, Any]:
-        return {
-            "ratio": ratio(best["e2e"]["docs_per_s"], best[side]["docs_per_s"]),
-            "ratio_steady": ratio(steady["e2e"], steady[side]),
-            "ratio_per_round": [
-                ratio(e, b) for e, b in zip(rates["e2e"], rates[side], strict=True)
-            ],
-        }
+    best, rates, over = compare_rounds(runs)
 
     workload = {"workload": f"{docs} distinct generated policies a side and round, 8 users"}
     return {

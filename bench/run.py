@@ -240,10 +240,6 @@ PIPELINE_USERS = 32
 TWO_PARSER_USERS = 8
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
 async def _pipeline(settings: Settings, rounds: int = 3) -> dict[str, Any]:
     """End to end, the in-process baseline and the LlamaIndex peer (then end to end with 2
     parsers), interleaved over `rounds` so that a cold broker or a noisy neighbour does not land
@@ -252,6 +248,7 @@ async def _pipeline(settings: Settings, rounds: int = 3) -> dict[str, Any]:
     embedder keeps its content cache, so the baseline uses the same cache and the peer
     IngestionPipeline's own), each side starting from an empty cache."""
     from bench import bench_pipeline, peer_llamaindex
+    from bench.rounds import compare as compare_rounds
 
     runs: dict[str, list[dict[str, Any]]] = {
         "e2e": [],
@@ -284,18 +281,7 @@ async def _pipeline(settings: Settings, rounds: int = 3) -> dict[str, Any]:
                 )
     finally:
         await peer_llamaindex.reset(settings)
-    best = {k: max(v, key=lambda r: r["docs_per_s"]) for k, v in runs.items()}
-    rates = {k: [r["docs_per_s"] for r in v] for k, v in runs.items()}
-    steady = {k: max((r["steady_docs_per_s"] or 0) for r in v) for k, v in runs.items()}
-
-    def over(side: str) -> dict[str, Any]:
-        return {
-            "ratio": _ratio(best["e2e"]["docs_per_s"], best[side]["docs_per_s"]),
-            "ratio_steady": _ratio(steady["e2e"], steady[side]),
-            "ratio_per_round": [
-                _ratio(e, b) for e, b in zip(rates["e2e"], rates[side], strict=True)
-            ],
-        }
+    best, rates, over = compare_rounds(runs)
 
     return {
         "pipeline_e2e": {

@@ -94,10 +94,12 @@ class DeliveryLedger:
         """Count one start of a suspect, durably, before its handler runs; returns the count."""
         return int(await self.pool.fetchval(_STARTING, self.group, *key(record)))
 
-    async def finished(self, keys: Sequence[Key]) -> None:
-        """Forget finished records, in one statement (and, once an hour, stale rows)."""
+    async def finished(self, keys: Sequence[Key], conn: asyncpg.Connection | None = None) -> None:
+        """Forget finished records, in one statement (and, once an hour, stale rows); on
+        `conn` when given, inside the caller's transaction (a wave's commit)."""
+        db = conn or self.pool
         if keys:
-            await self.pool.execute(FINISHED, self.group, *columns(keys))
+            await db.execute(FINISHED, self.group, *columns(keys))
         if time.monotonic() >= self._next_gc:
             self._next_gc = time.monotonic() + GC_EVERY_S
-            await self.pool.execute(_GC, float(GC_AFTER_S))
+            await db.execute(_GC, float(GC_AFTER_S))

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from accessa import jobs
-from accessa.runtime.deliveries import FINISHED, columns
+from accessa.runtime.deliveries import DeliveryLedger
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.incoming import Key
 from accessa.runtime.infra import is_infra
@@ -129,6 +129,7 @@ class Committer:
         self.output_topic = output_topic
         self.faults = faults
         self.stateless = stateless
+        self.ledger = DeliveryLedger(pool, consumer)  # the group's delivery counts
 
     async def commit(self, pending: Sequence[Pending], forget: Sequence[Key]) -> Committed:
         """Commit `pending`, and forget the deliveries `forget`, bisecting on failure."""
@@ -167,7 +168,7 @@ class Committer:
             for statement, rows in _grouped(p for p in pending if p.event_id in now):
                 await statement.execute(conn, rows)
             if forget:
-                await conn.execute(FINISHED, self.consumer, *columns(forget))
+                await self.ledger.finished(forget, conn)
             for _ in pending:  # per record, so a test can kill the process mid-batch
                 self.faults.point("before_db_commit")
         for _ in pending:
@@ -176,7 +177,7 @@ class Committer:
 
     async def _forget(self, keys: Sequence[Key]) -> None:
         if keys:
-            await self.pool.execute(FINISHED, self.consumer, *columns(keys))
+            await self.ledger.finished(keys)
 
     def _dedup_columns(self, pending: Sequence[Pending]) -> tuple[list[Any], ...]:
         outputs = [p.work.output for p in pending]
