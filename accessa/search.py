@@ -77,14 +77,16 @@ WITH seg AS MATERIALIZED (
          ARRAY(SELECT segment FROM seg WHERE indexed AND NOT yes) AS indexed,
          ARRAY(SELECT segment FROM seg WHERE NOT indexed OR yes) AS exact
   FROM small
+), ef AS (
+  SELECT *, greatest($4::int, $2::int / greatest(cardinality(indexed), 1))::text AS ef_search
+  FROM lists
 )
 SELECT yes, indexed, exact,
-       set_config('hnsw.ef_search',
-                  greatest($4::int, $2::int / greatest(cardinality(indexed), 1))::text, true),
+       set_config('hnsw.ef_search', ef_search, true),
        set_config('hnsw.iterative_scan', 'relaxed_order', true),
        set_config('plan_cache_mode', 'force_custom_plan', true),
        set_config('enable_sort', CASE WHEN yes THEN 'on' ELSE 'off' END, true)
-FROM lists
+FROM ef
 """
 # BM25 (k1 1.2, b 0.75) over the active chunks of the caller's scope: a chunk matches any
 # lexeme of the query (OR: a question's words rarely all appear in its answer), and each
