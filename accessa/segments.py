@@ -114,6 +114,7 @@ async def run_loop(opener: PoolOpener, settings: Settings, stop: asyncio.Event) 
     while not stop.is_set():
         try:
             async with pool.acquire() as conn:
+                await report(conn)  # first too: the gauges are there while a long build runs
                 await compact_once(conn, settings.segment_seal_rows, settings.segment_seal_age_s)
                 await report(conn)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:

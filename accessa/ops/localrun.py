@@ -25,6 +25,8 @@ from schemas.topics import STAGES
 PROCESSES = ("mocks", "api", "parser", "chunker", "embedder", "finalizer")
 # Started on demand (`start("console")`): the operator's console, as the ops identity.
 CONSOLE = "console"
+# Started on demand too: the chunk segments' compactor (Postgres only, one per database).
+COMPACTOR = "compactor"
 _HTTP = ("api", "mocks", CONSOLE)  # serve their own /ready (no ACCESSA_HEALTH_PORT)
 DB_LOGINS = {"relay": "api", CONSOLE: "ops"}  # whose Postgres login a process uses
 REPO = Path(__file__).resolve().parents[2]  # accessa/ops/localrun.py -> the repository
@@ -91,7 +93,7 @@ class LocalPipeline:
         kafka_env[CONSOLE] = kafka_clients.child_env(infra, kafka_clients.OPS)
         db_env = {  # the relay publishes the API's outbox: the API's login; the console is ops
             p: {"ACCESSA_DATABASE_URL": infra.dsn_for(DB_LOGINS.get(p, p))}
-            for p in (*PROCESSES, "relay", CONSOLE)
+            for p in (*PROCESSES, "relay", CONSOLE, COMPACTOR)
         }
         return cls(
             settings,

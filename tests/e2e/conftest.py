@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from accessa.config import Settings
-from accessa.ops.localrun import CONSOLE, LocalPipeline
+from accessa.ops.localrun import COMPACTOR, CONSOLE, LocalPipeline
 
 
 def _running(infra: Settings, home: Path) -> Iterator[LocalPipeline]:
@@ -33,6 +33,21 @@ def console(pipeline: LocalPipeline) -> str:
         pipeline.start(CONSOLE)
         pipeline.wait_ready((CONSOLE,))
     return pipeline.console_url
+
+
+@pytest.fixture
+def compactor(pipeline: LocalPipeline) -> Iterator[str]:
+    """The chunk segments' compactor (`accessa run compactor`) beside the pipeline, for one
+    test (it rolls segments of the whole database): its /metrics URL."""
+    # Due by neither rows nor age here: it reports, and builds no index under the other tests.
+    pipeline.start(
+        COMPACTOR, ACCESSA_SEGMENT_SEAL_ROWS="1000000000", ACCESSA_SEGMENT_SEAL_AGE_S="1e9"
+    )
+    try:
+        pipeline.wait_ready((COMPACTOR,))
+        yield pipeline.health[COMPACTOR].rsplit("/", 1)[0] + "/metrics"
+    finally:
+        pipeline.stop(COMPACTOR)
 
 
 @pytest.fixture(scope="module")

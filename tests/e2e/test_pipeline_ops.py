@@ -67,7 +67,7 @@ def test_search_returns_the_chunk_holding_a_known_phrase_first(pipeline: LocalPi
 
 
 def test_every_process_exports_what_the_dashboard_and_alerts_query(
-    pipeline: LocalPipeline,
+    pipeline: LocalPipeline, compactor: str
 ) -> None:
     user = uuid.uuid4()
     for name in ("pdflatex-4-pages.pdf", "grayscale-image.pdf"):  # one completes, one fails
@@ -78,8 +78,9 @@ def test_every_process_exports_what_the_dashboard_and_alerts_query(
 
     async def all_exported() -> bool:
         exported: set[str] = set()
-        for name in ("api", "parser", "chunker", "embedder", "finalizer"):
-            url = pipeline.health[name].rsplit("/", 1)[0] + "/metrics"
+        stages = ("api", "parser", "chunker", "embedder", "finalizer")
+        urls = [pipeline.health[name].rsplit("/", 1)[0] + "/metrics" for name in stages]
+        for url in (*urls, compactor):
             text = (await asyncio.to_thread(httpx.get, url, timeout=10)).text
             exported |= {
                 line.split("{")[0].split(" ")[0]
