@@ -207,9 +207,10 @@ async def test_hybrid_search_ranks_exact_terms_from_sealed_and_growing_segments(
     assert second[0]["content"] == growing_text
 
 
-def _compactor(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _compactor(settings: Settings, port: int, log: Path, **extra: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **extra,
         "ACCESSA_SEGMENT_SEAL_ROWS": "1",
         "ACCESSA_SEGMENT_POLL_S": "0.2",
         "ACCESSA_HEALTH_PORT": str(port),
@@ -228,12 +229,17 @@ async def test_a_compactor_killed_mid_build_loses_nothing_and_its_rerun_seals_on
     pool: asyncpg.Pool, infra: Settings, tmp_path: Path
 ) -> None:
     me = uuid.uuid4()
-    chunks = await add_chunks(pool, await add_document(pool, me), me, vectors(1500, seed=55))
+    # More graph than the first compactor's build memory (64 MB): its build goes on slowly,
+    # on disk, so the kill lands mid-build (a build that fits finished, and committed, within
+    # the server's dead-client check on a quiet machine).
+    chunks = await add_chunks(pool, await add_document(pool, me), me, vectors(12000, seed=55))
     (segment,) = await segments_of(pool, list(chunks))
     admin = await connect(infra.dsn)  # pg_stat_progress_create_index shows others' builds
     port = free_port()
     try:
-        first = _compactor(infra, port, tmp_path / "compactor.log")
+        first = _compactor(
+            infra, port, tmp_path / "compactor.log", ACCESSA_SEGMENT_BUILD_MEMORY_MB="64"
+        )
 
         async def building() -> bool:
             return bool(
