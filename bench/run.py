@@ -308,6 +308,9 @@ async def _security(settings: Settings, rounds: int = 3) -> dict[str, Any]:
     secure = settings.model_copy(
         update={
             "home": settings.home / "bench-secure",
+            # Same Postgres: its logins' passwords stay where the embedded server wrote them
+            # (unpinned, they were looked for under the new home, and the API could not log in).
+            "postgres_credentials": settings.postgres_credentials_file,
             "kafka_secure": True,
             "kafka_port": settings.kafka_port + 100,
             "kafka_controller_port": settings.kafka_controller_port + 100,
