@@ -24,6 +24,7 @@ from typing import Any
 
 from accessa.config import Settings, get_settings
 from accessa.ops.localrun import LocalPipeline
+from accessa.tokens import count_tokens
 from bench.bench_pipeline import CORPUS
 from bench.poll import until
 
@@ -101,11 +102,23 @@ def score(questions: list[dict[str, Any]], ranked: list[list[str]]) -> dict[str,
     }
 
 
+# What the eval user's searchable chunks cost: how many, and the tokens embedded for them.
+CHUNK_TOTALS = """
+SELECT count(*) AS chunks, coalesce(sum(c.token_count), 0) AS tokens
+FROM document_chunks c JOIN documents d USING (document_id)
+WHERE d.user_id = $1 AND c.chunker_version = d.active_chunker_version
+  AND c.embed_model = d.active_embed_model
+"""
+
+
 async def pipeline_answers(
     pipe: LocalPipeline, docs: dict[str, bytes], questions: list[dict[str, Any]]
 ) -> tuple[dict[str, list[list[str]]], dict[str, Any]]:
     """Upload `docs` for one new user, wait for every job, then search each question in each
-    mode; returns the top-K texts per mode and the jobs' outcomes."""
+    mode; returns the top-K texts per mode and the jobs' outcomes (with `chunks` and `tokens`:
+    the user's searchable chunks and the tokens embedded for them)."""
+    from accessa.db import create_pool
+
     user = uuid.uuid4()
     async with pipe.client(user) as client:
         jobs = {}
@@ -136,12 +149,17 @@ async def pipeline_answers(
                 )
                 r.raise_for_status()
                 answers[mode].append([h["content"] for h in r.json()["hits"]])
-    return answers, outcome
+    pool = await create_pool(pipe.settings, max_size=1)
+    try:
+        totals = await pool.fetchrow(CHUNK_TOTALS, user)
+    finally:
+        await pool.close()
+    return answers, {"jobs": outcome, "chunks": totals["chunks"], "tokens": totals["tokens"]}
 
 
 def peer_answers(
     docs: dict[str, bytes], questions: list[dict[str, Any]], openai_url: str, settings: Settings
-) -> list[list[str]]:
+) -> tuple[list[list[str]], dict[str, int]]:
     """The LlamaIndex peer: pypdfium2 text per document, SentenceSplitter(512, 64), an
     in-memory vector index embedded by the same mock OpenAI server, top 5 by cosine."""
     import openai
@@ -182,7 +200,9 @@ def peer_answers(
     nodes = SentenceSplitter(chunk_size=512, chunk_overlap=64).get_nodes_from_documents(texts)
     index = VectorStoreIndex(nodes, embed_model=MockOpenAIEmbedding(embed_batch_size=64))
     retriever = index.as_retriever(similarity_top_k=K)
-    return [[n.node.get_content() for n in retriever.retrieve(q["question"])] for q in questions]
+    ranked = [[n.node.get_content() for n in retriever.retrieve(q["question"])] for q in questions]
+    tokens = sum(count_tokens(n.get_content()) for n in nodes)
+    return ranked, {"chunks": len(nodes), "tokens": tokens}
 
 
 def infra_up(settings: Settings) -> list[Any]:
@@ -218,15 +238,15 @@ def main() -> None:
                     began = time.monotonic()
                     answers, outcome = asyncio.run(pipeline_answers(pipe, docs, questions))
                     entry: dict[str, Any] = {
-                        "jobs": outcome,
+                        **outcome,
                         "ingest_and_search_s": round(time.monotonic() - began, 1),
                     }
                     for mode in MODES:
                         entry[mode] = score(questions, answers[mode])
                     results[chunker] = entry
                     if "llamaindex_peer" not in results:
-                        peer = peer_answers(docs, questions, pipe.openai_url, settings)
-                        results["llamaindex_peer"] = score(questions, peer)
+                        peer, sizes = peer_answers(docs, questions, pipe.openai_url, settings)
+                        results["llamaindex_peer"] = {**score(questions, peer), **sizes}
                 finally:
                     pipe.stop_all()
     finally:
@@ -255,7 +275,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     for name in [c for c in results if c.startswith("markdown")]:
         for mode in MODES:
-            print(name, mode, results[name][mode]["overall"])
+            print(name, mode, results[name][mode]["overall"], results[name]["chunks"], "chunks")
     print("llamaindex_peer", results["llamaindex_peer"]["overall"])
 
 
