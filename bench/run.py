@@ -37,6 +37,10 @@ BEFORE = {
     # Issue 20's goals table (its "today" figures).
     "pipeline_over_peer_copies_x32_steady": "0.84 (peer embedding through the mock over HTTP)",
     "pipeline_over_peer_distinct": "1.43 (768 distinct policies, peer over HTTP)",
+    "postgres_cpu_segments_over_incremental": "1.0 (every chunk inserted into one HNSW index)",
+    "search_p95_ms_user_25pct": "970 ms p50 before the exact/index split (one index)",
+    "search_p95_ms_user_1pct": "not measured over segments",
+    "idle_latency_p95_ms": "142 (issue 20's last run)",
 }
 
 
@@ -87,14 +91,16 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "postgres_cost_per_1000_chunks, vector_recall",
         )
     _issue20_goals(results, goal)
-    p50 = ((results.get("idle_latency") or {}).get("woken") or {}).get("upload_to_complete_p50_ms")
-    goal(
-        "idle_latency_p50_ms",
-        p50,
-        "< 150",
-        None if p50 is None else p50 < 150,
-        "idle_latency.woken",
-    )
+    woken = (results.get("idle_latency") or {}).get("woken") or {}
+    for pct, limit in (("p50", 75), ("p95", 150)):
+        ms = woken.get(f"upload_to_complete_{pct}_ms")
+        goal(
+            f"idle_latency_{pct}_ms",
+            ms,
+            f"< {limit} (issue 20)",
+            None if ms is None else ms < limit,
+            "idle_latency.woken",
+        )
     return out
 
 
@@ -121,6 +127,35 @@ def _issue20_goals(results: dict[str, Any], goal: Callable[..., None]) -> None:
         None if ratio is None else ratio >= 2.0,
         "pipeline_over_peer_distinct.ratio",
     )
+    cost = results.get("segments_cost_per_1000_chunks") or {}
+    search = results.get("segments_search") or {}
+    segmented = search.get("segments") or {}
+    recall = min(
+        (segmented.get(u) or {}).get("recall_at_10", 0.0) for u in ("user_25pct", "user_1pct")
+    )
+    ratio = cost.get("segments_over_incremental")
+    goal(
+        "postgres_cpu_segments_over_incremental",
+        None
+        if ratio is None
+        else {
+            "ratio": ratio,
+            "recall_at_10": recall,
+            "rows": search.get("segments", {}).get("rows"),
+        },
+        "<= 0.4, recall@10 >= 0.95",
+        None if ratio is None else ratio <= 0.4 and recall >= 0.95,
+        "segments_cost_per_1000_chunks, segments_search.segments",
+    )
+    for label, limit in (("user_25pct", 50), ("user_1pct", 10)):
+        p95 = (segmented.get(label) or {}).get("p95_ms")
+        goal(
+            f"search_p95_ms_{label}",
+            None if p95 is None else {"p95_ms": p95, "rows": segmented.get("rows")},
+            f"<= {limit} ms (issue 20: at 100k rows)",
+            None if p95 is None else p95 <= limit,
+            f"segments_search.segments.{label}",
+        )
 
 
 def save(results: dict[str, Any]) -> None:

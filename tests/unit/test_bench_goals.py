@@ -35,3 +35,25 @@ def test_the_postgres_goal_names_the_candidate_and_its_recall_on_the_largest_set
     now = goals(results)["postgres_cpu_per_1000_chunks"]["now"]
     assert (now["recall_set"], now["candidate_recall_at_10"]) == ("clustered_100000", 0.6)
     assert now["candidate_over_before"] == 0.5
+
+
+def test_the_segments_goals_need_the_cost_ratio_the_recall_and_each_users_p95() -> None:
+    search = {
+        "rows": 100_000,
+        "user_25pct": {"recall_at_10": 0.97, "p95_ms": 48.0},
+        "user_1pct": {"recall_at_10": 0.94, "p95_ms": 9.0},
+    }
+    results = {
+        "segments_cost_per_1000_chunks": {"segments_over_incremental": 0.3},
+        "segments_search": {"segments": search},
+        "idle_latency": {
+            "woken": {"upload_to_complete_p50_ms": 70, "upload_to_complete_p95_ms": 160}
+        },
+    }
+    g = goals(results)
+    cost = g["postgres_cpu_segments_over_incremental"]
+    assert cost["now"] == {"ratio": 0.3, "recall_at_10": 0.94, "rows": 100_000}
+    assert cost["met"] is False  # cheap enough, but the small user's recall is below 0.95
+    assert [g[f"search_p95_ms_{u}"]["met"] for u in ("user_25pct", "user_1pct")] == [True, True]
+    assert [g[f"idle_latency_{p}_ms"]["met"] for p in ("p50", "p95")] == [True, False]
+    assert goals({})["search_p95_ms_user_1pct"]["met"] is None
