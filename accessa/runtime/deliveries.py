@@ -34,12 +34,15 @@ from accessa.runtime.incoming import Key
 GC_AFTER_S = 7 * 24 * 3600
 GC_EVERY_S = 3600.0
 
+# Only the suspects come back: a clean poll's rows are not sent, decoded or looked at.
 _DELIVERED = """
-INSERT INTO delivery_attempts AS d (consumer_group, topic, partition, "offset")
-SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
-ON CONFLICT (consumer_group, topic, partition, "offset")
-DO UPDATE SET deliveries = d.deliveries + 1, last_at = now()
-RETURNING topic, partition, "offset", attempts, deliveries"""
+WITH counted AS (
+  INSERT INTO delivery_attempts AS d (consumer_group, topic, partition, "offset")
+  SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
+  ON CONFLICT (consumer_group, topic, partition, "offset")
+  DO UPDATE SET deliveries = d.deliveries + 1, last_at = now()
+  RETURNING topic, partition, "offset", attempts, deliveries)
+SELECT topic, partition, "offset", attempts FROM counted WHERE deliveries > 1"""
 _STARTING = """
 INSERT INTO delivery_attempts AS d (consumer_group, topic, partition, "offset")
 VALUES ($1, $2, $3, $4)
@@ -59,8 +62,10 @@ def key(record: ConsumerRecord) -> Key:
 
 @dataclass(frozen=True)
 class Delivery:
-    attempts: int  # handler starts counted so far, this delivery's included unless suspect
-    suspect: bool  # delivered before without finishing: run alone, count each start
+    """A suspect's count: delivered before without finishing, so it runs alone, each start
+    counted."""
+
+    attempts: int  # handler starts counted so far
 
 
 def columns(keys: Iterable[Key]) -> tuple[list[str], list[int], list[int]]:
@@ -81,14 +86,12 @@ class DeliveryLedger:
         self._next_gc = 0.0
 
     async def delivered(self, records: Sequence[ConsumerRecord]) -> dict[Key, Delivery]:
-        """Count a delivery of each record, in one statement, before any of them starts."""
+        """Count a delivery of each record, in one statement, before any of them starts;
+        returns the suspects (a record not in it is on its first delivery)."""
         if not records:
             return {}
         rows = await self.pool.fetch(_DELIVERED, self.group, *columns(map(key, records)))
-        return {
-            (r["topic"], r["partition"], r["offset"]): Delivery(r["attempts"], r["deliveries"] > 1)
-            for r in rows
-        }
+        return {(r["topic"], r["partition"], r["offset"]): Delivery(r["attempts"]) for r in rows}
 
     async def starting(self, record: ConsumerRecord) -> int:
         """Count one start of a suspect, durably, before its handler runs; returns the count."""

@@ -9,6 +9,7 @@ runtime dead-letters it for.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,11 +34,11 @@ class Incoming:
     problem: Exception | None = None
     stored: Stored | None = None  # this consumer's committed output, when a redelivery
 
-    @property
+    @functools.cached_property
     def key(self) -> Key:
         return (self.record.topic, self.record.partition, self.record.offset)
 
-    @property
+    @functools.cached_property
     def document(self) -> tuple[str, int, bytes | None]:
         """What orders records: one document's records (the message key) run in offset order."""
         return (self.record.topic, self.record.partition, self.record.key)
@@ -51,9 +52,15 @@ class Incoming:
         return self.event.job_id if self.event else _uuid(self.headers.get(Headers.JOB_ID))
 
 
-def decode(record: ConsumerRecord, model: type[Event], max_bytes: int) -> Incoming:
-    """The record as the runtime reads it; never raises."""
-    headers = readable_headers(record)
+def decode(
+    record: ConsumerRecord,
+    model: type[Event],
+    max_bytes: int,
+    headers: dict[str, str] | None = None,
+) -> Incoming:
+    """The record as the runtime reads it; never raises. `headers`: the record's, decoded
+    already (FastStream's parser has), else read here."""
+    headers = dict(headers) if headers is not None else readable_headers(record)
     event: Event | None = None
     problem: Exception | None = None
     try:
@@ -86,7 +93,10 @@ async def parse_readable(
     """FastStream's batch parser decodes every header as UTF-8 and fails the whole batch on
     one that is not (the partition would stop there): it gets the records with only the
     headers that decode."""
-    return await parse(tuple(map(_readable, records)))
+    try:  # the common case costs one decode of each header, FastStream's own
+        return await parse(records)
+    except (UnicodeDecodeError, AttributeError):  # bytes not UTF-8, or a null value
+        return await parse(tuple(map(_readable, records)))
 
 
 def _readable(record: ConsumerRecord) -> ConsumerRecord:

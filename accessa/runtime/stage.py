@@ -170,14 +170,14 @@ class StageRuntime(Generic[R]):
     # --- the loop
 
     async def _on_main_batch(self, msg: KafkaMessage) -> None:
-        await self._run_batch(msg, [self._decode(r) for r in msg.raw_message])
+        await self._run_batch(msg, self._decode_all(msg))
 
     async def _on_retry_batch(self, msg: KafkaMessage) -> None:
         """Run the records that are due; pause each partition at its first not-due record."""
         due: list[Incoming] = []
         held: set[TopicPartition] = set()
         now_ms = time.time() * 1000
-        for item in map(self._decode, msg.raw_message):
+        for item in self._decode_all(msg):
             tp = TopicPartition(item.record.topic, item.record.partition)
             if tp in held:
                 continue
@@ -193,27 +193,27 @@ class StageRuntime(Generic[R]):
         sends: list[asyncio.Future[Any]] = []
         try:
             # Both before any handler starts; on two connections, so one round trip's wait.
-            counted, _ = await asyncio.gather(
+            suspect, _ = await asyncio.gather(
                 self._infra(lambda: self.deliveries.delivered([i.record for i in items]), "count"),
                 self._infra(lambda: self._look_up_committed(items), "dedup lookup"),
             )
             documents: dict[tuple[str, int, bytes | None], list[Incoming]] = {}
             for item in items:
                 documents.setdefault(item.document, []).append(item)
-            fresh = [d for d in documents.values() if not any(counted[i.key].suspect for i in d)]
-            suspects = [d for d in documents.values() if any(counted[i.key].suspect for i in d)]
+            fresh = [d for d in documents.values() if not any(i.key in suspect for i in d)]
+            blamed = [d for d in documents.values() if any(i.key in suspect for i in d)]
             for wave in itertools.zip_longest(*fresh):  # the n-th record of each document
                 for out in await self._run_wave([i for i in wave if i is not None]):
                     sends.append(await self.producer.send(out))
             crashed: list[Key] = []
-            for item in itertools.chain.from_iterable(suspects):  # one at a time: to blame
-                delivery = counted[item.key]
-                if delivery.suspect and delivery.attempts >= self.settings.max_delivery_attempts:
+            for item in itertools.chain.from_iterable(blamed):  # one at a time: to blame
+                delivery = suspect.get(item.key)
+                if delivery and delivery.attempts >= self.settings.max_delivery_attempts:
                     crash = functools.partial(self.router.crashed, item, delivery.attempts)
                     outs = await self._infra(crash, "DLQ")
                     crashed.append(item.key)
                 else:
-                    if delivery.suspect:  # a first delivery's start is counted already
+                    if delivery:  # a first delivery's start is counted already
                         start = functools.partial(self.deliveries.starting, item.record)
                         await self._infra(start, "count start")
                     outs = await self._run_wave([item])
@@ -236,27 +236,32 @@ class StageRuntime(Generic[R]):
         todo = list(reversed(handled))
         # A fixed pool of workers: bounded concurrency without a task per document.
         workers = min(self.settings.stage_concurrency, len(todo))
-        await asyncio.gather(*(self._work_through(todo) for _ in range(workers)))
+        self.m_in_flight.inc(len(wave))  # while its handlers run; once a wave, not per record
+        try:
+            await asyncio.gather(*(self._work_through(todo) for _ in range(workers)))
+        finally:
+            self.m_in_flight.dec(len(wave))
         pending = [h.pending for h in handled if h.pending]
         forget = [i.key for i in wave]
         committed = await self._infra(lambda: self.committer.commit(pending, forget), "commit")
         duplicates = {p.event_id for p in pending} - committed.now
         stored = await self._infra(lambda: self._stored_outputs(duplicates), "lookup")
         out: list[Produce] = []
+        processed = 0
         for h in handled:
             if h.pending and (exc := committed.failed.get(h.item.key)) is not None:
                 out += await self._infra(functools.partial(self.router.failed, h.item, exc), "DLQ")
             elif h.pending and h.pending.event_id in committed.now:
-                self.m_outcome["processed"].inc()
+                processed += 1
                 for fn in h.pending.work.committed:
                     fn()
-                output = h.pending.work.output
-                out += self._emit(h, (output.key(), output.to_bytes()) if output else None)
+                out += self._emit(h, h.pending.encoded)
             elif h.pending:
                 self.m_outcome["duplicate"].inc()  # another delivery committed it first
                 out += self._emit(h, stored.get(h.pending.event_id))
             else:
                 out += h.produce
+        self.m_outcome["processed"].inc(processed)  # once a wave: each inc takes a lock
         return out
 
     async def _work_through(self, todo: list[Handled]) -> None:
@@ -270,7 +275,6 @@ class StageRuntime(Generic[R]):
         """Run the handler on one record; a failure is routed now, a success waits to commit."""
         item = h.item
         token = correlation_id.set(item.correlation_id)
-        self.m_in_flight.inc()
         started = time.perf_counter()
         span = (
             tracing.processing(item.record, item.headers, stage=self.app.name, group=self.group)
@@ -282,7 +286,6 @@ class StageRuntime(Generic[R]):
                 tracing.inject(h.trace)
                 result = await self._run_handler(item)
         finally:
-            self.m_in_flight.dec()
             self.m_duration.observe(time.perf_counter() - started)
             correlation_id.reset(token)
         if isinstance(result, Pending):
@@ -346,8 +349,13 @@ class StageRuntime(Generic[R]):
 
     # --- the database, per wave
 
-    def _decode(self, record: ConsumerRecord) -> Incoming:
-        return decode(record, self.app.input_model, self.settings.max_message_bytes)
+    def _decode_all(self, msg: KafkaMessage) -> list[Incoming]:
+        """Each record, decoded once; its headers as FastStream's parser decoded them."""
+        model, limit = self.app.input_model, self.settings.max_message_bytes
+        return [
+            decode(record, model, limit, headers)
+            for record, headers in zip(msg.raw_message, msg.batch_headers, strict=True)
+        ]
 
     async def _look_up_committed(self, items: Sequence[Incoming]) -> None:
         """Which of the batch's events this consumer committed already, in one statement."""

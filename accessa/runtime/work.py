@@ -28,7 +28,7 @@ import asyncpg
 from accessa import jobs
 from accessa.runtime.deliveries import DeliveryLedger
 from accessa.runtime.faults import FaultInjector
-from accessa.runtime.incoming import Key
+from accessa.runtime.incoming import Key, Stored
 from accessa.runtime.infra import is_infra
 from schemas.events import Event
 
@@ -101,6 +101,12 @@ class Pending:
     key: Key
     event_id: uuid.UUID
     work: Work
+
+    @functools.cached_property
+    def encoded(self) -> Stored | None:
+        """The output's key and bytes, encoded once: its dedup row and its produce share them."""
+        output = self.work.output
+        return (output.key(), output.to_bytes()) if output else None
 
 
 @dataclass
@@ -180,12 +186,12 @@ class Committer:
             await self.ledger.finished(keys)
 
     def _dedup_columns(self, pending: Sequence[Pending]) -> tuple[list[Any], ...]:
-        outputs = [p.work.output for p in pending]
+        outputs = [p.encoded for p in pending]
         return (
             [p.event_id for p in pending],
             [self.output_topic if o else None for o in outputs],
-            [o.key() if o else None for o in outputs],
-            [o.to_bytes() if o else None for o in outputs],
+            [o[0] if o else None for o in outputs],
+            [o[1] if o else None for o in outputs],
         )
 
 
