@@ -28,7 +28,7 @@ from aiokafka import TopicPartition
 
 from accessa import kafka_clients
 from accessa.config import Settings
-from accessa.runtime import StageApp, StageContext, StageResources, Work
+from accessa.runtime import StageApp, StageContext, StageResources, Work, collector
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.producing import PRODUCER_CONFIG
 from accessa.runtime.stage import StageRuntime
@@ -277,6 +277,7 @@ SIDES = ("raw", "runtime", "stateless")
 
 
 async def run(settings: Settings, pool: Any, n: int = 20000, rounds: int = 3) -> dict[str, Any]:
+    collector.tune()  # as in a stage process (`run_stage`); every side runs under it
     rates: dict[str, list[float]] = {side: [] for side in SIDES}
     for _ in range(rounds):
         for side in SIDES:
@@ -296,6 +297,7 @@ async def run(settings: Settings, pool: Any, n: int = 20000, rounds: int = 3) ->
         "stateless_over_raw": round(best["stateless"] / best["raw"], 3),
         "msgs_per_s_rounds": rates,
         "stage": "stateful no-op: dedup lookup, batched dedup-row commit, delivery counting",
+        "gc_thresholds": list(collector.THRESHOLDS),
         "dedup_rows_per_s_by_commit": commits,
         "dedup_rows_multi_row_over_per_record_tx": round(
             commits["multi_row_insert_per_poll"] / commits["per_record_tx"], 1
@@ -310,6 +312,7 @@ async def _one_side(side: str, n: int) -> None:
     from accessa.migrate import migrate
 
     settings = get_settings()
+    collector.tune()
     await migrate(settings)
     pool = await create_pool(settings, max_size=8)
     try:

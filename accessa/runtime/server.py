@@ -24,7 +24,7 @@ from accessa.config import Settings
 from accessa.db import PoolOpener
 from accessa.health import broker_check
 from accessa.logs import setup_logging
-from accessa.runtime import metrics
+from accessa.runtime import collector, metrics
 from accessa.runtime.app import StageApp
 from accessa.runtime.context import StageResources
 from accessa.runtime.faults import FaultInjector
@@ -158,6 +158,7 @@ def run_stage(app: StageApp[Any], settings: Settings) -> None:
     settings.require_production_ready(app.name)  # before anything starts, however it was run
     setup_logging(app.name, settings.log_level, settings.log_json)
     tracing.setup(settings, app.name)
+    collector.tune()
     state = Starting()
     # A handler may hold two connections at once (e.g. the embedder's advisory lock plus
     # a write): size the pool so every concurrent record can, or they deadlock.
