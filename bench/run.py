@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -163,13 +165,29 @@ def save(results: dict[str, Any]) -> None:
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     previous.update(results)
     previous["goals"] = goals(previous)
-    previous["_meta"] = {
+    meta = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} cores={os.cpu_count()}",
         "python": platform.python_version(),
-        "command": "make bench",
+        "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
+        "commit": _commit(),
     }
+    previous["_meta"] = meta
+    # Which run wrote each entry: after `--only`, the file mixes runs of different days.
+    runs = previous.setdefault("_runs", {})
+    runs.update({name: meta for name in results if not name.startswith("_")})
     RESULTS.write_text(json.dumps(previous, indent=2) + "\n")
+
+
+def _commit() -> str | None:
+    """The checkout's commit, when it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
 
 
 async def _main(

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import bench.run
 from bench.run import goals
 
 
@@ -57,3 +64,18 @@ def test_the_segments_goals_need_the_cost_ratio_the_recall_and_each_users_p95() 
     assert [g[f"search_p95_ms_{u}"]["met"] for u in ("user_25pct", "user_1pct")] == [True, True]
     assert [g[f"idle_latency_{p}_ms"]["met"] for p in ("p50", "p95")] == [True, False]
     assert goals({})["search_p95_ms_user_1pct"]["met"] is None
+
+
+def test_results_say_which_run_wrote_each_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"api_upload": {"uploads_per_s": 90.0}}))
+    monkeypatch.setattr(bench.run, "RESULTS", results)
+    monkeypatch.setattr(sys, "argv", ["bench/run.py", "--only", "runtime"])
+    bench.run.save({"runtime_noop": {"runtime_over_raw": 0.5}})
+    saved = json.loads(results.read_text())
+    assert saved["api_upload"] == {"uploads_per_s": 90.0}  # an earlier run's entry is kept
+    assert set(saved["_runs"]) == {"runtime_noop"}  # and not claimed by this one
+    assert saved["_runs"]["runtime_noop"]["command"] == "python -m bench.run --only runtime"
+    assert saved["_runs"]["runtime_noop"]["at"] == saved["_meta"]["at"]
