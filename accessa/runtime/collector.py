@@ -3,7 +3,7 @@
 CPython's default runs a young-generation collection every 700 container allocations, a few
 records apart here; the records of a poll live until its offsets commit, so each collection
 promotes them and the older generations are rescanned with the process's whole heap. On the
-no-op stage that was 15-20 % of its CPU (`bench/bench_runtime.py`, the same run with and
+no-op stage that was 13-26 % of its CPU (`bench/bench_runtime.py`, the same run with and
 without); raw aiokafka, holding nothing between records, gained nothing. Reference counting
 still frees every acyclic object at once; only cycles wait, at most `THRESHOLDS[0]`
 allocations' worth.
