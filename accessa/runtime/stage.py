@@ -12,7 +12,8 @@ documents run concurrently up to `stage_concurrency`. Outputs are produced only 
 commit. The parts live beside this file, one policy each: `incoming` (decode once), `work`
 (the unit of work and the batched commit), `routing` (retry and DLQ), `deliveries` (crash
 counting), `producing`, `infra` (retry in place while the database or broker is down),
-`access` (ACLs checked at start-up).
+`access` (ACLs checked at start-up), `polling` (the batch poll and retry-partition pauses
+below FastStream), `collector` (the GC tuned per batch).
 
 A record whose handling kills the process (OOM kill, segfault, SIGKILL) is counted in Postgres
 before it runs: a record delivered again without finishing is a suspect and runs alone, and
@@ -36,7 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -44,7 +45,7 @@ from faststream.kafka.annotations import KafkaMessage
 from accessa import jobs, kafka_clients, tracing
 from accessa.config import Settings
 from accessa.logs import correlation_id
-from accessa.runtime import deliveries, metrics
+from accessa.runtime import deliveries, metrics, polling
 from accessa.runtime.access import access_problem
 from accessa.runtime.app import StageApp
 from accessa.runtime.context import DocumentDeleted, StageContext, StageResources
@@ -140,10 +141,10 @@ class StageRuntime(Generic[R]):
             batch_timeout_ms=100,
             max_poll_interval_ms=self.max_poll_interval_ms(),
             max_partition_fetch_bytes=self.settings.max_message_bytes * 2,
-            decoder=_skip_decoding,  # the runtime decodes each record itself, once
+            decoder=polling.skip_decoding,  # the runtime decodes each record itself, once
             parser=parse_readable,
         )
-        subscriber.get_msg = functools.partial(_poll_batch, subscriber)  # type: ignore[method-assign]
+        subscriber.get_msg = functools.partial(polling.poll_batch, subscriber)  # type: ignore[method-assign]
         subscriber(on_batch)
 
     async def access_problem(self) -> str | None:
@@ -183,7 +184,7 @@ class StageRuntime(Generic[R]):
                 continue
             if (due_at := self.router.due_at_ms(item)) > now_ms:
                 held.add(tp)
-                _hold(msg, tp, item.record.offset, (due_at - now_ms) / 1000)
+                polling.hold(msg, tp, item.record.offset, (due_at - now_ms) / 1000)
             else:
                 due.append(item)
         await self._run_batch(msg, due)
@@ -391,31 +392,3 @@ class StageRuntime(Generic[R]):
 
     async def _infra(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         return await retry_infra(op, what, stage=self.app.name)
-
-
-async def _skip_decoding(_: Any) -> None:
-    return None
-
-
-async def _poll_batch(subscriber: Any, consumer: Any) -> tuple[ConsumerRecord, ...]:
-    """FastStream's batch poll without its pause after an empty poll: `getmany` has waited
-    `batch_timeout_ms` for records already, and the pause (as long again) held back a record
-    that arrived during it, on every hop of an idle pipeline."""
-    batches = await consumer.getmany(
-        timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records
-    )
-    return tuple(itertools.chain.from_iterable(batches.values()))
-
-
-def _hold(msg: KafkaMessage, tp: TopicPartition, offset: int, delay_s: float) -> None:
-    """Pause a retry partition at its first record not yet due, until it is."""
-    # faststream's ConsumerProtocol has no pause/resume: the aiokafka consumer underneath.
-    consumer = cast(AIOKafkaConsumer, msg.consumer)
-    consumer.seek(tp, offset)
-    consumer.pause(tp)
-
-    def resume() -> None:
-        if tp in consumer.assignment():
-            consumer.resume(tp)
-
-    asyncio.get_running_loop().call_later(max(delay_s, 0.0), resume)
