@@ -55,11 +55,23 @@ def test_a_postgres_restart_mid_run_loses_nothing(pipeline: LocalPipeline, infra
     batch = Batch.make(pipeline, DOCS)
     postgres = LocalPostgres(infra)
 
+    first, rest = batch.pdfs[:3], batch.pdfs[3:]
+    slow = f"{pipeline.openai_url}/_mock/config"
+
     async def run() -> int:
-        await batch.upload()
-        before = await batch.wait_complete(3)
-        await asyncio.to_thread(postgres.down)
-        await asyncio.to_thread(postgres.up)
+        await batch.upload(first)
+        await batch.wait_complete(len(first))
+        # Mid-run by construction: the rest cannot complete before the restart, as each of
+        # their embedding calls now takes 1.5 s (a fast pipeline finished all 20 before).
+        async with httpx.AsyncClient() as mocks:
+            (await mocks.post(slow, json={"latency_ms": 1500})).raise_for_status()
+            try:
+                await batch.upload(rest)
+                before = sum(s == "complete" for s in (await batch.statuses()).values())
+                await asyncio.to_thread(postgres.down)
+                await asyncio.to_thread(postgres.up)
+            finally:
+                (await mocks.post(slow, json={"latency_ms": 0})).raise_for_status()
         await batch.wait_finished(timeout=300)
         return before
 
