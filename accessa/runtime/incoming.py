@@ -53,14 +53,11 @@ class Incoming:
 
 
 def decode(
-    record: ConsumerRecord,
-    model: type[Event],
-    max_bytes: int,
-    headers: dict[str, str] | None = None,
+    record: ConsumerRecord, model: type[Event], max_bytes: int, headers: dict[str, str]
 ) -> Incoming:
-    """The record as the runtime reads it; never raises. `headers`: the record's, decoded
-    already (FastStream's parser has), else read here."""
-    headers = dict(headers) if headers is not None else readable_headers(record)
+    """The record as the runtime reads it, with its headers as the batch parser decoded them
+    (`parse_readable`); never raises."""
+    headers = dict(headers)  # ours to complete; the parser's copy stays as it was
     event: Event | None = None
     problem: Exception | None = None
     try:

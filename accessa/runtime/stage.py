@@ -189,6 +189,14 @@ class StageRuntime(Generic[R]):
                 due.append(item)
         await self._run_batch(msg, due)
 
+    def _decode_all(self, msg: KafkaMessage) -> list[Incoming]:
+        """Each record, decoded once; its headers as FastStream's parser decoded them."""
+        model, limit = self.app.input_model, self.settings.max_message_bytes
+        return [
+            decode(record, model, limit, headers)
+            for record, headers in zip(msg.raw_message, msg.batch_headers, strict=True)
+        ]
+
     async def _run_batch(self, msg: KafkaMessage, items: list[Incoming]) -> None:
         """poll → count → waves of (run → commit → produce) → suspects alone → acks → offsets."""
         sends: list[asyncio.Future[Any]] = []
@@ -349,14 +357,6 @@ class StageRuntime(Generic[R]):
         return [Produce(self.output_topic, stored[0], stored[1], headers)]
 
     # --- the database, per wave
-
-    def _decode_all(self, msg: KafkaMessage) -> list[Incoming]:
-        """Each record, decoded once; its headers as FastStream's parser decoded them."""
-        model, limit = self.app.input_model, self.settings.max_message_bytes
-        return [
-            decode(record, model, limit, headers)
-            for record, headers in zip(msg.raw_message, msg.batch_headers, strict=True)
-        ]
 
     async def _look_up_committed(self, items: Sequence[Incoming]) -> None:
         """Which of the batch's events this consumer committed already, in one statement."""

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from aiokafka import ConsumerRecord
 from faststream.kafka.message import KafkaAckableMessage
 from faststream.kafka.parser import AioKafkaBatchParser
 
-from accessa.runtime.incoming import decode, parse_readable
+from accessa.runtime.incoming import decode, parse_readable, readable_headers
 from schemas.events import DocumentUploaded
 from schemas.headers import Headers
+from tests.utils import uploaded_event
 
 
 def _record(offset: int, headers: list[tuple[str, bytes | None]]) -> ConsumerRecord:
-    job = uuid.uuid4()
-    event = DocumentUploaded(
-        event_id=DocumentUploaded.make_id(job),
-        job_id=job,
-        document_id=uuid.uuid4(),
-        user_id=uuid.uuid4(),
-        correlation_id="from-the-event",
-        storage_path="raw/x.pdf",
-        sha256="a" * 64,
-        size=1,
-        filename="x.pdf",
-    )
+    event = uploaded_event(correlation_id="from-the-event")
     value = event.to_bytes()
     return ConsumerRecord(
         "t", 0, offset, 0, 0, event.key(), value, None, len(event.key()), len(value), headers
@@ -66,7 +54,7 @@ async def test_decoding_with_the_parsers_headers_matches_reading_them_and_leaves
     msg = await _parse((record,))
     parsed = msg.batch_headers[0]
     given = decode(record, DocumentUploaded, 10_000, parsed)
-    read = decode(record, DocumentUploaded, 10_000)
+    read = decode(record, DocumentUploaded, 10_000, readable_headers(record))
     assert (
         given.headers
         == read.headers
