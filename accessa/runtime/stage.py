@@ -53,6 +53,7 @@ from accessa.runtime.incoming import Incoming, Key, Stored, decode, parse_readab
 from accessa.runtime.infra import INFRA_WAITS, is_infra, retry_infra
 from accessa.runtime.producing import Produce, Producer
 from accessa.runtime.routing import Router
+from accessa.runtime.settling import Settler
 from accessa.runtime.work import Committer, Pending
 from accessa.topics import topics_for
 from schemas.headers import Headers
@@ -110,6 +111,7 @@ class StageRuntime(Generic[R]):
         )
         self.router = Router(app.name, self.stage, settings, self.topics, resources.pool)
         self.producer = Producer(settings, app.name)
+        self.settler = Settler()
         self._subscribe(self.input_topic, group=self.group, on_batch=self._on_main_batch)
         if self.retry_topics:
             self._subscribe(
@@ -164,14 +166,16 @@ class StageRuntime(Generic[R]):
         await self.broker.start()
 
     async def stop(self) -> None:
-        """Stop fetching, drain in-flight batches (graceful_timeout), leave the group."""
+        """Settle the last batch, stop fetching, drain in-flight batches (graceful_timeout,
+        each settling inline now), leave the group."""
+        await self.settler.close()
         await self.broker.stop()
         await self.producer.stop()
 
     # --- the loop
 
     async def _on_main_batch(self, msg: KafkaMessage) -> None:
-        await self._run_batch(msg, self._decode_all(msg))
+        await self._run_batch(msg, self._decode_all(msg), behind=True)
 
     async def _on_retry_batch(self, msg: KafkaMessage) -> None:
         """Run the records that are due; pause each partition at its first not-due record."""
@@ -187,7 +191,7 @@ class StageRuntime(Generic[R]):
                 polling.hold(msg, tp, item.record.offset, (due_at - now_ms) / 1000)
             else:
                 due.append(item)
-        await self._run_batch(msg, due)
+        await self._run_batch(msg, due, behind=False)
 
     def _decode_all(self, msg: KafkaMessage) -> list[Incoming]:
         """Each record, decoded once; its headers as FastStream's parser decoded them."""
@@ -197,8 +201,9 @@ class StageRuntime(Generic[R]):
             for record, headers in zip(msg.raw_message, msg.batch_headers, strict=True)
         ]
 
-    async def _run_batch(self, msg: KafkaMessage, items: list[Incoming]) -> None:
-        """poll → count → waves of (run → commit → produce) → suspects alone → acks → offsets."""
+    async def _run_batch(self, msg: KafkaMessage, items: list[Incoming], *, behind: bool) -> None:
+        """poll → count → waves of (run → commit → produce) → suspects alone → settle: acks
+        and offsets, `behind` the next batch (see `settling`)."""
         sends: list[asyncio.Future[Any]] = []
         try:
             # Both before any handler starts; on two connections, so one round trip's wait.
@@ -227,14 +232,17 @@ class StageRuntime(Generic[R]):
                         await self._infra(start, "count start")
                     outs = await self._run_wave([item])
                 sends += [await self.producer.send(out) for out in outs]
-            await self.producer.confirm(sends)
-            # Forgotten only once its DLQ copy is acknowledged: never started again meanwhile.
-            await self._infra(lambda: self.deliveries.finished(crashed), "forget deliveries")
-            self.res.faults.point("after_produce")
-            await msg.ack()
+            await self.settler.settle(msg, lambda: self._acks(sends, crashed), behind=behind)
         except BaseException:
-            await msg.nack()  # rewind every partition of the batch: nothing is skipped
+            await self.settler.rewind(msg)  # every partition of the batch: nothing is skipped
             raise
+
+    async def _acks(self, sends: list[asyncio.Future[Any]], crashed: list[Key]) -> None:
+        """Every output acknowledged; then the records sent to the DLQ unstarted forgotten."""
+        await self.producer.confirm(sends)
+        # Forgotten only once its DLQ copy is acknowledged: never started again meanwhile.
+        await self._infra(lambda: self.deliveries.finished(crashed), "forget deliveries")
+        self.res.faults.point("after_produce")
 
     async def _run_wave(self, wave: Sequence[Incoming]) -> list[Produce]:
         """Handle the wave's records concurrently, commit their work in one transaction,
