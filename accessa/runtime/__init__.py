@@ -4,8 +4,8 @@ output event and its writes as rows of `Batched` statements), which the runtime 
 the rest of its poll; `server.run_stage` serves it with /health, /ready and /metrics.
 
 Stage files import only what this module exports. The loop is `stage.py`; each policy beside
-it has a module of its own (incoming, work, routing, deliveries, producing, infra, access,
-polling, collector)."""
+it has a module of its own (incoming, work, routing, deliveries, producing, settling, infra,
+access, polling, collector)."""
 
 from accessa.runtime.app import StageApp
 from accessa.runtime.context import DocumentDeleted, StageContext, StageResources

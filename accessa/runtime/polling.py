@@ -1,5 +1,6 @@
 """Where the runtime drops below FastStream's subscriber to the aiokafka consumer under it:
-the batch poll, and pausing a retry partition until its first record is due."""
+the batch poll, the batch's records and consumer (for `settling`), and pausing a retry
+partition until its first record is due."""
 
 from __future__ import annotations
 
@@ -25,15 +26,25 @@ async def poll_batch(subscriber: Any, consumer: Any) -> tuple[ConsumerRecord, ..
     return tuple(itertools.chain.from_iterable(batches.values()))
 
 
+def records(msg: KafkaMessage) -> tuple[ConsumerRecord, ...]:
+    """A batch subscriber's records."""
+    return cast(tuple[ConsumerRecord, ...], msg.raw_message)
+
+
+def consumer(msg: KafkaMessage) -> AIOKafkaConsumer:
+    """The aiokafka consumer under the message: faststream's ConsumerProtocol has no pause,
+    resume or commit of given offsets."""
+    return cast(AIOKafkaConsumer, msg.consumer)
+
+
 def hold(msg: KafkaMessage, tp: TopicPartition, offset: int, delay_s: float) -> None:
     """Pause a retry partition at its first record not yet due, until it is."""
-    # faststream's ConsumerProtocol has no pause/resume: the aiokafka consumer underneath.
-    consumer = cast(AIOKafkaConsumer, msg.consumer)
-    consumer.seek(tp, offset)
-    consumer.pause(tp)
+    kafka = consumer(msg)
+    kafka.seek(tp, offset)
+    kafka.pause(tp)
 
     def resume() -> None:
-        if tp in consumer.assignment():
-            consumer.resume(tp)
+        if tp in kafka.assignment():
+            kafka.resume(tp)
 
     asyncio.get_running_loop().call_later(max(delay_s, 0.0), resume)

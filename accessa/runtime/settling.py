@@ -21,10 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from faststream.kafka.annotations import KafkaMessage
 
 log = logging.getLogger("accessa.runtime")
 
@@ -38,26 +36,30 @@ class Settler:
         self.closing = False
 
     async def settle(
-        self, msg: KafkaMessage, acks: Callable[[], Awaitable[None]], *, behind: bool
+        self,
+        records: tuple[ConsumerRecord, ...],
+        consumer: AIOKafkaConsumer,
+        acks: Callable[[], Awaitable[None]],
+        *,
+        behind: bool,
     ) -> None:
-        """Settle `msg` after the batch before it: in the background when `behind`."""
+        """Settle a batch after the one before it: in the background when `behind`."""
         await self._previous()
-        job = self._settle(msg, acks, _next_offsets(_records(msg)) if behind else None)
+        job = self._settle(records, consumer, acks, _next_offsets(records) if behind else None)
         if behind and not self.closing:
-            self.behind, self.behind_records = asyncio.ensure_future(job), _records(msg)
+            self.behind, self.behind_records = asyncio.ensure_future(job), records
         else:
             await job
 
-    async def rewind(self, msg: KafkaMessage) -> None:
-        """`msg` failed: rewind its partitions, and an unsettled batch before it, to their
+    async def rewind(self, records: tuple[ConsumerRecord, ...], consumer: AIOKafkaConsumer) -> None:
+        """A batch failed: rewind its partitions, and an unsettled batch before it, to their
         earliest records."""
-        records = _records(msg)
         if self.behind is not None:
             await asyncio.wait([self.behind])  # its failure is ours to rewind, not to raise
             if self.behind.cancelled() or self.behind.exception() is not None:
                 records = (*records, *self.behind_records)
             self.behind = None
-        _seek_earliest(_consumer(msg), records)
+        _seek_earliest(consumer, records)
 
     async def close(self) -> None:
         """No more settling behind; the last batch's settle finished (or failed)."""
@@ -77,29 +79,20 @@ class Settler:
 
     async def _settle(
         self,
-        msg: KafkaMessage,
+        records: tuple[ConsumerRecord, ...],
+        consumer: AIOKafkaConsumer,
         acks: Callable[[], Awaitable[None]],
         offsets: dict[TopicPartition, int] | None,
     ) -> None:
         """Acks, then `offsets` committed (None: the consumer's positions, which a retry batch
         has seeked back to its held records)."""
-        consumer = _consumer(msg)
         try:
             await acks()
             await consumer.commit(offsets)
         except BaseException as exc:
             log.warning("batch not settled, its partitions rewound: %r", exc)
-            _seek_earliest(consumer, _records(msg))
+            _seek_earliest(consumer, records)
             raise
-
-
-def _records(msg: KafkaMessage) -> tuple[ConsumerRecord, ...]:
-    return cast(tuple[ConsumerRecord, ...], msg.raw_message)  # a batch subscriber's
-
-
-def _consumer(msg: KafkaMessage) -> AIOKafkaConsumer:
-    # faststream's ConsumerProtocol commits every consumed position: the aiokafka one underneath
-    return cast(AIOKafkaConsumer, msg.consumer)
 
 
 def _next_offsets(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, int]:

@@ -5,7 +5,7 @@ its output with its writes, without committing. Per polled batch the runtime run
 
     decode → count deliveries + look up committed events → in waves (at most one record per
     document): run handlers → commit the wave in one transaction → produce its outputs
-    → wait for every ack → commit offsets
+    → settle: every ack, then the batch's offsets, while the next batch runs
 
 Records of one document (the message key) run in offset order, one per wave; different
 documents run concurrently up to `stage_concurrency`. Outputs are produced only after their
@@ -13,15 +13,17 @@ commit. The parts live beside this file, one policy each: `incoming` (decode onc
 (the unit of work and the batched commit), `routing` (retry and DLQ), `deliveries` (crash
 counting), `producing`, `infra` (retry in place while the database or broker is down),
 `access` (ACLs checked at start-up), `polling` (the batch poll and retry-partition pauses
-below FastStream), `collector` (the GC tuned per batch).
+below FastStream), `settling` (acks and offsets, one batch behind), `collector` (the GC tuned
+per batch).
 
 A record whose handling kills the process (OOM kill, segfault, SIGKILL) is counted in Postgres
 before it runs: a record delivered again without finishing is a suspect and runs alone, and
 after `max_delivery_attempts` starts it goes to the DLQ as `crashed_consumer`, unstarted.
 
-FastStream owns the consumer loop, batching, acks and the graceful drain. We drop to aiokafka
-in two places: its consumer to pause/seek/resume retry partitions (FastStream has no API for
-it), and a producer for outputs (`producing`).
+FastStream owns the consumer loop, batching and the graceful drain. We drop to aiokafka in
+three places: its consumer to pause/seek/resume retry partitions and to commit a batch's own
+offsets while the next one runs (FastStream has no API for either), and a producer for outputs
+(`producing`).
 """
 
 from __future__ import annotations
@@ -205,6 +207,7 @@ class StageRuntime(Generic[R]):
         """poll → count → waves of (run → commit → produce) → suspects alone → settle: acks
         and offsets, `behind` the next batch (see `settling`)."""
         sends: list[asyncio.Future[Any]] = []
+        records, consumer = polling.records(msg), polling.consumer(msg)
         try:
             # Both before any handler starts; on two connections, so one round trip's wait.
             suspect, _ = await asyncio.gather(
@@ -232,9 +235,11 @@ class StageRuntime(Generic[R]):
                         await self._infra(start, "count start")
                     outs = await self._run_wave([item])
                 sends += [await self.producer.send(out) for out in outs]
-            await self.settler.settle(msg, lambda: self._acks(sends, crashed), behind=behind)
+            acks = functools.partial(self._acks, sends, crashed)
+            await self.settler.settle(records, consumer, acks, behind=behind)
         except BaseException:
-            await self.settler.rewind(msg)  # every partition of the batch: nothing is skipped
+            # Every partition of the batch (and of one settling behind): nothing is skipped.
+            await self.settler.rewind(records, consumer)
             raise
 
     async def _acks(self, sends: list[asyncio.Future[Any]], crashed: list[Key]) -> None:
