@@ -321,3 +321,29 @@ async def test_the_compactor_is_idempotent(pool: asyncpg.Pool) -> None:
     )
     assert indexes == 1
     assert await pool.fetchval(GROWING) > segment
+
+
+async def test_vectors_are_stored_inline_in_segments_the_compactor_rolls(
+    pool: asyncpg.Pool,
+) -> None:
+    """Migration 0025: no vector goes to a TOAST table, in a segment made before it or by a
+    roll after it."""
+    me = uuid.uuid4()
+    doc = await add_document(pool, me)
+    await add_chunks(pool, doc, me, vectors(5, seed=57))
+    rolled = (await seal_now(pool)).rolled
+    fresh = await add_chunks(pool, doc, me, vectors(50, seed=58))
+    (growing,) = await segments_of(pool, list(fresh))
+    assert rolled is not None and growing > rolled
+    storage = await pool.fetch(
+        """SELECT c.relname, a.attstorage::text FROM pg_inherits i
+           JOIN pg_class c ON c.oid = i.inhrelid
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'embedding'
+           WHERE i.inhparent = 'upload_pipeline.document_chunks'::regclass"""
+    )
+    assert {r["relname"]: r["attstorage"] for r in storage} == {r["relname"]: "m" for r in storage}
+    toast = await pool.fetchval(
+        "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = $1::text::regclass",
+        f"upload_pipeline.document_chunks_s{growing}",
+    )
+    assert toast == 0  # 50 vectors of 6 KB, none out of line
