@@ -30,7 +30,7 @@ from accessa.search import (
     search_chunks,
     settings_args,
 )
-from accessa.segments import SEAL, compact_once
+from accessa.segments import SEAL, compact_once, connection_settings
 from tests.integration.segments import seal_now
 from tests.integration.test_search_hybrid import CHUNKER, MODEL
 from tests.integration.test_search_index import cosine, vectors
@@ -347,3 +347,28 @@ async def test_vectors_are_stored_inline_in_segments_the_compactor_rolls(
         f"upload_pipeline.document_chunks_s{growing}",
     )
     assert toast == 0  # 50 vectors of 6 KB, none out of line
+
+
+async def test_a_sealed_segment_counts_a_callers_chunks_from_its_index_alone(
+    pool: asyncpg.Pool, infra: Settings
+) -> None:
+    """Migration 0026 and the compactor's VACUUM after a seal: search's per-segment count of
+    the caller's chunks is an index-only scan that reads no heap page."""
+    me = uuid.uuid4()
+    chunks = await add_chunks(pool, await add_document(pool, me), me, vectors(300, seed=59))
+    (segment,) = await segments_of(pool, list(chunks))
+    compactor = await connect(infra.dsn_for("compactor"), **connection_settings(infra))
+    try:
+        done = await compact_once(compactor, seal_rows=1, seal_age_s=3600)
+    finally:
+        await compactor.close()
+    assert segment in done.sealed
+    plan = "\n".join(
+        r[0]
+        for r in await pool.fetch(
+            "EXPLAIN (ANALYZE, COSTS OFF) SELECT count(*) FROM document_chunks "
+            f"WHERE segment = {segment} AND user_id = '{me}'"
+        )
+    )
+    assert f"Index Only Scan using document_chunks_s{segment}_user_id_segment_idx" in plan, plan
+    assert re.search(r"Heap Fetches: 0\b", plan), plan
