@@ -9,9 +9,11 @@ metrics, drain).
 The no-op stage is stateful like every production stage: each record is looked up in, and
 committed to, `processed_events` with the rest of its poll (the batched commit), and its
 delivery is counted in `delivery_attempts`. The old stateless variant (no dedup at all, which
-no production stage is) is measured too, for comparison with earlier figures. Rounds are
-interleaved (raw, stateful, stateless, raw, ...) so that a noisy neighbour does not land on one
-side only; the best round of each side is compared, and every round is reported.
+no production stage is) is measured too, for comparison with earlier figures, and so is the
+stateful stage on the loop before settling behind (`inline`: each batch's acks and offsets
+awaited before the next poll), for what `accessa/runtime/settling.py` buys. Rounds are
+interleaved (raw, stateful, stateless, inline, raw, ...) so that a noisy neighbour does not
+land on one side only; the best round of each side is compared, and every round is reported.
 
 `python -m bench.bench_runtime --side runtime --messages 100000` runs one side alone against
 running infrastructure (`accessa infra up`), e.g. under `py-spy record`.
@@ -31,6 +33,7 @@ from accessa.config import Settings
 from accessa.runtime import StageApp, StageContext, StageResources, Work, collector
 from accessa.runtime.faults import FaultInjector
 from accessa.runtime.producing import PRODUCER_CONFIG
+from accessa.runtime.settling import Settler
 from accessa.runtime.stage import StageRuntime
 from accessa.storage import make_storage
 from accessa.topics import ensure_topics
@@ -184,10 +187,22 @@ async def wait_produced(settings: Settings, topic: str, n: int) -> None:
         await consumer.stop()
 
 
-async def runtime_loop(settings: Settings, pool: Any, n: int, app: StageApp = noop) -> float:
+class InlineSettler(Settler):
+    """The loop before settling behind (`fe215a9`): each batch's acks and offset commit
+    awaited before the next poll, for the `inline` side."""
+
+    async def settle(self, records: Any, consumer: Any, acks: Any, *, behind: bool) -> None:
+        await super().settle(records, consumer, acks, behind=False)
+
+
+async def runtime_loop(
+    settings: Settings, pool: Any, n: int, app: StageApp = noop, *, inline: bool = False
+) -> float:
     """The same work through StageRuntime; its output rate counted afterwards, as for raw."""
     res = StageResources(settings, pool, make_storage(settings), FaultInjector(settings, "noop"))
     runtime = StageRuntime(app, settings, res)
+    if inline:
+        runtime.settler = InlineSettler()
     topic = f"{settings.topic_prefix}parsed"
     await runtime.start()
     try:
@@ -270,10 +285,12 @@ async def one_round(settings: Settings, pool: Any, side: str, n: int) -> float:
     if side == "raw":
         await raw_loop(settings, src, dst, n)
         return await output_rate(settings, dst, n)
+    if side == "inline":
+        return await runtime_loop(settings, pool, n, inline=True)
     return await runtime_loop(settings, pool, n, noop if side == "runtime" else noop_stateless)
 
 
-SIDES = ("raw", "runtime", "stateless")
+SIDES = ("raw", "runtime", "stateless", "inline")
 
 
 async def run(settings: Settings, pool: Any, n: int = 20000, rounds: int = 3) -> dict[str, Any]:
@@ -295,8 +312,14 @@ async def run(settings: Settings, pool: Any, n: int = 20000, rounds: int = 3) ->
         ],
         "stateless_runtime_msgs_per_s": best["stateless"],
         "stateless_over_raw": round(best["stateless"] / best["raw"], 3),
+        "inline_runtime_msgs_per_s": best["inline"],
+        "settling_behind_over_inline": round(best["runtime"] / best["inline"], 3),
+        "settling_behind_over_inline_per_round": [
+            round(r / i, 3) for r, i in zip(rates["runtime"], rates["inline"], strict=True)
+        ],
         "msgs_per_s_rounds": rates,
         "stage": "stateful no-op: dedup lookup, batched dedup-row commit, delivery counting",
+        "inline": "the stateful stage with each batch settled before the next poll (old loop)",
         "gc_thresholds": list(collector.THRESHOLDS),
         "dedup_rows_per_s_by_commit": commits,
         "dedup_rows_multi_row_over_per_record_tx": round(

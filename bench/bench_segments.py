@@ -13,7 +13,7 @@ against today's path, as two sides of one run on the same server.
   a user with ~24 % of them and one with ~0.76 %: recall@10 of accessa.search against exact
   search over the user's chunks, and p50/p95 ms.
 
-`python -m bench.run --only segments [--pgcost-rows 100000]`.
+`python -m bench.run --only segments [--segments-rows N]` (100,000 by default, the issue's scale).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ async def run(settings: Settings, rows: int = 100_000, prefill: int = 20_000) ->
     }
     result["segments_run"] = {
         "wall_s": round(time.perf_counter() - started),
-        "command": f"python -m bench.run --only segments --pgcost-rows {rows}",
+        "command": f"python -m bench.run --only segments --segments-rows {rows}",
     }
     return result
 
