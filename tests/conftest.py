@@ -74,12 +74,16 @@ def infra() -> Iterator[Settings]:
     from accessa.migrate import migrate
     from accessa.topics import ensure_topics
 
-    asyncio.run(migrate(settings))
-    asyncio.run(ensure_topics(settings))
-    yield settings
-    if os.environ.get("ACCESSA_TEST_KEEP_INFRA") != "1":
-        for component in reversed(started):
-            component.down()
+    try:
+        asyncio.run(migrate(settings))
+        asyncio.run(ensure_topics(settings))
+        yield settings
+    finally:
+        # Also when set-up fails: a broker left running would be the next session's, on its
+        # ports, and its `down()` could not stop it.
+        if os.environ.get("ACCESSA_TEST_KEEP_INFRA") != "1":
+            for component in reversed(started):
+                component.down()
 
 
 @pytest.fixture(scope="session")
