@@ -61,11 +61,16 @@ class Settler:
             self.behind = None
         _seek_earliest(consumer, records)
 
-    async def close(self) -> None:
-        """No more settling behind; the last batch's settle finished (or failed)."""
+    async def close(self, timeout_s: float | None = None) -> None:
+        """No more settling behind; the last batch's settle finished, failed, or (still
+        waiting after `timeout_s`, e.g. for a broker that is down) cancelled: its records are
+        then delivered again, and found committed."""
         self.closing = True
         if self.behind is not None:
-            await asyncio.wait([self.behind])
+            _, pending = await asyncio.wait([self.behind], timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+                await asyncio.wait([task])
 
     async def _previous(self) -> None:
         """The batch before is settled; raises its failure (this batch then rewinds both)."""

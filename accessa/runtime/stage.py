@@ -170,7 +170,7 @@ class StageRuntime(Generic[R]):
     async def stop(self) -> None:
         """Settle the last batch, stop fetching, drain in-flight batches (graceful_timeout,
         each settling inline now), leave the group."""
-        await self.settler.close()
+        await self.settler.close(self.settings.shutdown_grace_s)
         await self.broker.stop()
         await self.producer.stop()
 

@@ -122,3 +122,22 @@ async def test_a_retry_batch_settles_inline_and_commits_the_consumers_position(
 
     await settler.settle(batch, consumer, acks, behind=False)
     assert await consumer.committed(tp) == BATCH
+
+
+async def test_close_gives_up_on_a_settle_still_waiting_after_its_timeout(
+    consumer: AIOKafkaConsumer,
+) -> None:
+    """A stop while the broker is down: the last batch's acks never come. The stop goes on
+    after its grace period; nothing is committed and the batch is rewound, to be redelivered."""
+    tp, settler = tp_of(consumer), Settler()
+    first = await poll(consumer)
+    never = asyncio.Event()
+
+    async def acks_that_never_come() -> None:
+        await never.wait()
+
+    await settler.settle(first, consumer, acks_that_never_come, behind=True)
+    await settler.close(timeout_s=0.5)
+    assert settler.behind is not None and settler.behind.cancelled()
+    assert await consumer.committed(tp) is None
+    assert [r.offset for r in await poll(consumer)] == [0, 1, 2]
