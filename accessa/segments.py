@@ -97,7 +97,7 @@ async def compact_once(
 
 async def _vacuum(conn: asyncpg.Connection, segment: int) -> None:
     """Set a sealed segment's visibility map (and its statistics) now, not when autovacuum
-    comes by: search counts the caller's chunks per segment by an index-only scan (0026).
+    comes by: search counts the caller's chunks per segment by an index-only scan (migration 0025).
     Outside the seal's transaction (VACUUM cannot run in one); a compactor killed before it
     leaves the segment to autovacuum, and a failure only costs search the heap reads."""
     try:

@@ -352,7 +352,7 @@ async def test_vectors_are_stored_inline_in_segments_the_compactor_rolls(
 async def test_a_sealed_segment_counts_a_callers_chunks_from_its_index_alone(
     pool: asyncpg.Pool, infra: Settings
 ) -> None:
-    """Migration 0026 and the compactor's VACUUM after a seal: search's per-segment count of
+    """Migration 0025 and the compactor's VACUUM after a seal: search's per-segment count of
     the caller's chunks is an index-only scan that reads no heap page."""
     me = uuid.uuid4()
     chunks = await add_chunks(pool, await add_document(pool, me), me, vectors(300, seed=59))
