@@ -285,10 +285,18 @@ async def _publish_until(
             continue
         if published < BATCH:
             await _wait(stop, wakeup, settings.outbox_poll_s)
-            # Woken soon after the last claim: rows committing meanwhile go in the next one, so
-            # that a busy API does not pay a claim (and a broker round trip) per upload.
-            if (rest := WAKE_MIN_INTERVAL_S - (time.monotonic() - claimed)) > 0:
+            if (rest := pause_before_claim(published, time.monotonic() - claimed)) > 0:
                 await _wait(stop, None, rest)
+
+
+def pause_before_claim(published: int, since_last_claim_s: float) -> float:
+    """How long a woken relay waits before it claims. Busy (its last claim took several rows),
+    it lets rows committing soon after that claim gather for the next, so that a busy API does
+    not pay a claim (and a broker round trip) per upload. Idle (a row at a time), it claims at
+    once: the pause was up to 100 ms on an upload that came soon after the one before."""
+    if published <= 1:
+        return 0.0
+    return max(WAKE_MIN_INTERVAL_S - since_last_claim_s, 0.0)
 
 
 async def _wait(stop: asyncio.Event, wakeup: asyncio.Event | None, delay_s: float) -> None:

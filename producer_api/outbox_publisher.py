@@ -64,7 +64,7 @@ class KafkaPublisher:
                 client_id="accessa-outbox",
                 enable_idempotence=True,
                 acks="all",
-                linger_ms=2,
+                linger_ms=0,  # as the stages' (runtime/producing.py): no ms added per upload
                 request_timeout_ms=self.request_timeout_ms,
             )
             try:

@@ -22,12 +22,13 @@ from accessa.config import Settings
 log = logging.getLogger("accessa.runtime")
 
 # Idempotent, fully acknowledged; batches big enough that producers rarely wait to drain.
-# A short linger: each ms is added to every hop of an idle document, and under load records
-# batch up anyway while the previous request to the broker is in flight.
+# No linger: a linger of 1 ms cost every hop of an idle document 1.4 ms (the ack took 3.2 ms
+# against 2.0 here). Under load records batch up anyway: a wave's sends are queued without
+# yielding, and aiokafka sends a broker one request at a time, the next batch filling meanwhile.
 PRODUCER_CONFIG: dict[str, Any] = {
     "enable_idempotence": True,
     "acks": "all",
-    "linger_ms": 1,
+    "linger_ms": 0,
     "max_batch_size": 256 * 1024,
 }
 

@@ -252,15 +252,19 @@ class StageRuntime(Generic[R]):
     async def _run_wave(self, wave: Sequence[Incoming]) -> list[Produce]:
         """Handle the wave's records concurrently, commit their work in one transaction,
         and return what to produce, in the wave's order."""
-        if self.app.working_status:
-            await self._infra(lambda: self._mark_working(wave), "working status")
         handled: list[Handled] = [Handled(item) for item in wave]
         todo = list(reversed(handled))
         # A fixed pool of workers: bounded concurrency without a task per document.
-        workers = min(self.settings.stage_concurrency, len(todo))
+        workers = [
+            self._work_through(todo) for _ in range(min(self.settings.stage_concurrency, len(todo)))
+        ]
+        if self.app.working_status:
+            # Beside the handlers, not before them: a round trip and a commit off every hop.
+            # It lands before the wave's commit, and a job never moves back if it lands late.
+            workers.append(self._infra(lambda: self._mark_working(wave), "working status"))
         self.m_in_flight.inc(len(wave))  # while its handlers run; once a wave, not per record
         try:
-            await asyncio.gather(*(self._work_through(todo) for _ in range(workers)))
+            await asyncio.gather(*workers)
         finally:
             self.m_in_flight.dec(len(wave))
         pending = [h.pending for h in handled if h.pending]
