@@ -31,7 +31,7 @@ from accessa.db import create_pool
 from accessa.ops.localrun import LocalPipeline
 from mocks.policy_pdf import make_policy_pdf
 
-GOAL = "p50 < 150 ms"
+GOAL = "p50 < 75 ms and p95 < 150 ms (issue 20)"
 MAX_PAUSE_S = 0.5  # one whole default poll interval
 
 
@@ -104,7 +104,7 @@ class _Side:
         }
 
 
-async def run(settings: Settings, documents: int = 20, seed: int = 14) -> dict[str, Any]:
+async def run(settings: Settings, documents: int = 40, seed: int = 14) -> dict[str, Any]:
     """`documents` uploads (after one warm-up) on each side, relay woken and poll only.
 
     Both pipelines run side by side (idle but for the one document in flight) and take turns,
@@ -157,5 +157,5 @@ async def run(settings: Settings, documents: int = 20, seed: int = 14) -> dict[s
             poll["upload_to_complete_p50_ms"] / woken["upload_to_complete_p50_ms"], 2
         ),
         "goal": GOAL,
-        "met": woken["upload_to_complete_p50_ms"] < 150,
+        "met": woken["upload_to_complete_p50_ms"] < 75 and woken["upload_to_complete_p95_ms"] < 150,
     }
