@@ -7,6 +7,7 @@ the event's filename: `transient*` fails transiently on attempt 0, `permanent*` 
 `slow*` takes two seconds of work, `denied*` cannot read its file (PermissionError, every time),
 `unwritable*` returns a write that fails when its wave commits (every time).
 `sink` consumes `parsed` and records one effect per event.
+`marked` is `echo` with a working status (`parse_queued`), and it moves the job to `parsed`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ echo: StageApp[None] = StageApp(
 sink: StageApp[None] = StageApp(
     "sink", DocumentParsed, stage=Stage("chunker", "parsed", "chunked", "failed_chunking")
 )
+marked: StageApp[None] = StageApp(
+    "marked",
+    DocumentUploaded,
+    stage=Stage("parser", "uploaded", "parsed", "failed_parse"),
+    working_status="parse_queued",
+)
 
 
 @echo.handle
@@ -75,6 +82,12 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> Work:
     if event.filename.startswith("unwritable"):
         work.add(UNWRITABLE, "not a number")
     return work
+
+
+@marked.handle
+async def on_uploaded_marked(event: DocumentUploaded, ctx: StageContext) -> Work:
+    work = await on_uploaded(event, ctx)  # no wait: done before its working status could land
+    return work.advance("parsed")
 
 
 @sink.handle

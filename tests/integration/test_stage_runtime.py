@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import uuid
@@ -16,7 +17,7 @@ from accessa.config import Settings
 from accessa.migrate import applied_migrations, migrate
 from schemas.headers import Headers
 from tests.integration.conftest import StartStage
-from tests.integration.stages import echo, sink
+from tests.integration.stages import echo, marked, sink
 from tests.utils import (
     free_port,
     header_map,
@@ -161,6 +162,44 @@ async def test_an_event_delivered_again_re_emits_its_stored_output_and_runs_once
         values.setdefault(record.key, set()).add(record.value)
     assert {e.key() for e in done + fresh} == set(values)
     assert all(len(v) == 1 for v in values.values())  # a copy re-emits the same output
+
+
+async def test_the_working_status_lands_before_the_waves_commit_though_the_handler_is_done_first(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    """The working status is written beside the handlers, not before them: it must still land
+    before the wave's commit moves the job on (after it, it would move nothing: a job never
+    moves back), even for a handler with nothing to wait for."""
+    jobs = [(uuid.uuid4(), uuid.uuid4(), uuid.uuid4()) for _ in range(4)]
+    for user, document, job in jobs:
+        await _insert_job(pool, user, document, job)
+    events = [
+        uploaded_event(f"ok-{n}.pdf", job_id=job, document_id=document, user_id=user)
+        for n, (user, document, job) in enumerate(jobs)
+    ]
+    await start_stage(marked)
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", events)
+
+    async def all_out() -> list:
+        out = await read_topic(topics, f"{topics.topic_prefix}parsed")
+        return out if len(out) >= len(events) else []
+
+    await wait_for(all_out, what="an output per event")
+    for _, _, job in jobs:
+        trail = await pool.fetch(
+            "SELECT status FROM events WHERE job_id = $1 AND kind = 'advanced' ORDER BY id", job
+        )
+        assert [r["status"] for r in trail] == ["parse_queued", "parsed"]
+        row = await pool.fetchrow(
+            "SELECT status, stage_times FROM upload_jobs WHERE job_id = $1", job
+        )
+        assert row["status"] == "parsed"
+        times = (
+            json.loads(row["stage_times"])
+            if isinstance(row["stage_times"], str)
+            else row["stage_times"]
+        )
+        assert times["parsing"] <= times["parsed"]
 
 
 async def test_transient_error_comes_back_after_its_backoff_via_the_retry_topic(
