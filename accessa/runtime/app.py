@@ -37,8 +37,11 @@ class StageApp(Generic[R]):
     # parser's document timeout): the consumer's max.poll.interval is sized to a batch of them.
     record_time_limit_s: Callable[[Settings], float] | None = None
     # The status a job shows while this stage works on it (e.g. `parse_queued`): set for the
-    # whole wave in one statement before its handlers start.
+    # whole wave in one statement, beside its handlers and before its commit.
     working_status: str | None = None
+    # The handler reads its job (`ctx.job()`): the runtime reads a wave's jobs in one
+    # statement (the batch's first wave beside the delivery count), not one query a record.
+    reads_job: bool = False
     setup: Setup[R] | None = None
 
     def __post_init__(self) -> None:

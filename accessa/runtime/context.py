@@ -19,6 +19,14 @@ from schemas.events import Event
 R = TypeVar("R")
 
 
+# A job with its document: `ctx.job()`, and the runtime's read of a wave's jobs (`JOBS`).
+_JOB_COLUMNS = """SELECT j.*, d.raw_path, d.sha256 AS document_sha256, d.size AS document_size,
+       d.filename
+FROM upload_jobs j JOIN documents d USING (document_id)"""
+JOB = f"{_JOB_COLUMNS} WHERE j.job_id = $1"
+JOBS = f"{_JOB_COLUMNS} WHERE j.job_id = ANY($1::uuid[])"
+
+
 class DocumentDeleted(Exception):
     """The event's job went with its deleted document: nothing to do and nothing for an
     operator to act on, so the runtime counts and skips it instead of dead-lettering."""
@@ -45,6 +53,7 @@ class StageContext(Generic[R]):
     res: StageResources
     output_topic: str
     own: R
+    read_job: asyncpg.Record | None = None  # the job as the runtime read it with the wave
 
     @property
     def settings(self) -> Settings:
@@ -63,13 +72,9 @@ class StageContext(Generic[R]):
 
     async def job(self) -> asyncpg.Record:
         """The event's job joined with its document, or PermanentError if either is gone."""
-        row = await self.pool.fetchrow(
-            """SELECT j.*, d.raw_path, d.sha256 AS document_sha256, d.size AS document_size,
-                      d.filename
-               FROM upload_jobs j JOIN documents d USING (document_id)
-               WHERE j.job_id = $1""",
-            self.event.job_id,
-        )
+        row = self.read_job
+        if row is None:  # not read with the wave (or not there: then say why)
+            row = await self.pool.fetchrow(JOB, self.event.job_id)
         if row is None:
             deleted = await self.pool.fetchval(
                 "SELECT document_id FROM deleted_jobs WHERE job_id = $1", self.event.job_id

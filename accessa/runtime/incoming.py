@@ -33,6 +33,7 @@ class Incoming:
     event: Event | None  # None when the record does not decode: see `problem`
     problem: Exception | None = None
     stored: Stored | None = None  # this consumer's committed output, when a redelivery
+    job: Any = None  # its job as read with its wave (`StageApp.reads_job`), None if not found
 
     @functools.cached_property
     def key(self) -> Key:

@@ -50,7 +50,7 @@ from accessa.logs import correlation_id
 from accessa.runtime import deliveries, metrics, polling
 from accessa.runtime.access import access_problem
 from accessa.runtime.app import StageApp
-from accessa.runtime.context import DocumentDeleted, StageContext, StageResources
+from accessa.runtime.context import JOBS, DocumentDeleted, StageContext, StageResources
 from accessa.runtime.incoming import Incoming, Key, Stored, decode, parse_readable
 from accessa.runtime.infra import INFRA_WAITS, is_infra, retry_infra
 from accessa.runtime.producing import Produce, Producer
@@ -209,18 +209,19 @@ class StageRuntime(Generic[R]):
         sends: list[asyncio.Future[Any]] = []
         records, consumer = polling.records(msg), polling.consumer(msg)
         try:
-            # Both before any handler starts; on two connections, so one round trip's wait.
-            suspect, _ = await asyncio.gather(
+            # All before any handler starts; on three connections, so one round trip's wait.
+            suspect, _, _ = await asyncio.gather(
                 self._infra(lambda: self.deliveries.delivered([i.record for i in items]), "count"),
                 self._infra(lambda: self._look_up_committed(items), "dedup lookup"),
+                self._infra(lambda: self._read_jobs(items), "jobs"),
             )
             documents: dict[tuple[str, int, bytes | None], list[Incoming]] = {}
             for item in items:
                 documents.setdefault(item.document, []).append(item)
             fresh = [d for d in documents.values() if not any(i.key in suspect for i in d)]
             blamed = [d for d in documents.values() if any(i.key in suspect for i in d)]
-            for wave in itertools.zip_longest(*fresh):  # the n-th record of each document
-                for out in await self._run_wave([i for i in wave if i is not None]):
+            for n, wave in enumerate(itertools.zip_longest(*fresh)):  # each document's n-th
+                for out in await self._run_wave([i for i in wave if i], jobs_read=n == 0):
                     sends.append(await self.producer.send(out))
             crashed: list[Key] = []
             for item in itertools.chain.from_iterable(blamed):  # one at a time: to blame
@@ -249,9 +250,14 @@ class StageRuntime(Generic[R]):
         await self._infra(lambda: self.deliveries.finished(crashed), "forget deliveries")
         self.res.faults.point("after_produce")
 
-    async def _run_wave(self, wave: Sequence[Incoming]) -> list[Produce]:
+    async def _run_wave(
+        self, wave: Sequence[Incoming], *, jobs_read: bool = False
+    ) -> list[Produce]:
         """Handle the wave's records concurrently, commit their work in one transaction,
-        and return what to produce, in the wave's order."""
+        and return what to produce, in the wave's order. Its jobs are read first unless
+        `jobs_read` (the batch's first wave: with the count), after any earlier wave's commit."""
+        if not jobs_read:
+            await self._infra(lambda: self._read_jobs(wave), "jobs")
         handled: list[Handled] = [Handled(item) for item in wave]
         todo = list(reversed(handled))
         # A fixed pool of workers: bounded concurrency without a task per document.
@@ -336,6 +342,7 @@ class StageRuntime(Generic[R]):
             res=self.res,
             output_topic=self.output_topic,
             own=self.own,
+            read_job=item.job,
         )
         assert self.app.handler is not None
         self.res.faults.handling(item.event.document_id)
@@ -395,6 +402,15 @@ class StageRuntime(Generic[R]):
             else (None, b"")
             for r in rows
         }
+
+    async def _read_jobs(self, items: Sequence[Incoming]) -> None:
+        """Each record's job with its document, in one statement, for `ctx.job()`."""
+        ids = {i.event.job_id for i in items if i.event is not None and i.stored is None}
+        if ids and self.app.reads_job:
+            rows = await self.res.pool.fetch(JOBS, list(ids))
+            found = {r["job_id"]: r for r in rows}
+            for item in items:
+                item.job = found.get(item.event.job_id) if item.event is not None else None
 
     async def _mark_working(self, wave: Sequence[Incoming]) -> None:
         events = [i.event for i in wave if i.event is not None and i.stored is None]

@@ -15,7 +15,7 @@ from consumers.chunker.chunking import Chunk, chunk_markdown, resolve_version
 from consumers.chunker.contextual import embed_metadata
 from schemas.events import ChunksCreated, DocumentParsed
 
-stage: StageApp[None] = StageApp("chunker", DocumentParsed)
+stage: StageApp[None] = StageApp("chunker", DocumentParsed, reads_job=True)
 
 
 # All of a wave's chunks in one statement; ON CONFLICT makes a redelivery harmless.

@@ -26,7 +26,7 @@ class EmbedderResources:
 
 
 stage: StageApp[EmbedderResources] = StageApp(
-    "embedder", ChunksCreated, working_status="embedding_in_progress"
+    "embedder", ChunksCreated, working_status="embedding_in_progress", reads_job=True
 )
 
 

@@ -9,7 +9,7 @@ from accessa.errors import PermanentError
 from accessa.runtime import Batched, StageApp, StageContext, Work, metrics
 from schemas.events import ChunksEmbedded, DocumentCompleted
 
-stage: StageApp[None] = StageApp("finalizer", ChunksEmbedded)
+stage: StageApp[None] = StageApp("finalizer", ChunksEmbedded, reads_job=True)
 
 CHECK = """
 SELECT (SELECT count(*) FROM document_chunk_buffer

@@ -34,6 +34,7 @@ stage: StageApp[ParserResources] = StageApp(
     max_records=16,
     record_time_limit_s=document_timeout_s,
     working_status="parse_queued",
+    reads_job=True,
 )
 
 SET_PARSED = Batched(

@@ -8,6 +8,8 @@ the event's filename: `transient*` fails transiently on attempt 0, `permanent*` 
 `unwritable*` returns a write that fails when its wave commits (every time).
 `sink` consumes `parsed` and records one effect per event.
 `marked` is `echo` with a working status (`parse_queued`), and it moves the job to `parsed`.
+`jobreader` reads its job (`reads_job`) and emits its document's filename as `parsed_path`;
+`rename*` renames the document (`renamed.pdf`) as its write.
 """
 
 from __future__ import annotations
@@ -84,10 +86,42 @@ async def on_uploaded(event: DocumentUploaded, ctx: StageContext) -> Work:
     return work
 
 
+jobreader: StageApp[None] = StageApp(
+    "jobreader",
+    DocumentUploaded,
+    stage=Stage("parser", "uploaded", "parsed", "failed_parse"),
+    reads_job=True,
+)
+RENAME = Batched(
+    """UPDATE documents d SET filename = 'renamed.pdf'
+       FROM unnest($1::uuid[]) AS w(document_id) WHERE d.document_id = w.document_id"""
+)
+
+
 @marked.handle
 async def on_uploaded_marked(event: DocumentUploaded, ctx: StageContext) -> Work:
     work = await on_uploaded(event, ctx)  # no wait: done before its working status could land
     return work.advance("parsed")
+
+
+@jobreader.handle
+async def on_uploaded_read_job(event: DocumentUploaded, ctx: StageContext) -> Work:
+    job = await ctx.job()
+    output = DocumentParsed(
+        event_id=DocumentParsed.make_id(event.job_id, str(event.event_id)),
+        job_id=event.job_id,
+        document_id=event.document_id,
+        user_id=event.user_id,
+        correlation_id=event.correlation_id,
+        parsed_path=job["filename"],
+        parsed_sha256="0" * 64,
+        pages=1,
+        parser="jobreader",
+    )
+    work = ctx.work(output)
+    if event.filename.startswith("rename"):
+        work.add(RENAME, event.document_id)
+    return work
 
 
 @sink.handle

@@ -15,9 +15,11 @@ import pytest
 from accessa import kafka_clients
 from accessa.config import Settings
 from accessa.migrate import applied_migrations, migrate
+from accessa.runtime.context import JOB
+from schemas.events import DocumentParsed, DocumentUploaded
 from schemas.headers import Headers
 from tests.integration.conftest import StartStage
-from tests.integration.stages import echo, marked, sink
+from tests.integration.stages import echo, jobreader, marked, sink
 from tests.utils import (
     free_port,
     header_map,
@@ -200,6 +202,69 @@ async def test_the_working_status_lands_before_the_waves_commit_though_the_handl
             else row["stage_times"]
         )
         assert times["parsing"] <= times["parsed"]
+
+
+async def test_a_waves_jobs_are_read_with_it_and_each_handler_gets_its_own(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reads_job`: the jobs of a wave come in one statement, none from a query of its own."""
+    per_record: list[str] = []
+    fetchrow = asyncpg.pool.Pool.fetchrow
+
+    async def counted(self: asyncpg.Pool, query: str, *args: object, **kw: object) -> object:
+        if query == JOB:
+            per_record.append(query)
+        return await fetchrow(self, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.pool.Pool, "fetchrow", counted)
+    events = []
+    for n in range(5):
+        user, document, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await _insert_job(pool, user, document, job, filename=f"policy-{n}.pdf")
+        events.append(uploaded_event("ok.pdf", job_id=job, document_id=document, user_id=user))
+    await start_stage(jobreader)
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", events)
+
+    async def all_out() -> list:
+        out = await read_topic(topics, f"{topics.topic_prefix}parsed")
+        return out if len(out) >= len(events) else []
+
+    out = await wait_for(all_out, what="an output per event")
+    paths = {DocumentParsed.model_validate_json(r.value).job_id: r for r in out}
+    for n, event in enumerate(events):
+        parsed = DocumentParsed.model_validate_json(paths[event.job_id].value)
+        assert parsed.parsed_path == f"policy-{n}.pdf"
+    assert per_record == []
+
+
+async def test_a_documents_later_record_reads_its_job_after_the_earlier_ones_commit(
+    start_stage: StartStage, topics: Settings, pool: asyncpg.Pool
+) -> None:
+    """Two records of one document in one poll run in two waves: the second's job is read
+    after the first's commit renamed the document, not with the poll."""
+    user, document, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await _insert_job(pool, user, document, job, filename="before.pdf")
+    first, second = (
+        uploaded_event(
+            name,
+            event_id=DocumentUploaded.make_id(job, name),
+            job_id=job,
+            document_id=document,
+            user_id=user,
+        )
+        for name in ("rename.pdf", "then.pdf")
+    )
+    # Both in the topic before the stage polls: one poll, two waves.
+    await produce_events(topics, f"{topics.topic_prefix}uploaded", [first, second])
+    await start_stage(jobreader)
+
+    async def both_out() -> list:
+        out = await read_topic(topics, f"{topics.topic_prefix}parsed")
+        return out if len(out) >= 2 else []
+
+    out = await wait_for(both_out, what="two outputs")
+    paths = [DocumentParsed.model_validate_json(r.value).parsed_path for r in out]
+    assert paths == ["before.pdf", "renamed.pdf"]
 
 
 async def test_transient_error_comes_back_after_its_backoff_via_the_retry_topic(
@@ -404,13 +469,21 @@ def _process_env(settings: Settings, tmp_path) -> dict[str, str]:
     }
 
 
-async def _insert_job(pool: asyncpg.Pool, user: uuid.UUID, document: uuid.UUID, job: uuid.UUID):
+async def _insert_job(
+    pool: asyncpg.Pool,
+    user: uuid.UUID,
+    document: uuid.UUID,
+    job: uuid.UUID,
+    *,
+    filename: str = "p.pdf",
+):
     await pool.execute(
         """INSERT INTO documents (document_id, user_id, sha256, size, filename, raw_path)
-           VALUES ($1, $2, $3, 10, 'p.pdf', 'raw/p.pdf')""",
+           VALUES ($1, $2, $3, 10, $4, 'raw/p.pdf')""",
         document,
         user,
         uuid.uuid4().hex * 2,
+        filename,
     )
     await pool.execute(
         """INSERT INTO upload_jobs (job_id, user_id, document_id, correlation_id)
