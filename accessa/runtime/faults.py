@@ -1,7 +1,8 @@
 """Test-only fault injection: `ACCESSA_FAULT_INJECT=<stage>:<point>[:<n>]` SIGKILLs the process
 the n-th time (default 1st) it reaches `point`. Inert when the setting is unset (production).
 
-Points: `before_db_commit`, `after_db_commit`, `after_produce`, and stage-specific ones such as
+Points: `before_db_commit`, `after_db_commit`, `after_produce` (reached in a batch's settle,
+counted only while no handler of the next batch runs), and stage-specific ones such as
 `mid_embed`. A marker file under ACCESSA_HOME makes each fault fire once across restarts.
 
 `<stage>:kill_on_document:<document_id>` is a poison pill instead: the process is SIGKILLed
@@ -31,9 +32,11 @@ class FaultInjector:
                 self.target = (parts[1], int(parts[2]) if len(parts) > 2 else 1)
         self.marker = settings.home / "faults" / f"{spec}".replace(":", "_").replace("/", "_")
 
-    def point(self, name: str) -> None:
-        """Die here if this is the configured point (and it has not fired before)."""
-        if self.target is None or self.target[0] != name:
+    def point(self, name: str, *, quiet: bool = True) -> None:
+        """Die here if this is the configured point (and it has not fired before). A reach
+        that is not `quiet` (other work in flight that a kill would cut short too, e.g. the
+        next batch's paid embedding request while this one settles) is not counted."""
+        if self.target is None or self.target[0] != name or not quiet:
             return
         self.hits += 1
         if self.hits < self.target[1] or self.marker.exists():

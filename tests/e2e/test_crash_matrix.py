@@ -2,9 +2,11 @@
 
 The kill comes from the stage itself through `ACCESSA_FAULT_INJECT` (inert in production): it
 fires once (a marker file survives the restart), on the second record to reach a per-record
-point or on the first batch to reach `after_produce`. Whatever the point, every document must
-end complete with exactly the chunks its PDF gives, each chunk text paid for once, the buffers
-empty and one `completed` effect.
+point or on the first batch to reach `after_produce` while no other batch's handler runs (a
+batch settles behind the next one: a kill at its settle could otherwise cut the next one's
+paid embedding request short, a loss of that instant, not of the commit point). Whatever the
+point, every document must end complete with exactly the chunks its PDF gives, each chunk text
+paid for once, the buffers empty and one `completed` effect.
 
 The killed embedder runs one request at a time: a provider response in flight at the instant
 of a SIGKILL is paid for and lost whatever the design (embeddings have no idempotency key), so
