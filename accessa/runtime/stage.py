@@ -58,6 +58,7 @@ from accessa.runtime.routing import Router
 from accessa.runtime.settling import Settler
 from accessa.runtime.work import Committer, Pending
 from accessa.topics import topics_for
+from schemas.events import Event
 from schemas.headers import Headers
 
 T = TypeVar("T")
@@ -96,7 +97,7 @@ class StageRuntime(Generic[R]):
         ]
         INFRA_WAITS.watch(app.name)
         self.m_in_flight = metrics.IN_FLIGHT.labels(app.name)
-        self.running = 0  # records whose handlers are running (the gauge, for this process)
+        self.running = 0  # records whose handlers are running; the gauge shows it
         self.m_duration = metrics.DURATION.labels(app.name)
         self.m_outcome = {
             o: metrics.MESSAGES.labels(app.name, o) for o in ("processed", "duplicate", "deleted")
@@ -271,13 +272,13 @@ class StageRuntime(Generic[R]):
             # Beside the handlers, not before them: a round trip and a commit off every hop.
             # It lands before the wave's commit, and a job never moves back if it lands late.
             workers.append(self._infra(lambda: self._mark_working(wave), "working status"))
-        self.m_in_flight.inc(len(wave))  # while its handlers run; once a wave, not per record
-        self.running += len(wave)
+        self.running += len(wave)  # while its handlers run; once a wave, not per record
+        self.m_in_flight.set(self.running)
         try:
             await asyncio.gather(*workers)
         finally:
-            self.m_in_flight.dec(len(wave))
             self.running -= len(wave)
+            self.m_in_flight.set(self.running)
         pending = [h.pending for h in handled if h.pending]
         forget = [i.key for i in wave]
         committed = await self._infra(lambda: self.committer.commit(pending, forget), "commit")
@@ -410,16 +411,15 @@ class StageRuntime(Generic[R]):
 
     async def _read_jobs(self, items: Sequence[Incoming]) -> None:
         """Each record's job with its document, in one statement, for `ctx.job()`."""
-        ids = {i.event.job_id for i in items if i.event is not None and i.stored is None}
-        if ids and self.app.reads_job:
-            rows = await self.res.pool.fetch(JOBS, list(ids))
-            found = {r["job_id"]: r for r in rows}
-            for item in items:
-                item.job = found.get(item.event.job_id) if item.event is not None else None
+        if not self.app.reads_job or not (events := _to_run(items)):
+            return
+        rows = await self.res.pool.fetch(JOBS, list({e.job_id for e in events}))
+        found = {r["job_id"]: r for r in rows}
+        for item in items:
+            item.job = found.get(item.event.job_id) if item.event is not None else None
 
     async def _mark_working(self, wave: Sequence[Incoming]) -> None:
-        events = [i.event for i in wave if i.event is not None and i.stored is None]
-        if events:
+        if events := _to_run(wave):
             await self.res.pool.execute(
                 jobs.advance_sql(cast(str, self.app.working_status), ()),
                 [e.job_id for e in events],
@@ -430,3 +430,8 @@ class StageRuntime(Generic[R]):
 
     async def _infra(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         return await retry_infra(op, what, stage=self.app.name)
+
+
+def _to_run(items: Sequence[Incoming]) -> list[Event]:
+    """The events of `items` a handler will run on: decoded, and not committed before."""
+    return [i.event for i in items if i.event is not None and i.stored is None]
