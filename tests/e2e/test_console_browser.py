@@ -156,7 +156,9 @@ def test_an_upload_goes_from_queued_to_complete_on_the_open_page(
     driver = signed_in
     driver.get(f"{console}/console/")
     driver.execute_script("window.notReloaded = true")
-    mock_openai(pipeline, latency_ms=1500)  # embedding slow enough to see the job on its way
+    # Embedding slow enough that the job is on its way for more than two of the page's 2 s
+    # refreshes (at 1.5 s a fast pipeline finished between two, and the page saw only "done").
+    mock_openai(pipeline, latency_ms=5000)
     try:
         job_id = upload(pipeline, "live-policy.pdf")
         seen: list[str | None] = [None]
