@@ -79,3 +79,32 @@ def test_results_say_which_run_wrote_each_entry(
     assert set(saved["_runs"]) == {"runtime_noop"}  # and not claimed by this one
     assert saved["_runs"]["runtime_noop"]["command"] == "python -m bench.run --only runtime"
     assert saved["_runs"]["runtime_noop"]["at"] == saved["_meta"]["at"]
+
+
+def _soak(lag_slope: float, pss_slope: float, growing_max: int, completed: int = 100) -> dict:
+    trend = {"first": 0, "last": 0, "max": 0}
+    return {
+        "rate_docs_per_s": 20.0,  # 1200 a minute: lag may grow by 24 a minute
+        "documents": 100,
+        "completed": completed,
+        "lag": {"total": {**trend, "slope_per_min": lag_slope}},
+        "pss_mb": {
+            "parser": {**trend, "slope_per_min": pss_slope},
+            "mocks": {**trend, "slope_per_min": 9.0},  # a stand-in for third parties: not judged
+        },
+        "rows": {"growing_segment": {**trend, "max": growing_max, "slope_per_min": 0.0}},
+    }
+
+
+def test_the_soak_is_flat_only_with_lag_memory_and_the_growing_segment_bounded() -> None:
+    seal = bench.run.get_settings().segment_seal_rows
+
+    def met(soak: dict) -> bool | None:
+        return goals({"soak": soak})["soak_flat"]["met"]
+
+    assert met(_soak(lag_slope=-5.0, pss_slope=1.0, growing_max=seal)) is True
+    assert met(_soak(lag_slope=30.0, pss_slope=1.0, growing_max=seal)) is False  # lag grows
+    assert met(_soak(lag_slope=0.0, pss_slope=2.5, growing_max=seal)) is False  # memory grows
+    assert met(_soak(lag_slope=0.0, pss_slope=1.0, growing_max=2 * seal)) is False
+    assert met(_soak(lag_slope=0.0, pss_slope=1.0, growing_max=seal, completed=99)) is False
+    assert goals({})["soak_flat"]["met"] is None
