@@ -229,6 +229,7 @@ async def _main(
     segments_rows: int = 100_000,
     distinct_docs: int = 384,
     soak_s: float = 600,
+    soak_peak: float | None = None,
 ) -> dict[str, Any]:
     from bench import (
         bench_api,
@@ -293,11 +294,13 @@ async def _main(
             from bench import bench_soak
 
             # The whole burst's rate, not its steady window (bench_soak._peak says why).
-            peak = (results.get("pipeline_e2e_distinct") or {}).get("docs_per_s")
+            peak = soak_peak or (results.get("pipeline_e2e_distinct") or {}).get("docs_per_s")
             with tempfile.TemporaryDirectory() as home:
                 results["soak"] = await bench_soak.run(
                     settings, Path(home), duration=soak_s, peak=peak
                 )
+            if soak_peak:
+                results["soak"]["peak_from"] = "--soak-peak (given: another run's figure)"
             save(results)
         if (not only or "security" in only) and settings.embedded_kafka:
             results["pipeline_sasl_ssl"] = await _security(settings)
@@ -447,6 +450,12 @@ def main() -> None:
     parser.add_argument(
         "--soak-seconds", type=float, default=600, help="soak: seconds at 80%% of the peak"
     )
+    parser.add_argument(
+        "--soak-peak",
+        type=float,
+        help="soak: the peak docs/s to take 80%% of (default: this run's distinct pipeline, "
+        "else a burst the soak measures)",
+    )
     args = parser.parse_args()
     settings = get_settings()
     started: list[LocalPostgres | LocalKafka] = []
@@ -459,7 +468,14 @@ def main() -> None:
     try:
         only = set(args.only) if args.only else None
         results = asyncio.run(
-            _main(only, args.pgcost_rows, args.segments_rows, args.distinct_docs, args.soak_seconds)
+            _main(
+                only,
+                args.pgcost_rows,
+                args.segments_rows,
+                args.distinct_docs,
+                args.soak_seconds,
+                args.soak_peak,
+            )
         )
     finally:
         for component in reversed(started):  # leave the ports as we found them
