@@ -120,20 +120,22 @@ def _soak_goal(results: dict[str, Any], goal: Callable[..., None]) -> None:
         goal("soak_flat", None, "flat", None, "soak")
         return
     lag = soak["lag"]["total"]["slope_per_min"]
-    pss = {p: t["slope_per_min"] for p, t in soak["pss_mb"].items() if p != "mocks"}
+    pss_slope = max(
+        (t["slope_per_min"] for p, t in soak["pss_mb"].items() if p != "mocks"), default=0.0
+    )
     growing = soak.get("rows", {}).get("growing_segment", {}).get("max", 0)
     seal = get_settings().segment_seal_rows
     now = {
         "rate_docs_per_s": soak["rate_docs_per_s"],
         "sustained_docs_per_s": soak.get("sustained_docs_per_s"),
         "lag_slope_per_min": lag,
-        "max_pss_slope_mb_per_min": max(pss.values()),
+        "max_pss_slope_mb_per_min": pss_slope,
         "growing_segment_max_rows": growing,
     }
     met = (
         soak["completed"] == soak["documents"]
         and lag <= SOAK_LAG_SHARE * soak["rate_docs_per_s"] * 60
-        and max(pss.values()) <= SOAK_PSS_MB_PER_MIN
+        and pss_slope <= SOAK_PSS_MB_PER_MIN
         and growing <= SOAK_GROWING_SEALS * seal
     )
     goal("soak_flat", now, "lag, PSS, growing segment flat (bench/run.py SOAK_*)", met, "soak")
@@ -295,12 +297,13 @@ async def _main(
 
             # The whole burst's rate, not its steady window (bench_soak._peak says why).
             peak = soak_peak or (results.get("pipeline_e2e_distinct") or {}).get("docs_per_s")
+            source = (
+                "--soak-peak (another run's figure)" if soak_peak else "the same run's pipeline"
+            )
             with tempfile.TemporaryDirectory() as home:
                 results["soak"] = await bench_soak.run(
-                    settings, Path(home), duration=soak_s, peak=peak
+                    settings, Path(home), duration=soak_s, peak=peak, peak_from=source
                 )
-            if soak_peak:
-                results["soak"]["peak_from"] = "--soak-peak (given: another run's figure)"
             save(results)
         if (not only or "security" in only) and settings.embedded_kafka:
             results["pipeline_sasl_ssl"] = await _security(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,9 @@ def test_results_say_which_run_wrote_each_entry(
     assert saved["_runs"]["runtime_noop"]["at"] == saved["_meta"]["at"]
 
 
-def _soak(lag_slope: float, pss_slope: float, growing_max: int, completed: int = 100) -> dict:
+def _soak(
+    lag_slope: float, pss_slope: float, growing_max: int, completed: int = 100
+) -> dict[str, Any]:
     trend = {"first": 0, "last": 0, "max": 0}
     return {
         "rate_docs_per_s": 20.0,  # 1200 a minute: lag may grow by 24 a minute
@@ -99,7 +102,7 @@ def _soak(lag_slope: float, pss_slope: float, growing_max: int, completed: int =
 def test_the_soak_is_flat_only_with_lag_memory_and_the_growing_segment_bounded() -> None:
     seal = bench.run.get_settings().segment_seal_rows
 
-    def met(soak: dict) -> bool | None:
+    def met(soak: dict[str, Any]) -> bool | None:
         return goals({"soak": soak})["soak_flat"]["met"]
 
     assert met(_soak(lag_slope=-5.0, pss_slope=1.0, growing_max=seal)) is True
